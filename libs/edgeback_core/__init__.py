@@ -1,0 +1,1 @@
+"""Shared foundation of every edgeback service: errors, settings, logging, lifecycle, bus."""

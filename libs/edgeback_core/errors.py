@@ -1,0 +1,91 @@
+"""The error taxonomy shared by every service.
+
+Every error carries a stable snake_case ``code`` (shown in API problem bodies and in
+failure events) and a ``retryable`` flag that the bus consumer wrapper uses to decide
+between retrying a message and dead-lettering it. Adapters translate driver errors into
+these at the boundary (``raise X from exc``) so that no caller sees a driver exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class EdgebackError(Exception):
+    """Root of all edgeback errors."""
+
+    code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, /, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: Mapping[str, Any] = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe view for problem bodies and failure events."""
+        return {"code": self.code, "message": self.message, "details": dict(self.details)}
+
+
+class ConfigError(EdgebackError):
+    """Settings are missing or invalid; the process cannot start."""
+
+    code = "config_error"
+
+
+class TransientError(EdgebackError):
+    """A dependency is down, slow or busy: trying again later may succeed."""
+
+    code = "transient_error"
+    retryable = True
+
+
+class UnavailableError(TransientError):
+    code = "unavailable"
+
+
+class DeadlineExceededError(TransientError):
+    code = "timeout"
+
+
+class LockBusyError(TransientError):
+    code = "lock_busy"
+
+
+class PermanentError(EdgebackError):
+    """The request itself is wrong: repeating it gives the same answer."""
+
+    code = "permanent_error"
+
+
+class NotFoundError(PermanentError):
+    code = "not_found"
+
+
+class ConflictError(PermanentError):
+    code = "conflict"
+
+
+class InvalidInputError(PermanentError):
+    code = "invalid_input"
+
+
+class UnroutableError(PermanentError):
+    """A message was published with ``mandatory`` and no queue was bound for it."""
+
+    code = "unroutable"
+
+
+class IntegrityError(EdgebackError):
+    """Stored or read data does not match what it claims to be. Always loud."""
+
+    code = "integrity_error"
+
+
+class DigestMismatchError(IntegrityError):
+    code = "digest_mismatch"
+
+
+class ShortReadError(IntegrityError):
+    code = "short_read"
