@@ -1,0 +1,66 @@
+"""The HTTP health endpoint every service answers on (``GET /healthz``).
+
+Each check is an async callable returning ``True`` when its dependency is usable;
+the endpoint answers 200 with ``status: ok`` when all pass and 503 otherwise, with
+the per-check results, so an operator or a supervisor can tell what is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from edgeback_core.errors import EdgebackError
+from edgeback_core.lifecycle import InFlight
+
+HealthCheck = Callable[[], Awaitable[bool]]
+_CHECK_TIMEOUT_S = 2.0
+
+
+@contextlib.asynccontextmanager
+async def serve_health(
+    *,
+    service: str,
+    host: str,
+    port: int,
+    checks: Mapping[str, HealthCheck],
+    inflight: InFlight | None = None,
+) -> AsyncIterator[int]:
+    """Serve ``/healthz`` on ``host:port`` (0 = any free port); yields the bound port."""
+    started = time.monotonic()
+
+    async def healthz(_request: web.Request) -> web.Response:
+        results = {name: await _run_check(check) for name, check in checks.items()}
+        healthy = all(results.values())
+        body = {
+            "service": service,
+            "status": "ok" if healthy else "unavailable",
+            "checks": results,
+            "in_flight": inflight.count if inflight else 0,
+            "uptime_s": round(time.monotonic() - started, 3),
+        }
+        return web.json_response(body, status=200 if healthy else 503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        yield int(sockets[0].getsockname()[1]) if sockets else port
+    finally:
+        await runner.cleanup()
+
+
+async def _run_check(check: HealthCheck) -> bool:
+    try:
+        return await asyncio.wait_for(check(), _CHECK_TIMEOUT_S)
+    except (TimeoutError, EdgebackError):
+        return False
