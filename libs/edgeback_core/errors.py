@@ -89,3 +89,83 @@ class DigestMismatchError(IntegrityError):
 
 class ShortReadError(IntegrityError):
     code = "short_read"
+
+
+class RbdPoolNotFoundError(NotFoundError):
+    code = "rbd_pool_not_found"
+
+
+class RbdImageNotFoundError(NotFoundError):
+    code = "rbd_image_not_found"
+
+
+class RbdSnapshotNotFoundError(NotFoundError):
+    code = "rbd_snapshot_not_found"
+
+
+class RbdImageExistsError(ConflictError):
+    code = "rbd_image_exists"
+
+
+class RbdSnapshotExistsError(ConflictError):
+    code = "rbd_snapshot_exists"
+
+
+class RbdNoSpaceError(PermanentError):
+    """The Ceph cluster or pool is full (or over quota): writes cannot proceed."""
+
+    code = "rbd_no_space"
+
+
+class RbdIOError(TransientError):
+    """librbd/librados reported an I/O error or an errno we do not classify."""
+
+    code = "rbd_io_error"
+
+
+class NameTakenError(ConflictError):
+    """Another resource of the same kind already has this name."""
+
+    code = "name_taken"
+
+
+class AlreadyExistsError(ConflictError):
+    """A resource with this id already exists."""
+
+    code = "already_exists"
+
+
+class InvalidTemplateError(InvalidInputError):
+    """An RBD name template is malformed (placeholder missing, repeated or unknown)."""
+
+    code = "invalid_template"
+
+
+class UnknownReferenceError(InvalidInputError):
+    """The request names a resource that does not exist (a dangling reference)."""
+
+    code = "unknown_reference"
+
+
+class HostNotActiveError(ConflictError):
+    """The backup host exists but is not activated yet."""
+
+    code = "host_not_active"
+
+
+class PlatformInUseError(ConflictError):
+    """The platform cannot be removed: jobs still reference it."""
+
+    code = "platform_in_use"
+
+
+class InvalidTransitionError(ConflictError):
+    """The run's state machine does not allow this transition from its current state."""
+
+    code = "invalid_transition"
+
+
+class StaleVersionError(ConflictError):
+    """The resource changed since the version the request was based on."""
+
+    code = "stale_version"
