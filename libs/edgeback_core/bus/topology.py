@@ -1,0 +1,157 @@
+"""All AMQP topology of edgeback in one place: exchanges, queues, their arguments.
+
+Exchanges: ``edgeback.commands`` and ``edgeback.events`` (topic, durable) and
+``edgeback.dlx`` (direct) for dead letters. Work queues are quorum queues named
+``<service>.<purpose>``; each dead-letters into ``<queue>.dlq`` and retries through
+``<queue>.retry.<ms>`` delay queues. Routing keys read ``<domain>.<kind>.<name>``
+(runs: ``run.<host_id>``). A ``prefix`` namespaces every name so tests (and several
+deployments on one broker) never collide. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ExchangeKind = Literal["commands", "events"]
+
+RETRIES_HEADER = "x-edgeback-retries"
+ROUTING_KEY_HEADER = "x-edgeback-routing-key"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSpec:
+    """A work queue: what it binds to and how failed messages are retried.
+
+    ``delivery_limit`` bounds redeliveries of a message whose handler crashes (a bug):
+    past it the broker dead-letters the message. ``retry_delays`` are the waits before
+    the 1st, 2nd, ... retry of a ``TransientError`` (the last one repeats);
+    after ``max_retries`` retries the message is dead-lettered.
+    """
+
+    name: str
+    exchange: ExchangeKind
+    bindings: tuple[str, ...]
+    delivery_limit: int = 5
+    retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0)
+    max_retries: int = 3
+    prefetch: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.retry_delays or min(self.retry_delays) <= 0:
+            raise ValueError("retry_delays must be positive and not empty")
+        if self.delivery_limit < 0 or self.max_retries < 0 or self.prefetch < 1:
+            raise ValueError("delivery_limit, max_retries >= 0 and prefetch >= 1")
+
+    def retry_delay(self, retries_done: int) -> float:
+        """Seconds to wait before retry number ``retries_done + 1``."""
+        return self.retry_delays[min(retries_done, len(self.retry_delays) - 1)]
+
+
+def catalog_events() -> QueueSpec:
+    """The catalog records every event (run state machines, audit)."""
+    return QueueSpec(name="catalog.events", exchange="events", bindings=("#",))
+
+
+def api_events() -> QueueSpec:
+    """The API relays events (run progress) to its clients."""
+    return QueueSpec(name="api.events", exchange="events", bindings=("#",))
+
+
+def scheduler_commands() -> QueueSpec:
+    """Commands addressed to the scheduler (e.g. re-plan a job)."""
+    return QueueSpec(name="scheduler.commands", exchange="commands", bindings=("schedule.#",))
+
+
+def worker_runs(host_id: str) -> QueueSpec:
+    """Runs for one backup host; every worker of that host competes on it."""
+    if not host_id or any(c in host_id for c in ".*#"):
+        raise ValueError(f"invalid host id for a routing key: {host_id!r}")
+    return QueueSpec(
+        name=f"worker.runs.{host_id}",
+        exchange="commands",
+        bindings=(run_routing_key(host_id),),
+        prefetch=1,
+    )
+
+
+def run_routing_key(host_id: str) -> str:
+    """Routing key of a ``StartRun`` command for ``host_id``."""
+    return f"run.{host_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Names and arguments of every exchange and queue, under one ``prefix``."""
+
+    prefix: str = ""
+
+    def exchange(self, kind: ExchangeKind) -> str:
+        return f"{self.prefix}edgeback.{kind}"
+
+    @property
+    def dlx(self) -> str:
+        return f"{self.prefix}edgeback.dlx"
+
+    def queue(self, spec: QueueSpec) -> str:
+        return f"{self.prefix}{spec.name}"
+
+    def dlq(self, spec: QueueSpec) -> str:
+        return f"{self.queue(spec)}.dlq"
+
+    def retry_queue(self, spec: QueueSpec, delay: float) -> str:
+        return f"{self.queue(spec)}.retry.{_millis(delay)}ms"
+
+    def retry_queues(self, spec: QueueSpec) -> dict[float, str]:
+        """One delay queue per distinct delay (a queue-wide TTL keeps FIFO expiry exact)."""
+        return {d: self.retry_queue(spec, d) for d in sorted(set(spec.retry_delays))}
+
+    def rpc_queue(self, name: str) -> str:
+        return f"{self.prefix}rpc.{name}"
+
+    def queue_arguments(self, spec: QueueSpec) -> dict[str, str | int]:
+        """Quorum queue with a delivery limit, dead-lettering at-least-once to the DLQ.
+
+        ``at-least-once`` keeps a dead-lettered message in the source queue until the
+        DLQ confirmed it (``at-most-once`` may lose it if the DLQ is unavailable); the
+        broker requires ``x-overflow: reject-publish`` with it. Needs RabbitMQ >= 3.10.
+        """
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": spec.delivery_limit,
+            "x-dead-letter-exchange": self.dlx,
+            "x-dead-letter-routing-key": self.queue(spec),
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
+    def dlq_arguments(self) -> dict[str, str | int]:
+        return {"x-queue-type": "quorum"}
+
+    def retry_queue_arguments(self, spec: QueueSpec, delay: float) -> dict[str, str | int]:
+        """A parking queue: messages expire after ``delay`` back into the work queue."""
+        return {
+            "x-message-ttl": _millis(delay),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.queue(spec),
+        }
+
+
+def _millis(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """AMQP topic matching: ``*`` is exactly one word, ``#`` is zero or more words."""
+    return _match(pattern.split("."), routing_key.split("."))
+
+
+def _match(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
+    if not words:
+        return False
+    return (head in ("*", words[0])) and _match(rest, words[1:])

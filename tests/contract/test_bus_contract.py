@@ -1,0 +1,230 @@
+"""One behaviour for both buses: routing, confirms, ack/retry/dead-letter, RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import msgspec
+import pytest
+
+from edgeback_core.bus.port import Envelope
+from edgeback_core.errors import (
+    DeadlineExceededError,
+    EdgebackError,
+    NotFoundError,
+    UnavailableError,
+    UnroutableError,
+)
+from edgeback_core.messages import Message, Ping, Pong
+
+
+
+class Note(Message, frozen=True, kw_only=True):
+    text: str
+
+
+class Other(Message, frozen=True, kw_only=True):
+    number: int
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.02)
+
+
+async def drain_dlq(bus, spec, count: int, timeout: float = 10.0) -> list[bytes]:
+    """Dead-lettering is asynchronous on RabbitMQ: collect until ``count`` arrived."""
+    bodies: list[bytes] = []
+    async with asyncio.timeout(timeout):
+        while len(bodies) < count:
+            bodies += await bus.dead_letters(spec)
+            await asyncio.sleep(0.05)
+    return bodies
+
+
+class Recorder:
+    def __init__(self, fail: Callable[[int], Exception | None] = lambda n: None) -> None:
+        self.seen: list[tuple[Note, Envelope]] = []
+        self.fail = fail
+
+    async def __call__(self, note: Note, envelope: Envelope) -> None:
+        self.seen.append((note, envelope))
+        error = self.fail(len(self.seen))
+        if error is not None:
+            raise error
+
+    @property
+    def texts(self) -> list[str]:
+        return [n.text for n, _ in self.seen]
+
+
+async def test_topic_routing_and_event_fan_out(world) -> None:
+    one = world.spec("svc.one", bindings=("backup.event.*",))
+    many = world.spec("svc.many", bindings=("backup.#",))
+    first, second = Recorder(), Recorder()
+    async with world.open() as bus:
+        await bus.consume(one, first, Note)
+        await bus.consume(many, second, Note)
+        for key in ("backup.event.done", "backup.x.y.z", "other.event.done", "backup.event.end"):
+            await bus.publish("events", key, Note(text=key))
+        await eventually(lambda: "backup.event.end" in first.texts + second.texts[-1:])
+        await eventually(lambda: len(second.seen) == 3)
+    assert first.texts == ["backup.event.done", "backup.event.end"]
+    assert second.texts == ["backup.event.done", "backup.x.y.z", "backup.event.end"]
+    assert [e.routing_key for _, e in first.seen] == first.texts
+    assert all(not e.redelivered and e.delivery_count == 0 for _, e in second.seen)
+
+
+async def test_unroutable_command_raises_but_event_does_not(world) -> None:
+    runs = world.spec("worker.runs.h1", exchange="commands", bindings=("run.h1",))
+    seen = Recorder()
+    async with world.open() as bus:
+        await bus.consume(runs, seen, Note)
+        with pytest.raises(UnroutableError):
+            await bus.publish("commands", "run.h2", Note(text="lost"))
+        await bus.publish("events", "nobody.event.listens", Note(text="dropped"))
+        await bus.publish("commands", "run.h1", Note(text="taken"), message_id="m-1")
+        await eventually(lambda: len(seen.seen) == 1)
+    assert seen.seen[0][1].message_id == "m-1"
+
+
+async def test_poison_message_reaches_dlq_after_delivery_limit(world) -> None:
+    spec = world.spec("svc.poison", delivery_limit=2)
+    crash = Recorder(fail=lambda n: RuntimeError(f"bug #{n}"))
+    async with world.open() as bus:
+        await bus.consume(spec, crash, Note)
+        await bus.publish("events", "x.event.y", Note(text="poison"))
+        dead = await drain_dlq(bus, spec, 1)
+    assert [msgspec.json.decode(b, type=Note).text for b in dead] == ["poison"]
+    # the first delivery plus one per allowed redelivery
+    assert [e.delivery_count for _, e in crash.seen] == [0, 1, 2]
+    assert [e.redelivered for _, e in crash.seen] == [False, True, True]
+
+
+async def test_transient_error_is_retried_then_succeeds(world) -> None:
+    spec = world.spec("svc.flaky", retry_delays=(0.2,), max_retries=3)
+    flaky = Recorder(fail=lambda n: UnavailableError("down") if n <= 2 else None)
+    async with world.open() as bus:
+        await bus.consume(spec, flaky, Note)
+        started = time.monotonic()
+        await bus.publish("events", "x.event.flaky", Note(text="again"), message_id="m-2")
+        await eventually(lambda: len(flaky.seen) == 3)
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(0.3)
+        assert await bus.dead_letters(spec) == []
+    assert len(flaky.seen) == 3
+    assert elapsed >= 0.35
+    envelopes = [e for _, e in flaky.seen]
+    assert [e.headers.get("x-edgeback-retries", 0) for e in envelopes] == [0, 1, 2]
+    assert {e.message_id for e in envelopes} == {"m-2"}
+    assert {e.routing_key for e in envelopes} == {"x.event.flaky"}
+
+
+async def test_transient_error_dead_letters_after_max_retries(world) -> None:
+    spec = world.spec("svc.down", retry_delays=(0.1,), max_retries=1)
+    down = Recorder(fail=lambda n: UnavailableError("still down"))
+    async with world.open() as bus:
+        await bus.consume(spec, down, Note)
+        await bus.publish("events", "x.event.down", Note(text="give up"))
+        dead = await drain_dlq(bus, spec, 1)
+    assert len(down.seen) == 2
+    assert msgspec.json.decode(dead[0], type=Note).text == "give up"
+
+
+async def test_permanent_error_and_bad_body_go_straight_to_dlq(world) -> None:
+    spec = world.spec("svc.strict")
+    strict = Recorder(fail=lambda n: NotFoundError("no such job"))
+    async with world.open() as bus:
+        await bus.consume(spec, strict, Note)
+        await bus.publish("events", "x.event.a", Note(text="missing"))
+        await bus.publish("events", "x.event.b", Other(number=7))
+        dead = await drain_dlq(bus, spec, 2)
+    assert strict.texts == ["missing"]
+    assert sorted(dead) == sorted([b'{"text":"missing"}', b'{"number":7}'])
+
+
+async def test_killed_consumer_message_is_redelivered_to_another(world) -> None:
+    spec = world.spec("svc.kill")
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def stuck(note: Note, envelope: Envelope) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    survivor = Recorder()
+    async with world.open() as bus:
+        await bus.consume(spec, stuck, Note)
+        await bus.publish("events", "x.event.kill", Note(text="survive"), message_id="m-3")
+        await asyncio.wait_for(started.wait(), 10)
+    assert cancelled.is_set()
+    async with world.open() as other:
+        await other.consume(spec, survivor, Note)
+        await eventually(lambda: len(survivor.seen) == 1)
+    note, envelope = survivor.seen[0]
+    assert (note.text, envelope.message_id, envelope.redelivered) == ("survive", "m-3", True)
+
+
+async def test_stop_lets_in_flight_handler_finish(world) -> None:
+    spec = world.spec("svc.drain")
+    release, done = asyncio.Event(), Recorder()
+
+    async def slow(note: Note, envelope: Envelope) -> None:
+        await release.wait()
+        await done(note, envelope)
+
+    async with world.open() as bus:
+        handle = await bus.consume(spec, slow, Note)
+        await bus.publish("events", "x.event.drain", Note(text="finish me"))
+        await asyncio.sleep(0.2)
+        stopping = asyncio.create_task(handle.stop())
+        await asyncio.sleep(0.1)
+        assert not stopping.done()
+        release.set()
+        await asyncio.wait_for(stopping, 10)
+    assert done.texts == ["finish me"]
+    again = Recorder()
+    async with world.open() as bus:
+        await bus.consume(spec, again, Note)
+        await asyncio.sleep(0.3)
+    assert again.seen == []
+
+
+async def pong(ping: Ping) -> Pong:
+    if ping.nonce == "missing":
+        raise NotFoundError("no such thing")
+    if ping.nonce == "bug":
+        raise ValueError("oops")
+    if ping.nonce == "slow":
+        await asyncio.sleep(5)
+    return Pong(service="test", nonce=ping.nonce)
+
+
+async def test_rpc_round_trip_and_error_mapping(world) -> None:
+    async with world.open() as server, world.open() as client:
+        await server.serve_rpc("health.ping", pong, Ping)
+        reply = await client.call("health.ping", Ping(nonce="n1"), Pong, timeout=5)
+        assert reply == Pong(service="test", nonce="n1")
+        with pytest.raises(NotFoundError, match="no such thing"):
+            await client.call("health.ping", Ping(nonce="missing"), Pong, timeout=5)
+        with pytest.raises(EdgebackError) as bug:
+            await client.call("health.ping", Ping(nonce="bug"), Pong, timeout=5)
+        assert type(bug.value) is EdgebackError
+        assert bug.value.code == "internal_error"
+
+
+async def test_rpc_timeout_and_missing_server(world) -> None:
+    async with world.open() as server, world.open() as client:
+        await server.serve_rpc("slow.rpc", pong, Ping)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError):
+            await client.call("slow.rpc", Ping(nonce="slow"), Pong, timeout=0.3)
+        assert time.monotonic() - started < 2
+        with pytest.raises(UnroutableError):
+            await client.call("nobody.rpc", Ping(), Pong, timeout=2)
