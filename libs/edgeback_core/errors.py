@@ -169,3 +169,15 @@ class StaleVersionError(ConflictError):
     """The resource changed since the version the request was based on."""
 
     code = "stale_version"
+
+
+class ChunkFormatError(IntegrityError):
+    """A chunk record's header is malformed (magic, version, codec or lengths)."""
+
+    code = "chunk_header_invalid"
+
+
+class ManifestFormatError(IntegrityError):
+    """A stored manifest is truncated, corrupted or of an unknown format."""
+
+    code = "manifest_invalid"

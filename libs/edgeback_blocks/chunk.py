@@ -1,0 +1,251 @@
+"""Chunk records: the self-describing on-disk and on-wire form of one chunk of a disk.
+
+A chunk is up to ``CHUNK_SIZE`` bytes of an image at a chunk-aligned offset, named by its
+keyed BLAKE3 digest. A record is a 48-byte header (magic, format version, codec, raw and
+stored lengths, digest) followed by the payload, compressed with zstd or stored raw when
+compression does not shrink it. Every read checks the header, the lengths and the digest,
+so a corrupted chunk is always reported, never returned. Layouts: ``docs/formats.md``.
+
+Encoders and decoders hold zstd contexts that must not be shared between threads (a shared
+compressor crashed the process): create one per worker thread.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Final, Self
+
+import blake3
+import zstandard
+
+from edgeback_blocks.ids import DIGEST_SIZE, ChunkDigest, PoolKey
+from edgeback_core.errors import (
+    ChunkFormatError,
+    DigestMismatchError,
+    InvalidInputError,
+    ShortReadError,
+)
+
+CHUNK_SIZE: Final = 4 * 1024 * 1024
+MAGIC: Final = b"EBCK"
+FORMAT_VERSION: Final = 1
+ZERO_CHUNK: Final = bytes(CHUNK_SIZE)
+
+# magic | version u8 | codec u8 | reserved u16 | raw_length u32 | stored_length u32 | digest
+_HEADER: Final = struct.Struct("<4sBBHII32s")
+HEADER_SIZE: Final = _HEADER.size  # 48
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Codec(IntEnum):
+    """How a record's payload is stored."""
+
+    RAW = 0
+    ZSTD = 1
+
+
+class Compression(StrEnum):
+    """Operator-facing compression setting; ``FAST`` (zstd level 1) is the default."""
+
+    NONE = "none"
+    FAST = "fast"
+    BALANCED = "balanced"
+    BEST = "best"
+
+    @property
+    def zstd_level(self) -> int | None:
+        """The zstd level, or None when chunks are stored raw."""
+        return _ZSTD_LEVELS[self]
+
+
+_CODEC_VALUES: Final = frozenset(int(codec) for codec in Codec)
+
+_ZSTD_LEVELS: Final[dict[Compression, int | None]] = {
+    Compression.NONE: None,
+    Compression.FAST: 1,
+    Compression.BALANCED: 3,
+    Compression.BEST: 9,
+}
+
+
+def chunk_digest(key: PoolKey, data: Buffer) -> ChunkDigest:
+    """The keyed BLAKE3 digest naming ``data`` in the pool whose key is ``key``."""
+    return ChunkDigest(blake3.blake3(data, key=key).digest())
+
+
+def is_zero(data: Buffer) -> bool:
+    """True when every byte of ``data`` is zero (a memcmp against a shared zero buffer)."""
+    size = len(data) if not isinstance(data, memoryview) else data.nbytes
+    if size <= CHUNK_SIZE:
+        return ZERO_CHUNK.startswith(data)
+    view = memoryview(data).cast("B")
+    return all(
+        ZERO_CHUNK.startswith(view[start : start + CHUNK_SIZE])
+        for start in range(0, size, CHUNK_SIZE)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkHeader:
+    """The fixed 48-byte header in front of every chunk record."""
+
+    codec: Codec
+    raw_length: int
+    stored_length: int
+    digest: ChunkDigest
+
+    def pack(self) -> bytes:
+        return _HEADER.pack(
+            MAGIC, FORMAT_VERSION, self.codec, 0, self.raw_length, self.stored_length, self.digest
+        )
+
+    @classmethod
+    def unpack(cls, buf: Buffer) -> Self:
+        """Parse and check the header at the start of ``buf`` (which may be a whole record)."""
+        if len(buf) < HEADER_SIZE:
+            raise ChunkFormatError(
+                "chunk record shorter than its header", length=len(buf), needed=HEADER_SIZE
+            )
+        fields = _HEADER.unpack_from(buf)
+        problem = _header_problem(fields)
+        _, _, codec, _, raw_length, stored_length, digest = fields
+        if problem is not None:
+            raise ChunkFormatError(f"invalid chunk header: {problem}", digest=digest.hex())
+        return cls(
+            codec=Codec(codec),
+            raw_length=raw_length,
+            stored_length=stored_length,
+            digest=ChunkDigest(digest),
+        )
+
+
+def _header_problem(fields: tuple[bytes, int, int, int, int, int, bytes]) -> str | None:
+    magic, version, codec, reserved, raw_length, stored_length, _ = fields
+    checks = (
+        (magic == MAGIC, f"bad magic {magic!r}"),
+        (version == FORMAT_VERSION, f"unknown format version {version}"),
+        (codec in _CODEC_VALUES, f"unknown codec {codec}"),
+        (reserved == 0, "reserved bits set"),
+        (0 < raw_length <= CHUNK_SIZE, f"raw length {raw_length} out of range"),
+        (stored_length > 0, "empty payload"),
+        (codec != Codec.RAW or stored_length == raw_length, "raw payload length mismatch"),
+    )
+    return next((problem for ok, problem in checks if not ok), None)
+
+
+class ChunkEncoder:
+    """Builds chunk records. Holds one zstd compressor: use one encoder per thread."""
+
+    def __init__(self, compression: Compression = Compression.FAST) -> None:
+        self.compression = compression
+        level = compression.zstd_level
+        self._compressor = (
+            None
+            if level is None
+            else zstandard.ZstdCompressor(
+                level=level, write_checksum=False, write_content_size=True
+            )
+        )
+
+    def encode_parts(self, data: Buffer, digest: ChunkDigest) -> tuple[bytes, Buffer]:
+        """The record as (header, payload), for writers that can send both without a copy.
+
+        The payload is ``data`` itself when the chunk is stored raw.
+        """
+        raw_length = len(data) if not isinstance(data, memoryview) else data.nbytes
+        if not 0 < raw_length <= CHUNK_SIZE:
+            raise InvalidInputError("chunk length out of range", length=raw_length)
+        if len(digest) != DIGEST_SIZE:
+            raise InvalidInputError("chunk digest must be 32 bytes", length=len(digest))
+        payload: Buffer = data
+        codec = Codec.RAW
+        if self._compressor is not None:
+            compressed = self._compressor.compress(data)
+            if len(compressed) < raw_length:
+                payload, codec = compressed, Codec.ZSTD
+        header = ChunkHeader(
+            codec=codec, raw_length=raw_length, stored_length=len(payload), digest=digest
+        )
+        return header.pack(), payload
+
+    def encode(self, data: Buffer, digest: ChunkDigest) -> bytes:
+        """The complete record (header + payload) for ``data`` whose digest is ``digest``."""
+        header, payload = self.encode_parts(data, digest)
+        return b"".join((header, payload))
+
+
+class ChunkDecoder:
+    """Parses and verifies chunk records. Holds one zstd decompressor: one per thread."""
+
+    def __init__(self) -> None:
+        self._decompressor = zstandard.ZstdDecompressor()
+
+    def decode(self, record: Buffer, *, key: PoolKey, expected: ChunkDigest) -> bytes:
+        """The chunk's data, after checking header, lengths and the keyed digest.
+
+        Raises an ``IntegrityError`` subclass naming the chunk on any mismatch.
+        """
+        header, payload = _split_record(record, expected)
+        data = self._payload_data(header, payload, expected)
+        actual = chunk_digest(key, data)
+        if actual != expected:
+            raise DigestMismatchError(
+                f"chunk {expected.hex()} is corrupt: its data hashes to {actual.hex()}",
+                chunk=expected.hex(),
+                actual=actual.hex(),
+            )
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def verify_record(self, record: Buffer, key: PoolKey, expected: ChunkDigest) -> int:
+        """Check ``record`` as ``decode`` does without keeping the data; returns the raw length."""
+        return len(self.decode(record, key=key, expected=expected))
+
+    def _payload_data(self, header: ChunkHeader, payload: memoryview, chunk: ChunkDigest) -> Buffer:
+        if header.codec == Codec.RAW:
+            return payload
+        try:
+            data = self._decompressor.decompress(payload, max_output_size=header.raw_length)
+        except zstandard.ZstdError as exc:
+            raise DigestMismatchError(
+                f"chunk {chunk.hex()} is corrupt: its payload does not decompress ({exc})",
+                chunk=chunk.hex(),
+            ) from exc
+        if len(data) != header.raw_length:
+            raise ShortReadError(
+                f"chunk {chunk.hex()} decompresses to {len(data)} bytes, "
+                f"its header says {header.raw_length}",
+                chunk=chunk.hex(),
+                length=len(data),
+                expected_length=header.raw_length,
+            )
+        return data
+
+
+def _split_record(record: Buffer, expected: ChunkDigest) -> tuple[ChunkHeader, memoryview]:
+    try:
+        header = ChunkHeader.unpack(record)
+    except ChunkFormatError as exc:
+        raise ChunkFormatError(
+            f"chunk {expected.hex()}: {exc.message}", chunk=expected.hex()
+        ) from exc
+    if header.digest != expected:
+        raise DigestMismatchError(
+            f"record of chunk {expected.hex()} is labelled {header.digest.hex()}",
+            chunk=expected.hex(),
+            actual=header.digest.hex(),
+        )
+    view = memoryview(record).cast("B")
+    stored = view.nbytes - HEADER_SIZE
+    if stored != header.stored_length:
+        error = ShortReadError if stored < header.stored_length else ChunkFormatError
+        raise error(
+            f"chunk {expected.hex()} record holds {stored} payload bytes, "
+            f"its header says {header.stored_length}",
+            chunk=expected.hex(),
+            length=stored,
+            expected_length=header.stored_length,
+        )
+    return header, view[HEADER_SIZE:]
