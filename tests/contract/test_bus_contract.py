@@ -20,7 +20,6 @@ from edgeback_core.errors import (
 from edgeback_core.messages import Message, Ping, Pong
 
 
-
 class Note(Message, frozen=True, kw_only=True):
     text: str
 
@@ -29,16 +28,17 @@ class Other(Message, frozen=True, kw_only=True):
     number: int
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
+async def eventually(check: Callable[[], bool], limit: float = 10.0) -> None:
+    """Poll: the handlers run on the broker's schedule, nothing signals "all arrived"."""
+    async with asyncio.timeout(limit):
+        while not check():  # noqa: ASYNC110 - polling state we do not own
             await asyncio.sleep(0.02)
 
 
-async def drain_dlq(bus, spec, count: int, timeout: float = 10.0) -> list[bytes]:
+async def drain_dlq(bus, spec, count: int, limit: float = 10.0) -> list[bytes]:
     """Dead-lettering is asynchronous on RabbitMQ: collect until ``count`` arrived."""
     bodies: list[bytes] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit):
         while len(bodies) < count:
             bodies += await bus.dead_letters(spec)
             await asyncio.sleep(0.05)
@@ -228,3 +228,12 @@ async def test_rpc_timeout_and_missing_server(world) -> None:
         assert time.monotonic() - started < 2
         with pytest.raises(UnroutableError):
             await client.call("nobody.rpc", Ping(), Pong, timeout=2)
+
+
+async def test_amqp_broker_down_is_unavailable() -> None:
+    from edgeback_core.bus.amqp import AmqpBus  # noqa: PLC0415
+    from edgeback_core.bus.topology import Topology  # noqa: PLC0415
+
+    with pytest.raises(UnavailableError):
+        async with AmqpBus.open("amqp://guest:guest@127.0.0.1:1/", Topology(prefix="t-x.")):
+            pass

@@ -1,0 +1,87 @@
+"""The consumer wrapper's decision table and the RPC error transport."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgeback_core import errors
+from edgeback_core.bus.consumer import Outcome, decide
+from edgeback_core.bus.rpc import error_of, error_registry, failure_of
+from edgeback_core.bus.topology import QueueSpec
+
+SPEC = QueueSpec(name="s.q", exchange="events", bindings=("#",), retry_delays=(1, 5), max_retries=3)
+
+transient = st.sampled_from(
+    [
+        errors.TransientError,
+        errors.UnavailableError,
+        errors.DeadlineExceededError,
+        errors.LockBusyError,
+    ]
+)
+final = st.sampled_from(
+    [
+        errors.PermanentError,
+        errors.NotFoundError,
+        errors.UnroutableError,
+        errors.IntegrityError,
+        errors.DigestMismatchError,
+        errors.ConfigError,
+        errors.EdgebackError,
+    ]
+)
+
+
+@given(transient, st.integers(0, 10))
+def test_transient_retries_until_max_then_dead_letters(cls: type[Exception], done: int) -> None:
+    decision = decide(cls("x"), retries_done=done, spec=SPEC)
+    if done < SPEC.max_retries:
+        assert decision.outcome is Outcome.RETRY
+        assert decision.delay == SPEC.retry_delay(done)
+    else:
+        assert decision.outcome is Outcome.DEAD_LETTER
+
+
+@given(final, st.integers(0, 10))
+def test_non_retryable_errors_dead_letter_at_once(cls: type[Exception], done: int) -> None:
+    assert decide(cls("x"), retries_done=done, spec=SPEC).outcome is Outcome.DEAD_LETTER
+
+
+@pytest.mark.parametrize("error", [RuntimeError("bug"), KeyError("k"), ZeroDivisionError()])
+def test_bugs_requeue_and_success_acks(error: Exception) -> None:
+    assert decide(error, retries_done=0, spec=SPEC).outcome is Outcome.REQUEUE
+    assert decide(None, retries_done=9, spec=SPEC).outcome is Outcome.ACK
+
+
+def test_undecodable_body_dead_letters() -> None:
+    with pytest.raises(msgspec.DecodeError) as caught:
+        msgspec.json.decode(b"{", type=dict)
+    assert decide(caught.value, retries_done=0, spec=SPEC).outcome is Outcome.DEAD_LETTER
+
+
+def test_cancelled_is_not_an_exception_the_wrapper_sees() -> None:
+    # CancelledError is a BaseException: the wrapper's `except Exception` cannot swallow it
+    assert not issubclass(asyncio.CancelledError, Exception)
+
+
+@pytest.mark.parametrize("cls", [error_registry()[code] for code in sorted(error_registry())])
+def test_every_error_round_trips_by_code(cls: type[errors.EdgebackError]) -> None:
+    back = error_of(failure_of(cls("boom")))
+    assert type(back) is cls
+    assert (back.code, back.message) == (cls.code, "boom")
+
+
+def test_bug_and_unknown_code_become_internal_error() -> None:
+    bug = error_of(failure_of(ValueError("oops")))
+    assert type(bug) is errors.EdgebackError
+    assert "ValueError: oops" in bug.message
+    unknown = error_of(
+        failure_of(errors.NotFoundError("x")).__class__(code="new_code", message="m")
+    )
+    assert type(unknown) is errors.EdgebackError
+    assert unknown.details["remote_code"] == "new_code"
