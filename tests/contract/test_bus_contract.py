@@ -169,6 +169,7 @@ async def test_killed_consumer_message_is_redelivered_to_another(world) -> None:
         await eventually(lambda: len(survivor.seen) == 1)
     note, envelope = survivor.seen[0]
     assert (note.text, envelope.message_id, envelope.redelivered) == ("survive", "m-3", True)
+    assert envelope.delivery_count == 1
 
 
 async def test_stop_lets_in_flight_handler_finish(world) -> None:
