@@ -181,3 +181,15 @@ class ManifestFormatError(IntegrityError):
     """A stored manifest is truncated, corrupted or of an unknown format."""
 
     code = "manifest_invalid"
+
+
+class PlatformAuthError(PermanentError):
+    """The cloud platform refused our Access Key / Secret Key (or the request signature)."""
+
+    code = "platform_auth_failed"
+
+
+class PlatformUnreachableError(UnavailableError):
+    """The cloud platform's API could not be reached (address, port, TLS or network)."""
+
+    code = "platform_unreachable"

@@ -1,0 +1,1 @@
+"""Test support code shared by the suites (emulators, helpers that need real services)."""

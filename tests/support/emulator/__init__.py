@@ -1,0 +1,1 @@
+"""An emulator of the edge-cloud platform API over a real Ceph pool, for tests and demos."""

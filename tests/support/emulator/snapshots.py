@@ -1,0 +1,103 @@
+"""Snapshot endpoints of the emulator: real RBD snapshots on every Ceph disk of a VM.
+
+With ``quiesce`` and a running guest agent, the snapshot is bracketed by ``fs_freeze`` and
+``fs_thaw`` events in the log (what the QEMU guest agent would do inside the guest); the
+thaw is recorded even when a disk snapshot fails, as a real agent would be thawed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+from aiohttp import web
+from tests.support.emulator.runtime import EMULATOR, ApiError, Emulator, find_vm, reply
+
+from edgeback_platform.models import (
+    DiskSnapshot,
+    DiskSnapshotId,
+    SnapshotId,
+    SnapshotRequest,
+    Vm,
+    VmSnapshot,
+)
+
+_request_decoder = msgspec.json.Decoder(SnapshotRequest)
+
+
+async def create_snapshot(request: web.Request) -> web.Response:
+    emu = request.app[EMULATOR]
+    try:
+        body = _request_decoder.decode(await request.read() or b"{}")
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise ApiError(400, "invalid_body", str(exc)) from exc
+    async with emu.lock:
+        vm = find_vm(emu, request)
+        if vm.state == "shelved":
+            raise ApiError(409, "vm_shelved", f"VM {vm.id} is shelved: its disks are offloaded")
+        parts = tuple(
+            DiskSnapshot(disk_id=d.id, snapshot_id=DiskSnapshotId(str(uuid.uuid4())))
+            for d in vm.disks
+        )
+        snapshot = VmSnapshot(
+            id=SnapshotId(str(uuid.uuid4())),
+            vm_id=vm.id,
+            disks=parts,
+            frozen=body.quiesce and vm.can_quiesce,
+            created=datetime.now(UTC),
+        )
+        if snapshot.frozen:
+            emu.state.record("fs_freeze", vm.id, snapshot.id)
+        try:
+            await _snap_disks(emu, vm, snapshot)
+        finally:
+            if snapshot.frozen:
+                emu.state.record("fs_thaw", vm.id, snapshot.id)
+        emu.state.snapshots.append(snapshot)
+        emu.state.record("snapshot_created", vm.id, snapshot.id)
+        await emu.persist()
+    return reply(snapshot, 201)
+
+
+async def _snap_disks(emu: Emulator, vm: Vm, snapshot: VmSnapshot) -> None:
+    """Snapshot each Ceph disk; on failure remove the ones already made."""
+    ceph = emu.state.ceph
+    targets = [
+        (image, ceph.snap_name(part.snapshot_id))
+        for disk, part in zip(vm.disks, snapshot.disks, strict=True)
+        if (image := ceph.image_name(vm.id, disk)) is not None
+    ]
+    if not targets:
+        return
+    images = emu.require_images()
+    done: list[tuple[str, str]] = []
+    try:
+        for image, snap in targets:
+            await asyncio.to_thread(images.snap, image, snap)
+            done.append((image, snap))
+    except Exception as exc:
+        for image, snap in done:
+            await asyncio.to_thread(images.unsnap, image, snap)
+        raise ApiError(500, "snapshot_failed", f"RBD snapshot failed: {exc}") from exc
+
+
+async def delete_snapshot(request: web.Request) -> web.Response:
+    emu = request.app[EMULATOR]
+    async with emu.lock:
+        vm = find_vm(emu, request)
+        snap_id = SnapshotId(request.match_info["snapshot_id"])
+        snapshot = emu.state.snapshot(vm.id, snap_id)
+        if snapshot is None:
+            raise ApiError(404, "snapshot_not_found", f"no snapshot {snap_id} on VM {vm.id}")
+        ceph = emu.state.ceph
+        for disk in vm.disks:
+            image = ceph.image_name(vm.id, disk)
+            if image is not None:
+                snap = ceph.snap_name(snapshot.for_disk(disk.id))
+                await asyncio.to_thread(emu.require_images().unsnap, image, snap)
+        emu.state.snapshots.remove(snapshot)
+        emu.state.record("snapshot_deleted", vm.id, snap_id)
+        await emu.persist()
+    return web.Response(status=204)
