@@ -12,10 +12,13 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+import structlog
 from aiohttp import web
 
 from edgeback_core.errors import EdgebackError
 from edgeback_core.lifecycle import InFlight
+
+log = structlog.get_logger(__name__)
 
 HealthCheck = Callable[[], Awaitable[bool]]
 _CHECK_TIMEOUT_S = 2.0
@@ -54,7 +57,9 @@ async def serve_health(
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
-        yield int(sockets[0].getsockname()[1]) if sockets else port
+        bound = int(sockets[0].getsockname()[1]) if sockets else port
+        log.info("health.listening", service=service, host=host, port=bound)
+        yield bound
     finally:
         await runner.cleanup()
 

@@ -73,6 +73,7 @@ class ServiceRuntime:
     inflight: InFlight
     stopping: asyncio.Event
     _group: asyncio.TaskGroup
+    health_port: int | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _intake_stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 

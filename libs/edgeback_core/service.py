@@ -1,0 +1,123 @@
+"""What every service process shares: common settings, the bus, health answers.
+
+``open_service_bus`` connects a service to the bus for the lifetime of its runtime,
+answers ``health.ping.<service>`` over it, and serves ``/healthz`` over HTTP, whose
+``bus`` check is a real round trip through the broker back to this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from edgeback_core import logging as edgeback_logging
+from edgeback_core.bus.amqp import AmqpBus
+from edgeback_core.bus.port import Bus
+from edgeback_core.bus.topology import Topology
+from edgeback_core.errors import EdgebackError
+from edgeback_core.health import HealthCheck, serve_health
+from edgeback_core.lifecycle import ServiceRuntime, run_service
+from edgeback_core.messages.health import PING_RPC, Ping, Pong
+from edgeback_core.settings import load, process_environ
+
+_PING_TIMEOUT_S = 1.5
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommonSettings:
+    """Settings every service reads, under ``EDGEBACK_``."""
+
+    amqp_url: str
+    bus_prefix: str = ""
+    log_level: str = "INFO"
+    log_json: bool | None = None
+    grace_s: float = 30.0
+    instance: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthSettings:
+    """Where one service answers ``/healthz``, under ``EDGEBACK_<SERVICE>_``."""
+
+    health_host: str = "127.0.0.1"
+    health_port: int = 0
+
+
+def load_common(environ: Mapping[str, str], service: str) -> tuple[CommonSettings, HealthSettings]:
+    """Load both settings groups; configure logging from them."""
+    common = load(CommonSettings, environ)
+    health = load(HealthSettings, environ, prefix=f"EDGEBACK_{service.upper()}_")
+    edgeback_logging.configure(common.log_level, json=common.log_json, service=service)
+    return common, health
+
+
+def ping_rpc(service: str) -> str:
+    return f"{PING_RPC}.{service}"
+
+
+def instance_name(common: CommonSettings) -> str:
+    return common.instance or f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def open_service_bus(
+    runtime: ServiceRuntime,
+    common: CommonSettings,
+    health: HealthSettings,
+    *,
+    extra_checks: Mapping[str, HealthCheck] | None = None,
+) -> Bus:
+    """Connect to RabbitMQ, answer pings, serve ``/healthz``; all closed with the runtime."""
+    topology = Topology(prefix=common.bus_prefix)
+    bus = await runtime.stack.enter_async_context(
+        AmqpBus.open(common.amqp_url, topology, tracker=runtime.inflight)
+    )
+    me = instance_name(common)
+
+    async def pong(request: Ping) -> Pong:
+        return Pong(service=runtime.name, instance=me, nonce=request.nonce)
+
+    handle = await bus.serve_rpc(ping_rpc(runtime.name), pong, Ping)
+    runtime.on_stop_intake(handle.stop)
+
+    async def bus_round_trip() -> bool:
+        nonce = uuid.uuid4().hex
+        try:
+            reply = await bus.call(
+                ping_rpc(runtime.name), Ping(nonce=nonce), Pong, timeout=_PING_TIMEOUT_S
+            )
+        except EdgebackError:
+            return False
+        return reply.nonce == nonce
+
+    checks: dict[str, HealthCheck] = {"bus": bus_round_trip, **(extra_checks or {})}
+    port = await runtime.stack.enter_async_context(
+        serve_health(
+            service=runtime.name,
+            host=health.health_host,
+            port=health.health_port,
+            checks=checks,
+            inflight=runtime.inflight,
+        )
+    )
+    runtime.health_port = port
+    return bus
+
+
+ExtraSetup = Callable[[ServiceRuntime, Bus, CommonSettings], Awaitable[None]]
+
+
+def serve(service: str, extra_setup: ExtraSetup | None = None) -> None:
+    """The whole ``main()`` of a bus service: load settings, run until SIGTERM, exit."""
+    common, health = load_common(process_environ(), service)
+
+    async def setup(runtime: ServiceRuntime) -> None:
+        bus = await open_service_bus(runtime, common, health)
+        if extra_setup is not None:
+            await extra_setup(runtime, bus, common)
+
+    sys.exit(asyncio.run(run_service(service, setup, grace_s=common.grace_s)))

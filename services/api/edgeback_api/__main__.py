@@ -1,0 +1,3 @@
+from edgeback_api.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The scheduler service: computes due runs of saved jobs and publishes ``StartRun``."""

@@ -1,0 +1,3 @@
+from edgeback_scheduler.main import main
+
+main()

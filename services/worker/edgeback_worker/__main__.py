@@ -1,0 +1,3 @@
+from edgeback_worker.main import main
+
+main()
