@@ -193,3 +193,25 @@ class PlatformUnreachableError(UnavailableError):
     """The cloud platform's API could not be reached (address, port, TLS or network)."""
 
     code = "platform_unreachable"
+
+
+class PoolFullError(PermanentError):
+    """A storage pool has no room (quota or filesystem) for the data being written.
+
+    Not retryable by the same request now (the bus must not spin on it); it may clear
+    later, after garbage collection or a larger quota, so it has its own code.
+    """
+
+    code = "pool_full"
+
+
+class UnauthenticatedError(PermanentError):
+    """A request carried no credentials or wrong ones."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(PermanentError):
+    """The caller is known but not allowed to do this."""
+
+    code = "permission_denied"

@@ -1,0 +1,58 @@
+"""Wire schemas of the storage node's data API (``/v1``), shared by the node and its client.
+
+JSON bodies only; chunks, manifests and digest lists travel as raw bytes. Problem
+bodies of failed requests are ``EdgebackError.to_dict()``. New fields get defaults.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+
+class PoolKind(enum.StrEnum):
+    DEDUP = "dedup"
+    """Content-addressed chunks shared by every disk version."""
+    STANDARD = "standard"
+    """No dedup: each disk version keeps its own chunks."""
+
+
+class CreatePool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/pools`` (admin token)."""
+
+    name: str
+    kind: PoolKind
+    quota_bytes: int | None = None
+
+
+class PoolStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /v1/pools/{pool}``; ``GET /v1/pools`` answers a list of these."""
+
+    name: str
+    id: str
+    kind: PoolKind
+    key_id: str
+    quota_bytes: int | None
+    capacity_bytes: int
+    used_bytes: int
+    free_bytes: int
+    chunks: int
+    stored_bytes: int
+    """Bytes of chunk records on disk (after compression and dedup)."""
+    logical_bytes: int
+    """Non-zero data referenced by the pool's committed manifests."""
+    dedup_ratio: float | None
+    """logical / stored bytes (dedup and compression together); None while empty."""
+    manifests: int
+
+
+class ManifestItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of ``GET /v1/pools/{pool}/manifests``."""
+
+    vm: str
+    disk: str
+    version: str
+    size: int
+    modified: str
+    """ISO 8601, UTC."""

@@ -1,0 +1,72 @@
+"""The dedup chunk store: one content-addressed directory shared by every disk version.
+
+A chunk that is already present is never written again (server-side dedup), and two
+concurrent uploads of the same new chunk write it once: the second waits for the
+first (or retries if the first fails). File I/O runs in the node's thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+
+from edgeback_blocks.ids import ChunkDigest
+from edgeback_dedup.content_dir import ChunkCounts, ChunkDirectory
+from edgeback_dedup.names import SafeName
+
+CHUNKS_DIR = "chunks"
+
+
+class DedupChunkStore:
+    def __init__(self, chunks: ChunkDirectory, executor: Executor) -> None:
+        self._chunks = chunks
+        self._executor = executor
+        self._pending: dict[ChunkDigest, asyncio.Future[None]] = {}
+
+    @classmethod
+    async def open(cls, root: Path, executor: Executor) -> DedupChunkStore:
+        """Open (scan) the content-addressed directory ``root``, e.g. ``<pool>/chunks``."""
+        loop = asyncio.get_running_loop()
+        chunks = await loop.run_in_executor(executor, ChunkDirectory.open, root)
+        return cls(chunks, executor)
+
+    def missing(
+        self, digests: Sequence[ChunkDigest], version: SafeName | None
+    ) -> list[ChunkDigest]:
+        return [d for d in digests if d not in self._chunks]
+
+    def holds(self, digest: ChunkDigest, version: SafeName | None) -> bool:
+        return digest in self._chunks
+
+    async def put(self, digest: ChunkDigest, record: bytes, version: SafeName | None) -> bool:
+        while digest not in self._chunks:
+            pending = self._pending.get(digest)
+            if pending is None:
+                await self._write_once(digest, record)
+                return True
+            # another upload of this chunk is writing it: wait, then look again (it may fail)
+            await asyncio.wait([pending])
+        return False
+
+    async def _write_once(self, digest: ChunkDigest, record: bytes) -> None:
+        finished = asyncio.get_running_loop().create_future()
+        self._pending[digest] = finished
+        try:
+            await self._write(digest, record)
+        finally:
+            del self._pending[digest]
+            finished.set_result(None)
+
+    async def _write(self, digest: ChunkDigest, record: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._chunks.write, digest, record)
+        self._chunks.added(digest, len(record))
+
+    async def get(self, digest: ChunkDigest, version: SafeName | None) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._chunks.read, digest)
+
+    def counts(self) -> ChunkCounts:
+        return self._chunks.counts()

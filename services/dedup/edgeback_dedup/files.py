@@ -1,0 +1,125 @@
+"""Durable file operations of a pool directory; blocking, called from the node's threads.
+
+A file becomes visible under its final name only complete and on disk: it is written
+to a temporary name in the same directory, fsynced, renamed (or hard-linked, when an
+existing file must not be replaced) and the directory is fsynced. On any failure the
+temporary file is removed, so a crash or a full disk leaves no partial file under a
+final name and no temporary file behind (a crash mid-write may leave one; pools sweep
+them with :func:`remove_stale_temp` when they open). Errors come out as ours:
+``ENOSPC``/``EDQUOT`` as :class:`PoolFullError`, other ``OSError`` as
+:class:`UnavailableError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgeback_core.errors import (
+    ConflictError,
+    NotFoundError,
+    PoolFullError,
+    UnavailableError,
+)
+
+TEMP_SUFFIX = ".tmp"
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def write_atomic(
+    directory: Path, name: str, data: bytes | memoryview, *, replace: bool = True
+) -> bool:
+    """Write ``data`` to ``directory/name`` durably; create ``directory`` if needed.
+
+    With ``replace=False`` an existing file is left alone and ``False`` is returned
+    (create-if-absent, atomically, via ``link``); otherwise ``True``.
+    """
+    with _translated(directory / name):
+        ensure_dir(directory)
+        tmp = directory / f".{name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        try:
+            _write_synced(tmp, data)
+            created = _publish(tmp, directory / name, replace=replace)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        fsync_dir(directory)
+        return created
+
+
+def read_bytes(path: Path) -> bytes:
+    """The whole file; :class:`NotFoundError` if it does not exist."""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            return fh.read()
+    except FileNotFoundError as exc:
+        raise NotFoundError("no such object in the pool", path=path.name) from exc
+    except OSError as exc:
+        raise UnavailableError(f"cannot read {path.name}: {exc.strerror}") from exc
+
+
+def ensure_dir(directory: Path) -> None:
+    """Create ``directory`` (and parents) so that its entry is itself durable."""
+    if directory.is_dir():
+        return
+    ensure_dir(directory.parent)
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o750)
+    fsync_dir(directory.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp(directory: Path) -> int:
+    """Delete temporary files left by a crash in ``directory``; how many."""
+    removed = 0
+    for entry in os.scandir(directory):
+        if entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+def _write_synced(path: Path, data: bytes | memoryview) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, final: Path, *, replace: bool) -> bool:
+    if replace:
+        os.replace(tmp, final)
+        return True
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise PoolFullError("no space left in the pool's filesystem", object=path.name) from exc
+        if isinstance(exc, FileExistsError):
+            raise ConflictError("object already exists", object=path.name) from exc
+        raise UnavailableError(f"cannot write {path.name}: {exc.strerror}") from exc

@@ -1,0 +1,194 @@
+"""Manifests and checkpoints kept in the pool, so the pool restores without the catalog.
+
+Layout: ``manifests/<vm>/<disk>/<version>.ebm`` (committed, immutable: storing a
+different manifest under an existing name is a conflict, storing the same one again
+is a no-op) and ``checkpoints/<vm>/<disk>/<version>.ebm`` (partial manifests of runs in
+progress, replaced freely, deleted at commit). Every file is written atomically.
+
+Committed manifests are decoded on the way in by the ``reader`` (:meth:`ManifestFacts.of`,
+which also says how many logical bytes they reference, for the dedup ratio); checkpoints
+are the worker's private resume state and are stored as given. The totals are
+rebuilt by reading every manifest when the pool opens (fine for thousands; a
+persistent summary is the next step beyond that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from edgeback_blocks.ids import ChunkDigest
+from edgeback_blocks.manifest import Manifest
+from edgeback_core.errors import ConflictError
+from edgeback_dedup.files import read_bytes, remove_stale_temp, write_atomic
+from edgeback_dedup.names import SafeName
+
+MANIFESTS_DIR = "manifests"
+CHECKPOINTS_DIR = "checkpoints"
+SUFFIX = ".ebm"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManifestFacts:
+    """What the node needs to know of a manifest: the data it references."""
+
+    vm: str
+    disk: str
+    logical_bytes: int
+    digests: frozenset[ChunkDigest]
+
+    @classmethod
+    def of(cls, data: bytes) -> ManifestFacts:
+        """Decode a committed manifest (``ManifestFormatError`` if it is not one)."""
+        manifest = Manifest.decode(data)
+        spans = (manifest.chunk_span(i)[1] for i, e in enumerate(manifest.entries) if e)
+        return cls(
+            vm=manifest.header.vm_id,
+            disk=manifest.header.disk_id,
+            logical_bytes=sum(spans),
+            digests=manifest.stats.referenced,
+        )
+
+
+ManifestReader = Callable[[bytes], ManifestFacts]
+"""Decodes a manifest (raising ``InvalidInputError``/``IntegrityError`` if it is not one)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManifestName:
+    vm: SafeName
+    disk: SafeName
+    version: SafeName
+
+    def relative(self) -> Path:
+        return Path(self.vm, self.disk, self.version + SUFFIX)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ManifestEntry:
+    vm: str
+    disk: str
+    version: str
+    size: int
+    modified: datetime
+
+
+class ManifestStore:
+    def __init__(self, pool_dir: Path, reader: ManifestReader, executor: Executor) -> None:
+        self._manifests = pool_dir / MANIFESTS_DIR
+        self._checkpoints = pool_dir / CHECKPOINTS_DIR
+        self._reader = reader
+        self._executor = executor
+        self.logical_bytes = 0
+        self.stored_bytes = 0
+        self.count = 0
+
+    async def open(self) -> None:
+        """Scan the stored manifests to rebuild the totals; sweep crash leftovers."""
+        for entry in await self._run(_list, self._manifests, None, None, sweep=True):
+            facts = await self._run(self._read_facts, entry)
+            self._count_in(facts, entry.size)
+
+    async def put(
+        self, name: ManifestName, data: bytes, *, check: Callable[[ManifestFacts], None]
+    ) -> bool:
+        """Store a committed manifest; ``False`` if the very same one was already there.
+
+        ``check`` sees the decoded facts first (the pool refuses a manifest whose chunks
+        it does not hold).
+        """
+        facts = await self._run(self._reader, data)
+        check(facts)
+        path = self._manifests / name.relative()
+        created = await self._run(write_atomic, path.parent, path.name, data, replace=False)
+        if created:
+            self._count_in(facts, len(data))
+            return True
+        if await self._run(read_bytes, path) != data:
+            raise ConflictError(
+                "a different manifest is already stored under this name",
+                vm=name.vm,
+                disk=name.disk,
+                version=name.version,
+            )
+        return False
+
+    async def get(self, name: ManifestName) -> bytes:
+        return await self._run(read_bytes, self._manifests / name.relative())
+
+    async def list(
+        self, vm: SafeName | None = None, disk: SafeName | None = None
+    ) -> list[ManifestEntry]:
+        return await self._run(_list, self._manifests, vm, disk, sweep=False)
+
+    async def put_checkpoint(self, name: ManifestName, data: bytes) -> None:
+        path = self._checkpoints / name.relative()
+        await self._run(write_atomic, path.parent, path.name, data)
+
+    async def get_checkpoint(self, name: ManifestName) -> bytes:
+        return await self._run(read_bytes, self._checkpoints / name.relative())
+
+    async def delete_checkpoint(self, name: ManifestName) -> bool:
+        return await self._run(_unlink, self._checkpoints / name.relative())
+
+    def _read_facts(self, entry: ManifestEntry) -> ManifestFacts:
+        path = self._manifests / entry.vm / entry.disk / (entry.version + SUFFIX)
+        return self._reader(read_bytes(path))
+
+    def _count_in(self, facts: ManifestFacts, size: int) -> None:
+        self.logical_bytes += facts.logical_bytes
+        self.stored_bytes += size
+        self.count += 1
+
+    async def _run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _list(root: Path, vm: str | None, disk: str | None, *, sweep: bool) -> list[ManifestEntry]:
+    entries: list[ManifestEntry] = []
+    for vm_dir in _subdirs(root, vm):
+        for disk_dir in _subdirs(vm_dir, disk):
+            if sweep:  # only before serving: later, temp files belong to writes in flight
+                remove_stale_temp(disk_dir)
+            for file in sorted(disk_dir.glob("*" + SUFFIX)):
+                st = file.stat()
+                entries.append(
+                    ManifestEntry(
+                        vm=vm_dir.name,
+                        disk=disk_dir.name,
+                        version=file.name.removesuffix(SUFFIX),
+                        size=st.st_size,
+                        modified=datetime.fromtimestamp(st.st_mtime, UTC),
+                    )
+                )
+    return entries
+
+
+def _subdirs(parent: Path, only: str | None) -> list[Path]:
+    if only is not None:
+        return [parent / only] if (parent / only).is_dir() else []
+    with contextlib.suppress(FileNotFoundError):
+        return sorted(
+            Path(e.path) for e in os.scandir(parent) if e.is_dir() and not e.name.startswith(".")
+        )
+    return []

@@ -1,0 +1,142 @@
+"""One open storage pool: its identity, chunk store, manifests, capacity and upload checks.
+
+Uploads are verified against the pool key before anything is stored, and admitted
+against the pool's free space (quota and filesystem) counting the bytes that other
+uploads in flight have reserved. A chunk the pool already holds is still verified
+(a wrong upload is always refused loudly) but needs no space.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeback_blocks.chunk import CHUNK_SIZE, HEADER_SIZE
+from edgeback_blocks.ids import ChunkDigest, PoolKey
+from edgeback_blocks.pool_wire import PoolKind, PoolStatus
+from edgeback_core.errors import ConflictError, InvalidInputError
+from edgeback_dedup.capacity import Capacity, filesystem_space
+from edgeback_dedup.chunk_store import ChunkStore
+from edgeback_dedup.dedup_store import CHUNKS_DIR, DedupChunkStore
+from edgeback_dedup.manifest_store import ManifestFacts, ManifestName, ManifestStore
+from edgeback_dedup.names import SafeName
+from edgeback_dedup.pool_meta import PoolInfo, read_pool
+from edgeback_dedup.standard_store import StandardChunkStore
+from edgeback_dedup.verify import verify_upload
+
+MAX_RECORD_SIZE = HEADER_SIZE + CHUNK_SIZE
+
+
+@dataclass(kw_only=True)
+class Pool:
+    info: PoolInfo
+    key: PoolKey
+    directory: Path
+    chunks: ChunkStore
+    manifests: ManifestStore
+    executor: Executor
+    reserved: int = 0
+
+    @classmethod
+    async def open(cls, directory: Path, executor: Executor) -> Pool:
+        loop = asyncio.get_running_loop()
+        info, key = await loop.run_in_executor(executor, read_pool, directory)
+        chunks: ChunkStore
+        if info.kind is PoolKind.DEDUP:
+            chunks = await DedupChunkStore.open(directory / CHUNKS_DIR, executor)
+        else:
+            chunks = await StandardChunkStore.open(directory, executor)
+        manifests = ManifestStore(directory, ManifestFacts.of, executor)
+        await manifests.open()
+        return cls(
+            info=info,
+            key=PoolKey(key),
+            directory=directory,
+            chunks=chunks,
+            manifests=manifests,
+            executor=executor,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def pool_bytes(self) -> int:
+        return self.chunks.counts().stored_bytes + self.manifests.stored_bytes
+
+    async def put_chunk(self, digest: ChunkDigest, record: bytes, version: SafeName | None) -> bool:
+        """Verify and store an uploaded record; ``True`` if it was new."""
+        if len(record) > MAX_RECORD_SIZE:
+            raise InvalidInputError("chunk record too large", length=len(record))
+        loop = asyncio.get_running_loop()
+        if self.chunks.holds(digest, version):
+            await loop.run_in_executor(self.executor, verify_upload, record, digest, self.key)
+            return False
+        # counters are read here on the loop: threads get a snapshot, never the live dicts
+        size, reserved, used = len(record), self.reserved, self.pool_bytes()
+        self.reserved += size
+        try:
+            await loop.run_in_executor(self.executor, self._admit, record, digest, reserved, used)
+            return await self.chunks.put(digest, record, version)
+        finally:
+            self.reserved -= size
+
+    def _admit(self, record: bytes, digest: ChunkDigest, reserved: int, used: int) -> None:
+        """*Blocking*: verify, then check the space (quota and filesystem) for ``record``."""
+        verify_upload(record, digest, self.key)
+        self._capacity(used).admit(len(record), reserved=reserved, pool=self.name)
+
+    def _capacity(self, used: int) -> Capacity:
+        """*Blocking* (statvfs): capacity given ``used`` bytes of the pool."""
+        return Capacity.of(
+            filesystem_space(self.directory), pool_bytes=used, quota=self.info.quota_bytes
+        )
+
+    async def get_chunk(self, digest: ChunkDigest, version: SafeName | None) -> bytes:
+        return await self.chunks.get(digest, version)
+
+    async def put_manifest(self, name: ManifestName, data: bytes) -> bool:
+        loop = asyncio.get_running_loop()
+        capacity = await loop.run_in_executor(self.executor, self._capacity, self.pool_bytes())
+        capacity.admit(len(data), reserved=self.reserved, pool=self.name)
+        return await self.manifests.put(name, data, check=lambda facts: self._check(name, facts))
+
+    def _check(self, name: ManifestName, facts: ManifestFacts) -> None:
+        if (facts.vm, facts.disk) != (name.vm, name.disk):
+            raise InvalidInputError(
+                "the manifest describes another VM disk than its name says",
+                manifest_vm=facts.vm,
+                manifest_disk=facts.disk,
+                vm=name.vm,
+                disk=name.disk,
+            )
+        absent = [d for d in facts.digests if not self.chunks.holds(d, name.version)]
+        if absent:
+            raise ConflictError(
+                f"the manifest references {len(absent)} chunk(s) the pool does not hold",
+                missing=len(absent),
+                first_missing=absent[0].hex(),
+            )
+
+    async def status(self) -> PoolStatus:
+        loop = asyncio.get_running_loop()
+        capacity = await loop.run_in_executor(self.executor, self._capacity, self.pool_bytes())
+        counts = self.chunks.counts()
+        logical = self.manifests.logical_bytes
+        return PoolStatus(
+            name=self.name,
+            id=self.info.id,
+            kind=self.info.kind,
+            key_id=self.info.key_id,
+            quota_bytes=self.info.quota_bytes,
+            capacity_bytes=capacity.capacity,
+            used_bytes=capacity.used,
+            free_bytes=capacity.free,
+            chunks=counts.chunks,
+            stored_bytes=counts.stored_bytes,
+            logical_bytes=logical,
+            dedup_ratio=round(logical / counts.stored_bytes, 3) if counts.stored_bytes else None,
+            manifests=self.manifests.count,
+        )

@@ -1,0 +1,45 @@
+"""HTTP status and JSON problem body of each of our errors. Pure.
+
+Problem bodies are ``{"code", "message", "details"}`` (``EdgebackError.to_dict``);
+clients map ``code`` back to the error class, so the status is for humans and proxies.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from edgeback_core.errors import (
+    ConflictError,
+    DeadlineExceededError,
+    EdgebackError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+    PermanentError,
+    PermissionDeniedError,
+    PoolFullError,
+    TransientError,
+    UnauthenticatedError,
+)
+
+_STATUS: Final[dict[type[EdgebackError], int]] = {
+    UnauthenticatedError: 401,
+    PermissionDeniedError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidInputError: 400,
+    PoolFullError: 507,
+    PermanentError: 400,
+    IntegrityError: 422,
+    DeadlineExceededError: 504,
+    TransientError: 503,
+}
+
+
+def status_of(error: EdgebackError) -> int:
+    """The HTTP status for ``error``: its nearest classified ancestor's, else 500."""
+    for cls in type(error).__mro__:
+        status = _STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500

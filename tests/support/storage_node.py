@@ -1,0 +1,93 @@
+"""Helpers of the storage-node tests: a node on a real loopback socket and chunk makers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edgeback_blocks.chunk import CHUNK_SIZE, ChunkEncoder, chunk_digest
+from edgeback_blocks.ids import ChunkDigest, PoolId, PoolKey
+from edgeback_blocks.manifest import BackupType, Manifest, ManifestHeader, created_ms
+from edgeback_blocks.pool_client import PoolClient
+from edgeback_blocks.pool_wire import PoolKind
+from edgeback_core.settings import Secret
+from edgeback_dedup.app import RunningNode, serve
+from edgeback_dedup.pool_meta import create_pool, read_pool
+from edgeback_dedup.settings import DedupSettings
+
+TOKEN = "data-token-0123456789abcdef"
+ADMIN_TOKEN = "admin-token-0123456789abcdef"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Node:
+    running: RunningNode
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    def key(self, pool: str) -> PoolKey:
+        return PoolKey(read_pool(self.data_dir / pool)[1])
+
+    def client(self, pool: str, *, token: str = TOKEN, attempts: int = 3) -> PoolClient:
+        return PoolClient(self.url, token, pool, attempts=attempts, backoff_s=0.01)
+
+
+@asynccontextmanager
+async def running_node(data_dir: Path, *, threads: int = 4) -> AsyncIterator[Node]:
+    settings = DedupSettings(
+        data_dir=str(data_dir),
+        token=Secret(TOKEN),
+        admin_token=Secret(ADMIN_TOKEN),
+        port=0,
+        threads=threads,
+    )
+    async with serve(settings) as running:
+        yield Node(running=running, data_dir=data_dir)
+
+
+def make_pools(data_dir: Path, quota_bytes: int | None = None) -> None:
+    create_pool(data_dir, "dd", PoolKind.DEDUP)
+    create_pool(data_dir, "std", PoolKind.STANDARD)
+    create_pool(data_dir, "tiny", PoolKind.DEDUP, quota_bytes=quota_bytes or 300_000)
+
+
+def chunk(key: PoolKey, data: bytes) -> tuple[ChunkDigest, bytes]:
+    digest = chunk_digest(key, data)
+    return digest, ChunkEncoder().encode(data, digest)
+
+
+def random_chunk(key: PoolKey, size: int = 100_000) -> tuple[ChunkDigest, bytes, bytes]:
+    data = os.urandom(size)
+    digest, record = chunk(key, data)
+    return digest, record, data
+
+
+def manifest_of(
+    entries: list[ChunkDigest | None], *, vm: str = "vm-1", disk: str = "disk-0"
+) -> Manifest:
+    header = ManifestHeader(
+        vm_id=vm,
+        disk_id=disk,
+        image="rbd/volume-1@snap-1",
+        image_size=len(entries) * CHUNK_SIZE,
+        created_ms=created_ms(datetime(2026, 1, 2, tzinfo=UTC)),
+        backup_type=BackupType.FULL,
+        pool_id=PoolId("dd"),
+    )
+    return Manifest(header=header, entries=tuple(entries))
+
+
+def files_under(root: Path) -> list[str]:
+    """Every file below ``root`` except the pool's identity files, as relative paths."""
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and p.name not in {"pool.json", "pool.key"}
+    )
