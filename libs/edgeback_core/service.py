@@ -14,18 +14,21 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import NoReturn, TypeVar
 
 from edgeback_core import logging as edgeback_logging
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus
 from edgeback_core.bus.topology import Topology
-from edgeback_core.errors import EdgebackError
+from edgeback_core.errors import ConfigError, EdgebackError
 from edgeback_core.health import HealthCheck, serve_health
 from edgeback_core.lifecycle import ServiceRuntime, run_service
 from edgeback_core.messages.health import PING_RPC, Ping, Pong
 from edgeback_core.settings import load, process_environ
 
 _PING_TIMEOUT_S = 1.5
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,11 +52,30 @@ class HealthSettings:
 
 
 def load_common(environ: Mapping[str, str], service: str) -> tuple[CommonSettings, HealthSettings]:
-    """Load both settings groups; configure logging from them."""
-    common = load(CommonSettings, environ)
-    health = load(HealthSettings, environ, prefix=f"EDGEBACK_{service.upper()}_")
+    """Load both settings groups (one error listing every problem); configure logging."""
+    problems: list[str] = []
+    common = _collect(problems, lambda: load(CommonSettings, environ))
+    health = _collect(
+        problems, lambda: load(HealthSettings, environ, prefix=f"EDGEBACK_{service.upper()}_")
+    )
+    if common is None or health is None:
+        raise ConfigError("invalid settings: " + "; ".join(problems), problems=problems)
     edgeback_logging.configure(common.log_level, json=common.log_json, service=service)
     return common, health
+
+
+def _collect(problems: list[str], build: Callable[[], T]) -> T | None:
+    try:
+        return build()
+    except ConfigError as exc:
+        problems.extend(exc.details.get("problems", [exc.message]))
+        return None
+
+
+def exit_on_config_error(service: str, error: ConfigError) -> NoReturn:
+    """A settings problem is the operator's to fix: say what, no traceback, exit 2."""
+    print(f"edgeback-{service}: {error.message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def ping_rpc(service: str) -> str:
@@ -113,7 +135,10 @@ ExtraSetup = Callable[[ServiceRuntime, Bus, CommonSettings], Awaitable[None]]
 
 def serve(service: str, extra_setup: ExtraSetup | None = None) -> None:
     """The whole ``main()`` of a bus service: load settings, run until SIGTERM, exit."""
-    common, health = load_common(process_environ(), service)
+    try:
+        common, health = load_common(process_environ(), service)
+    except ConfigError as exc:
+        exit_on_config_error(service, exc)
 
     async def setup(runtime: ServiceRuntime) -> None:
         bus = await open_service_bus(runtime, common, health)

@@ -2,7 +2,8 @@
 
 Each service declares a frozen dataclass; :func:`load` fills it from a mapping (the
 process environment in ``main.py``, a plain dict in tests). A field's environment name
-is ``<prefix><FIELD_NAME upper>``; fields without a default are required. Supported
+is ``<prefix><FIELD_NAME upper>``; fields without a default are required, and an
+empty variable counts as unset. Supported
 field types: ``str``, ``int``, ``float``, ``bool``, ``Secret`` and ``X | None`` of those.
 This is the only module that reads ``os.environ``.
 """
@@ -82,7 +83,7 @@ def load(cls: type[T], environ: Mapping[str, str], *, prefix: str = "EDGEBACK_")
         name = f"{prefix}{field.name.upper()}"
         kind, optional = _unwrap_optional(hints[field.name])
         raw = environ.get(name)
-        if raw is None or (raw == "" and optional):
+        if raw is None or raw == "":  # an empty variable counts as unset
             has_default = (
                 field.default is not dataclasses.MISSING
                 or field.default_factory is not dataclasses.MISSING

@@ -1,0 +1,81 @@
+"""The five services as separate processes: healthy, reachable over the bus, clean SIGTERM."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.e2e.services import ServiceProcess, free_port
+
+from edgeback_core.bus.amqp import AmqpBus
+from edgeback_core.bus.topology import Topology
+from edgeback_core.messages.health import Ping, Pong
+from edgeback_core.service import ping_rpc
+
+GRACE_S = 10.0
+
+
+def service_env(name: str, amqp_url: str, prefix: str, tmp_path: Path) -> dict[str, str]:
+    port = free_port()
+    env = {
+        "EDGEBACK_AMQP_URL": amqp_url,
+        "EDGEBACK_BUS_PREFIX": prefix,
+        "EDGEBACK_LOG_JSON": "true",
+        "EDGEBACK_GRACE_S": str(GRACE_S / 2),
+        f"EDGEBACK_{name.upper()}_HEALTH_PORT": str(port),
+    }
+    return env
+
+
+@pytest.fixture
+def fleet(amqp_url: str, tmp_path: Path) -> Iterator[tuple[str, list[ServiceProcess]]]:
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}."
+    procs = []
+    for name in ("api", "scheduler", "worker"):
+        env = service_env(name, amqp_url, prefix, tmp_path)
+        port = int(env[f"EDGEBACK_{name.upper()}_HEALTH_PORT"])
+        procs.append(ServiceProcess(name, port, env, tmp_path / f"{name}.log"))
+    try:
+        for proc in procs:
+            proc.start()
+        yield prefix, procs
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
+async def test_services_start_answer_health_and_stop_cleanly_on_sigterm(fleet, amqp_url):
+    prefix, procs = fleet
+    for proc in procs:
+        health = await proc.wait_healthy()
+        assert health["status"] == "ok"
+        assert health["checks"] == {"bus": True} or health["checks"]["bus"] is True
+
+    async with AmqpBus.open(amqp_url, Topology(prefix=prefix)) as bus:
+        for proc in procs:
+            pong = await bus.call(ping_rpc(proc.name), Ping(nonce=proc.name), Pong, timeout=5)
+            assert pong.service == proc.name
+            assert pong.nonce == proc.name
+
+    for proc in procs:
+        assert proc.terminate(GRACE_S) == 0, proc.log_text()
+        stopped = [e for e in proc.log_events() if e.get("event") == "service.stopped"]
+        assert len(stopped) == 1, proc.log_text()
+        assert stopped[0]["status"] == "stopped"
+        assert stopped[0]["drained"] is True
+
+
+async def test_service_refuses_bad_settings_with_every_problem_listed(tmp_path):
+    env = {"EDGEBACK_AMQP_URL": "", "EDGEBACK_GRACE_S": "soon", "EDGEBACK_WORKER_HEALTH_PORT": "x"}
+    proc = ServiceProcess("worker", 0, env, tmp_path / "worker.log")
+    proc.start()
+    assert proc.proc is not None
+    code = proc.proc.wait(timeout=30)
+    assert code != 0
+    text = proc.log_text()
+    assert "EDGEBACK_GRACE_S" in text
+    assert "EDGEBACK_AMQP_URL: required" in text
+    assert "EDGEBACK_WORKER_HEALTH_PORT" in text
+    assert "Traceback" not in text
