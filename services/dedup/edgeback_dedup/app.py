@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
-from edgeback_core.errors import EdgebackError, PermissionDeniedError, UnauthenticatedError
+from edgeback_core.errors import (
+    EdgebackError,
+    IntegrityError,
+    PermissionDeniedError,
+    PoolFullError,
+    UnauthenticatedError,
+)
 from edgeback_core.settings import Secret
 from edgeback_dedup.http import REGISTRY, SETTINGS, routes
 from edgeback_dedup.problems import status_of
@@ -58,7 +64,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = status_of(exc)
         if status >= 500:
             log.error("request.failed", path=request.path, code=exc.code, exc_info=exc)
-        return web.json_response(exc.to_dict(), status=status)
+        elif isinstance(exc, IntegrityError | PoolFullError):
+            log.warning("request.refused", path=request.path, code=exc.code, error=exc.message)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return web.json_response(exc.to_dict(), status=status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -112,7 +121,8 @@ class RunningNode:
 async def serve(settings: DedupSettings) -> AsyncIterator[RunningNode]:
     """Open the pools and listen on ``settings.host:port`` (0 = any free port) until exit."""
     app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False)
+    # no access log: one line per chunk is too many (house style: per-chunk logs at debug)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

@@ -1,0 +1,3 @@
+from edgeback_dedup.main import main
+
+main()

@@ -1,0 +1,156 @@
+"""The storage node's refusals over real HTTP: full pools, bad tokens, hostile paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+from tests.support.storage_node import (
+    ADMIN_TOKEN,
+    TOKEN,
+    Node,
+    files_under,
+    make_pools,
+    random_chunk,
+    running_node,
+)
+from yarl import URL
+
+from edgeback_blocks.pool_client import PoolClient
+from edgeback_blocks.pool_wire import PoolKind
+from edgeback_core.errors import (
+    ConflictError,
+    PermissionDeniedError,
+    PoolFullError,
+    TransientError,
+    UnauthenticatedError,
+)
+
+
+@pytest.fixture
+async def node(tmp_path: Path):
+    make_pools(tmp_path, quota_bytes=300_000)
+    async with running_node(tmp_path) as running:
+        yield running
+
+
+async def test_full_pool_refuses_clearly_and_leaves_no_partial_file(node: Node) -> None:
+    key = node.key("tiny")
+    chunks = [random_chunk(key, 100_000) for _ in range(4)]
+    async with node.client("tiny") as client:
+        for digest, record, _ in chunks[:2]:
+            assert await client.put_chunk(digest, record)
+        with pytest.raises(PoolFullError) as full:
+            await client.put_chunk(chunks[2][0], chunks[2][1])
+        # a chunk the pool already holds still "uploads": it needs no space
+        assert await client.put_chunk(chunks[0][0], chunks[0][1]) is False
+        status = await client.status()
+    assert full.value.code == "pool_full"
+    assert "full" in full.value.message
+    assert full.value.details["pool"] == "tiny"
+    assert status.chunks == 2
+    assert status.free_bytes < 100_048
+    stored = files_under(node.data_dir / "tiny")
+    assert stored == sorted(f"chunks/{d.hex()[:2]}/{d.hex()}" for d, _, _ in chunks[:2])
+
+
+async def test_full_pool_answers_507_problem_json(node: Node) -> None:
+    key = node.key("tiny")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        statuses = []
+        for _ in range(4):
+            digest, record, _ = random_chunk(key, 100_000)
+            async with http.put(
+                f"{node.url}/v1/pools/tiny/chunks/{digest.hex()}", data=record
+            ) as r:
+                statuses.append(r.status)
+                body = await r.json() if r.status >= 400 else None
+    assert statuses[:2] == [201, 201]
+    assert statuses[2:] == [507, 507]
+    assert body is not None and body["code"] == "pool_full"
+    assert set(body) == {"code", "message", "details"}
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer wrong-token-0123456789abcdef", f"Basic {TOKEN}", TOKEN],
+)
+async def test_missing_or_wrong_token_is_401(node: Node, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for method, path in [("GET", "/v1/pools"), ("GET", "/v1/pools/dd"), ("POST", "/v1/pools")]:
+            async with http.request(method, node.url + path) as r:
+                assert r.status == 401
+                assert (await r.json())["code"] == "unauthenticated"
+                assert r.headers["WWW-Authenticate"] == "Bearer"
+        async with http.get(f"{node.url}/healthz") as r:
+            assert r.status == 200
+
+
+async def test_client_translates_401(node: Node) -> None:
+    async with node.client("dd", token="not-the-token-0123456789") as client:
+        with pytest.raises(UnauthenticatedError):
+            await client.status()
+
+
+async def test_pools_are_created_with_the_admin_token_only(node: Node) -> None:
+    async with node.client("fresh") as client:
+        with pytest.raises(PermissionDeniedError):
+            await client.create_pool(PoolKind.DEDUP)
+    async with node.client("fresh", token=ADMIN_TOKEN) as admin:
+        status = await admin.create_pool(PoolKind.STANDARD, quota_bytes=10**9)
+        assert (status.name, status.kind, status.capacity_bytes) == ("fresh", "standard", 10**9)
+        with pytest.raises(ConflictError):
+            await admin.create_pool(PoolKind.DEDUP)
+    async with node.client("fresh") as client:
+        assert [p.name for p in await client.list_pools()] == ["dd", "fresh", "std", "tiny"]
+    assert (node.data_dir / "fresh" / "pool.key").stat().st_mode & 0o777 == 0o600
+
+
+HOSTILE = [
+    "/v1/pools/..%2F..%2Fetc/chunks/" + "0" * 64,
+    "/v1/pools/%2E%2E/chunks/" + "0" * 64,
+    "/v1/pools/dd/chunks/" + "0" * 63 + "G",
+    "/v1/pools/dd/chunks/" + "0" * 62,
+    "/v1/pools/dd/chunks/" + "A" * 64,
+    "/v1/pools/dd/chunks/..%2F..%2Fpool.key",
+    "/v1/pools/dd/manifests/..%2F..%2F..%2Fescape/disk/v1",
+    "/v1/pools/dd/manifests/%2E%2E/%2E%2E/pool",
+    "/v1/pools/dd/manifests/.hidden/disk/v1",
+    "/v1/pools/dd/manifests/vm/disk/v1%00x",
+    "/v1/pools/dd/checkpoints/vm/disk/..",
+    "/v1/pools/std/chunks/" + "0" * 64 + "?version=../../dd",
+    "/v1/pools/dd/manifests?vm=../../",
+]
+
+
+@pytest.mark.parametrize("path", HOSTILE)
+async def test_hostile_paths_are_refused(node: Node, path: str) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    url = URL(node.url + path, encoded=True)
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for method in ("GET", "PUT"):
+            async with http.request(method, url, data=b"x" * 64) as r:
+                assert r.status in (400, 404, 405), (method, path, r.status)
+                assert set(await r.json()) == {"code", "message", "details"}
+    outside = [p for p in node.data_dir.parent.rglob("*") if not p.is_relative_to(node.data_dir)]
+    assert not any(p.name in {"escape", "pool.ebm"} for p in outside)
+    assert files_under(node.data_dir / "dd") == []
+
+
+async def test_oversized_bodies_are_refused_before_reading(node: Node) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        url = f"{node.url}/v1/pools/dd/chunks/{'0' * 64}"
+        async with http.put(url, data=b"\0" * (4 * 1024 * 1024 + 49)) as r:
+            assert r.status == 413
+        async with http.post(f"{node.url}/v1/pools/dd/chunks/missing", data=b"\0" * 32 * 4097) as r:
+            assert r.status == 413
+
+
+async def test_unreachable_node_is_transient(tmp_path: Path) -> None:
+    async with PoolClient("http://127.0.0.1:9", TOKEN, "dd", attempts=2, backoff_s=0) as client:
+        with pytest.raises(TransientError):
+            await client.status()
