@@ -1,0 +1,343 @@
+"""Wire structs of the catalog: its RPC requests and replies, and the host heartbeat.
+
+RPC requests refuse unknown fields (``forbid_unknown_fields``): a misspelt option is
+an error, never silently ignored. Every request carries the ``actor`` it is made for
+(the API resolves it from the bearer token; other services send role ``service``).
+The heartbeat is an event and stays tolerant so newer workers talk to older catalogs.
+RPC names read ``catalog.<resource>.<verb>``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from edgeback_core.messages.base import Message
+
+HOST_HEARTBEAT = "host.event.heartbeat"
+
+RoleName = Literal["admin", "operator", "service"]
+RunStateName = Literal[
+    "pending",
+    "queued",
+    "running",
+    "cancelling",
+    "succeeded",
+    "failed",
+    "partially_succeeded",
+    "cancelled",
+]
+
+
+class Request(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of catalog RPC requests."""
+
+
+class ActorRef(Request, frozen=True, kw_only=True):
+    name: str
+    role: RoleName
+    groups: list[str] = []
+
+
+class Done(Message, frozen=True, kw_only=True):
+    """Reply of a request that returns nothing."""
+
+    ok: bool = True
+
+
+class HostHeartbeat(Message, frozen=True, kw_only=True):
+    """Event: a worker's host is alive (routing key ``host.event.heartbeat``)."""
+
+    host_id: str
+    hostname: str
+    version: str = ""
+    capacity_bytes: int = 0
+
+
+# --- backup hosts ---------------------------------------------------------------------
+class HostInfo(Message, frozen=True, kw_only=True):
+    id: str
+    hostname: str
+    version: str
+    capacity_bytes: int
+    active: bool
+    online: bool
+    groups: list[str]
+    registered_at: datetime
+    last_seen: datetime
+
+
+class HostActivate(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    host_id: str
+
+
+class HostAuthorize(Request, frozen=True, kw_only=True):
+    """Replace the user groups allowed to use the host."""
+
+    actor: ActorRef
+    host_id: str
+    groups: list[str]
+
+
+class HostGet(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    host_id: str
+
+
+class HostList(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+
+
+class HostListReply(Message, frozen=True, kw_only=True):
+    hosts: list[HostInfo]
+
+
+# --- platforms ------------------------------------------------------------------------
+class PlatformInfo(Message, frozen=True, kw_only=True):
+    id: str
+    name: str
+    address: str
+    port: int
+    ssl: bool
+    access_key: str  # masked, e.g. "AK…1234"; the secret key is never shown
+    default_host_id: str
+    tags: list[str]
+    groups: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlatformRegister(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    name: str
+    address: str
+    port: int = 30188
+    ssl: bool = True
+    access_key: str
+    secret_key: str
+    default_host_id: str
+    tags: list[str] = []
+    groups: list[str] = []
+
+
+class PlatformRename(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    platform_id: str
+    name: str
+
+
+class PlatformUpdate(Request, frozen=True, kw_only=True):
+    """Change settings; a field left out (null) stays as it is."""
+
+    actor: ActorRef
+    platform_id: str
+    address: str | None = None
+    port: int | None = None
+    ssl: bool | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    default_host_id: str | None = None
+    groups: list[str] | None = None
+
+
+class PlatformSetTags(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    platform_id: str
+    tags: list[str]
+
+
+class PlatformUnregister(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    platform_id: str
+
+
+class PlatformGet(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    platform_id: str
+
+
+class PlatformList(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    tag: str | None = None
+
+
+class PlatformListReply(Message, frozen=True, kw_only=True):
+    platforms: list[PlatformInfo]
+
+
+class PlatformCredentialsGet(Request, frozen=True, kw_only=True):
+    """Services only (role ``service``): the keys in clear, to call the platform."""
+
+    actor: ActorRef
+    platform_id: str
+
+
+class PlatformCredentials(Message, frozen=True, kw_only=True):
+    platform_id: str
+    access_key: str
+    secret_key: str
+
+
+# --- Ceph storages --------------------------------------------------------------------
+class StorageInfo(Message, frozen=True, kw_only=True):
+    id: str
+    platform_id: str
+    name: str
+    storage_type: Literal["ceph"] = "ceph"
+    client_id: str
+    conf_path: str
+    host_id: str
+    pool: str
+    volume_template: str
+    snapshot_template: str
+    instance_template: str
+    created_at: datetime
+
+
+class StorageAdd(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    platform_id: str
+    name: str
+    storage_type: Literal["ceph"] = "ceph"
+    host_id: str
+    pool: str
+    client_id: str = "admin"
+    conf_path: str = "/etc/ceph/ceph.conf"
+    volume_template: str = "{volume_id}"
+    snapshot_template: str = "{snapshot_id}"
+    instance_template: str = "{instance_id}_disk"
+
+
+class StorageRemove(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    storage_id: str
+
+
+class StorageGet(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    storage_id: str
+
+
+class StorageList(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    platform_id: str
+
+
+class StorageListReply(Message, frozen=True, kw_only=True):
+    storages: list[StorageInfo]
+
+
+# --- users and groups -----------------------------------------------------------------
+class GroupInfo(Message, frozen=True, kw_only=True):
+    name: str
+    description: str
+    created_at: datetime
+
+
+class GroupCreate(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    name: str
+    description: str = ""
+
+
+class GroupList(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+
+
+class GroupListReply(Message, frozen=True, kw_only=True):
+    groups: list[GroupInfo]
+
+
+class UserInfo(Message, frozen=True, kw_only=True):
+    name: str
+    role: RoleName
+    groups: list[str]
+    created_at: datetime
+
+
+class UserCreate(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    name: str
+    role: Literal["admin", "operator"]
+    groups: list[str] = []
+
+
+class UserSetGroups(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    name: str
+    groups: list[str]
+
+
+class UserGet(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    name: str
+
+
+# --- runs -----------------------------------------------------------------------------
+class RunStep(Message, frozen=True, kw_only=True):
+    seq: int
+    from_state: RunStateName | None
+    to_state: RunStateName
+    request_id: str
+    reason: str
+    at: datetime
+
+
+class RunInfo(Message, frozen=True, kw_only=True):
+    id: str
+    job_id: str
+    host_id: str
+    state: RunStateName
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    history: list[RunStep] = []
+
+
+class RunCreate(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    job_id: str
+    host_id: str
+    run_id: str | None = None
+
+
+class RunTransition(Request, frozen=True, kw_only=True):
+    """Move a run to ``target``; ``request_id`` makes a redelivery harmless, and
+    ``expected_version`` (optional) refuses the change if the run moved meanwhile."""
+
+    actor: ActorRef
+    run_id: str
+    target: RunStateName
+    request_id: str
+    reason: str = ""
+    expected_version: int | None = None
+
+
+class RunTransitionReply(Message, frozen=True, kw_only=True):
+    run: RunInfo
+    applied: bool
+
+
+class RunGet(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    run_id: str
+
+
+# --- audit ----------------------------------------------------------------------------
+class AuditEntry(Message, frozen=True, kw_only=True):
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    resource: str
+
+
+class AuditList(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    resource: str | None = None
+    limit: int = 100
+
+
+class AuditListReply(Message, frozen=True, kw_only=True):
+    entries: list[AuditEntry]

@@ -1,0 +1,271 @@
+"""The catalog's RPC handlers and its heartbeat consumer, and how they go on a bus.
+
+Each RPC decodes its own request from the raw JSON body so that a malformed request
+(an unknown field, a wrong type, a missing field) is refused as ``invalid_input``
+with the decoder's reason, like every other bad input, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgspec
+
+from edgeback_catalog import wire
+from edgeback_catalog.domain import HostId, JobId, PlatformId, RunId, StorageId, UserName
+from edgeback_catalog.hosts import Heartbeat
+from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
+from edgeback_catalog.runs import TransitionRequest
+from edgeback_catalog.runstate import RunState
+from edgeback_catalog.service import Catalog
+from edgeback_catalog.storages import StorageDraft
+from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
+from edgeback_core.bus.topology import QueueSpec
+from edgeback_core.errors import InvalidInputError
+from edgeback_core.messages import catalog as m
+from edgeback_core.messages.base import decoder
+
+Handler = Callable[[Any], Awaitable[msgspec.Struct]]
+
+
+def heartbeats_queue() -> QueueSpec:
+    """Heartbeats only: the catalog's own queue, bound to the heartbeat routing key."""
+    return QueueSpec(
+        name="catalog.heartbeats", exchange="events", bindings=(m.HOST_HEARTBEAT,), prefetch=20
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    request_type: type[msgspec.Struct]
+    handler: Handler
+
+
+class CatalogRpc:
+    """One method per RPC; :meth:`routes` names them."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._c = catalog
+
+    def routes(self) -> list[Route]:
+        r = Route
+        return [
+            r("catalog.host.activate", m.HostActivate, self.host_activate),
+            r("catalog.host.authorize", m.HostAuthorize, self.host_authorize),
+            r("catalog.host.get", m.HostGet, self.host_get),
+            r("catalog.host.list", m.HostList, self.host_list),
+            r("catalog.platform.register", m.PlatformRegister, self.platform_register),
+            r("catalog.platform.rename", m.PlatformRename, self.platform_rename),
+            r("catalog.platform.update", m.PlatformUpdate, self.platform_update),
+            r("catalog.platform.set_tags", m.PlatformSetTags, self.platform_set_tags),
+            r("catalog.platform.unregister", m.PlatformUnregister, self.platform_unregister),
+            r("catalog.platform.get", m.PlatformGet, self.platform_get),
+            r("catalog.platform.list", m.PlatformList, self.platform_list),
+            r("catalog.platform.credentials", m.PlatformCredentialsGet, self.credentials),
+            r("catalog.storage.add", m.StorageAdd, self.storage_add),
+            r("catalog.storage.remove", m.StorageRemove, self.storage_remove),
+            r("catalog.storage.get", m.StorageGet, self.storage_get),
+            r("catalog.storage.list", m.StorageList, self.storage_list),
+            r("catalog.group.create", m.GroupCreate, self.group_create),
+            r("catalog.group.list", m.GroupList, self.group_list),
+            r("catalog.user.create", m.UserCreate, self.user_create),
+            r("catalog.user.set_groups", m.UserSetGroups, self.user_set_groups),
+            r("catalog.user.get", m.UserGet, self.user_get),
+            r("catalog.run.create", m.RunCreate, self.run_create),
+            r("catalog.run.transition", m.RunTransition, self.run_transition),
+            r("catalog.run.get", m.RunGet, self.run_get),
+            r("catalog.audit.list", m.AuditList, self.audit_list),
+        ]
+
+    # --- hosts --------------------------------------------------------------------
+    async def on_heartbeat(self, beat: m.HostHeartbeat, _envelope: Envelope) -> None:
+        await self._c.hosts.heartbeat(
+            Heartbeat(
+                host_id=HostId(beat.host_id),
+                hostname=beat.hostname,
+                version=beat.version,
+                capacity_bytes=beat.capacity_bytes,
+            )
+        )
+
+    async def host_activate(self, req: m.HostActivate) -> m.HostInfo:
+        actor = wire.actor_of(req.actor)
+        await self._c.hosts.activate(actor, HostId(req.host_id))
+        return wire.host_info(await self._c.hosts.get(actor, HostId(req.host_id)))
+
+    async def host_authorize(self, req: m.HostAuthorize) -> m.HostInfo:
+        actor = wire.actor_of(req.actor)
+        await self._c.hosts.authorize(actor, HostId(req.host_id), req.groups)
+        return wire.host_info(await self._c.hosts.get(actor, HostId(req.host_id)))
+
+    async def host_get(self, req: m.HostGet) -> m.HostInfo:
+        view = await self._c.hosts.get(wire.actor_of(req.actor), HostId(req.host_id))
+        return wire.host_info(view)
+
+    async def host_list(self, req: m.HostList) -> m.HostListReply:
+        views = await self._c.hosts.list(wire.actor_of(req.actor))
+        return m.HostListReply(hosts=[wire.host_info(v) for v in views])
+
+    # --- platforms ----------------------------------------------------------------
+    async def platform_register(self, req: m.PlatformRegister) -> m.PlatformInfo:
+        draft = PlatformDraft(
+            name=req.name,
+            address=req.address,
+            port=req.port,
+            ssl=req.ssl,
+            access_key=req.access_key,
+            secret_key=req.secret_key,
+            default_host_id=HostId(req.default_host_id),
+            tags=tuple(req.tags),
+            groups=tuple(req.groups),
+        )
+        platform = await self._c.platforms.register(wire.actor_of(req.actor), draft)
+        return wire.platform_info(platform)
+
+    async def platform_rename(self, req: m.PlatformRename) -> m.PlatformInfo:
+        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        return wire.platform_info(await self._c.platforms.rename(actor, pid, req.name))
+
+    async def platform_update(self, req: m.PlatformUpdate) -> m.PlatformInfo:
+        changes = PlatformChanges(
+            address=req.address,
+            port=req.port,
+            ssl=req.ssl,
+            access_key=req.access_key,
+            secret_key=req.secret_key,
+            default_host_id=None if req.default_host_id is None else HostId(req.default_host_id),
+            groups=None if req.groups is None else tuple(req.groups),
+        )
+        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        return wire.platform_info(await self._c.platforms.update(actor, pid, changes))
+
+    async def platform_set_tags(self, req: m.PlatformSetTags) -> m.PlatformInfo:
+        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        return wire.platform_info(await self._c.platforms.set_tags(actor, pid, req.tags))
+
+    async def platform_unregister(self, req: m.PlatformUnregister) -> m.Done:
+        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        await self._c.platforms.unregister(actor, pid)
+        return m.Done()
+
+    async def platform_get(self, req: m.PlatformGet) -> m.PlatformInfo:
+        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        return wire.platform_info(await self._c.platforms.get(actor, pid))
+
+    async def platform_list(self, req: m.PlatformList) -> m.PlatformListReply:
+        found = await self._c.platforms.list(wire.actor_of(req.actor), tag=req.tag)
+        return m.PlatformListReply(platforms=[wire.platform_info(p) for p in found])
+
+    async def credentials(self, req: m.PlatformCredentialsGet) -> m.PlatformCredentials:
+        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        keys = await self._c.platforms.credentials(actor, pid)
+        return m.PlatformCredentials(
+            platform_id=keys.platform_id, access_key=keys.access_key, secret_key=keys.secret_key
+        )
+
+    # --- storages -----------------------------------------------------------------
+    async def storage_add(self, req: m.StorageAdd) -> m.StorageInfo:
+        draft = StorageDraft(
+            platform_id=PlatformId(req.platform_id),
+            name=req.name,
+            host_id=HostId(req.host_id),
+            pool=req.pool,
+            client_id=req.client_id,
+            conf_path=req.conf_path,
+            volume_template=req.volume_template,
+            snapshot_template=req.snapshot_template,
+            instance_template=req.instance_template,
+        )
+        storage = await self._c.storages.add(wire.actor_of(req.actor), draft)
+        return wire.storage_info(storage)
+
+    async def storage_remove(self, req: m.StorageRemove) -> m.Done:
+        await self._c.storages.remove(wire.actor_of(req.actor), StorageId(req.storage_id))
+        return m.Done()
+
+    async def storage_get(self, req: m.StorageGet) -> m.StorageInfo:
+        actor = wire.actor_of(req.actor)
+        return wire.storage_info(await self._c.storages.get(actor, StorageId(req.storage_id)))
+
+    async def storage_list(self, req: m.StorageList) -> m.StorageListReply:
+        actor = wire.actor_of(req.actor)
+        found = await self._c.storages.list(actor, PlatformId(req.platform_id))
+        return m.StorageListReply(storages=[wire.storage_info(s) for s in found])
+
+    # --- users and groups ---------------------------------------------------------
+    async def group_create(self, req: m.GroupCreate) -> m.GroupInfo:
+        actor = wire.actor_of(req.actor)
+        group = await self._c.users.create_group(actor, req.name, req.description)
+        return wire.group_info(group)
+
+    async def group_list(self, req: m.GroupList) -> m.GroupListReply:
+        wire.actor_of(req.actor).require_admin("listing groups")
+        groups = await self._c.users.groups()
+        return m.GroupListReply(groups=[wire.group_info(g) for g in groups])
+
+    async def user_create(self, req: m.UserCreate) -> m.UserInfo:
+        actor = wire.actor_of(req.actor)
+        user = await self._c.users.create_user(actor, req.name, req.role, req.groups)
+        return wire.user_info(user)
+
+    async def user_set_groups(self, req: m.UserSetGroups) -> m.UserInfo:
+        actor = wire.actor_of(req.actor)
+        return wire.user_info(await self._c.users.set_groups(actor, req.name, req.groups))
+
+    async def user_get(self, req: m.UserGet) -> m.UserInfo:
+        actor = wire.actor_of(req.actor)
+        if actor.name != req.name:
+            actor.require_admin("reading another user")
+        return wire.user_info(await self._c.users.get(UserName(req.name)))
+
+    # --- runs and audit -----------------------------------------------------------
+    async def run_create(self, req: m.RunCreate) -> m.RunInfo:
+        actor = wire.actor_of(req.actor)
+        run_id = None if req.run_id is None else RunId(req.run_id)
+        run = await self._c.runs.create(actor, JobId(req.job_id), HostId(req.host_id), run_id)
+        return wire.run_info(run)
+
+    async def run_transition(self, req: m.RunTransition) -> m.RunTransitionReply:
+        wire.actor_of(req.actor).require_service("changing a run's state")
+        outcome = await self._c.runs.transition(
+            TransitionRequest(
+                run_id=RunId(req.run_id),
+                target=RunState(req.target),
+                request_id=req.request_id,
+                reason=req.reason,
+                expected_version=req.expected_version,
+            )
+        )
+        return m.RunTransitionReply(run=wire.run_info(outcome.run), applied=outcome.applied)
+
+    async def run_get(self, req: m.RunGet) -> m.RunInfo:
+        return wire.run_info(await self._c.runs.get(RunId(req.run_id)))
+
+    async def audit_list(self, req: m.AuditList) -> m.AuditListReply:
+        wire.actor_of(req.actor).require_admin("reading the audit log")
+        return await wire.audit_entries(self._c.audit, req.resource, req.limit)
+
+
+def strict(route: Route) -> Handler:
+    """The handler of ``route`` taking the raw body and refusing a malformed one."""
+    request_decoder = decoder(route.request_type)
+
+    async def handle(raw: Any) -> msgspec.Struct:  # a msgspec.Raw
+        try:
+            request = request_decoder.decode(raw)
+        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+            raise InvalidInputError(f"{route.name}: {exc}", rpc=route.name) from exc
+        return await route.handler(request)
+
+    return handle
+
+
+async def serve(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
+    """Serve every catalog RPC and consume heartbeats on ``bus``."""
+    raw = cast(type[msgspec.Struct], msgspec.Raw)  # decoded by `strict`, see module doc
+    handles = [await bus.serve_rpc(r.name, strict(r), raw) for r in rpc.routes()]
+    handles.append(await bus.consume(heartbeats_queue(), rpc.on_heartbeat, m.HostHeartbeat))
+    return handles

@@ -1,0 +1,128 @@
+"""Runs and their state machine, applied to MongoDB without lost or double transitions.
+
+A transition is checked by ``runstate`` against the run as read, then written with
+one conditional ``find_one_and_update`` whose filter repeats what was checked: the
+version read, a state the target may be entered from, and that this request id was
+never applied. The same update pushes the step onto the run's history, so state and
+history change together atomically. A writer that loses a race re-reads and decides
+again; a redelivered request (same request id) is answered without a second step.
+Each applied step is then copied to ``run_events`` (idempotently, keyed by sequence)
+for queries across runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeback_catalog.access import AuditLog, new_id
+from edgeback_catalog.documents import RunDoc, run_of, transition_doc, transition_of
+from edgeback_catalog.domain import Actor, Clock, HostId, JobId, Run, RunId, RunTransition
+from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_catalog.runstate import INITIAL, RunState, allowed_from, check_transition
+from edgeback_core.errors import LockBusyError, NotFoundError, StaleVersionError
+
+_MAX_ATTEMPTS = 50
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransitionRequest:
+    run_id: RunId
+    target: RunState
+    request_id: str
+    reason: str = ""
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransitionOutcome:
+    run: Run
+    applied: bool  # False: this request id had already been applied (a redelivery)
+
+
+class Runs:
+    def __init__(self, db: CatalogDb, audit: AuditLog, clock: Clock) -> None:
+        self._db, self._audit, self._clock = db, audit, clock
+
+    async def create(
+        self, actor: Actor, job_id: JobId, host_id: HostId, run_id: RunId | None = None
+    ) -> Run:
+        """A new run in the initial state, with that state as the first history step."""
+        now = self._clock()
+        rid = run_id or RunId(new_id())
+        first = RunTransition(
+            seq=0, from_state=None, to_state=INITIAL, request_id=f"create:{rid}", reason="", at=now
+        )
+        doc = RunDoc(
+            _id=rid,
+            job_id=job_id,
+            host_id=host_id,
+            state=str(INITIAL),
+            version=0,
+            created_at=now,
+            updated_at=now,
+            history=[transition_doc(first)],
+        )
+        await self._db.insert(Coll.RUNS, doc)
+        await self._record_event(rid, first)
+        await self._audit.record(actor, "run.created", f"run/{rid}", {"job_id": job_id})
+        return run_of(dict(doc))
+
+    async def get(self, run_id: RunId) -> Run:
+        doc = await self._db.find_one(Coll.RUNS, {"_id": run_id})
+        if doc is None:
+            raise NotFoundError(f"run {run_id} not found", run_id=run_id)
+        return run_of(doc)
+
+    async def transition(self, request: TransitionRequest) -> TransitionOutcome:
+        for _ in range(_MAX_ATTEMPTS):
+            run = await self.get(request.run_id)
+            if any(step.request_id == request.request_id for step in run.history):
+                return TransitionOutcome(run=run, applied=False)
+            if request.expected_version not in (None, run.version):
+                raise StaleVersionError(
+                    f"run {run.id} is at version {run.version}, not {request.expected_version}",
+                    version=run.version,
+                )
+            check_transition(run.state, request.target)
+            after = await self._apply(run, request)
+            if after is not None:
+                return TransitionOutcome(run=after, applied=True)
+        raise LockBusyError(f"run {request.run_id} kept changing; try again")
+
+    async def _apply(self, run: Run, request: TransitionRequest) -> Run | None:
+        now = self._clock()
+        step = RunTransition(
+            seq=run.version + 1,
+            from_state=run.state,
+            to_state=request.target,
+            request_id=request.request_id,
+            reason=request.reason,
+            at=now,
+        )
+        condition = {
+            "_id": run.id,
+            "version": run.version,
+            "state": {"$in": sorted(allowed_from(request.target))},
+            "history.request_id": {"$ne": request.request_id},
+        }
+        change = {
+            "$set": {"state": str(request.target), "updated_at": now},
+            "$inc": {"version": 1},
+            "$push": {"history": transition_doc(step)},
+        }
+        doc = await self._db.update(Coll.RUNS, condition, change)
+        if doc is None:
+            return None
+        await self._record_event(run.id, step)
+        return run_of(doc)
+
+    async def _record_event(self, run_id: RunId, step: RunTransition) -> None:
+        fields = {"run_id": run_id, **transition_doc(step)}
+        await self._db.upsert(
+            Coll.RUN_EVENTS, {"_id": f"{run_id}:{step.seq}"}, {"$setOnInsert": fields}
+        )
+
+    async def events(self, run_id: RunId) -> list[RunTransition]:
+        """The run's steps as copied to ``run_events``, in order."""
+        docs = await self._db.find(Coll.RUN_EVENTS, {"run_id": run_id}, sort=(("seq", 1),))
+        return [transition_of(doc) for doc in docs]

@@ -1,0 +1,48 @@
+"""The catalog's use cases wired together over one database, one key and one clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from edgeback_catalog.access import AuditLog
+from edgeback_catalog.domain import Clock, utc_now
+from edgeback_catalog.hosts import BackupHosts
+from edgeback_catalog.mongo import CatalogDb
+from edgeback_catalog.platforms import Platforms
+from edgeback_catalog.runs import Runs
+from edgeback_catalog.secretbox import SecretBox
+from edgeback_catalog.storages import CephStorages
+from edgeback_catalog.users import Users
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Catalog:
+    db: CatalogDb
+    audit: AuditLog
+    hosts: BackupHosts
+    platforms: Platforms
+    storages: CephStorages
+    users: Users
+    runs: Runs
+
+    @classmethod
+    def build(
+        cls,
+        db: CatalogDb,
+        box: SecretBox,
+        *,
+        clock: Clock = utc_now,
+        offline_after: timedelta = timedelta(seconds=90),
+    ) -> Catalog:
+        audit = AuditLog(db, clock)
+        hosts = BackupHosts(db, audit, clock, offline_after=offline_after)
+        return cls(
+            db=db,
+            audit=audit,
+            hosts=hosts,
+            platforms=Platforms(db, audit, hosts, box, clock),
+            storages=CephStorages(db, audit, hosts, clock),
+            users=Users(db, audit, clock),
+            runs=Runs(db, audit, clock),
+        )
