@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,11 +11,28 @@ import pytest
 from tests.e2e.services import ServiceProcess, free_port
 
 from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.topology import Topology
+from edgeback_core.bus.port import Envelope
+from edgeback_core.bus.topology import QueueSpec, Topology
+from edgeback_core.messages.catalog import HOST_HEARTBEAT, HostHeartbeat
 from edgeback_core.messages.health import Ping, Pong
 from edgeback_core.service import ping_rpc
 
 GRACE_S = 10.0
+HEARTBEATS = QueueSpec(name="e2e.heartbeats", exchange="events", bindings=(HOST_HEARTBEAT,))
+
+
+async def next_heartbeat(bus: AmqpBus) -> HostHeartbeat:
+    got: asyncio.Future[HostHeartbeat] = asyncio.get_running_loop().create_future()
+
+    async def on_beat(beat: HostHeartbeat, _envelope: Envelope) -> None:
+        if not got.done():
+            got.set_result(beat)
+
+    handle = await bus.consume(HEARTBEATS, on_beat, HostHeartbeat)
+    try:
+        return await asyncio.wait_for(got, 10)
+    finally:
+        await handle.stop()
 
 
 def service_env(name: str, amqp_url: str, prefix: str, tmp_path: Path) -> dict[str, str]:
@@ -25,6 +43,9 @@ def service_env(name: str, amqp_url: str, prefix: str, tmp_path: Path) -> dict[s
         "EDGEBACK_LOG_JSON": "true",
         "EDGEBACK_GRACE_S": str(GRACE_S / 2),
         f"EDGEBACK_{name.upper()}_HEALTH_PORT": str(port),
+        "EDGEBACK_WORKER_HOST_ID": "e2e-host",
+        "EDGEBACK_WORKER_HEARTBEAT_S": "0.3",
+        "EDGEBACK_WORKER_DATA_DIR": str(tmp_path),
     }
     return env
 
@@ -58,6 +79,10 @@ async def test_services_start_answer_health_and_stop_cleanly_on_sigterm(fleet, a
             pong = await bus.call(ping_rpc(proc.name), Ping(nonce=proc.name), Pong, timeout=5)
             assert pong.service == proc.name
             assert pong.nonce == proc.name
+        beat = await next_heartbeat(bus)
+        assert beat.host_id == "e2e-host"
+        assert beat.capacity_bytes > 0
+        await bus.delete_topology([HEARTBEATS])
 
     for proc in procs:
         assert proc.terminate(GRACE_S) == 0, proc.log_text()
