@@ -14,6 +14,7 @@ from typing import Any, NotRequired, TypedDict
 from edgeback_catalog.domain import (
     BackupHost,
     CephStorage,
+    Clock,
     GroupName,
     HostId,
     JobId,
@@ -114,6 +115,17 @@ class AuditDoc(TypedDict):
 def utc(value: datetime) -> datetime:
     """Datetimes come back naive from some servers: they are always UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def stored_clock(clock: Clock) -> Clock:
+    """``clock`` at the precision BSON keeps (milliseconds), so that what a write
+    returns equals what a later read gives back."""
+
+    def now() -> datetime:
+        at = clock()
+        return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+    return now
 
 
 def host_of(doc: dict[str, Any]) -> BackupHost:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from edgeback_catalog.access import AuditLog
+from edgeback_catalog.documents import stored_clock
 from edgeback_catalog.domain import Clock, utc_now
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.mongo import CatalogDb
@@ -35,6 +36,7 @@ class Catalog:
         clock: Clock = utc_now,
         offline_after: timedelta = timedelta(seconds=90),
     ) -> Catalog:
+        clock = stored_clock(clock)
         audit = AuditLog(db, clock)
         hosts = BackupHosts(db, audit, clock, offline_after=offline_after)
         return cls(

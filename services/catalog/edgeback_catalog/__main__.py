@@ -1,0 +1,3 @@
+from edgeback_catalog.main import main
+
+main()
