@@ -46,6 +46,9 @@ def service_env(name: str, amqp_url: str, prefix: str, tmp_path: Path) -> dict[s
         "EDGEBACK_WORKER_HOST_ID": "e2e-host",
         "EDGEBACK_WORKER_HEARTBEAT_S": "0.3",
         "EDGEBACK_WORKER_DATA_DIR": str(tmp_path),
+        "EDGEBACK_DEDUP_DATA_DIR": str(tmp_path / "pools"),
+        "EDGEBACK_DEDUP_TOKEN": "e2e-token-0123456789",
+        "EDGEBACK_DEDUP_PORT": "0",
     }
     return env
 
@@ -54,7 +57,7 @@ def service_env(name: str, amqp_url: str, prefix: str, tmp_path: Path) -> dict[s
 def fleet(amqp_url: str, tmp_path: Path) -> Iterator[tuple[str, list[ServiceProcess]]]:
     prefix = f"e2e-{uuid.uuid4().hex[:8]}."
     procs = []
-    for name in ("api", "scheduler", "worker"):
+    for name in ("api", "scheduler", "worker", "dedup"):
         env = service_env(name, amqp_url, prefix, tmp_path)
         port = int(env[f"EDGEBACK_{name.upper()}_HEALTH_PORT"])
         procs.append(ServiceProcess(name, port, env, tmp_path / f"{name}.log"))

@@ -1,24 +1,27 @@
-"""Composition root of the storage node: settings → pools → HTTP data API, under run_service."""
+"""Composition root of the storage node: settings → bus and health → pools → HTTP data API."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
-from edgeback_core import logging as edgeback_logging
-from edgeback_core.lifecycle import ServiceRuntime, run_service
+from edgeback_core.bus.port import Bus
+from edgeback_core.errors import ConfigError
+from edgeback_core.lifecycle import ServiceRuntime
+from edgeback_core.service import CommonSettings, exit_on_config_error, serve
 from edgeback_core.settings import process_environ
-from edgeback_dedup.app import serve
+from edgeback_dedup import app
 from edgeback_dedup.settings import DedupSettings
+
+SERVICE = "dedup"
 
 
 def main() -> None:
-    settings = DedupSettings.load(process_environ())
-    edgeback_logging.configure(settings.log_level, service="dedup")
+    try:
+        settings = DedupSettings.load(process_environ())
+    except ConfigError as exc:
+        exit_on_config_error(SERVICE, exc)
 
-    async def setup(runtime: ServiceRuntime) -> None:
+    async def setup(runtime: ServiceRuntime, _bus: Bus, _common: CommonSettings) -> None:
         # closing the runner (last in, first out) stops the listener, then lets requests
         # in flight finish before the thread pool shuts down
-        await runtime.stack.enter_async_context(serve(settings))
+        await runtime.stack.enter_async_context(app.serve(settings))
 
-    sys.exit(asyncio.run(run_service("dedup", setup)))
+    serve(SERVICE, setup)

@@ -25,7 +25,6 @@ class DedupSettings:
     threads: int = 4
     """Threads for file I/O and upload verification."""
     max_manifest_bytes: int = 256 * 1024 * 1024
-    log_level: str = "INFO"
 
     @property
     def data_path(self) -> Path:
