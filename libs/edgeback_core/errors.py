@@ -91,6 +91,52 @@ class ShortReadError(IntegrityError):
     code = "short_read"
 
 
+class PlatformAuthError(PermanentError):
+    """The cloud platform refused our Access Key / Secret Key (or the request signature)."""
+
+    code = "platform_auth_failed"
+
+
+class PlatformUnreachableError(UnavailableError):
+    """The cloud platform's API could not be reached (address, port, TLS or network)."""
+
+    code = "platform_unreachable"
+
+
+class PoolFullError(PermanentError):
+    """A storage pool has no room (quota or filesystem) for the data being written.
+
+    Not retryable by the same request now (the bus must not spin on it); it may clear
+    later, after garbage collection or a larger quota, so it has its own code.
+    """
+
+    code = "pool_full"
+
+
+class UnauthenticatedError(PermanentError):
+    """A request carried no credentials or wrong ones."""
+
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(PermanentError):
+    """The caller is known but not allowed to do this."""
+
+    code = "permission_denied"
+
+
+class ChunkFormatError(IntegrityError):
+    """A chunk record's header is malformed (magic, version, codec or lengths)."""
+
+    code = "chunk_header_invalid"
+
+
+class ManifestFormatError(IntegrityError):
+    """A stored manifest is truncated, corrupted or of an unknown format."""
+
+    code = "manifest_invalid"
+
+
 class RbdPoolNotFoundError(NotFoundError):
     code = "rbd_pool_not_found"
 
@@ -169,49 +215,3 @@ class StaleVersionError(ConflictError):
     """The resource changed since the version the request was based on."""
 
     code = "stale_version"
-
-
-class ChunkFormatError(IntegrityError):
-    """A chunk record's header is malformed (magic, version, codec or lengths)."""
-
-    code = "chunk_header_invalid"
-
-
-class ManifestFormatError(IntegrityError):
-    """A stored manifest is truncated, corrupted or of an unknown format."""
-
-    code = "manifest_invalid"
-
-
-class PlatformAuthError(PermanentError):
-    """The cloud platform refused our Access Key / Secret Key (or the request signature)."""
-
-    code = "platform_auth_failed"
-
-
-class PlatformUnreachableError(UnavailableError):
-    """The cloud platform's API could not be reached (address, port, TLS or network)."""
-
-    code = "platform_unreachable"
-
-
-class PoolFullError(PermanentError):
-    """A storage pool has no room (quota or filesystem) for the data being written.
-
-    Not retryable by the same request now (the bus must not spin on it); it may clear
-    later, after garbage collection or a larger quota, so it has its own code.
-    """
-
-    code = "pool_full"
-
-
-class UnauthenticatedError(PermanentError):
-    """A request carried no credentials or wrong ones."""
-
-    code = "unauthenticated"
-
-
-class PermissionDeniedError(PermanentError):
-    """The caller is known but not allowed to do this."""
-
-    code = "permission_denied"

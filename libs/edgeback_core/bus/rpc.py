@@ -67,7 +67,10 @@ async def answer(
 ) -> tuple[str, bytes]:
     """Run an RPC handler on a JSON request; the reply's kind and JSON body."""
     try:
-        request = decoder(request_type).decode(body)
+        try:
+            request = decoder(request_type).decode(body)
+        except msgspec.DecodeError as exc:  # unknown field, wrong type: the caller's mistake
+            raise errors.InvalidInputError(f"{rpc}: {exc}", rpc=rpc) from exc
         return REPLY_OK, encode(await handler(request))
     except asyncio.CancelledError:
         raise

@@ -1,15 +1,15 @@
 """The catalog's RPC handlers and its heartbeat consumer, and how they go on a bus.
 
-Each RPC decodes its own request from the raw JSON body so that a malformed request
-(an unknown field, a wrong type, a missing field) is refused as ``invalid_input``
-with the decoder's reason, like every other bad input, and changes nothing.
+Requests refuse unknown fields; the bus answers a malformed one (unknown field, wrong
+type, missing field) with ``invalid_input`` and the decoder's reason before any
+handler runs, so it changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
@@ -23,9 +23,7 @@ from edgeback_catalog.service import Catalog
 from edgeback_catalog.storages import StorageDraft
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
 from edgeback_core.bus.topology import QueueSpec
-from edgeback_core.errors import InvalidInputError
 from edgeback_core.messages import catalog as m
-from edgeback_core.messages.base import decoder
 
 Handler = Callable[[Any], Awaitable[msgspec.Struct]]
 
@@ -249,23 +247,8 @@ class CatalogRpc:
         return await wire.audit_entries(self._c.audit, req.resource, req.limit)
 
 
-def strict(route: Route) -> Handler:
-    """The handler of ``route`` taking the raw body and refusing a malformed one."""
-    request_decoder = decoder(route.request_type)
-
-    async def handle(raw: Any) -> msgspec.Struct:  # a msgspec.Raw
-        try:
-            request = request_decoder.decode(raw)
-        except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-            raise InvalidInputError(f"{route.name}: {exc}", rpc=route.name) from exc
-        return await route.handler(request)
-
-    return handle
-
-
 async def serve(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     """Serve every catalog RPC and consume heartbeats on ``bus``."""
-    raw = cast(type[msgspec.Struct], msgspec.Raw)  # decoded by `strict`, see module doc
-    handles = [await bus.serve_rpc(r.name, strict(r), raw) for r in rpc.routes()]
+    handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in rpc.routes()]
     handles.append(await bus.consume(heartbeats_queue(), rpc.on_heartbeat, m.HostHeartbeat))
     return handles
