@@ -1,0 +1,70 @@
+"""The CPU stage of the pipelines: zero detection, keyed digest, encode and decode.
+
+These functions run on a thread pool sized to the cores (BLAKE3 and zstd release the
+GIL, so threads really run in parallel). zstd contexts must never be shared between
+threads, so each worker thread keeps its own encoders and decoder in a thread-local.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from edgeback_blocks.chunk import ChunkDecoder, ChunkEncoder, Compression, chunk_digest, is_zero
+from edgeback_blocks.ids import ChunkDigest, PoolKey
+
+_local = threading.local()
+
+
+def cpu_executor(threads: int | None = None) -> ThreadPoolExecutor:
+    """A pool for the CPU stage; default one thread per core (at least two)."""
+    return ThreadPoolExecutor(threads or max(2, os.cpu_count() or 2), "chunk-cpu")
+
+
+def _encoder(compression: Compression) -> ChunkEncoder:
+    encoders: dict[Compression, ChunkEncoder] | None = getattr(_local, "encoders", None)
+    if encoders is None:
+        encoders = _local.encoders = {}
+    encoder = encoders.get(compression)
+    if encoder is None:
+        encoder = encoders[compression] = ChunkEncoder(compression)
+    return encoder
+
+
+def _decoder() -> ChunkDecoder:
+    decoder: ChunkDecoder | None = getattr(_local, "decoder", None)
+    if decoder is None:
+        decoder = _local.decoder = ChunkDecoder()
+    return decoder
+
+
+def digest_of(key: PoolKey, data: bytes) -> ChunkDigest | None:
+    """The chunk's digest, or None when it is all zero (recorded as a zero chunk)."""
+    return None if is_zero(data) else chunk_digest(key, data)
+
+
+def encode(data: bytes, digest: ChunkDigest, compression: Compression) -> bytes:
+    """The chunk record to upload, with this thread's encoder."""
+    header, payload = _encoder(compression).encode_parts(data, digest)
+    return b"".join((header, payload))
+
+
+def digest_and_encode(
+    key: PoolKey, data: bytes, compression: Compression
+) -> tuple[ChunkDigest | None, bytes | None]:
+    """Both steps in one hop (server-side dedup uploads every non-zero chunk)."""
+    digest = digest_of(key, data)
+    if digest is None:
+        return None, None
+    return digest, encode(data, digest, compression)
+
+
+def decode(record: bytes, key: PoolKey, expected: ChunkDigest) -> bytes:
+    """The verified data of a record; an IntegrityError naming the chunk otherwise."""
+    return _decoder().decode(record, key=key, expected=expected)
+
+
+def verify(record: bytes, key: PoolKey, expected: ChunkDigest) -> int:
+    """Check a record as ``decode`` does; its raw length."""
+    return _decoder().verify_record(record, key, expected)
