@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.rbd import RbdImage
 
-_WORDS = (
+_VOCABULARY = (
     "backup restore volume snapshot chunk digest manifest pool node cluster object image "
     "the a of and to in is that for it as was with be by on not he this are or his from "
     "at which but have an they you were her she there been one all we their has would "
     "error warning info debug kernel disk block sector write read flush commit journal"
-).split()
+)
 
 
 class DataMaker:
@@ -27,7 +27,8 @@ class DataMaker:
 
     def __init__(self, seed: int = 1) -> None:
         self._rng = random.Random(seed)
-        words = [self._rng.choice(_WORDS) for _ in range(2 * CHUNK_SIZE // 5)]
+        vocabulary = _VOCABULARY.split()
+        words = [self._rng.choice(vocabulary) for _ in range(2 * CHUNK_SIZE // 5)]
         lines = (" ".join(words[i : i + 12]) for i in range(0, len(words), 12))
         self._text = "\n".join(lines).encode()
         self._text_offset = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,7 +113,7 @@ async def backup(
 
 
 async def restored_matches(
-    pool: RbdPool, node: Node, new_image: NewImage, manifest: Manifest, name: str, snap: str
+    pool: RbdPool, node: Node, new_image: NewImage, manifest: Manifest, *, name: str, snap: str
 ) -> bool:
     target = await new_image(manifest.header.image_size)
     async with pool.open_image(target, read_only=False) as image, node.client("dd") as client:
@@ -144,7 +145,7 @@ async def test_full_incremental_and_cumulative_restore_byte_identical(
     full = await backup(pool, node, name, "s1")
     assert full.manifest.entries[3] is None and full.manifest.entries[4] is None
     assert full.stats.bytes_sparse == 4 * CHUNK_SIZE  # chunks 3 (read), 4, 5, 9 (unallocated)
-    assert await restored_matches(pool, node, new_image, full.manifest, name, "s1")
+    assert await restored_matches(pool, node, new_image, full.manifest, name=name, snap="s1")
 
     async with pool.open_image(name, read_only=False) as image:
         await image.discard(0, CHUNK_SIZE)  # a whole object discarded
@@ -157,7 +158,7 @@ async def test_full_incremental_and_cumulative_restore_byte_identical(
     assert incr.manifest.entries[0] is None
     assert incr.manifest.entries[1] == full.manifest.entries[1]
     assert incr.stats.chunks_read < 6 and incr.stats.diff_sampled >= 1
-    assert await restored_matches(pool, node, new_image, incr.manifest, name, "s2")
+    assert await restored_matches(pool, node, new_image, incr.manifest, name=name, snap="s2")
 
     async with pool.open_image(name, read_only=False) as image:
         await write_chunk(image, 5, data.random())
@@ -166,7 +167,7 @@ async def test_full_incremental_and_cumulative_restore_byte_identical(
     cumulative = await backup(pool, node, name, "s3", base=("s1", full.manifest),
                               kind=BackupType.CUMULATIVE)  # fmt: skip
     assert cumulative.manifest.entries[0] is None and cumulative.manifest.entries[7] is None
-    assert await restored_matches(pool, node, new_image, cumulative.manifest, name, "s3")
+    assert await restored_matches(pool, node, new_image, cumulative.manifest, name=name, snap="s3")
 
 
 async def test_agent_and_server_side_dedup_give_identical_manifests(
@@ -198,14 +199,14 @@ async def test_a_diff_contradicted_by_the_sample_fails_or_reads_everything(
     entries = list(full.manifest.entries)
     entries[1], entries[6] = entries[6], entries[1]  # what a lying diff would leave behind
     lying_parent = Manifest(header=full.manifest.header, entries=tuple(entries))
-    sample_all = {"diff_sample_fraction": 1.0, "diff_sample_cap": 100}
+    sample_all = BackupOptions(diff_sample_fraction=1.0, diff_sample_cap=100)
     with pytest.raises(DiffMismatchError) as failed:
         await backup(pool, node, name, "s2", base=("s1", lying_parent),
-                     kind=BackupType.INCREMENTAL, options=BackupOptions(**sample_all))  # fmt: skip
+                     kind=BackupType.INCREMENTAL, options=sample_all)  # fmt: skip
     assert failed.value.details["chunks"] == [1, 6]
     fallback = await backup(
         pool, node, name, "s2", base=("s1", lying_parent), kind=BackupType.INCREMENTAL,
-        options=BackupOptions(on_diff_mismatch=DiffMismatchPolicy.FULL_READ, **sample_all),
+        options=replace(sample_all, on_diff_mismatch=DiffMismatchPolicy.FULL_READ),
     )  # fmt: skip
     assert fallback.manifest.entries == full.manifest.entries
     assert fallback.stats.chunks_read == full.manifest.header.chunk_count
