@@ -80,12 +80,17 @@ def header(source: str) -> ManifestHeader:
 
 
 async def backup(
-    pool: RbdPool, node: Node, source: str, options: BackupOptions | None = None, **kw: bytes
+    pool: RbdPool,
+    node: Node,
+    source: str,
+    options: BackupOptions | None = None,
+    resume_from: bytes | None = None,
 ) -> BackupResult:
     async with pool.open_image(source, snapshot="s1") as image, node.client("dd") as client:
         return await backup_disk(
-            image, header=header(source), target=client, key=node.key("dd"), options=options, **kw
-        )
+            image, header=header(source), target=client, key=node.key("dd"), options=options,
+            resume_from=resume_from,
+        )  # fmt: skip
 
 
 def chunk_file(node: Node, digest: ChunkDigest) -> Path:
