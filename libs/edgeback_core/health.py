@@ -10,17 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import structlog
 from aiohttp import web
 
 from edgeback_core.errors import EdgebackError
-from edgeback_core.lifecycle import InFlight
+from edgeback_core.lifecycle import HealthCheck, InFlight
 
 log = structlog.get_logger(__name__)
 
-HealthCheck = Callable[[], Awaitable[bool]]
 _CHECK_TIMEOUT_S = 2.0
 
 
@@ -31,17 +30,25 @@ async def serve_health(
     host: str,
     port: int,
     checks: Mapping[str, HealthCheck],
+    phase: Callable[[], str] = lambda: "running",
     inflight: InFlight | None = None,
 ) -> AsyncIterator[int]:
-    """Serve ``/healthz`` on ``host:port`` (0 = any free port); yields the bound port."""
+    """Serve ``/healthz`` on ``host:port`` (0 = any free port); yields the bound port.
+
+    ``checks`` is read at every request, so checks added later are honoured. The
+    answer is 503 unless ``phase()`` is ``running``: a service still starting (or
+    already stopping) is not healthy whatever its checks say.
+    """
     started = time.monotonic()
 
     async def healthz(_request: web.Request) -> web.Response:
         results = {name: await _run_check(check) for name, check in checks.items()}
-        healthy = all(results.values())
+        current = phase()
+        healthy = current == "running" and all(results.values())
         body = {
             "service": service,
             "status": "ok" if healthy else "unavailable",
+            "phase": current,
             "checks": results,
             "in_flight": inflight.count if inflight else 0,
             "uptime_s": round(time.monotonic() - started, 3),

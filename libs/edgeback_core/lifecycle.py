@@ -24,6 +24,7 @@ import structlog
 log = structlog.get_logger(__name__)
 
 Setup = Callable[["ServiceRuntime"], Awaitable[None]]
+HealthCheck = Callable[[], Awaitable[bool]]
 
 
 class InFlight:
@@ -74,6 +75,10 @@ class ServiceRuntime:
     stopping: asyncio.Event
     _group: asyncio.TaskGroup
     health_port: int | None = None
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    """What ``/healthz`` checks; services add theirs during setup."""
+    phase: str = "starting"
+    """``starting`` until setup is done, then ``running``, then ``stopping``."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _intake_stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -112,8 +117,10 @@ async def run_service(name: str, setup: Setup, *, grace_s: float = 30.0) -> int:
                     name=name, stack=stack, inflight=inflight, stopping=stopping, _group=group
                 )
                 await setup(runtime)
+                runtime.phase = "running"
                 log.info("service.started", service=name)
                 await stopping.wait()
+                runtime.phase = "stopping"
                 outcome.drained = await _shutdown(runtime, grace_s, signals.forced)
         except* Exception as group_error:
             outcome.status = "failed"

@@ -14,21 +14,19 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, overload
 
 from edgeback_core import logging as edgeback_logging
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus
 from edgeback_core.bus.topology import Topology
 from edgeback_core.errors import ConfigError, EdgebackError
-from edgeback_core.health import HealthCheck, serve_health
+from edgeback_core.health import serve_health
 from edgeback_core.lifecycle import ServiceRuntime, run_service
 from edgeback_core.messages.health import PING_RPC, Ping, Pong
-from edgeback_core.settings import load, process_environ
+from edgeback_core.settings import ProblemCollector, load, process_environ
 
 _PING_TIMEOUT_S = 1.5
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,25 +49,15 @@ class HealthSettings:
     health_port: int = 0
 
 
-def load_common(environ: Mapping[str, str], service: str) -> tuple[CommonSettings, HealthSettings]:
-    """Load both settings groups (one error listing every problem); configure logging."""
-    problems: list[str] = []
-    common = _collect(problems, lambda: load(CommonSettings, environ))
-    health = _collect(
-        problems, lambda: load(HealthSettings, environ, prefix=f"EDGEBACK_{service.upper()}_")
+def load_common(
+    environ: Mapping[str, str], service: str, problems: ProblemCollector
+) -> tuple[CommonSettings, HealthSettings]:
+    """Load the settings every service has; problems go to ``problems``."""
+    common = problems.collect(lambda: load(CommonSettings, environ))
+    health = problems.collect(
+        lambda: load(HealthSettings, environ, prefix=f"EDGEBACK_{service.upper()}_")
     )
-    if common is None or health is None:
-        raise ConfigError("invalid settings: " + "; ".join(problems), problems=problems)
-    edgeback_logging.configure(common.log_level, json=common.log_json, service=service)
     return common, health
-
-
-def _collect(problems: list[str], build: Callable[[], T]) -> T | None:
-    try:
-        return build()
-    except ConfigError as exc:
-        problems.extend(exc.details.get("problems", [exc.message]))
-        return None
 
 
 def exit_on_config_error(service: str, error: ConfigError) -> NoReturn:
@@ -90,8 +78,6 @@ async def open_service_bus(
     runtime: ServiceRuntime,
     common: CommonSettings,
     health: HealthSettings,
-    *,
-    extra_checks: Mapping[str, HealthCheck] | None = None,
 ) -> Bus:
     """Connect to RabbitMQ, answer pings, serve ``/healthz``; all closed with the runtime."""
     topology = Topology(prefix=common.bus_prefix)
@@ -116,13 +102,14 @@ async def open_service_bus(
             return False
         return reply.nonce == nonce
 
-    checks: dict[str, HealthCheck] = {"bus": bus_round_trip, **(extra_checks or {})}
+    runtime.health_checks["bus"] = bus_round_trip
     port = await runtime.stack.enter_async_context(
         serve_health(
             service=runtime.name,
             host=health.health_host,
             port=health.health_port,
-            checks=checks,
+            checks=runtime.health_checks,
+            phase=lambda: runtime.phase,
             inflight=runtime.inflight,
         )
     )
@@ -130,19 +117,39 @@ async def open_service_bus(
     return bus
 
 
-ExtraSetup = Callable[[ServiceRuntime, Bus, CommonSettings], Awaitable[None]]
+S = TypeVar("S")
+Setup = Callable[[ServiceRuntime, Bus, S], Awaitable[None]]
 
 
-def serve(service: str, extra_setup: ExtraSetup | None = None) -> None:
-    """The whole ``main()`` of a bus service: load settings, run until SIGTERM, exit."""
+@overload
+def serve(service: str) -> None: ...
+
+
+@overload
+def serve(service: str, load_own: Callable[[Mapping[str, str]], S], setup: Setup[S]) -> None: ...
+
+
+def serve(
+    service: str,
+    load_own: Callable[[Mapping[str, str]], Any] | None = None,
+    setup: Setup[Any] | None = None,
+) -> None:
+    """The whole ``main()`` of a service: settings (every problem at once, exit 2),
+    logging, bus, ping and health, then ``setup`` with the service's own settings
+    (``load_own``); run until SIGTERM and exit with the runner's code."""
+    environ = process_environ()
+    problems = ProblemCollector()
+    common, health = load_common(environ, service, problems)
+    own = problems.collect(lambda: load_own(environ)) if load_own else None
     try:
-        common, health = load_common(process_environ(), service)
+        problems.check()
     except ConfigError as exc:
         exit_on_config_error(service, exc)
+    edgeback_logging.configure(common.log_level, json=common.log_json, service=service)
 
-    async def setup(runtime: ServiceRuntime) -> None:
+    async def run(runtime: ServiceRuntime) -> None:
         bus = await open_service_bus(runtime, common, health)
-        if extra_setup is not None:
-            await extra_setup(runtime, bus, common)
+        if setup is not None:
+            await setup(runtime, bus, own)
 
-    sys.exit(asyncio.run(run_service(service, setup, grace_s=common.grace_s)))
+    sys.exit(asyncio.run(run_service(service, run, grace_s=common.grace_s)))

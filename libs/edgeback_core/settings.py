@@ -14,8 +14,8 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from edgeback_core.errors import ConfigError
 
@@ -100,3 +100,27 @@ def load(cls: type[T], environ: Mapping[str, str], *, prefix: str = "EDGEBACK_")
     if problems:
         raise ConfigError("invalid settings: " + "; ".join(problems), problems=problems)
     return cls(**values)
+
+
+class ProblemCollector:
+    """Load several settings groups and report the problems of all of them at once.
+
+    ``collect`` runs one load and keeps its problems; ``check`` raises one
+    :class:`ConfigError` listing them all (call it before using any collected value).
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def collect(self, build: Callable[[], T]) -> T:
+        try:
+            return build()
+        except ConfigError as exc:
+            self.problems.extend(exc.details.get("problems", [exc.message]))
+            return cast(T, None)  # never used: check() raises first
+
+    def check(self) -> None:
+        if self.problems:
+            raise ConfigError(
+                "invalid settings: " + "; ".join(self.problems), problems=self.problems
+            )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pymongo
 import pytest
 from tests.e2e.services import ServiceProcess, free_port
 
@@ -18,6 +21,7 @@ from edgeback_core.messages.health import Ping, Pong
 from edgeback_core.service import ping_rpc
 
 GRACE_S = 10.0
+SERVICES = ("catalog", "dedup", "api", "scheduler", "worker")
 HEARTBEATS = QueueSpec(name="e2e.heartbeats", exchange="events", bindings=(HOST_HEARTBEAT,))
 
 
@@ -35,7 +39,9 @@ async def next_heartbeat(bus: AmqpBus) -> HostHeartbeat:
         await handle.stop()
 
 
-def service_env(name: str, amqp_url: str, prefix: str, tmp_path: Path) -> dict[str, str]:
+def service_env(
+    name: str, amqp_url: str, mongo_url: str, prefix: str, tmp_path: Path
+) -> dict[str, str]:
     port = free_port()
     env = {
         "EDGEBACK_AMQP_URL": amqp_url,
@@ -49,16 +55,21 @@ def service_env(name: str, amqp_url: str, prefix: str, tmp_path: Path) -> dict[s
         "EDGEBACK_DEDUP_DATA_DIR": str(tmp_path / "pools"),
         "EDGEBACK_DEDUP_TOKEN": "e2e-token-0123456789",
         "EDGEBACK_DEDUP_PORT": "0",
+        "EDGEBACK_MONGO_URL": mongo_url,
+        "EDGEBACK_CATALOG_DATABASE": f"e2e_{prefix.strip('.').replace('-', '_')}",
+        "EDGEBACK_CATALOG_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
     }
     return env
 
 
 @pytest.fixture
-def fleet(amqp_url: str, tmp_path: Path) -> Iterator[tuple[str, list[ServiceProcess]]]:
+def fleet(
+    amqp_url: str, mongo_url: str, tmp_path: Path
+) -> Iterator[tuple[str, list[ServiceProcess]]]:
     prefix = f"e2e-{uuid.uuid4().hex[:8]}."
     procs = []
-    for name in ("api", "scheduler", "worker", "dedup"):
-        env = service_env(name, amqp_url, prefix, tmp_path)
+    for name in SERVICES:
+        env = service_env(name, amqp_url, mongo_url, prefix, tmp_path)
         port = int(env[f"EDGEBACK_{name.upper()}_HEALTH_PORT"])
         procs.append(ServiceProcess(name, port, env, tmp_path / f"{name}.log"))
     try:
@@ -68,6 +79,8 @@ def fleet(amqp_url: str, tmp_path: Path) -> Iterator[tuple[str, list[ServiceProc
     finally:
         for proc in procs:
             proc.kill()
+        with pymongo.MongoClient(mongo_url) as client:
+            client.drop_database(procs[0].env["EDGEBACK_CATALOG_DATABASE"])
 
 
 async def test_services_start_answer_health_and_stop_cleanly_on_sigterm(fleet, amqp_url):
@@ -75,7 +88,9 @@ async def test_services_start_answer_health_and_stop_cleanly_on_sigterm(fleet, a
     for proc in procs:
         health = await proc.wait_healthy()
         assert health["status"] == "ok"
-        assert health["checks"] == {"bus": True} or health["checks"]["bus"] is True
+        assert health["checks"]["bus"] is True
+        if proc.name == "catalog":
+            assert health["checks"]["catalog_db"] is True
 
     async with AmqpBus.open(amqp_url, Topology(prefix=prefix)) as bus:
         for proc in procs:

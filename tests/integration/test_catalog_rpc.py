@@ -14,7 +14,7 @@ from typing import TypeVar
 import msgspec
 import pytest
 
-from edgeback_catalog.handlers import CatalogRpc, heartbeats_queue, serve
+from edgeback_catalog.handlers import CatalogRpc, heartbeats_queue, serve_catalog
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
@@ -65,7 +65,7 @@ async def world(request: pytest.FixtureRequest, mongo_url: str) -> AsyncIterator
         stack.push_async_callback(db.drop)
         server: Bus = await stack.enter_async_context(opener())
         catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60))
-        await serve(server, CatalogRpc(catalog))
+        await serve_catalog(server, CatalogRpc(catalog))
         client: Bus = await stack.enter_async_context(opener())
         yield World(client, db)
         if isinstance(server, AmqpBus):

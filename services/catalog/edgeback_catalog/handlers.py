@@ -247,7 +247,7 @@ class CatalogRpc:
         return await wire.audit_entries(self._c.audit, req.resource, req.limit)
 
 
-async def serve(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
+async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     """Serve every catalog RPC and consume heartbeats on ``bus``."""
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in rpc.routes()]
     handles.append(await bus.consume(heartbeats_queue(), rpc.on_heartbeat, m.HostHeartbeat))

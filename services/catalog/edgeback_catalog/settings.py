@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from edgeback_core.errors import ConfigError
-from edgeback_core.settings import Secret, load
+from edgeback_catalog.secretbox import SecretBox
+from edgeback_core.settings import ProblemCollector, Secret, load
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,19 +28,21 @@ class CatalogSettings:
     mongo_timeout_ms: int = 5000
 
 
-def load_catalog(environ: Mapping[str, str]) -> tuple[MongoSettings, CatalogSettings]:
-    """Both groups, with every problem of both in one :class:`ConfigError`."""
-    problems: list[str] = []
-    mongo: MongoSettings | None = None
-    catalog: CatalogSettings | None = None
-    try:
-        mongo = load(MongoSettings, environ)
-    except ConfigError as exc:
-        problems.extend(exc.details.get("problems", [exc.message]))
-    try:
-        catalog = load(CatalogSettings, environ, prefix="EDGEBACK_CATALOG_")
-    except ConfigError as exc:
-        problems.extend(exc.details.get("problems", [exc.message]))
-    if mongo is None or catalog is None:
-        raise ConfigError("invalid settings: " + "; ".join(problems), problems=problems)
-    return mongo, catalog
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CatalogConfig:
+    """Everything the catalog reads besides the common settings."""
+
+    mongo: MongoSettings
+    catalog: CatalogSettings
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str]) -> CatalogConfig:
+        """Both groups, with every problem of both in one :class:`ConfigError`."""
+        problems = ProblemCollector()
+        mongo = problems.collect(lambda: load(MongoSettings, environ))
+        catalog = problems.collect(
+            lambda: load(CatalogSettings, environ, prefix="EDGEBACK_CATALOG_")
+        )
+        problems.check()
+        SecretBox.from_setting(catalog.master_key)  # a bad key stops the start, with the reason
+        return cls(mongo=mongo, catalog=catalog)
