@@ -16,8 +16,8 @@ from tests.support.storage_node import files_under, random_chunk, running_node
 
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_core.errors import PoolFullError
-from edgeback_dedup.files import write_atomic
-from edgeback_dedup.pool_meta import create_pool
+from edgeback_pools.files import write_atomic
+from edgeback_pools.pool_meta import create_pool
 
 _SIZE = 2 * 1024 * 1024
 

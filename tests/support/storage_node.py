@@ -16,8 +16,8 @@ from edgeback_blocks.pool_client import PoolClient
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_core.settings import Secret
 from edgeback_dedup.app import RunningNode, serve
-from edgeback_dedup.pool_meta import create_pool, read_pool
 from edgeback_dedup.settings import DedupSettings
+from edgeback_pools.pool_meta import create_pool, read_pool
 
 TOKEN = "data-token-0123456789abcdef"
 ADMIN_TOKEN = "admin-token-0123456789abcdef"

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeback_core.errors import PoolFullError
-from edgeback_dedup.capacity import Capacity, FilesystemSpace
+from edgeback_pools.capacity import Capacity, FilesystemSpace
 
 sizes = st.integers(min_value=0, max_value=2**50)
 

@@ -8,9 +8,9 @@ import pytest
 
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_core.errors import NotFoundError
-from edgeback_dedup.content_dir import ChunkDirectory
-from edgeback_dedup.files import read_bytes, remove_stale_temp, write_atomic
-from edgeback_dedup.pool_meta import create_pool, read_pool
+from edgeback_pools.content_dir import ChunkDirectory
+from edgeback_pools.files import read_bytes, remove_stale_temp, write_atomic
+from edgeback_pools.pool_meta import create_pool, read_pool
 
 
 def test_atomic_write_creates_parents_and_leaves_no_temp(tmp_path: Path) -> None:

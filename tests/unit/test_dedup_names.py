@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeback_core.errors import InvalidInputError
-from edgeback_dedup.names import parse_digest_hex, safe_name, split_digests
+from edgeback_pools.names import parse_digest_hex, safe_name, split_digests
 
 
 @given(st.text(max_size=200))

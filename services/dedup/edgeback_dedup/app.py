@@ -27,8 +27,8 @@ from edgeback_core.errors import (
 from edgeback_core.settings import Secret
 from edgeback_dedup.http import REGISTRY, SETTINGS, routes
 from edgeback_dedup.problems import status_of
-from edgeback_dedup.registry import PoolRegistry
 from edgeback_dedup.settings import DedupSettings
+from edgeback_pools.registry import PoolRegistry
 
 log = structlog.get_logger(__name__)
 

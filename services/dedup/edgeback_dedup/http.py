@@ -1,6 +1,6 @@
 """Handlers of the data API ``/v1``: pools, chunks, manifests and checkpoints.
 
-Every path parameter goes through :mod:`edgeback_dedup.names` before use; bodies are
+Every path parameter goes through :mod:`edgeback_pools.names` before use; bodies are
 read with an explicit size limit per route (a chunk record, a digest batch, a
 manifest). Errors are raised as ours and turned into problem bodies by the app's
 middleware. Binary in, binary out: chunks and digest lists are
@@ -17,11 +17,11 @@ from aiohttp import web
 from edgeback_blocks.ids import DIGEST_SIZE
 from edgeback_blocks.pool_wire import CreatePool, ManifestItem
 from edgeback_core.errors import InvalidInputError
-from edgeback_dedup.manifest_store import ManifestName
-from edgeback_dedup.names import SafeName, parse_digest_hex, safe_name, split_digests
-from edgeback_dedup.pool import MAX_RECORD_SIZE, Pool
-from edgeback_dedup.registry import PoolRegistry
 from edgeback_dedup.settings import DedupSettings
+from edgeback_pools.manifest_store import ManifestName
+from edgeback_pools.names import SafeName, parse_digest_hex, safe_name, split_digests
+from edgeback_pools.pool import MAX_RECORD_SIZE, Pool
+from edgeback_pools.registry import PoolRegistry
 
 REGISTRY: Final = web.AppKey("registry", PoolRegistry)
 SETTINGS: Final = web.AppKey("settings", DedupSettings)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from edgeback_blocks.ids import ChunkDigest
-from edgeback_dedup.content_dir import ChunkCounts
-from edgeback_dedup.names import SafeName
+from edgeback_pools.content_dir import ChunkCounts
+from edgeback_pools.names import SafeName
 
 
 class ChunkStore(Protocol):

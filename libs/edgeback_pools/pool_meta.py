@@ -22,8 +22,8 @@ import msgspec
 
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_core.errors import ConfigError, ConflictError, IntegrityError, InvalidInputError
-from edgeback_dedup.files import fsync_dir, write_atomic
-from edgeback_dedup.names import safe_name
+from edgeback_pools.files import fsync_dir, write_atomic
+from edgeback_pools.names import safe_name
 
 POOL_FILE = "pool.json"
 KEY_FILE = "pool.key"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeback_blocks.ids import ChunkDigest
-from edgeback_dedup.files import TEMP_SUFFIX, read_bytes, remove_stale_temp, write_atomic
+from edgeback_pools.files import TEMP_SUFFIX, read_bytes, remove_stale_temp, write_atomic
 
 _FANOUT_NAME_LEN = 2
 _HEX_LEN = 64

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_core.errors import InvalidInputError, NotFoundError
-from edgeback_dedup.content_dir import ChunkCounts
-from edgeback_dedup.dedup_store import DedupChunkStore
-from edgeback_dedup.names import SafeName, safe_name
+from edgeback_pools.content_dir import ChunkCounts
+from edgeback_pools.dedup_store import DedupChunkStore
+from edgeback_pools.names import SafeName, safe_name
 
 VERSIONS_DIR = "versions"
 

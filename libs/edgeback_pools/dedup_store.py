@@ -13,8 +13,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from edgeback_blocks.ids import ChunkDigest
-from edgeback_dedup.content_dir import ChunkCounts, ChunkDirectory
-from edgeback_dedup.names import SafeName
+from edgeback_pools.content_dir import ChunkCounts, ChunkDirectory
+from edgeback_pools.names import SafeName
 
 CHUNKS_DIR = "chunks"
 

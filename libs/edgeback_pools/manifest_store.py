@@ -28,8 +28,8 @@ from typing import ParamSpec, TypeVar
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_blocks.manifest import Manifest
 from edgeback_core.errors import ConflictError
-from edgeback_dedup.files import read_bytes, remove_stale_temp, write_atomic
-from edgeback_dedup.names import SafeName
+from edgeback_pools.files import read_bytes, remove_stale_temp, write_atomic
+from edgeback_pools.names import SafeName
 
 MANIFESTS_DIR = "manifests"
 CHECKPOINTS_DIR = "checkpoints"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_core.errors import NotFoundError
-from edgeback_dedup.pool import Pool
-from edgeback_dedup.pool_meta import POOL_FILE, create_pool
+from edgeback_pools.pool import Pool
+from edgeback_pools.pool_meta import POOL_FILE, create_pool
 
 
 class PoolRegistry:

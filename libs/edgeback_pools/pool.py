@@ -17,14 +17,14 @@ from edgeback_blocks.chunk import CHUNK_SIZE, HEADER_SIZE
 from edgeback_blocks.ids import ChunkDigest, PoolKey
 from edgeback_blocks.pool_wire import PoolKind, PoolStatus
 from edgeback_core.errors import ConflictError, InvalidInputError
-from edgeback_dedup.capacity import Capacity, filesystem_space
-from edgeback_dedup.chunk_store import ChunkStore
-from edgeback_dedup.dedup_store import CHUNKS_DIR, DedupChunkStore
-from edgeback_dedup.manifest_store import ManifestFacts, ManifestName, ManifestStore
-from edgeback_dedup.names import SafeName
-from edgeback_dedup.pool_meta import PoolInfo, read_pool
-from edgeback_dedup.standard_store import StandardChunkStore
-from edgeback_dedup.verify import verify_upload
+from edgeback_pools.capacity import Capacity, filesystem_space
+from edgeback_pools.chunk_store import ChunkStore
+from edgeback_pools.dedup_store import CHUNKS_DIR, DedupChunkStore
+from edgeback_pools.manifest_store import ManifestFacts, ManifestName, ManifestStore
+from edgeback_pools.names import SafeName
+from edgeback_pools.pool_meta import PoolInfo, read_pool
+from edgeback_pools.standard_store import StandardChunkStore
+from edgeback_pools.verify import verify_upload
 
 MAX_RECORD_SIZE = HEADER_SIZE + CHUNK_SIZE
 
