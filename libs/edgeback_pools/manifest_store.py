@@ -27,6 +27,7 @@ from typing import ParamSpec, TypeVar
 
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_blocks.manifest import Manifest
+from edgeback_blocks.pool_wire import ManifestItem
 from edgeback_core.errors import ConflictError
 from edgeback_pools.files import read_bytes, remove_stale_temp, write_atomic
 from edgeback_pools.names import SafeName
@@ -82,6 +83,16 @@ class ManifestEntry:
     version: str
     size: int
     modified: datetime
+
+    def as_item(self) -> ManifestItem:
+        """The wire form the node answers with and the local pool returns."""
+        return ManifestItem(
+            vm=self.vm,
+            disk=self.disk,
+            version=self.version,
+            size=self.size,
+            modified=self.modified.isoformat(),
+        )
 
 
 class ManifestStore:

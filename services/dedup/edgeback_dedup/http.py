@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from edgeback_blocks.ids import DIGEST_SIZE
-from edgeback_blocks.pool_wire import CreatePool, ManifestItem
+from edgeback_blocks.pool_wire import CreatePool
 from edgeback_core.errors import InvalidInputError
 from edgeback_dedup.settings import DedupSettings
 from edgeback_pools.manifest_store import ManifestName
@@ -109,16 +109,7 @@ async def list_manifests(request: web.Request) -> web.Response:
         None if vm is None else safe_name(vm, what="vm"),
         None if disk is None else safe_name(disk, what="disk"),
     )
-    items = [
-        ManifestItem(
-            vm=e.vm,
-            disk=e.disk,
-            version=e.version,
-            size=e.size,
-            modified=e.modified.isoformat(),
-        )
-        for e in entries
-    ]
+    items = [entry.as_item() for entry in entries]
     return _json(items)
 
 
