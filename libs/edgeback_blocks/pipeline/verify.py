@@ -68,7 +68,8 @@ async def verify_disk(
     digests = list(where)
     if sample is not None and sample < len(digests):
         digests = (rng or random.Random()).sample(digests, sample)
-    meter = ProgressMeter(len(digests), progress)
+    sizes = {digest: manifest.chunk_span(where[digest][0])[1] for digest in digests}
+    meter = ProgressMeter(sum(sizes.values()), progress)
     bad: list[BadChunk] = []
     todo: Iterator[ChunkDigest] = iter(digests)
     with cpu.cpu_executor() as executor:
@@ -81,7 +82,7 @@ async def verify_disk(
                     await loop.run_in_executor(executor, cpu.verify, record, key, digest)
                 except (IntegrityError, NotFoundError) as exc:
                     bad.append(_bad(digest, where[digest], exc))
-                meter.add(1)
+                meter.add(sizes[digest])
 
         await run_workers(in_flight, len(digests), worker)
     meter.finish()

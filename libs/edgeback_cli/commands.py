@@ -1,0 +1,261 @@
+"""The ``edgeback disk`` commands: backup, restore and verify of one RBD disk.
+
+Every input is checked (image, snapshots, node, pool, key, base manifest) before
+anything is changed, so a bad command line leaves the cluster and the pool as they were.
+Without ``--snap`` a backup takes its own snapshot and keeps it as the base of the next
+incremental. Progress goes to stderr; the summary to stdout (JSON with ``--json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from edgeback_blocks.chunk import Compression
+from edgeback_blocks.ids import ManifestId, PoolId, PoolKey
+from edgeback_blocks.manifest import BackupType, Manifest, ManifestHeader, created_ms
+from edgeback_blocks.pipeline import (
+    BackupOptions,
+    BackupResult,
+    DedupMode,
+    RestoreOptions,
+    backup_disk,
+    restore_disk,
+    verify_disk,
+)
+from edgeback_blocks.pool_client import PoolClient
+from edgeback_blocks.rbd import RbdCluster, RbdImage, RbdPool
+from edgeback_cli.display import ProgressDisplay
+from edgeback_cli.refs import ImageRef, ManifestRef, key_id, version_name
+from edgeback_core.errors import ConflictError, InvalidInputError, NotFoundError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolAccess:
+    """Where the pool is and how to talk to it."""
+
+    url: str
+    pool: str
+    token: str
+    key: PoolKey
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupRequest:
+    image: ImageRef
+    access: PoolAccess
+    ceph_conf: str
+    ceph_client: str
+    vm: str
+    disk: str
+    version: str | None
+    base: ManifestRef | None
+    base_snap: str | None
+    backup_type: BackupType
+    compression: Compression
+    dedup: DedupMode
+    streams: int
+    checkpoint_interval_s: float
+
+
+@contextlib.asynccontextmanager
+async def opened_pool(access: PoolAccess) -> AsyncIterator[PoolClient]:
+    """The node's client for the pool, after checking the pool exists and the key fits."""
+    async with PoolClient(access.url, access.token, access.pool, connections=32) as client:
+        status = await client.status()
+        if status.key_id != key_id(access.key):
+            raise InvalidInputError(
+                f"the key file does not belong to pool {access.pool!r} "
+                f"(key id {key_id(access.key)}, the pool's is {status.key_id})"
+            )
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def rbd_pool(conf: str, client_id: str, name: str) -> AsyncIterator[RbdPool]:
+    async with (
+        RbdCluster.connect(conf, client_id, io_threads=8) as cluster,
+        cluster.open_pool(name) as pool,
+    ):
+        yield pool
+
+
+async def load_manifest(ref: ManifestRef, client: PoolClient) -> Manifest:
+    if ref.path is not None:
+        return Manifest.decode(ref.path.read_bytes())
+    return Manifest.decode(await client.get_manifest(ref.vm, ref.disk, ref.version))
+
+
+def emit(summary: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+        return
+    for name, value in summary.items():
+        print(f"{name:>16}: {value}")
+
+
+def note(message: str) -> None:
+    print(f"edgeback: {message}", file=sys.stderr, flush=True)
+
+
+async def run_backup(request: BackupRequest) -> dict[str, Any]:
+    ref = request.image
+    now = datetime.now(UTC)
+    version = request.version or version_name(now)
+    async with (
+        opened_pool(request.access) as client,
+        rbd_pool(request.ceph_conf, request.ceph_client, ref.pool) as pool,
+    ):
+        parent = None if request.base is None else await load_manifest(request.base, client)
+        _check_parent(parent, ref, request.base_snap)
+        snap = await _backup_snapshot(pool, ref, request.base_snap, version)
+        async with pool.open_image(ref.image, snapshot=snap) as image:
+            header = _header(
+                request, ref, snap=snap, size=await image.size(), parent=parent, now=now
+            )
+            result = await _backup_with_checkpoints(
+                request, image, header, client, parent=parent, version=version
+            )
+        await client.put_manifest(request.vm, request.disk, version, result.manifest.encode())
+        await client.delete_checkpoint(request.vm, request.disk, version)
+    return {
+        "manifest": f"{request.vm}/{request.disk}/{version}",
+        "image": str(ImageRef(ref.pool, ref.image, snap)),
+        "type": header.backup_type.value,
+        **result.stats.to_dict(),
+    }
+
+
+def _check_parent(parent: Manifest | None, ref: ImageRef, base_snap: str | None) -> None:
+    if parent is None:
+        return
+    expected = str(ImageRef(ref.pool, ref.image, base_snap))
+    if parent.header.image != expected:
+        raise InvalidInputError(
+            f"the base manifest was taken from {parent.header.image}, not from {expected}: "
+            "--base and --base-snap must name the same backup"
+        )
+
+
+async def _backup_snapshot(
+    pool: RbdPool, ref: ImageRef, base_snap: str | None, version: str
+) -> str:
+    """The snapshot to back up: the given one (checked), else a new one named after it."""
+    async with pool.open_image(ref.image, read_only=False) as image:
+        if base_snap is not None and not await image.snap_exists(base_snap):
+            raise NotFoundError(f"base snapshot {ref.pool}/{ref.image}@{base_snap} not found")
+        if ref.snap is not None:
+            if not await image.snap_exists(ref.snap):
+                raise NotFoundError(f"snapshot {ref} not found")
+            return ref.snap
+        snap = f"edgeback-{version}"
+        await image.create_snap(snap)
+    note(f"created snapshot {ref.pool}/{ref.image}@{snap} (kept: base of the next incremental)")
+    return snap
+
+
+def _header(
+    request: BackupRequest,
+    ref: ImageRef,
+    *,
+    snap: str,
+    size: int,
+    parent: Manifest | None,
+    now: datetime,
+) -> ManifestHeader:
+    return ManifestHeader(
+        vm_id=request.vm,
+        disk_id=request.disk,
+        image=str(ImageRef(ref.pool, ref.image, snap)),
+        image_size=size,
+        created_ms=created_ms(now),
+        backup_type=BackupType.FULL if parent is None else request.backup_type,
+        pool_id=PoolId(request.access.pool),
+        parent=None if request.base is None else ManifestId(str(request.base)),
+    )
+
+
+async def _backup_with_checkpoints(
+    request: BackupRequest,
+    image: RbdImage,
+    header: ManifestHeader,
+    client: PoolClient,
+    *,
+    parent: Manifest | None,
+    version: str,
+) -> BackupResult:
+    async def store(data: bytes) -> None:
+        await client.put_checkpoint(request.vm, request.disk, version, data)
+
+    checkpoint = await client.get_checkpoint(request.vm, request.disk, version)
+    if checkpoint is not None:
+        note(f"resuming {request.vm}/{request.disk}/{version} from its checkpoint")
+    options = BackupOptions(
+        compression=request.compression,
+        dedup=request.dedup,
+        streams=request.streams,
+        progress=ProgressDisplay("backup", sys.stderr),
+        checkpoint=store,
+        checkpoint_interval_s=request.checkpoint_interval_s,
+    )
+    return await backup_disk(
+        image, header=header, target=client, key=request.access.key,
+        base_snap=request.base_snap, parent=parent, resume_from=checkpoint, options=options,
+    )  # fmt: skip
+
+
+async def run_restore(
+    ref: ManifestRef,
+    image_ref: ImageRef,
+    access: PoolAccess,
+    *,
+    ceph: tuple[str, str],
+    force: bool,
+    streams: int,
+) -> dict[str, Any]:
+    async with opened_pool(access) as client, rbd_pool(*ceph, image_ref.pool) as pool:
+        manifest = await load_manifest(ref, client)
+        exists = await pool.image_exists(image_ref.image)
+        if exists and not force:
+            raise ConflictError(
+                f"image {image_ref} exists: pass --force to overwrite it with {ref}"
+            )
+        if not exists:
+            await pool.create_image(image_ref.image, manifest.header.image_size)
+            note(f"created image {image_ref} ({manifest.header.image_size} bytes)")
+        options = RestoreOptions(
+            in_flight=max(2, 2 * streams),
+            target_is_zero=not exists,
+            progress=ProgressDisplay("restore", sys.stderr),
+        )
+        async with pool.open_image(image_ref.image, read_only=False) as image:
+            stats = await restore_disk(
+                manifest, image, source=client, key=access.key, options=options
+            )
+    return {"manifest": str(ref), "image": str(image_ref), **stats.to_dict()}
+
+
+async def run_verify(
+    ref: ManifestRef, access: PoolAccess, *, sample: int | None
+) -> tuple[bool, dict[str, Any]]:
+    async with opened_pool(access) as client:
+        manifest = await load_manifest(ref, client)
+        report = await verify_disk(
+            manifest, source=client, key=access.key, sample=sample,
+            progress=ProgressDisplay("verify", sys.stderr),
+        )  # fmt: skip
+    summary = {
+        "manifest": str(ref),
+        "chunks": report.chunks,
+        "checked": report.checked,
+        "bad": [{"digest": b.digest, "indices": list(b.indices), "code": b.code,
+                 "message": b.message} for b in report.bad],
+        "duration_s": report.duration_s,
+    }  # fmt: skip
+    return report.ok, summary

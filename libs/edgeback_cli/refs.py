@@ -1,0 +1,117 @@
+"""Parsing of what operators type: images, manifest references, pool locations, keys.
+
+Pure except :func:`read_key`, :func:`is_manifest_file` (they look at files). Every bad
+input becomes an ``InvalidInputError`` with a message that says what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import blake3
+
+from edgeback_blocks.ids import DIGEST_SIZE, PoolKey
+from edgeback_core.errors import InvalidInputError
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_RBD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,250}")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    pool: str
+    image: str
+    snap: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        """``POOL/IMAGE`` or ``POOL/IMAGE@SNAP``."""
+        spec, _, snap = text.partition("@")
+        pool, sep, image = spec.partition("/")
+        names = [pool, image, *([snap] if snap else [])]
+        if not sep or not all(_RBD_NAME.fullmatch(n) for n in names) or text.endswith("@"):
+            raise InvalidInputError(
+                f"image must look like POOL/IMAGE[@SNAP], got {text!r}", image=text
+            )
+        return cls(pool, image, snap or None)
+
+    def __str__(self) -> str:
+        return f"{self.pool}/{self.image}" + (f"@{self.snap}" if self.snap else "")
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRef:
+    """A manifest in a pool (``vm/disk/version``) or a manifest file on this machine."""
+
+    vm: str = ""
+    disk: str = ""
+    version: str = ""
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ManifestRef:
+        path = Path(text)
+        if path.is_file():
+            return cls(path=path)
+        parts = text.split("/")
+        if len(parts) != 3 or not all(_NAME.fullmatch(part) for part in parts):
+            raise InvalidInputError(
+                f"manifest must be VM/DISK/VERSION in the pool or an existing file, got {text!r}",
+                manifest=text,
+            )
+        return cls(vm=parts[0], disk=parts[1], version=parts[2])
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path else f"{self.vm}/{self.disk}/{self.version}"
+
+
+def check_name(value: str, what: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise InvalidInputError(
+            f"{what} must be letters, digits, '.', '_' or '-' (at most 128), got {value!r}"
+        )
+    return value
+
+
+def node_url(text: str) -> str:
+    """The storage node's URL; a local pool directory is refused with a clear reason."""
+    if text.startswith(("http://", "https://")):
+        return text.rstrip("/")
+    raise InvalidInputError(
+        f"{text!r} is not a storage node URL. Local pool directories are not supported by "
+        "this version: serve the directory with a storage node (python -m edgeback_dedup) "
+        "and pass its http(s):// URL",
+        location=text,
+    )
+
+
+def read_key(path: str) -> PoolKey:
+    """The pool's 32-byte chunk key from a file (a pool's ``pool.key``, raw or hex)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the pool key file {path}: {exc.strerror}") from exc
+    if len(raw) != DIGEST_SIZE:
+        try:
+            raw = bytes.fromhex(raw.decode().strip())
+        except (UnicodeDecodeError, ValueError):
+            raw = b""
+    if len(raw) != DIGEST_SIZE:
+        raise InvalidInputError(f"{path} holds no 32-byte pool key (raw or 64 hex characters)")
+    return PoolKey(raw)
+
+
+def key_id(key: PoolKey) -> str:
+    """The public fingerprint of a pool key, as the node reports it in the pool status.
+
+    Same formula as the node's ``pool_meta.key_id`` (services may not be imported here).
+    """
+    return blake3.blake3(b"edgeback pool key id\0" + key).hexdigest()[:16]
+
+
+def version_name(now: datetime) -> str:
+    """A default version (and snapshot) name from a UTC time: ``20260102T030405Z``."""
+    return now.strftime("%Y%m%dT%H%M%SZ")

@@ -1,0 +1,157 @@
+"""The ``edgeback disk`` CLI as a process, against the dev Ceph cluster and a storage node."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.bench.images import DataMaker, image_sha256, write_chunk
+from tests.support.storage_node import TOKEN, Node, make_pools, running_node
+
+from edgeback_blocks.chunk import CHUNK_SIZE
+from edgeback_blocks.rbd import RbdCluster, RbdPool
+
+pytestmark = pytest.mark.integration
+
+SIZE = 6 * CHUNK_SIZE + 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> dict[str, object]:
+        loaded: dict[str, object] = json.loads(self.out)
+        return loaded
+
+
+@pytest.fixture
+async def pool(ceph_conf: str, ceph_pool: str) -> AsyncIterator[RbdPool]:
+    async with (
+        RbdCluster.connect(ceph_conf, timeout=10, io_threads=4) as cluster,
+        cluster.open_pool(ceph_pool) as opened,
+    ):
+        yield opened
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    make_pools(tmp_path / "pools")
+    async with running_node(tmp_path / "pools") as running:
+        yield running
+
+
+@pytest.fixture
+async def names(pool: RbdPool) -> AsyncIterator[list[str]]:
+    created: list[str] = []
+    yield created
+    for name in created:
+        if not await pool.image_exists(name):
+            continue
+        async with pool.open_image(name, read_only=False) as image:
+            for snap in await image.list_snaps():
+                await image.remove_snap(snap.name)
+        await pool.remove_image(name)
+
+
+async def cli(node: Node, ceph_conf: str, *args: str, key: Path | None = None) -> Result:
+    verb = args[1]
+    where = ["--to" if verb == "backup" else "--from", node.url, "--pool", "dd"]
+    key_file = key or node.data_dir / "dd" / "pool.key"
+    env = {**os.environ, "EDGEBACK_TOKEN": TOKEN, "CEPH_CONF": ceph_conf}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from edgeback_cli.main import main; main()",
+        *args, *where, "--key-file", str(key_file), "--json",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+async def test_backup_incremental_restore_verify_through_the_cli(
+    pool: RbdPool, node: Node, ceph_conf: str, names: list[str]
+) -> None:
+    source, target = f"test-cli-{uuid.uuid4().hex[:10]}", f"test-cli-{uuid.uuid4().hex[:10]}"
+    names += [source, target]
+    await pool.create_image(source, SIZE)
+    data = DataMaker(seed=4)
+    async with pool.open_image(source, read_only=False) as image:
+        for index in (0, 2, 3):
+            await write_chunk(image, index, data.random() if index else data.text())
+    image_arg = f"{pool.name}/{source}"
+    full = await cli(node, ceph_conf, "disk", "backup", "--image", image_arg,
+                     "--vm", "vm-a", "--disk", "d0", "--version", "v1")  # fmt: skip
+    assert full.code == 0, full.err
+    assert "created snapshot" in full.err
+    base_snap = str(full.json["image"]).split("@")[1]
+    assert full.json["type"] == "full" and full.json["chunks_new"] == 3
+
+    async with pool.open_image(source, read_only=False) as image:
+        await image.discard(0, CHUNK_SIZE)
+        await image.write(SIZE - 100, b"x" * 100)
+        await image.create_snap("s2")
+    incr = await cli(node, ceph_conf, "disk", "backup", "--image", f"{image_arg}@s2",
+                     "--base", "vm-a/d0/v1", "--base-snap", base_snap,
+                     "--vm", "vm-a", "--disk", "d0", "--version", "v2")  # fmt: skip
+    assert incr.code == 0, incr.err
+    assert incr.json["type"] == "incremental" and incr.json["chunks_read"] == 1
+
+    restored = await cli(node, ceph_conf, "disk", "restore", "vm-a/d0/v2",
+                         "--image", f"{pool.name}/{target}")  # fmt: skip
+    assert restored.code == 0, restored.err
+    assert "created image" in restored.err
+    async with pool.open_image(target) as image:
+        got = await image_sha256(image, SIZE)
+    async with pool.open_image(source, snapshot="s2") as image:
+        assert got == await image_sha256(image, SIZE)
+
+    verified = await cli(node, ceph_conf, "disk", "verify", "vm-a/d0/v2")
+    assert verified.code == 0 and verified.json["bad"] == [] and verified.json["checked"] == 3
+
+    # a corrupt chunk: verify exits 3 and names it
+    chunk = next(p for p in (node.data_dir / "dd" / "chunks").rglob("*") if p.is_file())
+    record = chunk.read_bytes()
+    chunk.write_bytes(record[:-1] + bytes([record[-1] ^ 0xFF]))
+    broken = await cli(node, ceph_conf, "disk", "verify", "vm-a/d0/v2")
+    assert broken.code == 3
+    assert [bad["digest"] for bad in broken.json["bad"]] == [chunk.name]  # type: ignore[attr-defined]
+
+
+async def test_bad_input_changes_nothing_and_exits_2(
+    pool: RbdPool, node: Node, ceph_conf: str, names: list[str], tmp_path: Path
+) -> None:
+    source = f"test-cli-{uuid.uuid4().hex[:10]}"
+    names.append(source)
+    await pool.create_image(source, SIZE)
+    image_arg = f"{pool.name}/{source}"
+    wrong_key = tmp_path / "wrong.key"
+    wrong_key.write_bytes(b"\1" * 32)
+    cases = [
+        (["disk", "backup", "--image", "no-slash"], None, "POOL/IMAGE"),
+        (["disk", "backup", "--image", image_arg, "--base", "a/b/c"], None, "--base-snap"),
+        (["disk", "backup", "--image", image_arg], wrong_key, "does not belong"),
+        (["disk", "backup", "--image", f"{image_arg}@nope"], None, "not found"),
+        (["disk", "backup", "--image", image_arg, "--base", "vm/d/none", "--base-snap", "x"],
+         None, "not_found"),
+        (["disk", "restore", "vm/d/none", "--image", image_arg], None, "not_found"),
+    ]  # fmt: skip
+    for args, key, message in cases:
+        result = await cli(node, ceph_conf, *args, key=key)
+        assert result.code == 2, (args, result.err)
+        assert message in result.err, (args, result.err)
+        assert result.out == ""
+    async with pool.open_image(source) as image:
+        assert await image.list_snaps() == []  # no snapshot was left behind
+    async with node.client("dd") as client:
+        assert await client.list_manifests() == []
