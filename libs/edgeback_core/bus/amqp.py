@@ -1,9 +1,14 @@
-"""The aio-pika adapter: :class:`AmqpBus` over RabbitMQ (the only module using aio-pika).
+"""The aio-pika adapter: :class:`AmqpBus` over RabbitMQ (with ``amqp_wire`` and ``amqp_rpc``
+the only modules using aio-pika).
 
 One robust connection (aio-pika reconnects and re-declares what it declared); one
 publishing channel with publisher confirms, which also consumes RPC replies on
-direct reply-to; one channel per consumer so that its prefetch is its own and closing
-it returns exactly its unacked messages. Driver errors become ``EdgebackError``s here.
+direct reply-to (``amqp_rpc``); one channel per consumer so that its prefetch is its
+own and closing it returns exactly its unacked messages. When the connection drops,
+handlers in flight are cancelled (their messages come back on the restored channel),
+pending RPC calls fail with ``UnavailableError`` and publishes wait up to
+``reconnect_wait`` for the connection to return. Driver errors become
+``EdgebackError``s in ``amqp_wire``.
 """
 
 from __future__ import annotations
@@ -14,29 +19,29 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aio_pika
-import aiormq.exceptions
 import msgspec
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+)
 
+from edgeback_core.bus.amqp_rpc import DIRECT_REPLY_TO, ReplyRouter
+from edgeback_core.bus.amqp_wire import envelope_of, guarded, table, wire_message
 from edgeback_core.bus.consumer import run_delivery
-from edgeback_core.bus.port import Envelope, NullTracker
+from edgeback_core.bus.port import NullTracker
 from edgeback_core.bus.rpc import answer, reply_of
 from edgeback_core.bus.topology import RETRIES_HEADER, ROUTING_KEY_HEADER
 from edgeback_core.errors import (
-    ConfigError,
     DeadlineExceededError,
-    EdgebackError,
-    TransientError,
     UnavailableError,
-    UnroutableError,
 )
 from edgeback_core.messages.base import encode
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
-
-    from aiormq.abc import FieldTable
+    from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 
     from edgeback_core.bus.port import ConsumerHandle, Handler, InFlightTracker, RpcHandler
     from edgeback_core.bus.topology import ExchangeKind, QueueSpec, Topology
@@ -48,63 +53,8 @@ Req = TypeVar("Req", bound=msgspec.Struct)
 Resp = TypeVar("Resp", bound=msgspec.Struct)
 R = TypeVar("R")
 
-_DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 _RPC_PREFETCH = 16
-
-_CONNECTION_ERRORS = (
-    OSError,
-    aiormq.exceptions.AMQPConnectionError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    aio_pika.exceptions.ChannelClosed,
-)
-
-
-def translate(exc: Exception, what: str) -> EdgebackError:
-    """Our error for a driver error raised while doing ``what``."""
-    if isinstance(exc, aiormq.exceptions.PublishError):
-        return UnroutableError(f"{what}: no queue bound", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
-        return ConfigError(f"{what}: topology differs from the broker's", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.DeliveryError):
-        return TransientError(f"{what}: broker refused the message", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
-        return ConfigError(f"{what}: authentication refused", reason=str(exc))
-    if isinstance(exc, TimeoutError):
-        return UnavailableError(f"{what}: broker timed out", reason=str(exc))
-    return UnavailableError(f"{what}: broker unavailable", reason=str(exc))
-
-
-async def guarded(what: str, op: Awaitable[R]) -> R:
-    try:
-        return await op
-    except (*_CONNECTION_ERRORS, aiormq.exceptions.AMQPError, TimeoutError) as exc:
-        raise translate(exc, what) from exc
-
-
-def envelope_of(message: AbstractIncomingMessage) -> Envelope:
-    headers: dict[str, Any] = dict(message.headers or {})
-    count = headers.get("x-delivery-count", 0)
-    return Envelope(
-        message_id=message.message_id or "",
-        routing_key=str(headers.get(ROUTING_KEY_HEADER) or message.routing_key or ""),
-        delivery_count=count if isinstance(count, int) else 0,
-        redelivered=bool(message.redelivered),
-        headers=headers,
-    )
-
-
-def _table(arguments: Mapping[str, str | int]) -> FieldTable:
-    return dict(arguments.items())
-
-
-def _message(body: bytes, message_id: str, **properties: Any) -> aio_pika.Message:
-    return aio_pika.Message(
-        body=body,
-        message_id=message_id,
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        **properties,
-    )
+_REPUBLISH_PAUSE = 0.1
 
 
 class _AmqpDelivery:
@@ -128,7 +78,7 @@ class _AmqpDelivery:
     async def retry(self, delay: float, retries: int) -> None:
         env = self.envelope
         headers = {ROUTING_KEY_HEADER: env.routing_key, RETRIES_HEADER: retries}
-        parked = _message(self.body, env.message_id, headers=headers)
+        parked = wire_message(self.body, env.message_id, headers=headers)
         retry_queue = self._bus.topology.retry_queue(self._spec, delay)
         # publish (confirmed) before the ack: a crash in between duplicates, never loses
         await self._bus.publish_raw("", retry_queue, parked, mandatory=True)
@@ -142,6 +92,21 @@ class _AmqpConsumer:
         self._channel, self._queue = channel, queue
         self._tasks: set[asyncio.Task[None]] = set()
         self._tag: str | None = None
+        channel.close_callbacks.add(self._channel_lost)
+
+    def _channel_lost(self, _sender: Any, exc: BaseException | None) -> None:
+        # Their acks can no longer land and the broker hands their messages out again
+        # (to the restored channel or another consumer): stop the handlers rather than
+        # let them run beside their own redelivery.
+        if self._tasks:
+            log.warning(
+                "bus.consumer.channel_lost",
+                queue=self._queue.name,
+                cancelled=len(self._tasks),
+                error=repr(exc),
+            )
+        for task in list(self._tasks):
+            task.cancel()
 
     async def start(
         self, run: Callable[[AbstractIncomingMessage], Coroutine[Any, Any, None]]
@@ -177,30 +142,49 @@ class AmqpBus:
     def __init__(
         self,
         connection: aio_pika.abc.AbstractRobustConnection,
-        channel: AbstractChannel,
+        channel: AbstractRobustChannel,
         topology: Topology,
         tracker: InFlightTracker | None,
+        reconnect_wait: float,
     ) -> None:
         self._connection, self._channel = connection, channel
         self.topology = topology
         self._tracker = tracker or NullTracker()
         self._consumers: list[_AmqpConsumer] = []
-        self._replies: dict[str, asyncio.Future[AbstractIncomingMessage]] = {}
-        self._reply_lock = asyncio.Lock()
-        self._reply_queue: AbstractQueue | None = None
+        self._rpc = ReplyRouter(channel)
+        self.reconnect_wait = reconnect_wait
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, url: str, topology: Topology, *, tracker: InFlightTracker | None = None
+        cls,
+        url: str,
+        topology: Topology,
+        *,
+        tracker: InFlightTracker | None = None,
+        name: str | None = None,
+        reconnect_wait: float = 10.0,
+        reconnect_interval: float = 1.0,
     ) -> AsyncIterator[AmqpBus]:
-        """Connect (robustly), open a confirming channel and declare the exchanges."""
-        connection = await guarded("connect", aio_pika.connect_robust(url, fail_fast=True))
+        """Connect (robustly), open a confirming channel and declare the exchanges.
+
+        ``name`` is the connection name the broker shows (``rabbitmqctl
+        list_connections client_properties``); ``reconnect_interval`` the pause
+        between reconnect attempts; ``reconnect_wait`` how long a publish waits for a
+        lost connection to come back before raising ``UnavailableError``.
+        """
+        connect = aio_pika.connect_robust(
+            url,
+            fail_fast=True,
+            reconnect_interval=reconnect_interval,
+            client_properties={"connection_name": name or f"edgeback-{uuid.uuid4().hex[:8]}"},
+        )
+        connection = await guarded("connect", connect)
         try:
             channel = await guarded(
                 "open channel", connection.channel(publisher_confirms=True, on_return_raises=True)
             )
-            bus = cls(connection, channel, topology, tracker)
+            bus = cls(connection, channel, topology, tracker, reconnect_wait)
             await bus._declare_exchanges()
             try:
                 yield bus
@@ -227,6 +211,29 @@ class AmqpBus:
     async def publish_raw(
         self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool
     ) -> None:
+        """Publish and wait for the confirm. Across a lost connection, wait up to
+        ``reconnect_wait`` for it to return and publish again: a message whose confirm
+        was lost may then be held twice (same message id; handlers are idempotent)."""
+        what = f"publish {routing_key}"
+        try:
+            async with asyncio.timeout(self.reconnect_wait):
+                while True:
+                    try:
+                        await self._publish_once(exchange, routing_key, message, mandatory)
+                        return
+                    except UnavailableError as exc:
+                        log.warning("bus.publish.interrupted", routing_key=routing_key, error=exc)
+                        await asyncio.sleep(_REPUBLISH_PAUSE)
+        except TimeoutError as exc:
+            raise UnavailableError(
+                f"{what}: no broker connection within {self.reconnect_wait}s"
+            ) from exc
+
+    async def _publish_once(
+        self, exchange: str, routing_key: str, message: aio_pika.Message, mandatory: bool
+    ) -> None:
+        """One attempt, once the channel is (re)open; connection loss → UnavailableError."""
+        await self._channel.ready()
         target = (
             self._channel.default_exchange
             if exchange == ""
@@ -244,7 +251,7 @@ class AmqpBus:
         *,
         message_id: str | None = None,
     ) -> None:
-        amqp_message = _message(
+        amqp_message = wire_message(
             encode(message), message_id or uuid.uuid4().hex, type=type(message).__name__
         )
         await self.publish_raw(
@@ -262,16 +269,16 @@ class AmqpBus:
         name = top.queue(spec)
         dlq = await guarded(
             name,
-            ch.declare_queue(top.dlq(spec), durable=True, arguments=_table(top.dlq_arguments())),
+            ch.declare_queue(top.dlq(spec), durable=True, arguments=table(top.dlq_arguments())),
         )
         await guarded(name, dlq.bind(top.dlx, routing_key=name))
         queue = await guarded(
-            name, ch.declare_queue(name, durable=True, arguments=_table(top.queue_arguments(spec)))
+            name, ch.declare_queue(name, durable=True, arguments=table(top.queue_arguments(spec)))
         )
         for pattern in spec.bindings:
             await guarded(name, queue.bind(top.exchange(spec.exchange), routing_key=pattern))
         for delay, retry_name in top.retry_queues(spec).items():
-            args = _table(top.retry_queue_arguments(spec, delay))
+            args = table(top.retry_queue_arguments(spec, delay))
             await guarded(retry_name, ch.declare_queue(retry_name, durable=True, arguments=args))
         return queue
 
@@ -325,7 +332,7 @@ class AmqpBus:
             async with self._tracker.track():
                 kind, body = await answer(handler, request_type, message.body, rpc=name)
                 if message.reply_to:
-                    reply = _message(
+                    reply = wire_message(
                         body, uuid.uuid4().hex, type=kind, correlation_id=message.correlation_id
                     )
                     publish = channel.default_exchange.publish(
@@ -347,40 +354,26 @@ class AmqpBus:
         *,
         timeout: float,  # noqa: ASYNC109 - the deadline also sets the request's expiration
     ) -> Resp:
-        await self._consume_replies()
         correlation_id = uuid.uuid4().hex
-        future = asyncio.get_running_loop().create_future()
-        self._replies[correlation_id] = future
         # expiration: a server that picks the request up after the caller gave up skips it
-        message = _message(
+        message = wire_message(
             encode(request),
             correlation_id,
             correlation_id=correlation_id,
-            reply_to=_DIRECT_REPLY_TO,
+            reply_to=DIRECT_REPLY_TO,
             expiration=timeout,
             type=type(request).__name__,
         )
         try:
             async with asyncio.timeout(timeout):
-                await self.publish_raw("", self.topology.rpc_queue(name), message, mandatory=True)
+                await self._channel.ready()
+                await guarded("reply-to", self._rpc.ensure_consuming())
+                future = self._rpc.expect(correlation_id)
+                # Once only: a retry could land on a channel without the reply consumer.
+                await self._publish_once("", self.topology.rpc_queue(name), message, True)
                 reply = await future
         except TimeoutError as exc:
             raise DeadlineExceededError(f"rpc {name!r} gave no answer in {timeout}s") from exc
         finally:
-            self._replies.pop(correlation_id, None)
+            self._rpc.forget(correlation_id)
         return reply_of(reply.type or "", reply.body, response_type)
-
-    async def _consume_replies(self) -> None:
-        """Direct reply-to: consume the pseudo-queue (no-ack) on the publishing channel."""
-        async with self._reply_lock:
-            if self._reply_queue is None:
-                queue = await guarded(
-                    "reply-to", self._channel.get_queue(_DIRECT_REPLY_TO, ensure=False)
-                )
-                await guarded("reply-to", queue.consume(self._on_reply, no_ack=True))
-                self._reply_queue = queue
-
-    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        future = self._replies.pop(message.correlation_id or "", None)
-        if future is not None and not future.done():
-            future.set_result(message)

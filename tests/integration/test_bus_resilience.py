@@ -1,0 +1,166 @@
+"""The AMQP bus across a lost connection: the broker closes THIS test's connection
+(found by its connection name) and the bus must come back without losing anything:
+the message in flight is redelivered and handled, consumers resume, publishing and
+RPC (server and caller, incl. the direct reply-to consumer) work again, and a call in
+flight fails fast with ``UnavailableError`` instead of waiting for its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from tests.integration.broker_control import (
+    BusFactory,
+    close_connection,
+    eventually,
+    wait_for_connection,
+)
+
+from edgeback_core.bus.amqp import AmqpBus
+from edgeback_core.bus.port import Envelope
+from edgeback_core.errors import TransientError, UnavailableError, UnroutableError
+from edgeback_core.messages import Message, Ping, Pong
+
+
+class Job(Message, frozen=True, kw_only=True):
+    text: str
+
+
+@pytest.fixture
+async def buses(amqp_url: str) -> AsyncIterator[BusFactory]:
+    factory = BusFactory(amqp_url)
+    yield factory
+    await factory.clean_up()
+
+
+async def pong(ping: Ping) -> Pong:
+    if ping.nonce == "slow":
+        await asyncio.sleep(20)
+    return Pong(service="resilience", nonce=ping.nonce)
+
+
+async def test_message_in_flight_is_redelivered_and_consumer_resumes(buses: BusFactory) -> None:
+    spec = buses.spec("svc.work", exchange="commands", bindings=("work.#",), prefetch=1)
+    seen: list[tuple[str, Envelope]] = []
+    first_started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def handler(job: Job, envelope: Envelope) -> None:
+        seen.append((job.text, envelope))
+        if len(seen) == 1:
+            first_started.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    async with buses.open("worker") as bus:
+        await bus.consume(spec, handler, Job)
+        await bus.publish("commands", "work.a", Job(text="in flight"), message_id="m-1")
+        await asyncio.wait_for(first_started.wait(), 10)
+        lost_at = time.monotonic()
+        await close_connection(buses.name("worker"))
+        await eventually(lambda: len(seen) >= 2)
+        redelivered_after = time.monotonic() - lost_at
+        assert cancelled.is_set(), "the handler whose ack can no longer land is stopped"
+        await bus.publish("commands", "work.b", Job(text="after"), message_id="m-2")
+        await eventually(lambda: len(seen) >= 3)
+        await asyncio.sleep(0.3)
+    texts = [text for text, _ in seen]
+    assert texts == ["in flight", "in flight", "after"]
+    again = seen[1][1]
+    assert (again.message_id, again.redelivered) == ("m-1", True)
+    assert redelivered_after < 10, f"redelivered only after {redelivered_after:.1f}s"
+    print(f"\nredelivered {redelivered_after:.2f}s after the connection was closed")
+
+
+async def test_rpc_server_and_caller_work_after_reconnect(buses: BusFactory) -> None:
+    async with buses.open("server") as server, buses.open("caller") as caller:
+        await server.serve_rpc("health.ping", pong, Ping)
+        assert (await caller.call("health.ping", Ping(nonce="1"), Pong, timeout=5)).nonce == "1"
+        for role in ("server", "caller"):
+            await close_connection(buses.name(role))
+        started = time.monotonic()
+        for role in ("server", "caller"):
+            await wait_for_connection(buses.name(role))
+        reply = await _call_until_answered(caller, "2")
+        print(f"\nRPC answered again {time.monotonic() - started:.2f}s after both were closed")
+        assert reply.nonce == "2"
+        replies = await asyncio.gather(
+            *(caller.call("health.ping", Ping(nonce=str(n)), Pong, timeout=5) for n in range(5))
+        )
+        assert [r.nonce for r in replies] == [str(n) for n in range(5)]
+
+
+async def _call_until_answered(caller: AmqpBus, nonce: str) -> Pong:
+    """The server's queue is re-declared on its own schedule: until then the call is
+    unroutable or unavailable, never answered wrongly."""
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                return await caller.call("health.ping", Ping(nonce=nonce), Pong, timeout=5)
+            except (TransientError, UnroutableError):
+                await asyncio.sleep(0.2)
+
+
+async def test_call_in_flight_fails_fast_when_connection_is_lost(buses: BusFactory) -> None:
+    async with buses.open("server") as server, buses.open("caller") as caller:
+        await server.serve_rpc("slow.ping", pong, Ping)
+        call = asyncio.create_task(caller.call("slow.ping", Ping(nonce="slow"), Pong, timeout=20))
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        await close_connection(buses.name("caller"))
+        with pytest.raises(UnavailableError):
+            await call
+        failed_after = time.monotonic() - started
+        assert failed_after < 3, f"the call waited {failed_after:.1f}s"
+        print(f"\nin-flight call failed {failed_after:.2f}s after the close was requested")
+        await wait_for_connection(buses.name("caller"))
+        await server.serve_rpc("fast.ping", pong, Ping)
+        reply = await caller.call("fast.ping", Ping(nonce="back"), Pong, timeout=10)
+        assert reply.nonce == "back"
+
+
+async def test_publish_during_outage_is_delivered_or_raises(buses: BusFactory) -> None:
+    spec = buses.spec("svc.sink", exchange="commands", bindings=("sink.#",))
+    seen: list[str] = []
+
+    async def handler(job: Job, envelope: Envelope) -> None:
+        seen.append(envelope.message_id)
+
+    async with buses.open("consumer") as sink, buses.open("publisher") as bus:
+        await sink.consume(spec, handler, Job)
+        closing = asyncio.create_task(close_connection(buses.name("publisher")))
+        published: list[str] = []
+        for n in range(40):
+            try:
+                await bus.publish("commands", "sink.x", Job(text=str(n)), message_id=f"p-{n}")
+                published.append(f"p-{n}")
+            except TransientError:
+                pass
+            await asyncio.sleep(0.05)
+        await closing
+        await eventually(lambda: set(published) <= set(seen))
+    assert published, "some publishes went through"
+    assert set(seen) <= {f"p-{n}" for n in range(40)}
+
+
+async def test_publish_waits_bounded_time_then_raises(buses: BusFactory) -> None:
+    """With a reconnect slower than ``reconnect_wait``, the publish gives up loudly."""
+    spec = buses.spec("svc.bounded", exchange="commands", bindings=("bounded.#",))
+    async with buses.open("slow", reconnect_wait=0.5, reconnect_interval=5) as bus:
+        await bus.consume(spec, _ignore, Job)
+        await close_connection(buses.name("slow"))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(UnavailableError):
+            await bus.publish("commands", "bounded.x", Job(text="x"))
+        assert 0.4 < time.monotonic() - started < 2
+        await wait_for_connection(buses.name("slow"))
+        await bus.publish("commands", "bounded.x", Job(text="y"))
+
+
+async def _ignore(job: Job, envelope: Envelope) -> None:
+    return None
