@@ -103,6 +103,13 @@ class PlatformUnreachableError(UnavailableError):
     code = "platform_unreachable"
 
 
+class PlatformTlsError(PlatformUnreachableError):
+    """The platform's certificate does not verify: retrying cannot fix it."""
+
+    code = "platform_tls_failed"
+    retryable = False
+
+
 class PoolFullError(PermanentError):
     """A storage pool has no room (quota or filesystem) for the data being written.
 

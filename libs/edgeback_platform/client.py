@@ -29,6 +29,7 @@ from edgeback_core.errors import (
     InvalidInputError,
     NotFoundError,
     PlatformAuthError,
+    PlatformTlsError,
     PlatformUnreachableError,
     UnavailableError,
 )
@@ -255,16 +256,10 @@ class EdgeCloudClient:
         return headers
 
 
-class _NotRetried(PlatformUnreachableError):
-    """Unreachable for a reason retrying cannot fix (e.g. a certificate that does not verify)."""
-
-    retryable = False
-
-
 def _unreachable(
     endpoint: PlatformEndpoint, reason: str, exc: BaseException, *, retry: bool
 ) -> PlatformUnreachableError:
-    kind = PlatformUnreachableError if retry else _NotRetried
+    kind = PlatformUnreachableError if retry else PlatformTlsError
     return kind(
         f"cannot reach the platform at {endpoint.base_url}: {exc or reason}",
         url=endpoint.base_url,
