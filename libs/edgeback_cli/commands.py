@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from edgeback_blocks.chunk import Compression
-from edgeback_blocks.ids import ManifestId, PoolId, PoolKey
+from edgeback_blocks.ids import ChunkDigest, ManifestId, PoolId, PoolKey
 from edgeback_blocks.manifest import BackupType, Manifest, ManifestHeader, created_ms
 from edgeback_blocks.pipeline import (
     BackupOptions,
@@ -30,20 +30,39 @@ from edgeback_blocks.pipeline import (
     verify_disk,
 )
 from edgeback_blocks.pool_client import PoolClient
+from edgeback_blocks.pool_wire import ManifestItem, PoolStatus
 from edgeback_blocks.rbd import RbdCluster, RbdImage, RbdPool
 from edgeback_cli.display import ProgressDisplay
-from edgeback_cli.refs import ImageRef, ManifestRef, key_id, version_name
+from edgeback_cli.refs import ImageRef, ManifestRef, PoolLocation, version_name
 from edgeback_core.errors import ConflictError, InvalidInputError, NotFoundError
+from edgeback_pools.local import LocalPool
+from edgeback_pools.pool_meta import key_id, read_pool
+
+
+class PoolHandle(Protocol):
+    """What the commands use of a pool: a node client or a local pool directory."""
+
+    async def missing(self, digests: Iterable[ChunkDigest]) -> set[ChunkDigest]: ...
+    async def put_chunk(self, digest: ChunkDigest, record: bytes) -> bool: ...
+    async def get_chunk(self, digest: ChunkDigest) -> bytes: ...
+    async def put_manifest(self, vm: str, disk: str, version: str, data: bytes) -> bool: ...
+    async def get_manifest(self, vm: str, disk: str, version: str) -> bytes: ...
+    async def list_manifests(self) -> list[ManifestItem]: ...
+    async def put_checkpoint(self, vm: str, disk: str, version: str, data: bytes) -> None: ...
+    async def get_checkpoint(self, vm: str, disk: str, version: str) -> bytes | None: ...
+    async def delete_checkpoint(self, vm: str, disk: str, version: str) -> None: ...
+    async def status(self) -> PoolStatus: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PoolAccess:
-    """Where the pool is and how to talk to it."""
+    """Where the pool is (a node URL, or a pool directory) and how to talk to it."""
 
-    url: str
+    location: PoolLocation
     pool: str
-    token: str
-    key: PoolKey
+    token: str | None
+    key: PoolKey | None
+    """None for a pool directory: its own ``pool.key`` is used."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,15 +84,33 @@ class BackupRequest:
 
 
 @contextlib.asynccontextmanager
-async def opened_pool(access: PoolAccess) -> AsyncIterator[PoolClient]:
-    """The node's client for the pool, after checking the pool exists and the key fits."""
-    async with PoolClient(access.url, access.token, access.pool, connections=32) as client:
-        status = await client.status()
-        if status.key_id != key_id(access.key):
+async def opened_pool(access: PoolAccess) -> AsyncIterator[tuple[PoolHandle, PoolKey]]:
+    """The pool and its chunk key, after checking the pool exists and the key fits."""
+    async with _open(access) as handle:
+        key = access.key
+        if key is None:
+            if access.location.directory is None:
+                raise InvalidInputError("--key-file is needed with a storage node URL")
+            key = PoolKey(read_pool(access.location.directory)[1])
+        status = await handle.status()
+        if status.key_id != key_id(key):
             raise InvalidInputError(
-                f"the key file does not belong to pool {access.pool!r} "
-                f"(key id {key_id(access.key)}, the pool's is {status.key_id})"
+                f"the key file does not belong to pool {status.name!r} "
+                f"(key id {key_id(key)}, the pool's is {status.key_id})"
             )
+        yield handle, key
+
+
+@contextlib.asynccontextmanager
+async def _open(access: PoolAccess) -> AsyncIterator[PoolHandle]:
+    location = access.location
+    if location.directory is not None:
+        async with LocalPool.open(location.directory) as local:
+            yield local
+        return
+    if not access.token:
+        raise InvalidInputError("no token for the storage node: see --token-env")
+    async with PoolClient(location.url, access.token, access.pool, connections=32) as client:
         yield client
 
 
@@ -86,7 +123,7 @@ async def rbd_pool(conf: str, client_id: str, name: str) -> AsyncIterator[RbdPoo
         yield pool
 
 
-async def load_manifest(ref: ManifestRef, client: PoolClient) -> Manifest:
+async def load_manifest(ref: ManifestRef, client: PoolHandle) -> Manifest:
     if ref.path is not None:
         return Manifest.decode(ref.path.read_bytes())
     return Manifest.decode(await client.get_manifest(ref.vm, ref.disk, ref.version))
@@ -109,7 +146,7 @@ async def run_backup(request: BackupRequest) -> dict[str, Any]:
     now = datetime.now(UTC)
     version = request.version or version_name(now)
     async with (
-        opened_pool(request.access) as client,
+        opened_pool(request.access) as (client, key),
         rbd_pool(request.ceph_conf, request.ceph_client, ref.pool) as pool,
     ):
         parent = None if request.base is None else await load_manifest(request.base, client)
@@ -120,7 +157,7 @@ async def run_backup(request: BackupRequest) -> dict[str, Any]:
                 request, ref, snap=snap, size=await image.size(), parent=parent, now=now
             )
             result = await _backup_with_checkpoints(
-                request, image, header, client, parent=parent, version=version
+                request, image, header, client, key=key, parent=parent, version=version
             )
         await client.put_manifest(request.vm, request.disk, version, result.manifest.encode())
         await client.delete_checkpoint(request.vm, request.disk, version)
@@ -185,8 +222,9 @@ async def _backup_with_checkpoints(
     request: BackupRequest,
     image: RbdImage,
     header: ManifestHeader,
-    client: PoolClient,
+    client: PoolHandle,
     *,
+    key: PoolKey,
     parent: Manifest | None,
     version: str,
 ) -> BackupResult:
@@ -205,7 +243,7 @@ async def _backup_with_checkpoints(
         checkpoint_interval_s=request.checkpoint_interval_s,
     )
     return await backup_disk(
-        image, header=header, target=client, key=request.access.key,
+        image, header=header, target=client, key=key,
         base_snap=request.base_snap, parent=parent, resume_from=checkpoint, options=options,
     )  # fmt: skip
 
@@ -219,7 +257,7 @@ async def run_restore(
     force: bool,
     streams: int,
 ) -> dict[str, Any]:
-    async with opened_pool(access) as client, rbd_pool(*ceph, image_ref.pool) as pool:
+    async with opened_pool(access) as (client, key), rbd_pool(*ceph, image_ref.pool) as pool:
         manifest = await load_manifest(ref, client)
         exists = await pool.image_exists(image_ref.image)
         if exists and not force:
@@ -235,19 +273,17 @@ async def run_restore(
             progress=ProgressDisplay("restore", sys.stderr),
         )
         async with pool.open_image(image_ref.image, read_only=False) as image:
-            stats = await restore_disk(
-                manifest, image, source=client, key=access.key, options=options
-            )
+            stats = await restore_disk(manifest, image, source=client, key=key, options=options)
     return {"manifest": str(ref), "image": str(image_ref), **stats.to_dict()}
 
 
 async def run_verify(
     ref: ManifestRef, access: PoolAccess, *, sample: int | None
 ) -> tuple[bool, dict[str, Any]]:
-    async with opened_pool(access) as client:
+    async with opened_pool(access) as (client, key):
         manifest = await load_manifest(ref, client)
         report = await verify_disk(
-            manifest, source=client, key=access.key, sample=sample,
+            manifest, source=client, key=key, sample=sample,
             progress=ProgressDisplay("verify", sys.stderr),
         )  # fmt: skip
     summary = {

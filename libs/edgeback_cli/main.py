@@ -18,7 +18,7 @@ from edgeback_blocks.chunk import Compression
 from edgeback_blocks.manifest import BackupType
 from edgeback_blocks.pipeline import DedupMode
 from edgeback_cli import commands
-from edgeback_cli.refs import ImageRef, ManifestRef, check_name, node_url, read_key
+from edgeback_cli.refs import ImageRef, ManifestRef, PoolLocation, check_name, read_key
 from edgeback_core.errors import (
     ConfigError,
     EdgebackError,
@@ -36,10 +36,14 @@ def _pool_options(parser: argparse.ArgumentParser, direction: str) -> None:
         direction,
         dest="node",
         required=True,
-        metavar="NODE_URL",
-        help="storage node URL, e.g. http://127.0.0.1:8710",
+        metavar="NODE_URL|POOL_DIR",
+        help="storage node URL (http://127.0.0.1:8710) or a pool directory (no node)",
     )
-    parser.add_argument("--pool", default="default", help="pool on the node (default: default)")
+    parser.add_argument(
+        "--pool",
+        default="default",
+        help="pool on the node (default: default); unused with a POOL_DIR",
+    )
     parser.add_argument(
         "--token-env",
         default="EDGEBACK_TOKEN",
@@ -47,7 +51,8 @@ def _pool_options(parser: argparse.ArgumentParser, direction: str) -> None:
         help="environment variable holding the node's bearer token",
     )
     parser.add_argument(
-        "--key-file", required=True, help="the pool's 32-byte chunk key (its pool.key file)"
+        "--key-file",
+        help="the pool's 32-byte chunk key (its pool.key); needed with a node URL",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")  # fmt: skip
@@ -94,14 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _access(args: argparse.Namespace, environ: Mapping[str, str]) -> commands.PoolAccess:
+    location = PoolLocation.parse(args.node)
     token = environ.get(args.token_env, "")
-    if not token:
+    if location.url and not token:
         raise ConfigError(f"the node's token is not set: export {args.token_env}=...")
+    if location.url and not args.key_file:
+        raise ConfigError("--key-file is needed with a storage node URL")
     return commands.PoolAccess(
-        url=node_url(args.node),
+        location=location,
         pool=check_name(args.pool, "--pool"),
-        token=token,
-        key=read_key(args.key_file),
+        token=token or None,
+        key=read_key(args.key_file) if args.key_file else None,
     )
 
 

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import blake3
-
 from edgeback_blocks.ids import DIGEST_SIZE, PoolKey
 from edgeback_core.errors import InvalidInputError
 
@@ -76,16 +74,27 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
-def node_url(text: str) -> str:
-    """The storage node's URL; a local pool directory is refused with a clear reason."""
-    if text.startswith(("http://", "https://")):
-        return text.rstrip("/")
-    raise InvalidInputError(
-        f"{text!r} is not a storage node URL. Local pool directories are not supported by "
-        "this version: serve the directory with a storage node (python -m edgeback_dedup) "
-        "and pass its http(s):// URL",
-        location=text,
-    )
+@dataclass(frozen=True, slots=True)
+class PoolLocation:
+    """A storage node's URL, or a pool directory opened in this process (no node)."""
+
+    url: str = ""
+    directory: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> PoolLocation:
+        if text.startswith(("http://", "https://")):
+            return cls(url=text.rstrip("/"))
+        path = Path(text)
+        if path.is_dir():
+            return cls(directory=path)
+        raise InvalidInputError(
+            f"{text!r} is neither a storage node URL (http://...) nor a pool directory",
+            location=text,
+        )
+
+    def __str__(self) -> str:
+        return self.url or str(self.directory)
 
 
 def read_key(path: str) -> PoolKey:
@@ -102,14 +111,6 @@ def read_key(path: str) -> PoolKey:
     if len(raw) != DIGEST_SIZE:
         raise InvalidInputError(f"{path} holds no 32-byte pool key (raw or 64 hex characters)")
     return PoolKey(raw)
-
-
-def key_id(key: PoolKey) -> str:
-    """The public fingerprint of a pool key, as the node reports it in the pool status.
-
-    Same formula as the node's ``pool_meta.key_id`` (services may not be imported here).
-    """
-    return blake3.blake3(b"edgeback pool key id\0" + key).hexdigest()[:16]
 
 
 def version_name(now: datetime) -> str:

@@ -16,7 +16,10 @@ from tests.bench.images import DataMaker, image_sha256, write_chunk
 from tests.support.storage_node import TOKEN, Node, make_pools, running_node
 
 from edgeback_blocks.chunk import CHUNK_SIZE
+from edgeback_blocks.manifest import Manifest
+from edgeback_blocks.pool_wire import PoolKind
 from edgeback_blocks.rbd import RbdCluster, RbdPool
+from edgeback_pools.pool_meta import create_pool
 
 pytestmark = pytest.mark.integration
 
@@ -64,14 +67,19 @@ async def names(pool: RbdPool) -> AsyncIterator[list[str]]:
         await pool.remove_image(name)
 
 
-async def cli(node: Node, ceph_conf: str, *args: str, key: Path | None = None) -> Result:
+async def cli(
+    node: Node, ceph_conf: str, *args: str, key: Path | None = None, pool_dir: Path | None = None
+) -> Result:
+    """Run ``edgeback ARGS`` against the node (or, given ``pool_dir``, that directory)."""
     verb = args[1]
-    where = ["--to" if verb == "backup" else "--from", node.url, "--pool", "dd"]
-    key_file = key or node.data_dir / "dd" / "pool.key"
+    where = ["--to" if verb == "backup" else "--from"]
+    where += [str(pool_dir)] if pool_dir else [node.url, "--pool", "dd"]
+    if pool_dir is None or key is not None:
+        where += ["--key-file", str(key or node.data_dir / "dd" / "pool.key")]
     env = {**os.environ, "EDGEBACK_TOKEN": TOKEN, "CEPH_CONF": ceph_conf}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from edgeback_cli.main import main; main()",
-        *args, *where, "--key-file", str(key_file), "--json",
+        *args, *where, "--json",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await proc.communicate()
@@ -120,7 +128,10 @@ async def test_backup_incremental_restore_verify_through_the_cli(
     assert verified.code == 0 and verified.json["bad"] == [] and verified.json["checked"] == 3
 
     # a corrupt chunk: verify exits 3 and names it
-    chunk = next(p for p in (node.data_dir / "dd" / "chunks").rglob("*") if p.is_file())
+    async with node.client("dd") as client:
+        v2 = Manifest.decode(await client.get_manifest("vm-a", "d0", "v2"))
+    digest = next(entry for entry in v2.entries if entry is not None)
+    chunk = node.data_dir / "dd" / "chunks" / digest.hex()[:2] / digest.hex()
     record = chunk.read_bytes()
     chunk.write_bytes(record[:-1] + bytes([record[-1] ^ 0xFF]))
     broken = await cli(node, ceph_conf, "disk", "verify", "vm-a/d0/v2")
@@ -155,3 +166,30 @@ async def test_bad_input_changes_nothing_and_exits_2(
         assert await image.list_snaps() == []  # no snapshot was left behind
     async with node.client("dd") as client:
         assert await client.list_manifests() == []
+
+
+async def test_a_pool_directory_works_without_a_node(
+    pool: RbdPool, node: Node, ceph_conf: str, names: list[str], tmp_path: Path
+) -> None:
+    source, target = f"test-cli-{uuid.uuid4().hex[:10]}", f"test-cli-{uuid.uuid4().hex[:10]}"
+    names += [source, target]
+    await pool.create_image(source, SIZE)
+    async with pool.open_image(source, read_only=False) as image:
+        await write_chunk(image, 1, DataMaker(seed=8).random())
+        await image.create_snap("s1")
+    create_pool(tmp_path / "local", "p", PoolKind.DEDUP)
+    pool_dir = tmp_path / "local" / "p"
+    backup = await cli(node, ceph_conf, "disk", "backup", "--image", f"{pool.name}/{source}@s1",
+                       "--version", "v1", pool_dir=pool_dir)  # fmt: skip
+    assert backup.code == 0, backup.err
+    assert backup.json["chunks_new"] == 1
+    manifest = f"cli/{source}/v1"
+    verified = await cli(node, ceph_conf, "disk", "verify", manifest, pool_dir=pool_dir)
+    assert verified.code == 0 and verified.json["checked"] == 1
+    restored = await cli(node, ceph_conf, "disk", "restore", manifest,
+                         "--image", f"{pool.name}/{target}", pool_dir=pool_dir)  # fmt: skip
+    assert restored.code == 0, restored.err
+    async with pool.open_image(target) as image:
+        got = await image_sha256(image, SIZE)
+    async with pool.open_image(source, snapshot="s1") as image:
+        assert got == await image_sha256(image, SIZE)
