@@ -79,6 +79,7 @@ def fleet(
     finally:
         for proc in procs:
             proc.kill()
+        client: pymongo.MongoClient[dict[str, object]]
         with pymongo.MongoClient(mongo_url) as client:
             client.drop_database(procs[0].env["EDGEBACK_CATALOG_DATABASE"])
 
