@@ -19,6 +19,7 @@ import pytest
 
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.topology import QueueSpec, Topology
+from edgeback_core.messages import Message
 
 
 async def rabbitmqctl(*args: str, limit: float = 60.0) -> str:
@@ -97,3 +98,9 @@ class BusFactory:
     async def clean_up(self) -> None:
         async with AmqpBus.open(self.url, self.topology) as bus:
             await bus.delete_topology(self.specs)
+
+
+class Job(Message, frozen=True, kw_only=True):
+    """The work message of the resilience tests."""
+
+    text: str

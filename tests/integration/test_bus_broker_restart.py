@@ -13,24 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
-import pytest
-from tests.integration.broker_control import BusFactory, eventually, rabbitmqctl
+from tests.integration.broker_control import BusFactory, Job, eventually, rabbitmqctl
 
 from edgeback_core.bus.port import Envelope
-from edgeback_core.messages import Message
-
-
-class Job(Message, frozen=True, kw_only=True):
-    text: str
-
-
-@pytest.fixture
-async def buses(amqp_url: str) -> AsyncIterator[BusFactory]:
-    factory = BusFactory(amqp_url)
-    yield factory
-    await factory.clean_up()
 
 
 async def restart_broker() -> tuple[float, float]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from tests.integration.broker_control import (
     BusFactory,
+    Job,
     close_connection,
     eventually,
     wait_for_connection,
@@ -21,18 +21,7 @@ from tests.integration.broker_control import (
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Envelope
 from edgeback_core.errors import TransientError, UnavailableError, UnroutableError
-from edgeback_core.messages import Message, Ping, Pong
-
-
-class Job(Message, frozen=True, kw_only=True):
-    text: str
-
-
-@pytest.fixture
-async def buses(amqp_url: str) -> AsyncIterator[BusFactory]:
-    factory = BusFactory(amqp_url)
-    yield factory
-    await factory.clean_up()
+from edgeback_core.messages import Ping, Pong
 
 
 async def pong(ping: Ping) -> Pong:
