@@ -80,6 +80,7 @@ class BackupRequest:
     compression: Compression
     dedup: DedupMode
     streams: int
+    uploads: int
     checkpoint_interval_s: float
 
 
@@ -238,6 +239,7 @@ async def _backup_with_checkpoints(
         compression=request.compression,
         dedup=request.dedup,
         streams=request.streams,
+        uploads=request.uploads,
         progress=ProgressDisplay("backup", sys.stderr),
         checkpoint=store,
         checkpoint_interval_s=request.checkpoint_interval_s,

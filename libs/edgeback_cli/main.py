@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         default=Compression.FAST.value)  # fmt: skip
     backup.add_argument("--server-side-dedup", action="store_true",
                         help="upload every chunk and let the node deduplicate")  # fmt: skip
+    backup.add_argument("--uploads", type=int, default=4, help="chunk uploads in flight")
     backup.add_argument("--checkpoint-interval", type=float, default=10.0, metavar="SECONDS")
     _pool_options(backup, "--to")
     restore = verbs.add_parser("restore", help="restore a manifest into an RBD image")
@@ -136,7 +137,8 @@ def _backup_request(args: argparse.Namespace, environ: Mapping[str, str]) -> com
         backup_type=BackupType.CUMULATIVE if args.cumulative else BackupType.INCREMENTAL,
         compression=Compression(args.compression),
         dedup=DedupMode.SERVER if args.server_side_dedup else DedupMode.AGENT,
-        streams=args.streams, checkpoint_interval_s=args.checkpoint_interval,
+        streams=args.streams, uploads=max(1, args.uploads),
+        checkpoint_interval_s=args.checkpoint_interval,
     )  # fmt: skip
 
 

@@ -99,6 +99,7 @@ async def backup_disk(
     builder = _builder(header, parent, resume_from)
     plan = plan_chunks(await image.diff_extents(base_snap), header.image_size, header.chunk_size)
     counters = BackupCounters()
+    planned = time.monotonic()
     with cpu.cpu_executor(opts.cpu_threads) as executor:
         sampled = 0
         if parent is not None and base_snap is not None:
@@ -107,6 +108,7 @@ async def backup_disk(
                 executor=executor,
             )  # fmt: skip
         todo = _record_unread(plan, builder, counters, full=parent is None)
+        checked = time.monotonic()
         meter = ProgressMeter(
             sum(plan.chunk_span(i)[1] for i in todo), opts.progress,
             interval_s=opts.progress_interval_s,
@@ -125,6 +127,8 @@ async def backup_disk(
         image_size=header.image_size,
         chunks=header.chunk_count,
         diff_sampled=sampled,
+        plan_s=planned - started,
+        sample_s=checked - planned,
         duration_s=time.monotonic() - started,
         cpu_s=time.process_time() - cpu_started,
     )

@@ -45,6 +45,10 @@ class BackupStats:
     chunks_skipped: int
     diff_sampled: int
     """Unchanged chunks re-read to check the snapshot diff."""
+    plan_s: float
+    """Seconds spent on the snapshot diff and the chunk plan."""
+    sample_s: float
+    """Seconds spent re-reading the diff sample (incrementals)."""
     duration_s: float
     cpu_s: float
     """CPU seconds of this process during the backup (all threads)."""

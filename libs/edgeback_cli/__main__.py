@@ -1,0 +1,3 @@
+from edgeback_cli.main import main
+
+main()

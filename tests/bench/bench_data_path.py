@@ -1,0 +1,383 @@
+"""Data-path benchmark: edgeback's disk backup and restore against ``rbd export``/``import``.
+
+One command creates its own RBD image on the dev cluster (at 4 MiB granularity 40% zero,
+of which a quarter written as zeroes and the rest never allocated, 30% text-like, 30%
+random), snapshots it and measures, in the same run and on the same image:
+
+- ``rbd export`` of the snapshot to /dev/null, and the full backup (``edgeback disk
+  backup`` as a process) into a dedup pool served by a storage node started by the
+  benchmark as its own process (``python -m edgeback_dedup``);
+- an incremental after rewriting 5% of the chunks, against ``rbd export-diff`` between
+  the same snapshots; an incremental with nothing changed;
+- a restore into a new image (``edgeback disk restore``) against ``rbd import`` of the
+  same data (exported to a file first, untimed); the restored image is checksummed;
+- peak RSS and CPU seconds of the backup process (``wait4`` rusage), at the main size
+  and at each ``--rss-sizes`` size (extra images, created after the main ones are gone).
+
+    .venv/bin/python -m tests.bench.bench_data_path --size-gib 4 [--rss-sizes 8] [--json PATH]
+
+Images, the export file and the pool directory are removed at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.bench.images import DataMaker, image_sha256, mixed_layout, write_chunk
+from tests.bench.processes import (
+    NODE_TOKEN,
+    NodeProcess,
+    Timed,
+    cpu_seconds,
+    node_process,
+    run_timed,
+)
+
+from edgeback_blocks.chunk import CHUNK_SIZE
+from edgeback_blocks.pool_client import PoolClient
+from edgeback_blocks.rbd import RbdCluster, RbdPool
+
+GiB = 1 << 30
+MB = 1_000_000
+
+
+class Bench:
+    """One benchmark run: the cluster, the node, the images it created (removed at the end)."""
+
+    def __init__(self, conf: str, pool: str, workdir: Path, streams: int) -> None:
+        self.conf, self.pool, self.workdir, self.streams = conf, pool, workdir, streams
+        self.images: list[str] = []
+        self.figures: dict[str, Any] = {}
+
+    # --- RBD helpers --------------------------------------------------------------
+
+    async def _with_pool(self, work: Callable[[RbdPool], Any]) -> Any:
+        async with (
+            RbdCluster.connect(self.conf, io_threads=8) as cluster,
+            cluster.open_pool(self.pool) as pool,
+        ):
+            return await work(pool)
+
+    def create_image(self, size: int, kinds: list[str], seed: int) -> str:
+        name = f"bench-{uuid.uuid4().hex[:10]}"
+        self.images.append(name)
+
+        async def fill(pool: RbdPool) -> None:
+            await pool.create_image(name, size)
+            data = DataMaker(seed)
+            async with pool.open_image(name, read_only=False) as image:
+                pending: list[Any] = []
+                for index, kind in enumerate(kinds):
+                    chunk = _chunk_data(kind, index, data)
+                    if chunk is not None:
+                        pending.append(write_chunk(image, index, chunk))
+                    if len(pending) >= 8:
+                        await asyncio.gather(*pending)
+                        pending = []
+                await asyncio.gather(*pending)
+
+        asyncio.run(self._with_pool(fill))
+        return name
+
+    def snapshot(self, name: str, snap: str) -> None:
+        async def snap_it(pool: RbdPool) -> None:
+            async with pool.open_image(name, read_only=False) as image:
+                await image.create_snap(snap)
+
+        asyncio.run(self._with_pool(snap_it))
+
+    def rewrite(self, name: str, indices: list[int], seed: int) -> None:
+        async def change(pool: RbdPool) -> None:
+            data = DataMaker(seed)
+            async with pool.open_image(name, read_only=False) as image:
+                for index in indices:
+                    await write_chunk(image, index, data.random())
+
+        asyncio.run(self._with_pool(change))
+
+    def checksum(self, name: str, size: int, snap: str | None = None) -> str:
+        async def digest(pool: RbdPool) -> str:
+            async with pool.open_image(name, snapshot=snap) as image:
+                return await image_sha256(image, size)
+
+        result: str = asyncio.run(self._with_pool(digest))
+        return result
+
+    def remove_image(self, name: str) -> None:
+        self.remove_images([name])
+
+    def remove_images(self, names: list[str] | None = None) -> None:
+        doomed = list(self.images if names is None else names)
+
+        async def remove(pool: RbdPool) -> None:
+            for name in doomed:
+                if not await pool.image_exists(name):
+                    continue
+                async with pool.open_image(name, read_only=False) as image:
+                    for snap in await image.list_snaps():
+                        await image.remove_snap(snap.name)
+                await pool.remove_image(name)
+
+        asyncio.run(self._with_pool(remove))
+        self.images = [name for name in self.images if name not in doomed]
+
+    def rbd(self, *args: str) -> Timed:
+        """An ``rbd`` command; a last argument ``-`` (stdout) goes to /dev/null."""
+        return run_timed(["rbd", "-c", self.conf, *args], discard_stdout=args[-1] == "-")
+
+    # --- edgeback as processes ----------------------------------------------------
+
+    def edgeback(self, node: NodeProcess, *args: str) -> tuple[Timed, dict[str, Any]]:
+        verb = args[1]
+        argv = [
+            sys.executable, "-m", "edgeback_cli", *args,
+            "--to" if verb == "backup" else "--from", node.url, "--pool", node.pool,
+            "--key-file", str(node.key_file), "--conf", self.conf, "--json",
+        ]  # fmt: skip
+        if verb != "verify":
+            argv += ["--streams", str(self.streams)]
+        timed = run_timed(argv, {**os.environ, "EDGEBACK_TOKEN": NODE_TOKEN})
+        summary: dict[str, Any] = json.loads(timed.out)
+        return timed, summary
+
+    def backup(
+        self,
+        node: NodeProcess,
+        image: str,
+        version: str,
+        *,
+        base: tuple[str, str] | None = None,
+        disk: str = "d0",
+    ) -> tuple[Timed, dict[str, Any]]:
+        """``edgeback disk backup`` of ``image`` as ``bench/DISK/VERSION`` (base: version, snap)."""
+        args = ["disk", "backup", "--image", image, "--vm", "bench", "--disk", disk,
+                "--version", version]  # fmt: skip
+        if base is not None:
+            args += ["--base", f"bench/{disk}/{base[0]}", "--base-snap", base[1]]
+        return self.edgeback(node, *args)
+
+
+def _chunk_data(kind: str, index: int, data: DataMaker) -> bytes | None:
+    if kind == "text":
+        return data.text()
+    if kind == "random":
+        return data.random()
+    # a quarter of the zero chunks are written as zeroes (allocated), the rest are holes
+    return bytes(CHUNK_SIZE) if index % 4 == 0 else None
+
+
+def rate(size: int, seconds: float) -> float:
+    return size / seconds / MB if seconds > 0 else 0.0
+
+
+def node_status(node: NodeProcess) -> dict[str, Any]:
+    async def status() -> dict[str, Any]:
+        async with PoolClient(node.url, NODE_TOKEN, node.pool) as client:
+            got = await client.status()
+        return {"stored_bytes": got.stored_bytes, "chunks": got.chunks,
+                "logical_bytes": got.logical_bytes, "dedup_ratio": got.dedup_ratio}  # fmt: skip
+
+    result: dict[str, Any] = asyncio.run(status())
+    return result
+
+
+def measure_backups(bench: Bench, node: NodeProcess, name: str, size: int, chunks: int) -> None:
+    """Full backup vs ``rbd export``; incrementals vs ``rbd export-diff``."""
+    fig = bench.figures
+    pool_image = f"{bench.pool}/{name}"
+    export = bench.rbd("export", "--no-progress", f"{pool_image}@s1", "-")
+    cpu_before = cpu_seconds(node.pid)
+    full, summary = bench.backup(node, f"{pool_image}@s1", "full")
+    fig["rbd_export"] = {"wall_s": export.wall_s, "mb_s": rate(size, export.wall_s)}
+    fig["full_backup"] = _backup_figures(full, summary, size, cpu_seconds(node.pid) - cpu_before)
+    fig["full_backup"]["ratio_vs_rbd_export"] = (
+        fig["full_backup"]["mb_s"] / fig["rbd_export"]["mb_s"]
+    )
+    fig["stored_after_full"] = node_status(node)
+
+    changed = sorted(random.Random(5).sample(range(chunks), max(1, round(chunks * 0.05))))
+    bench.rewrite(name, changed, seed=99)
+    bench.snapshot(name, "s2")
+    diff = bench.rbd("export-diff", "--no-progress", "--from-snap", "s1", f"{pool_image}@s2",
+                     "-")  # fmt: skip
+    incr, summary = bench.backup(node, f"{pool_image}@s2", "incr", base=("full", "s1"))
+    fig["rbd_export_diff_5pct"] = {"wall_s": diff.wall_s, "changed_chunks": len(changed)}
+    fig["incremental_5pct"] = _backup_figures(incr, summary, size, None)
+    fig["incremental_5pct"]["wall_ratio_vs_export_diff"] = incr.wall_s / diff.wall_s
+    fig["incremental_5pct"]["pipeline_ratio_vs_export_diff"] = summary["duration_s"] / diff.wall_s
+
+    bench.snapshot(name, "s3")
+    same, summary = bench.backup(node, f"{pool_image}@s3", "same", base=("incr", "s2"))
+    fig["incremental_unchanged"] = _backup_figures(same, summary, size, None)
+    fig["stored_after_incrementals"] = node_status(node)
+
+
+def _backup_figures(
+    timed: Timed, summary: dict[str, Any], size: int, node_cpu_s: float | None
+) -> dict[str, Any]:
+    figures = {
+        "wall_s": timed.wall_s,
+        "pipeline_s": summary["duration_s"],
+        "mb_s": rate(size, timed.wall_s),
+        "pipeline_mb_s": rate(size, summary["duration_s"]),
+        "cpu_s": timed.cpu_s,
+        "cpu_s_per_gib": timed.cpu_s / (size / GiB),
+        "peak_rss_mib": timed.max_rss_bytes / (1 << 20),
+        **{k: summary[k] for k in ("bytes_read", "bytes_new", "bytes_uploaded", "bytes_deduped",
+                                   "bytes_sparse", "chunks_read", "diff_sampled")},
+    }  # fmt: skip
+    if node_cpu_s is not None:
+        figures["node_cpu_s"] = node_cpu_s
+        figures["node_cpu_s_per_gib"] = node_cpu_s / (size / GiB)
+    return figures
+
+
+def measure_restore(bench: Bench, node: NodeProcess, name: str, size: int) -> None:
+    """Restore of the full version into a new image vs ``rbd import`` of the same bytes."""
+    fig = bench.figures
+    export_file = bench.workdir / "s1.raw"
+    bench.rbd("export", "--no-progress", f"{bench.pool}/{name}@s1", str(export_file))
+    imported = f"bench-{uuid.uuid4().hex[:10]}"
+    bench.images.append(imported)
+    rbd_import = bench.rbd("import", "--no-progress", str(export_file), f"{bench.pool}/{imported}")
+    export_file.unlink()
+    bench.remove_image(imported)  # room on the OSD before the restore writes its copy
+    target = f"bench-{uuid.uuid4().hex[:10]}"
+    bench.images.append(target)
+    restored, summary = bench.edgeback(node, "disk", "restore", "bench/d0/full",
+                                       "--image", f"{bench.pool}/{target}")  # fmt: skip
+    fig["rbd_import"] = {"wall_s": rbd_import.wall_s, "mb_s": rate(size, rbd_import.wall_s)}
+    fig["restore"] = {
+        "wall_s": restored.wall_s, "pipeline_s": summary["duration_s"],
+        "mb_s": rate(size, restored.wall_s), "pipeline_mb_s": rate(size, summary["duration_s"]),
+        "cpu_s": restored.cpu_s, "peak_rss_mib": restored.max_rss_bytes / (1 << 20),
+        "ratio_vs_rbd_import": rate(size, restored.wall_s) / rate(size, rbd_import.wall_s),
+        "matches_snapshot": bench.checksum(target, size) == bench.checksum(name, size, "s1"),
+    }  # fmt: skip
+    bench.remove_image(target)
+
+
+def measure_rss(bench: Bench, node: NodeProcess, size_gib: float) -> dict[str, Any]:
+    """Peak RSS of a full backup of an extra mixed image of ``size_gib``."""
+    size = int(size_gib * GiB) // CHUNK_SIZE * CHUNK_SIZE
+    chunks = size // CHUNK_SIZE
+    name = bench.create_image(size, mixed_layout(chunks, seed=3), seed=3)
+    bench.snapshot(name, "s1")
+    timed, summary = bench.backup(node, f"{bench.pool}/{name}@s1", "full", disk=name)
+    bench.remove_image(name)
+    return {"size_gib": size_gib, "peak_rss_mib": timed.max_rss_bytes / (1 << 20),
+            "mb_s": rate(size, timed.wall_s), "cpu_s_per_gib": timed.cpu_s / (size / GiB),
+            "bytes_read": summary["bytes_read"]}  # fmt: skip
+
+
+TARGETS = (
+    ("full backup >= 0.5 x rbd export rate",
+     lambda f: f["full_backup"]["ratio_vs_rbd_export"] >= 0.5),
+    ("incremental (5%) <= 3 x rbd export-diff wall",
+     lambda f: f["incremental_5pct"]["wall_ratio_vs_export_diff"] <= 3),
+    ("nothing changed < 2 s", lambda f: f["incremental_unchanged"]["wall_s"] < 2),
+    ("restore >= 0.8 x rbd import rate", lambda f: f["restore"]["ratio_vs_rbd_import"] >= 0.8),
+    ("peak RSS <= 300 MiB at every size",
+     lambda f: all(r["peak_rss_mib"] <= 300 for r in f["rss"])),
+    ("restored image matches its snapshot", lambda f: f["restore"]["matches_snapshot"]),
+)  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    size = int(args.size_gib * GiB) // CHUNK_SIZE * CHUNK_SIZE
+    chunks = size // CHUNK_SIZE
+    workdir = Path(tempfile.mkdtemp(prefix="edgeback-bench-", dir=args.workdir))
+    bench = Bench(args.conf, args.pool, workdir, args.streams)
+    bench.figures.update(size_bytes=size, size_gib=size / GiB, streams=args.streams,
+                         node="separate process: python -m edgeback_dedup")  # fmt: skip
+    try:
+        with node_process(workdir / "pools") as node:
+            name = bench.create_image(size, mixed_layout(chunks), seed=1)
+            bench.snapshot(name, "s1")
+            measure_backups(bench, node, name, size, chunks)
+            measure_restore(bench, node, name, size)
+            bench.remove_images()
+            main_rss = {
+                "size_gib": size / GiB,
+                **{
+                    k: bench.figures["full_backup"][k]
+                    for k in ("peak_rss_mib", "mb_s", "cpu_s_per_gib", "bytes_read")
+                },
+            }
+            bench.figures["rss"] = [main_rss] + [
+                measure_rss(bench, node, gib) for gib in args.rss_sizes if gib != args.size_gib
+            ]  # fmt: skip
+    finally:
+        bench.remove_images()
+        shutil.rmtree(workdir, ignore_errors=True)
+    bench.figures["targets"] = {label: bool(check(bench.figures)) for label, check in TARGETS}
+    return bench.figures
+
+
+def report(fig: dict[str, Any]) -> str:
+    full, incr, same, rest = (fig[k] for k in ("full_backup", "incremental_5pct",
+                                               "incremental_unchanged", "restore"))  # fmt: skip
+    export, diff, imp = fig["rbd_export"], fig["rbd_export_diff_5pct"], fig["rbd_import"]
+    stored = fig["stored_after_incrementals"]
+    rss = ", ".join(f"{r['size_gib']:.1f} GiB: {r['peak_rss_mib']:.0f} MiB" for r in fig["rss"])
+    lines = [
+        f"image {fig['size_gib']:.2f} GiB (40% zero, 30% text, 30% random), "
+        f"streams {fig['streams']}",
+        f"rbd export         {export['mb_s']:8.1f} MB/s  {export['wall_s']:6.2f} s",
+        f"full backup        {full['mb_s']:8.1f} MB/s  {full['wall_s']:6.2f} s  "
+        f"ratio {full['ratio_vs_rbd_export']:.2f}x  (pipeline {full['pipeline_mb_s']:.1f} MB/s)",
+        f"  cpu {full['cpu_s_per_gib']:.2f} s/GiB backup, "
+        f"{full.get('node_cpu_s_per_gib', 0):.2f} s/GiB node; "
+        f"peak RSS {full['peak_rss_mib']:.0f} MiB",
+        f"rbd export-diff 5% {diff['wall_s']:6.2f} s",
+        f"incremental 5%     {incr['wall_s']:6.2f} s  "
+        f"ratio {incr['wall_ratio_vs_export_diff']:.2f}x (pipeline {incr['pipeline_s']:.2f} s, "
+        f"{incr['pipeline_ratio_vs_export_diff']:.2f}x)",
+        f"nothing changed    {same['wall_s']:6.2f} s  (pipeline {same['pipeline_s']:.2f} s)",
+        f"rbd import         {imp['mb_s']:8.1f} MB/s  {imp['wall_s']:6.2f} s",
+        f"restore            {rest['mb_s']:8.1f} MB/s  {rest['wall_s']:6.2f} s  "
+        f"ratio {rest['ratio_vs_rbd_import']:.2f}x  matches snapshot: {rest['matches_snapshot']}",
+        f"peak RSS           {rss}",
+        f"stored bytes       {stored['stored_bytes']:,} (dedup ratio {stored['dedup_ratio']})",
+    ]
+    lines += [
+        f"target {'met   ' if ok else 'MISSED'} {label}" for label, ok in fig["targets"].items()
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-gib", type=float, default=4.0)
+    parser.add_argument(
+        "--rss-sizes",
+        type=lambda t: [float(x) for x in t.split(",") if x],
+        default=[],
+        help="extra image sizes (GiB, comma separated) for peak RSS",
+    )
+    parser.add_argument("--json", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--conf", default=os.environ.get("CEPH_CONF", "var/ceph/ceph.conf"))
+    parser.add_argument("--pool", default="rbd")
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--workdir", help="where the pool directory and export file go")
+    args = parser.parse_args(argv)  # fmt: skip
+    figures = run(args)
+    print(report(figures))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
