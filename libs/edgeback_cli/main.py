@@ -125,6 +125,10 @@ def _ceph(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, st
 
 def _backup_request(args: argparse.Namespace, environ: Mapping[str, str]) -> commands.BackupRequest:
     image = ImageRef.parse(args.image)
+    if args.snap is not None:
+        if image.snap is not None and image.snap != args.snap:
+            raise InvalidInputError("--snap and --image POOL/IMAGE@SNAP name different snapshots")
+        image = ImageRef.parse(f"{image.pool}/{image.image}@{args.snap}")
     if (args.base is None) != (args.base_snap is None):
         raise InvalidInputError("--base and --base-snap go together (incremental backup)")
     conf, client_id = _ceph(args, environ)
