@@ -23,6 +23,7 @@ from edgeback_blocks.extents import chunk_span
 from edgeback_blocks.ids import ChunkDigest, PoolKey
 from edgeback_blocks.manifest import ManifestBuilder
 from edgeback_blocks.pipeline import cpu
+from edgeback_blocks.pipeline.memory import Trimmer
 from edgeback_blocks.pipeline.progress import ProgressMeter
 from edgeback_blocks.pipeline.stats import BackupCounters
 from edgeback_blocks.pipeline.target import ChunkTarget
@@ -177,11 +178,13 @@ class BackupStages:
     _batcher: MissingBatcher = field(init=False)
     _read_slots: asyncio.Semaphore = field(init=False)
     _upload_slots: asyncio.Semaphore = field(init=False)
+    _trimmer: Trimmer = field(init=False)
 
     def __post_init__(self) -> None:
         self._batcher = MissingBatcher(self.target)
         self._read_slots = asyncio.Semaphore(max(1, self.limits.streams))
         self._upload_slots = asyncio.Semaphore(max(1, self.limits.uploads))
+        self._trimmer = Trimmer()
 
     async def run(self, indices: list[int]) -> None:
         shared = iter(indices)
@@ -207,6 +210,7 @@ class BackupStages:
             self.counters.bytes_sparse += length
         self.builder.set(index, digest)
         self.meter.add(length)
+        self._trimmer.count()
 
     async def _server_side(self, data: bytes) -> ChunkDigest | None:
         digest, record = await self._cpu(cpu.digest_and_encode, self.key, data, self.compression)

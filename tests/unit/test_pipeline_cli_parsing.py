@@ -1,0 +1,85 @@
+"""What operators type into ``edgeback disk``: images, manifest refs, pool locations, keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeback_blocks.pipeline import Progress
+from edgeback_cli.display import ProgressDisplay, clock_text, human_bytes, progress_line
+from edgeback_cli.main import EXIT_INPUT, run
+from edgeback_cli.refs import ImageRef, ManifestRef, PoolLocation, read_key
+from edgeback_core.errors import InvalidInputError
+
+
+def test_image_refs() -> None:
+    assert ImageRef.parse("rbd/vm1_disk") == ImageRef("rbd", "vm1_disk", None)
+    assert ImageRef.parse("rbd/vol-1@snap.2") == ImageRef("rbd", "vol-1", "snap.2")
+    assert str(ImageRef("rbd", "a", "s")) == "rbd/a@s"
+    for bad in ("noslash", "rbd/", "/img", "rbd/img@", "rbd/a/b", "rbd/im g"):
+        with pytest.raises(InvalidInputError):
+            ImageRef.parse(bad)
+
+
+def test_manifest_refs_name_a_pool_version_or_an_existing_file(tmp_path: Path) -> None:
+    assert ManifestRef.parse("vm-1/disk-0/v1") == ManifestRef("vm-1", "disk-0", "v1")
+    file = tmp_path / "m.bin"
+    file.write_bytes(b"x")
+    assert ManifestRef.parse(str(file)).path == file
+    for bad in ("vm/disk", "vm/disk/v/extra", "../etc/passwd", "vm/../v"):
+        with pytest.raises(InvalidInputError):
+            ManifestRef.parse(bad)
+
+
+def test_pool_locations(tmp_path: Path) -> None:
+    assert PoolLocation.parse("http://node:8710/").url == "http://node:8710"
+    assert PoolLocation.parse(str(tmp_path)).directory == tmp_path
+    with pytest.raises(InvalidInputError, match="neither"):
+        PoolLocation.parse(str(tmp_path / "absent"))
+
+
+def test_keys_raw_or_hex(tmp_path: Path) -> None:
+    raw, text, short = tmp_path / "raw", tmp_path / "hex", tmp_path / "short"
+    raw.write_bytes(bytes(range(32)))
+    text.write_text(bytes(range(32)).hex() + "\n")
+    short.write_bytes(b"abc")
+    assert read_key(str(raw)) == read_key(str(text)) == bytes(range(32))
+    with pytest.raises(InvalidInputError):
+        read_key(str(short))
+    with pytest.raises(InvalidInputError):
+        read_key(str(tmp_path / "none"))
+
+
+def test_progress_rendering() -> None:
+    assert human_bytes(512) == "512 B" and human_bytes(3 * 2**30) == "3.0 GiB"
+    assert clock_text(None) == "--:--" and clock_text(3725) == "1:02:05"
+    progress = Progress(done_bytes=2**30, total_bytes=2**32, elapsed_s=2.0, rate_bps=5e8)
+    line = progress_line("backup", progress, width=8)
+    assert line.startswith("backup [##......]  25% 1.0 GiB/4.0 GiB 500.0 MB/s ETA 00:06")
+
+
+def test_plain_progress_lines_are_spaced_out(tmp_path: Path) -> None:
+    now = [0.0]
+    out = (tmp_path / "log").open("w+")
+    display = ProgressDisplay("restore", out, tty=False, every_s=10, clock=lambda: now[0])
+    for t in (0.0, 1.0, 5.0, 11.0):
+        now[0] = t
+        display(Progress(done_bytes=1, total_bytes=4, elapsed_s=t, rate_bps=1.0))
+    display(Progress(done_bytes=4, total_bytes=4, elapsed_s=12, rate_bps=1.0, final=True))
+    out.seek(0)
+    assert len(out.read().splitlines()) == 3  # t=0, t=11 and the final line
+
+
+def test_bad_command_lines_exit_2_before_touching_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "k"
+    key.write_bytes(b"\0" * 32)
+    base = ["disk", "backup", "--to", "http://127.0.0.1:9", "--key-file", str(key)]
+    env = {"EDGEBACK_TOKEN": "t" * 20, "CEPH_CONF": "/nonexistent"}
+    assert run([*base, "--image", "bad"], env) == EXIT_INPUT
+    assert run([*base, "--image", "rbd/x", "--base", "a/b/c"], env) == EXIT_INPUT
+    assert run([*base, "--image", "rbd/x"], {"CEPH_CONF": "/x"}) == EXIT_INPUT  # no token
+    err = capsys.readouterr().err
+    assert "POOL/IMAGE" in err and "--base-snap" in err and "EDGEBACK_TOKEN" in err
