@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,19 +50,48 @@ def run_timed(
         started = time.perf_counter()
         sink = null if discard_stdout else out
         proc = subprocess.Popen(list(argv), stdout=sink, stderr=err, env=dict(env or os.environ))
+        watcher = _HighWater(proc.pid)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        watcher.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         result = Timed(
             argv=tuple(argv), wall_s=wall, cpu_s=usage.ru_utime + usage.ru_stime,
-            max_rss_bytes=usage.ru_maxrss * 1024,
+            max_rss_bytes=watcher.peak_bytes,
             out=out.read().decode(errors="replace"), err=err.read().decode(errors="replace"),
         )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {result.err[-2000:]}")
     return result
+
+
+class _HighWater(threading.Thread):
+    """Polls ``VmHWM`` of a running process (its peak RSS since its last exec).
+
+    ``ru_maxrss`` of a child is not usable here: the kernel folds the parent's RSS, which
+    the child shares between (v)fork and exec, into it, and this benchmark's own process
+    is large after writing gigabytes of test data.
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self._status = Path(f"/proc/{pid}/status")
+        self.peak_bytes = 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                text = self._status.read_text()
+            except OSError:
+                return
+            line = next((x for x in text.splitlines() if x.startswith("VmHWM:")), None)
+            if line is None:  # a zombie has no memory left to report
+                return
+            self.peak_bytes = max(self.peak_bytes, int(line.split()[1]) * 1024)
+            time.sleep(0.02)
 
 
 def free_port() -> int:
