@@ -222,3 +222,21 @@ class StaleVersionError(ConflictError):
     """The resource changed since the version the request was based on."""
 
     code = "stale_version"
+
+
+class BackupHostUnreachableError(UnavailableError):
+    """No worker of the backup host answered (none listening, or no reply in time)."""
+
+    code = "backup_host_unreachable"
+
+
+class CephConfUnreadableError(InvalidInputError):
+    """The ceph.conf path of a Ceph storage cannot be read on its backup host."""
+
+    code = "ceph_conf_unreadable"
+
+
+class CephConnectError(UnavailableError):
+    """The backup host could not connect to the Ceph cluster (monitors, keyring, client id)."""
+
+    code = "ceph_connect_failed"

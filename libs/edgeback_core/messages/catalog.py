@@ -341,3 +341,14 @@ class AuditList(Request, frozen=True, kw_only=True):
 
 class AuditListReply(Message, frozen=True, kw_only=True):
     entries: list[AuditEntry]
+
+
+# --- browsing a platform (reply: edgeback_core.messages.worker.PlatformInventory) -------
+class PlatformBrowse(Request, frozen=True, kw_only=True):
+    """Physical hosts → VMs → disks of a platform, listed by its default backup host;
+    ``keyword`` matches VM names and ids (any case), ``host_id`` keeps one host."""
+
+    actor: ActorRef
+    platform_id: str
+    keyword: str | None = None
+    host_id: str | None = None

@@ -24,6 +24,7 @@ from edgeback_catalog.storages import StorageDraft
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
 from edgeback_core.bus.topology import QueueSpec
 from edgeback_core.messages import catalog as m
+from edgeback_core.messages import worker as w
 
 Handler = Callable[[Any], Awaitable[msgspec.Struct]]
 
@@ -63,6 +64,7 @@ class CatalogRpc:
             r("catalog.platform.get", m.PlatformGet, self.platform_get),
             r("catalog.platform.list", m.PlatformList, self.platform_list),
             r("catalog.platform.credentials", m.PlatformCredentialsGet, self.credentials),
+            r("catalog.platform.browse", m.PlatformBrowse, self.platform_browse),
             r("catalog.storage.add", m.StorageAdd, self.storage_add),
             r("catalog.storage.remove", m.StorageRemove, self.storage_remove),
             r("catalog.storage.get", m.StorageGet, self.storage_get),
@@ -163,6 +165,10 @@ class CatalogRpc:
         return m.PlatformCredentials(
             platform_id=keys.platform_id, access_key=keys.access_key, secret_key=keys.secret_key
         )
+
+    async def platform_browse(self, req: m.PlatformBrowse) -> w.PlatformInventory:
+        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        return await self._c.platforms.browse(actor, pid, keyword=req.keyword, host_id=req.host_id)
 
     # --- storages -----------------------------------------------------------------
     async def storage_add(self, req: m.StorageAdd) -> m.StorageInfo:

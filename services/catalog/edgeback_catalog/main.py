@@ -1,4 +1,5 @@
-"""Composition root of the catalog: settings → bus → catalog DB → RPCs and heartbeats."""
+"""Composition root of the catalog: settings → bus → catalog DB → RPCs and heartbeats;
+platforms and storages are checked by the workers of their backup hosts over the bus."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import timedelta
 
 from edgeback_catalog.handlers import CatalogRpc, serve_catalog
 from edgeback_catalog.mongo import CatalogDb
+from edgeback_catalog.probes import WorkerProbe
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_catalog.settings import CatalogConfig
@@ -28,6 +30,7 @@ async def setup(runtime: ServiceRuntime, bus: Bus, config: CatalogConfig) -> Non
         db,
         SecretBox.from_setting(settings.master_key),
         offline_after=timedelta(seconds=settings.host_offline_after_s),
+        probe=WorkerProbe(bus),
     )
     for handle in await serve_catalog(bus, CatalogRpc(catalog)):
         runtime.on_stop_intake(handle.stop)

@@ -1,9 +1,12 @@
 """Platforms (registered edge clouds): register, rename, update, tag, unregister, read.
 
 The Access Key and Secret Key are sealed at rest (``secretbox.py``); reads carry a
-masked access key and never the secret. Whether the keys work is checked before
-registration by whoever can reach the platform (API or worker); the catalog stores
-what it is told after checking its references (groups, an active default host).
+masked access key and never the secret. Before a platform is stored (registered, or
+its address, keys or default host changed), a worker of its default backup host makes
+a signed call to it (``probes.py``): wrong address or keys are refused with the
+worker's reason and nothing is stored. Browsing (host → VM → disks) goes through the
+same host. A catalog built without a probe stores what it is told (its own tests of
+the storage rules); the service always wires the worker probe.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import ipaddress
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from edgeback_catalog.access import (
     AuditLog,
@@ -33,12 +36,22 @@ from edgeback_catalog.domain import (
 )
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_catalog.probes import ResourceProbe
 from edgeback_catalog.secretbox import SecretBox, mask
-from edgeback_core.errors import InvalidInputError, NotFoundError, PlatformInUseError
+from edgeback_core.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PlatformInUseError,
+    UnavailableError,
+)
+from edgeback_core.messages import worker as w
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
 _KEY = re.compile(r"[\x21-\x7e]{4,256}")
+_KEYWORD = re.compile(r"[^\x00-\x1f]{1,128}")
+V = TypeVar("V")
+_CONNECTION = ("address", "port", "ssl", "access_key", "secret_key", "default_host_id")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,12 +101,28 @@ def check_key(key: str, field: str) -> str:
     return key
 
 
+def check_keyword(keyword: str | None) -> str | None:
+    """A search keyword: None or blank means none; at most 128 printable characters."""
+    if keyword is None or not keyword.strip():
+        return None
+    if not _KEYWORD.fullmatch(keyword.strip()):
+        raise InvalidInputError("keyword must be 1-128 printable characters", field="keyword")
+    return keyword.strip()
+
+
 class Platforms:
     def __init__(
-        self, db: CatalogDb, audit: AuditLog, hosts: BackupHosts, box: SecretBox, clock: Clock
+        self,
+        db: CatalogDb,
+        audit: AuditLog,
+        hosts: BackupHosts,
+        box: SecretBox,
+        clock: Clock,
+        *,
+        probe: ResourceProbe | None = None,
     ) -> None:
         self._db, self._audit, self._hosts = db, audit, hosts
-        self._box, self._clock = box, clock
+        self._box, self._clock, self._probe = box, clock, probe
 
     async def register(self, actor: Actor, draft: PlatformDraft) -> Platform:
         actor.require_admin("registering a platform")
@@ -105,6 +134,14 @@ class Platforms:
         tags = check_tags(draft.tags)
         groups = await require_groups(self._db, draft.groups)
         await self._hosts.require_active(draft.default_host_id)
+        access = w.PlatformAccess(
+            address=draft.address,
+            port=draft.port,
+            ssl=draft.ssl,
+            access_key=draft.access_key,
+            secret_key=draft.secret_key,
+        )
+        checked = await self._check(draft.default_host_id, access)
         pid, now = PlatformId(new_id()), self._clock()
         doc = PlatformDoc(
             _id=pid,
@@ -122,7 +159,8 @@ class Platforms:
             updated_at=now,
         )
         await self._db.insert(Coll.PLATFORMS, doc)
-        await self._audit.record(actor, "platform.registered", _ref(pid), {"name": draft.name})
+        details = {"name": draft.name} | checked
+        await self._audit.record(actor, "platform.registered", _ref(pid), details)
         return platform_of(dict(doc))
 
     async def rename(self, actor: Actor, pid: PlatformId, name: str) -> Platform:
@@ -136,9 +174,11 @@ class Platforms:
         fields = await self._fields_of(pid, changes)
         if not fields:
             return await self.get(actor, pid)
+        checked = await self._recheck(pid, changes)
         platform = await self._change(pid, fields)
         shown = sorted(k for k in fields if not k.endswith("_sealed"))
-        await self._audit.record(actor, "platform.updated", _ref(pid), {"fields": shown})
+        details = {"fields": shown} | checked
+        await self._audit.record(actor, "platform.updated", _ref(pid), details)
         return platform
 
     async def set_tags(self, actor: Actor, pid: PlatformId, tags: Collection[str]) -> Platform:
@@ -177,9 +217,65 @@ class Platforms:
     async def credentials(self, actor: Actor, pid: PlatformId) -> PlatformCredentials:
         """The keys in clear, for a service about to call the platform."""
         actor.require_service("reading platform credentials")
+        return self._keys(pid, await self._doc(pid))
+
+    async def browse(
+        self,
+        actor: Actor,
+        pid: PlatformId,
+        *,
+        keyword: str | None = None,
+        host_id: str | None = None,
+    ) -> w.PlatformInventory:
+        """Physical hosts → VMs → disks as the default backup host sees them now;
+        ``keyword`` matches VM names and ids. Anyone who sees the platform may browse."""
+        platform = await self.get(actor, pid)
+        keys = self._keys(pid, await self._doc(pid))
+        request = w.PlatformInventoryRequest(
+            access=w.PlatformAccess(
+                address=platform.address,
+                port=platform.port,
+                ssl=platform.ssl,
+                access_key=keys.access_key,
+                secret_key=keys.secret_key,
+            ),
+            keyword=check_keyword(keyword),
+            host_id=host_id or None,
+        )
+        if self._probe is None:
+            raise UnavailableError("this catalog has no backup host probe: cannot browse")
+        return await self._probe.inventory(platform.default_host_id, request)
+
+    async def _check(self, host_id: HostId, access: w.PlatformAccess) -> dict[str, str]:
+        """Ask a worker of ``host_id`` to call the platform; its refusal propagates."""
+        if self._probe is None:
+            return {}
+        checked = await self._probe.check_platform(host_id, w.PlatformCheck(access=access))
+        return {"checked_from": checked.checked_from, "platform_version": checked.version}
+
+    async def _recheck(self, pid: PlatformId, changes: PlatformChanges) -> dict[str, str]:
+        """Check again when what reaches the platform changes (address, keys, host)."""
+        if all(getattr(changes, name) is None for name in _CONNECTION):
+            return {}
+        doc = await self._doc(pid)
+        keys = self._keys(pid, doc)
+        access = w.PlatformAccess(
+            address=_new(changes.address, doc["address"]),
+            port=_new(changes.port, doc["port"]),
+            ssl=_new(changes.ssl, doc["ssl"]),
+            access_key=_new(changes.access_key, keys.access_key),
+            secret_key=_new(changes.secret_key, keys.secret_key),
+        )
+        host = _new(changes.default_host_id, HostId(doc["default_host_id"]))
+        return await self._check(host, access)
+
+    async def _doc(self, pid: PlatformId) -> dict[str, Any]:
         doc = await self._db.find_one(Coll.PLATFORMS, {"_id": pid})
         if doc is None:
             raise NotFoundError(f"platform {pid} not found", platform_id=pid)
+        return doc
+
+    def _keys(self, pid: PlatformId, doc: dict[str, Any]) -> PlatformCredentials:
         return PlatformCredentials(
             platform_id=pid,
             access_key=self._box.open(doc["access_key_sealed"], context=_ctx(pid, "access_key")),
@@ -214,6 +310,10 @@ class Platforms:
         if doc is None:
             raise NotFoundError(f"platform {pid} not found", platform_id=pid)
         return platform_of(doc)
+
+
+def _new(change: V | None, current: V) -> V:
+    return current if change is None else change
 
 
 def _ctx(pid: str, field: str) -> str:

@@ -11,6 +11,7 @@ from edgeback_catalog.domain import Clock, utc_now
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.mongo import CatalogDb
 from edgeback_catalog.platforms import Platforms
+from edgeback_catalog.probes import ResourceProbe
 from edgeback_catalog.runs import Runs
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.storages import CephStorages
@@ -35,7 +36,11 @@ class Catalog:
         *,
         clock: Clock = utc_now,
         offline_after: timedelta = timedelta(seconds=90),
+        probe: ResourceProbe | None = None,
     ) -> Catalog:
+        """``probe`` checks platforms and storages from their backup host before they
+        are stored (``WorkerProbe`` in the service); without one they are stored
+        unchecked and browsing is unavailable."""
         clock = stored_clock(clock)
         audit = AuditLog(db, clock)
         hosts = BackupHosts(db, audit, clock, offline_after=offline_after)
@@ -43,8 +48,8 @@ class Catalog:
             db=db,
             audit=audit,
             hosts=hosts,
-            platforms=Platforms(db, audit, hosts, box, clock),
-            storages=CephStorages(db, audit, hosts, clock),
+            platforms=Platforms(db, audit, hosts, box, clock, probe=probe),
+            storages=CephStorages(db, audit, hosts, clock, probe=probe),
             users=Users(db, audit, clock),
             runs=Runs(db, audit, clock),
         )

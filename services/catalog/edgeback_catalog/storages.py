@@ -1,10 +1,11 @@
 """Ceph storages registered under a platform: where its VM disks live as RBD images.
 
 A storage names its platform, the backup host that reaches the cluster, the client
-id, ceph.conf path and pool, and the three RBD name templates. Whether the cluster is
-reachable from the host is checked by the worker on that host; the catalog checks
-the shape of every field and its references. A storage is visible to whoever sees
-its platform.
+id, ceph.conf path and pool, and the three RBD name templates. The catalog checks the
+shape of every field and its references, then a worker of the storage's backup host
+checks the rest from there (``probes.py``: conf readable, connect as the client id,
+pool present, templates valid); a refusal carries the worker's code and stores
+nothing. A storage is visible to whoever sees its platform.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from edgeback_catalog.domain import (
 )
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.mongo import CatalogDb, Coll
-from edgeback_catalog.templates import RbdTemplates
+from edgeback_catalog.probes import ResourceProbe
 from edgeback_core.errors import InvalidInputError, NotFoundError, UnknownReferenceError
+from edgeback_core.messages import worker as w
+from edgeback_platform.templates import RbdTemplates
 
 _POOL = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 _CLIENT = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -63,8 +66,17 @@ def _check_shape(draft: StorageDraft) -> RbdTemplates:
 
 
 class CephStorages:
-    def __init__(self, db: CatalogDb, audit: AuditLog, hosts: BackupHosts, clock: Clock) -> None:
+    def __init__(
+        self,
+        db: CatalogDb,
+        audit: AuditLog,
+        hosts: BackupHosts,
+        clock: Clock,
+        *,
+        probe: ResourceProbe | None = None,
+    ) -> None:
         self._db, self._audit, self._hosts, self._clock = db, audit, hosts, clock
+        self._probe = probe
 
     async def add(self, actor: Actor, draft: StorageDraft) -> CephStorage:
         actor.require_admin("adding Ceph storage")
@@ -75,6 +87,7 @@ class CephStorages:
                 f"platform {draft.platform_id} does not exist", platform_id=draft.platform_id
             )
         await self._hosts.require_active(draft.host_id)
+        checked = await self._check(draft)
         storage = CephStorage(
             id=StorageId(new_id()),
             platform_id=draft.platform_id,
@@ -87,9 +100,8 @@ class CephStorages:
             created_at=self._clock(),
         )
         await self._db.insert(Coll.CEPH_STORAGES, storage_doc(storage))
-        await self._audit.record(
-            actor, "storage.added", _ref(storage.id), {"platform_id": draft.platform_id}
-        )
+        details = {"platform_id": draft.platform_id} | checked
+        await self._audit.record(actor, "storage.added", _ref(storage.id), details)
         return storage
 
     async def remove(self, actor: Actor, sid: StorageId) -> None:
@@ -111,6 +123,21 @@ class CephStorages:
             Coll.CEPH_STORAGES, {"platform_id": platform_id}, sort=(("name", 1),)
         )
         return [storage_of(doc) for doc in docs]
+
+    async def _check(self, draft: StorageDraft) -> dict[str, str]:
+        """Ask a worker of the storage's backup host; its refusal propagates."""
+        if self._probe is None:
+            return {}
+        check = w.StorageCheck(
+            conf_path=draft.conf_path,
+            client_id=draft.client_id,
+            pool=draft.pool,
+            volume_template=draft.volume_template,
+            snapshot_template=draft.snapshot_template,
+            instance_template=draft.instance_template,
+        )
+        checked = await self._probe.check_storage(draft.host_id, check)
+        return {"checked_from": checked.checked_from}
 
     async def _platform_visible(self, actor: Actor, platform_id: str) -> bool:
         query = {"_id": platform_id, **visibility(actor)}

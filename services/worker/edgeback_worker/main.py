@@ -1,4 +1,5 @@
-"""Composition root of the worker: bus, health, and the backup host's heartbeat."""
+"""Composition root of the worker: bus, health, the backup host's heartbeat and its
+check/inventory RPCs."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from edgeback_core.bus.port import Bus
 from edgeback_core.lifecycle import ServiceRuntime
 from edgeback_core.service import serve
 from edgeback_worker.heartbeat import beat_forever
+from edgeback_worker.rpc import serve_worker_rpcs
 from edgeback_worker.settings import WorkerSettings
 
 SERVICE = "worker"
 
 
 async def setup(runtime: ServiceRuntime, bus: Bus, settings: WorkerSettings) -> None:
+    for handle in await serve_worker_rpcs(bus, settings):
+        runtime.on_stop_intake(handle.stop)
     beat = beat_forever(
         bus,
         host_id=settings.resolved_host_id,

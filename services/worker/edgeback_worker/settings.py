@@ -20,6 +20,13 @@ class WorkerSettings:
     """How often the host announces itself to the catalog (online/offline follows it)."""
     data_dir: str = "/var/lib/edgeback"
     """Measured for the capacity the heartbeat reports."""
+    check_retries: int = 2
+    """Retries of a platform check or listing: few, so a wrong address fails in seconds."""
+    platform_connect_timeout_s: float = 3.0
+    platform_timeout_s: float = 20.0
+    """Whole-request bound of one platform call made for a check or a listing."""
+    ceph_connect_timeout_s: float = 5.0
+    """Bound of the Ceph connect (and of its calls) when a storage is checked."""
 
     @property
     def resolved_host_id(self) -> str:
@@ -28,15 +35,23 @@ class WorkerSettings:
     @classmethod
     def load(cls, environ: Mapping[str, str]) -> WorkerSettings:
         settings = load(cls, environ, prefix=PREFIX)
-        host = settings.resolved_host_id
-        if any(c in host for c in ".*# /") or not host:
-            raise ConfigError(
-                f"invalid settings: {PREFIX}HOST_ID: {host!r} may not contain . * # / or spaces",
-                problems=[f"{PREFIX}HOST_ID: invalid"],
-            )
-        if settings.heartbeat_s <= 0:
-            raise ConfigError(
-                f"invalid settings: {PREFIX}HEARTBEAT_S: must be positive",
-                problems=[f"{PREFIX}HEARTBEAT_S: must be positive"],
-            )
+        problems = settings.problems()
+        if problems:
+            raise ConfigError(f"invalid settings: {'; '.join(problems)}", problems=problems)
         return settings
+
+    def problems(self) -> list[str]:
+        found = []
+        host = self.resolved_host_id
+        if any(c in host for c in ".*# /") or not host:
+            found.append(f"{PREFIX}HOST_ID: {host!r} may not contain . * # / or spaces")
+        positive = {
+            "HEARTBEAT_S": self.heartbeat_s,
+            "PLATFORM_CONNECT_TIMEOUT_S": self.platform_connect_timeout_s,
+            "PLATFORM_TIMEOUT_S": self.platform_timeout_s,
+            "CEPH_CONNECT_TIMEOUT_S": self.ceph_connect_timeout_s,
+        }
+        found += [f"{PREFIX}{key}: must be positive" for key, v in positive.items() if v <= 0]
+        if self.check_retries < 0:
+            found.append(f"{PREFIX}CHECK_RETRIES: must be 0 or more")
+        return found
