@@ -1,0 +1,82 @@
+"""The edge-cloud emulator as its own process for integration and e2e tests: seed VMs
+with real RBD disks, serve the API on a free loopback port, stop and purge after."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.emulator.state import EmulatorState, load
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmulatorProcess:
+    port: int
+    state_file: Path
+    access_key: str
+    secret_key: str
+
+    def state(self) -> EmulatorState:
+        return load(self.state_file)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cli(*args: str, timeout: float = 120) -> None:
+    cmd = [sys.executable, "-m", "tests.support.emulator", *args]
+    subprocess.run(cmd, cwd=ROOT, check=True, timeout=timeout, capture_output=True)
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"emulator exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/emulator/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError("emulator did not become healthy")
+
+
+@contextmanager
+def emulator_process(
+    ceph_conf: str,
+    workdir: Path,
+    *,
+    vms: int = 8,
+    disk_mib: str = "4",
+    access_key: str = "AK-resources",
+    secret_key: str = "sk-resources-0123456789",  # noqa: S107 - the emulator's test key
+) -> Iterator[EmulatorProcess]:
+    """Seed ``vms`` VMs (small disks), serve them, and remove their images afterwards."""
+    state_file = workdir / "cloud.json"
+    seed = ["seed", "--vms", str(vms), "--conf", ceph_conf, "--pool", "rbd"]
+    _cli(*seed, "--state", str(state_file), "--disk-mib", disk_mib, "--fill", "0.3")
+    port = free_port()
+    cmd = [sys.executable, "-m", "tests.support.emulator", "serve", "--port", str(port)]
+    cmd += ["--state", str(state_file), "--access-key", access_key, "--secret-key", secret_key]
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    try:
+        _wait_healthy(port, proc)
+        yield EmulatorProcess(
+            port=port, state_file=state_file, access_key=access_key, secret_key=secret_key
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        _cli("purge", "--state", str(state_file))
