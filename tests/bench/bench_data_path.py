@@ -39,8 +39,10 @@ from tests.bench.processes import (
     NODE_TOKEN,
     NodeProcess,
     Timed,
+    cpu_of,
     cpu_seconds,
     node_process,
+    osd_pids,
     run_timed,
 )
 
@@ -196,11 +198,16 @@ def measure_backups(bench: Bench, node: NodeProcess, name: str, size: int, chunk
     """Full backup vs ``rbd export``; incrementals vs ``rbd export-diff``."""
     fig = bench.figures
     pool_image = f"{bench.pool}/{name}"
+    osds = osd_pids()
+    osd_before = cpu_of(osds)
     export = bench.rbd("export", "--no-progress", f"{pool_image}@s1", "-")
-    cpu_before = cpu_seconds(node.pid)
+    osd_export = cpu_of(osds) - osd_before
+    cpu_before, osd_before = cpu_seconds(node.pid), cpu_of(osds)
     full, summary = bench.backup(node, f"{pool_image}@s1", "full")
-    fig["rbd_export"] = {"wall_s": export.wall_s, "mb_s": rate(size, export.wall_s)}
+    fig["rbd_export"] = {"wall_s": export.wall_s, "mb_s": rate(size, export.wall_s),
+                         "cpu_s": export.cpu_s, "osd_cpu_s": osd_export}  # fmt: skip
     fig["full_backup"] = _backup_figures(full, summary, size, cpu_seconds(node.pid) - cpu_before)
+    fig["full_backup"]["osd_cpu_s"] = cpu_of(osds) - osd_before
     fig["full_backup"]["ratio_vs_rbd_export"] = (
         fig["full_backup"]["mb_s"] / fig["rbd_export"]["mb_s"]
     )
@@ -338,8 +345,9 @@ def report(fig: dict[str, Any]) -> str:
         f"full backup        {full['mb_s']:8.1f} MB/s  {full['wall_s']:6.2f} s  "
         f"ratio {full['ratio_vs_rbd_export']:.2f}x  (pipeline {full['pipeline_mb_s']:.1f} MB/s)",
         f"  cpu {full['cpu_s_per_gib']:.2f} s/GiB backup, "
-        f"{full.get('node_cpu_s_per_gib', 0):.2f} s/GiB node; "
-        f"peak RSS {full['peak_rss_mib']:.0f} MiB",
+        f"{full.get('node_cpu_s_per_gib', 0):.2f} s/GiB node, "
+        f"osd {full['osd_cpu_s']:.1f} s (rbd export: {export['cpu_s']:.1f} s + osd "
+        f"{export['osd_cpu_s']:.1f} s); peak RSS {full['peak_rss_mib']:.0f} MiB",
         f"rbd export-diff 5% {diff['wall_s']:6.2f} s",
         f"incremental 5%     {incr['wall_s']:6.2f} s  "
         f"ratio {incr['wall_ratio_vs_export_diff']:.2f}x (pipeline {incr['pipeline_s']:.2f} s, "

@@ -101,6 +101,25 @@ def free_port() -> int:
         return port
 
 
+def osd_pids() -> list[int]:
+    """Pids of the ceph-osd daemons on this machine (their CPU is part of every read)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if argv0.endswith(b"ceph-osd"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def cpu_of(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a live process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
