@@ -64,6 +64,7 @@ def emulator_process(
     secret_key: str = "sk-resources-0123456789",  # noqa: S107 - the emulator's test key
 ) -> Iterator[EmulatorProcess]:
     """Seed ``vms`` VMs (small disks), serve them, and remove their images afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
     state_file = workdir / "cloud.json"
     seed = ["seed", "--vms", str(vms), "--conf", ceph_conf, "--pool", "rbd"]
     _cli(*seed, "--state", str(state_file), "--disk-mib", disk_mib, "--fill", "0.3")
