@@ -275,15 +275,18 @@ def measure_restore(bench: Bench, node: NodeProcess, name: str, size: int) -> No
     bench.remove_image(target)
 
 
-def measure_rss(bench: Bench, node: NodeProcess, size_gib: float) -> dict[str, Any]:
+def measure_rss(
+    bench: Bench, node: NodeProcess, size_gib: float, zero_fraction: float = 0.4
+) -> dict[str, Any]:
     """Peak RSS of a full backup of an extra mixed image of ``size_gib``."""
     size = int(size_gib * GiB) // CHUNK_SIZE * CHUNK_SIZE
     chunks = size // CHUNK_SIZE
-    name = bench.create_image(size, mixed_layout(chunks, seed=3), seed=3)
+    name = bench.create_image(size, mixed_layout(chunks, 3, zero_fraction), seed=3)
     bench.snapshot(name, "s1")
     timed, summary = bench.backup(node, f"{bench.pool}/{name}@s1", "full", disk=name)
     bench.remove_image(name)
-    return {"size_gib": size_gib, "peak_rss_mib": timed.max_rss_bytes / (1 << 20),
+    return {"size_gib": size_gib, "zero_fraction": zero_fraction,
+            "peak_rss_mib": timed.max_rss_bytes / (1 << 20),
             "mb_s": rate(size, timed.wall_s), "cpu_s_per_gib": timed.cpu_s / (size / GiB),
             "bytes_read": summary["bytes_read"]}  # fmt: skip
 
@@ -323,7 +326,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 },
             }
             bench.figures["rss"] = [main_rss] + [
-                measure_rss(bench, node, gib) for gib in args.rss_sizes if gib != args.size_gib
+                measure_rss(bench, node, gib, args.rss_zero_fraction)
+                for gib in args.rss_sizes
+                if gib != args.size_gib
             ]  # fmt: skip
     finally:
         bench.remove_images()
@@ -373,6 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda t: [float(x) for x in t.split(",") if x],
         default=[],
         help="extra image sizes (GiB, comma separated) for peak RSS",
+    )
+    parser.add_argument(
+        "--rss-zero-fraction",
+        type=float,
+        default=0.4,
+        help="zero chunks of the extra RSS images (raise it when the OSD "
+        "cannot hold a big image's data)",
     )
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--conf", default=os.environ.get("CEPH_CONF", "var/ceph/ceph.conf"))

@@ -44,10 +44,10 @@ class DataMaker:
         return (prefix + self._text[start : start + length])[:length]
 
 
-def mixed_layout(chunks: int, seed: int = 7) -> list[str]:
-    """Kinds per chunk: 40% "zero", 30% "text", 30% "random", shuffled."""
-    zero = round(chunks * 0.4)
-    text = round(chunks * 0.3)
+def mixed_layout(chunks: int, seed: int = 7, zero_fraction: float = 0.4) -> list[str]:
+    """Kinds per chunk: 40% "zero", 30% "text", 30% "random" (the rest split evenly), shuffled."""
+    zero = round(chunks * zero_fraction)
+    text = (chunks - zero) // 2
     kinds = ["zero"] * zero + ["text"] * text + ["random"] * (chunks - zero - text)
     random.Random(seed).shuffle(kinds)
     return kinds
