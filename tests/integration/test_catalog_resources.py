@@ -66,7 +66,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def catalog(db: CatalogDb, clock: FakeClock) -> Catalog:
     box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
-    return Catalog.build(db, box, clock=clock, offline_after=timedelta(seconds=60))
+    return Catalog.build(db, box, clock=clock, offline_after=timedelta(seconds=60), probe=None)
 
 
 async def active_host(catalog: Catalog, host_id: str = "host-1") -> HostId:

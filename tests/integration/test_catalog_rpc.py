@@ -64,7 +64,7 @@ async def world(request: pytest.FixtureRequest, mongo_url: str) -> AsyncIterator
         )
         stack.push_async_callback(db.drop)
         server: Bus = await stack.enter_async_context(opener())
-        catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60))
+        catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
         await serve_catalog(server, CatalogRpc(catalog))
         client: Bus = await stack.enter_async_context(opener())
         yield World(client, db)

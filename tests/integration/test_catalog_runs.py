@@ -41,7 +41,10 @@ async def catalogs(mongo_url: str) -> AsyncIterator[list[Catalog]]:
     async with AsyncExitStack() as stack:
         dbs = [await stack.enter_async_context(CatalogDb.open(mongo_url, name)) for _ in range(3)]
         try:
-            yield [Catalog.build(db, box, offline_after=timedelta(seconds=60)) for db in dbs]
+            yield [
+                Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
+                for db in dbs
+            ]
         finally:
             await dbs[0].drop()
 

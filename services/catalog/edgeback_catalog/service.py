@@ -36,11 +36,12 @@ class Catalog:
         *,
         clock: Clock = utc_now,
         offline_after: timedelta = timedelta(seconds=90),
-        probe: ResourceProbe | None = None,
+        probe: ResourceProbe | None,
     ) -> Catalog:
         """``probe`` checks platforms and storages from their backup host before they
-        are stored (``WorkerProbe`` in the service); without one they are stored
-        unchecked and browsing is unavailable."""
+        are stored (``WorkerProbe`` in the service). ``probe=None`` must be said out
+        loud: resources are then stored unchecked and browsing is unavailable (tests of
+        the catalog's own rules)."""
         clock = stored_clock(clock)
         audit = AuditLog(db, clock)
         hosts = BackupHosts(db, audit, clock, offline_after=offline_after)
