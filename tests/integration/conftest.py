@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from tests.integration.broker_control import BusFactory
+
+from edgeback_blocks.rbd import RbdCluster, RbdPool
 
 
 @pytest.fixture
@@ -14,3 +17,36 @@ async def buses(amqp_url: str) -> AsyncIterator[BusFactory]:
     factory = BusFactory(amqp_url)
     yield factory
     await factory.clean_up()
+
+
+NewImage = Callable[[int], Awaitable[str]]
+"""Creates an RBD image of the given size under a unique name; returns the name."""
+
+
+@pytest.fixture
+async def pool(ceph_conf: str, ceph_pool: str) -> AsyncIterator[RbdPool]:
+    """The dev cluster's RBD pool, through the project's adapter."""
+    async with (
+        RbdCluster.connect(ceph_conf, timeout=10, io_threads=8) as cluster,
+        cluster.open_pool(ceph_pool) as opened,
+    ):
+        yield opened
+
+
+@pytest.fixture
+async def new_image(pool: RbdPool) -> AsyncIterator[NewImage]:
+    """Factory of uniquely named images; removes them (and their snapshots) afterwards."""
+    names: list[str] = []
+
+    async def create(size: int) -> str:
+        name = f"test-{uuid.uuid4().hex[:16]}"
+        await pool.create_image(name, size)
+        names.append(name)
+        return name
+
+    yield create
+    for name in names:
+        async with pool.open_image(name, read_only=False) as image:
+            for snap in await image.list_snaps():
+                await image.remove_snap(snap.name)
+        await pool.remove_image(name)

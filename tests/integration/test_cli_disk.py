@@ -18,7 +18,7 @@ from tests.support.storage_node import TOKEN, Node, make_pools, running_node
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.manifest import Manifest
 from edgeback_blocks.pool_wire import PoolKind
-from edgeback_blocks.rbd import RbdCluster, RbdPool
+from edgeback_blocks.rbd import RbdPool
 from edgeback_pools.pool_meta import create_pool
 
 pytestmark = pytest.mark.integration
@@ -36,15 +36,6 @@ class Result:
     def json(self) -> dict[str, object]:
         loaded: dict[str, object] = json.loads(self.out)
         return loaded
-
-
-@pytest.fixture
-async def pool(ceph_conf: str, ceph_pool: str) -> AsyncIterator[RbdPool]:
-    async with (
-        RbdCluster.connect(ceph_conf, timeout=10, io_threads=4) as cluster,
-        cluster.open_pool(ceph_pool) as opened,
-    ):
-        yield opened
 
 
 @pytest.fixture

@@ -28,22 +28,13 @@ from edgeback_blocks.pipeline import (
     restore_disk,
     verify_disk,
 )
-from edgeback_blocks.rbd import RbdCluster, RbdPool
+from edgeback_blocks.rbd import RbdPool
 from edgeback_core.errors import IntegrityError
 
 pytestmark = pytest.mark.integration
 
 CHUNKS = 16
 SIZE = CHUNKS * CHUNK_SIZE
-
-
-@pytest.fixture
-async def pool(ceph_conf: str, ceph_pool: str) -> AsyncIterator[RbdPool]:
-    async with (
-        RbdCluster.connect(ceph_conf, timeout=10, io_threads=8) as cluster,
-        cluster.open_pool(ceph_pool) as opened,
-    ):
-        yield opened
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ an explicitly zero-filled chunk, unallocated chunks and a partial last chunk.
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from tests.bench.images import DataMaker, image_sha256, write_chunk
+from tests.integration.conftest import NewImage
 from tests.support.storage_node import Node, make_pools, running_node
 
 from edgeback_blocks.chunk import CHUNK_SIZE
@@ -31,41 +31,12 @@ from edgeback_blocks.pipeline import (
     backup_disk,
     restore_disk,
 )
-from edgeback_blocks.rbd import RbdCluster, RbdPool
+from edgeback_blocks.rbd import RbdPool
 
 pytestmark = pytest.mark.integration
 
 MiB = 1 << 20
 SIZE = 10 * CHUNK_SIZE + 3 * MiB + 1536  # partial last chunk
-
-NewImage = Callable[[int], Awaitable[str]]
-
-
-@pytest.fixture
-async def pool(ceph_conf: str, ceph_pool: str) -> AsyncIterator[RbdPool]:
-    async with (
-        RbdCluster.connect(ceph_conf, timeout=10, io_threads=8) as cluster,
-        cluster.open_pool(ceph_pool) as opened,
-    ):
-        yield opened
-
-
-@pytest.fixture
-async def new_image(pool: RbdPool) -> AsyncIterator[NewImage]:
-    names: list[str] = []
-
-    async def create(size: int) -> str:
-        name = f"test-pipe-{uuid.uuid4().hex[:12]}"
-        await pool.create_image(name, size)
-        names.append(name)
-        return name
-
-    yield create
-    for name in names:
-        async with pool.open_image(name, read_only=False) as image:
-            for snap in await image.list_snaps():
-                await image.remove_snap(snap.name)
-        await pool.remove_image(name)
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from tests.integration.conftest import NewImage
 
 from edgeback_blocks.extents import Extent
 from edgeback_blocks.rbd import RbdCluster, RbdImage, RbdPool
@@ -31,36 +31,6 @@ pytestmark = pytest.mark.integration
 
 MiB = 1 << 20
 OBJ = 4 * MiB
-
-NewImage = Callable[[int], Awaitable[str]]
-
-
-@pytest.fixture
-async def pool(ceph_conf: str, ceph_pool: str) -> AsyncIterator[RbdPool]:
-    async with (
-        RbdCluster.connect(ceph_conf, timeout=10, io_threads=4) as cluster,
-        cluster.open_pool(ceph_pool) as opened,
-    ):
-        yield opened
-
-
-@pytest.fixture
-async def new_image(pool: RbdPool) -> AsyncIterator[NewImage]:
-    """Factory of uniquely named images; removes them (and their snapshots) afterwards."""
-    names: list[str] = []
-
-    async def create(size: int) -> str:
-        name = f"test-rbd-{uuid.uuid4().hex}"
-        await pool.create_image(name, size)
-        names.append(name)
-        return name
-
-    yield create
-    for name in names:
-        async with pool.open_image(name, read_only=False) as image:
-            for snap in await image.list_snaps():
-                await image.remove_snap(snap.name)
-        await pool.remove_image(name)
 
 
 async def _snap(pool: RbdPool, name: str, snap: str) -> None:
