@@ -274,3 +274,26 @@ async def test_operators_see_only_resources_of_their_groups(catalog: Catalog) ->
         await catalog.users.create_user(ADMIN, "alice", "admin", [])
     with pytest.raises(InvalidInputError):
         await catalog.users.create_user(ADMIN, "bob", "superuser", [])
+
+
+async def test_bulk_activate_and_authorize_are_all_or_nothing(
+    catalog: Catalog, db: CatalogDb
+) -> None:
+    ids = [HostId(f"bulk-{i}") for i in range(3)]
+    for hid in ids:
+        beat = Heartbeat(host_id=hid, hostname=f"{hid}.local", version="0.1", capacity_bytes=1)
+        await catalog.hosts.heartbeat(beat)
+    await catalog.users.create_group(ADMIN, "ops")
+    before = await snapshot(db)
+    with pytest.raises(NotFoundError) as unknown:
+        await catalog.hosts.activate_many(ADMIN, [*ids, HostId("nope")])
+    assert unknown.value.details["host_ids"] == ["nope"]
+    with pytest.raises(UnknownReferenceError):
+        await catalog.hosts.authorize_many(ADMIN, ids, ["ops", "ghosts"])
+    assert await snapshot(db) == before
+
+    activated = await catalog.hosts.activate_many(ADMIN, ids)
+    assert [h.id for h in activated] == ids
+    assert all(h.active for h in activated)
+    authorized = await catalog.hosts.authorize_many(ADMIN, ids, ["ops"])
+    assert all(h.groups == {"ops"} for h in authorized)

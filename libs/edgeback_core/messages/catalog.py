@@ -80,6 +80,21 @@ class HostAuthorize(Request, frozen=True, kw_only=True):
     groups: list[str]
 
 
+class HostActivateMany(Request, frozen=True, kw_only=True):
+    """Activate several backup hosts: all or none (an unknown id changes nothing)."""
+
+    actor: ActorRef
+    host_ids: list[str]
+
+
+class HostAuthorizeMany(Request, frozen=True, kw_only=True):
+    """Replace the user groups allowed on several backup hosts: all or none."""
+
+    actor: ActorRef
+    host_ids: list[str]
+    groups: list[str]
+
+
 class HostGet(Request, frozen=True, kw_only=True):
     actor: ActorRef
     host_id: str

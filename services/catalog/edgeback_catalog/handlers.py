@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from edgeback_catalog import wire
-from edgeback_catalog.domain import HostId, JobId, PlatformId, RunId, StorageId, UserName
+from edgeback_catalog.domain import Actor, HostId, JobId, PlatformId, RunId, StorageId, UserName
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
 from edgeback_catalog.runs import TransitionRequest
@@ -54,6 +54,8 @@ class CatalogRpc:
         return [
             r("catalog.host.activate", m.HostActivate, self.host_activate),
             r("catalog.host.authorize", m.HostAuthorize, self.host_authorize),
+            r("catalog.host.activate_many", m.HostActivateMany, self.host_activate_many),
+            r("catalog.host.authorize_many", m.HostAuthorizeMany, self.host_authorize_many),
             r("catalog.host.get", m.HostGet, self.host_get),
             r("catalog.host.list", m.HostList, self.host_list),
             r("catalog.platform.register", m.PlatformRegister, self.platform_register),
@@ -100,6 +102,21 @@ class CatalogRpc:
         actor = wire.actor_of(req.actor)
         await self._c.hosts.authorize(actor, HostId(req.host_id), req.groups)
         return wire.host_info(await self._c.hosts.get(actor, HostId(req.host_id)))
+
+    async def host_activate_many(self, req: m.HostActivateMany) -> m.HostListReply:
+        actor = wire.actor_of(req.actor)
+        done = await self._c.hosts.activate_many(actor, [HostId(h) for h in req.host_ids])
+        return await self._hosts_reply(actor, [host.id for host in done])
+
+    async def host_authorize_many(self, req: m.HostAuthorizeMany) -> m.HostListReply:
+        actor = wire.actor_of(req.actor)
+        ids = [HostId(h) for h in req.host_ids]
+        done = await self._c.hosts.authorize_many(actor, ids, req.groups)
+        return await self._hosts_reply(actor, [host.id for host in done])
+
+    async def _hosts_reply(self, actor: Actor, host_ids: list[HostId]) -> m.HostListReply:
+        views = [await self._c.hosts.get(actor, host_id) for host_id in host_ids]
+        return m.HostListReply(hosts=[wire.host_info(view) for view in views])
 
     async def host_get(self, req: m.HostGet) -> m.HostInfo:
         view = await self._c.hosts.get(wire.actor_of(req.actor), HostId(req.host_id))

@@ -94,6 +94,31 @@ class BackupHosts:
         await self._audit.record(actor, "host.authorized", _ref(host_id), shown)
         return host_of(doc)
 
+    async def activate_many(self, actor: Actor, host_ids: Collection[HostId]) -> list[BackupHost]:
+        """Activate several hosts at once: all of them, or none if one is unknown."""
+        actor.require_admin("activating backup hosts")
+        return [await self.activate(actor, h) for h in await self._require_all(host_ids)]
+
+    async def authorize_many(
+        self, actor: Actor, host_ids: Collection[HostId], groups: Collection[str]
+    ) -> list[BackupHost]:
+        """Authorize the same groups on several hosts: all of them, or none."""
+        actor.require_admin("authorizing groups on backup hosts")
+        await require_groups(self._db, groups)
+        hosts = await self._require_all(host_ids)
+        return [await self.authorize(actor, h, groups) for h in hosts]
+
+    async def _require_all(self, host_ids: Collection[HostId]) -> list[HostId]:
+        """The distinct ids, after checking every one names a host (nothing changes if not)."""
+        wanted = sorted(set(host_ids))
+        if not wanted:
+            raise InvalidInputError("name at least one backup host", field="host_ids")
+        found = await self._db.find(Coll.BACKUP_HOSTS, {"_id": {"$in": wanted}})
+        unknown = sorted(set(wanted) - {doc["_id"] for doc in found})
+        if unknown:
+            raise NotFoundError(f"backup host(s) not found: {unknown}", host_ids=unknown)
+        return wanted
+
     async def get(self, actor: Actor, host_id: HostId) -> HostView:
         doc = await self._db.find_one(Coll.BACKUP_HOSTS, {"_id": host_id, **visibility(actor)})
         if doc is None:
