@@ -140,20 +140,37 @@ async def run_service(name: str, setup: Setup, *, grace_s: float = 30.0) -> int:
 
 
 async def _shutdown(runtime: ServiceRuntime, grace_s: float, forced: asyncio.Event) -> bool:
+    """Stop intake and drain within ``grace_s`` (a second signal cuts it short); then
+    cancel the long-lived tasks. True when everything in flight finished in time."""
     log.info("service.stopping", service=runtime.name, in_flight=runtime.inflight.count)
-    for stopper in reversed(runtime._intake_stoppers):
-        await stopper()
-    drain = asyncio.ensure_future(runtime.inflight.wait_idle(grace_s))
+    drain = asyncio.ensure_future(_stop_intake_and_drain(runtime, grace_s))
     force = asyncio.ensure_future(forced.wait())
     try:
         await asyncio.wait({drain, force}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         force.cancel()
-    drained = drain.done() and drain.result()
-    drain.cancel()
+        if not drain.done():
+            drain.cancel()
+            await asyncio.wait({drain})
+    drained = not drain.cancelled() and drain.result()
     for task in runtime._tasks:
         task.cancel()
     return drained
+
+
+async def _stop_intake_and_drain(runtime: ServiceRuntime, grace_s: float) -> bool:
+    # one deadline for both steps: a consumer whose stop() waits on a stuck handler
+    # must not hold the process past its grace period
+    deadline = asyncio.get_running_loop().time() + grace_s
+    try:
+        async with asyncio.timeout_at(deadline):
+            for stopper in reversed(runtime._intake_stoppers):
+                await stopper()
+    except TimeoutError:
+        log.warning("service.intake_stop_timeout", service=runtime.name)
+        return False
+    remaining = deadline - asyncio.get_running_loop().time()
+    return await runtime.inflight.wait_idle(max(remaining, 0.0))
 
 
 class _SignalHandlers:

@@ -105,3 +105,32 @@ async def test_inflight_counts_and_waits():
         assert not await inflight.wait_idle(0.01)
     assert inflight.count == 0
     assert inflight.handled == 1
+
+
+async def test_a_stuck_intake_stop_does_not_hold_the_process_past_its_grace():
+    async def never_stops() -> None:
+        await asyncio.Event().wait()
+
+    async def setup(rt: ServiceRuntime) -> None:
+        rt.on_stop_intake(never_stops)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(run_service("t", setup, grace_s=0.1), 5) == 0
+    assert asyncio.get_running_loop().time() - started < 2
+
+
+async def test_second_signal_skips_the_drain():
+    async def stuck(rt: ServiceRuntime) -> None:
+        async with rt.inflight.track():
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.Event().wait()
+
+    async def setup(rt: ServiceRuntime) -> None:
+        rt.start_task(stuck(rt), name="stuck")
+
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(run_service("t", setup, grace_s=30), 5) == 0
+    assert asyncio.get_running_loop().time() - started < 2
