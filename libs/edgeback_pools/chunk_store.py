@@ -21,7 +21,9 @@ class ChunkStore(Protocol):
 
     def holds(self, digest: ChunkDigest, version: SafeName | None) -> bool: ...
 
-    async def put(self, digest: ChunkDigest, record: bytes, version: SafeName | None) -> bool:
+    async def put(
+        self, digest: ChunkDigest, record: bytes | memoryview, version: SafeName | None
+    ) -> bool:
         """Store a verified record; ``False`` when it was already there (nothing written)."""
         ...
 

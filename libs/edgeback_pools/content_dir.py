@@ -55,7 +55,7 @@ class ChunkDirectory:
         name = digest.hex()
         return self.root / name[:_FANOUT_NAME_LEN] / name
 
-    def write(self, digest: ChunkDigest, record: bytes) -> None:
+    def write(self, digest: ChunkDigest, record: bytes | memoryview) -> None:
         """*Blocking*: store ``record`` durably under ``digest`` (replacing an equal file)."""
         name = digest.hex()
         write_atomic(self.root / name[:_FANOUT_NAME_LEN], name, record)

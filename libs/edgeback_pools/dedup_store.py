@@ -40,7 +40,9 @@ class DedupChunkStore:
     def holds(self, digest: ChunkDigest, version: SafeName | None) -> bool:
         return digest in self._chunks
 
-    async def put(self, digest: ChunkDigest, record: bytes, version: SafeName | None) -> bool:
+    async def put(
+        self, digest: ChunkDigest, record: bytes | memoryview, version: SafeName | None
+    ) -> bool:
         while digest not in self._chunks:
             pending = self._pending.get(digest)
             if pending is None:
@@ -50,7 +52,7 @@ class DedupChunkStore:
             await asyncio.wait([pending])
         return False
 
-    async def _write_once(self, digest: ChunkDigest, record: bytes) -> None:
+    async def _write_once(self, digest: ChunkDigest, record: bytes | memoryview) -> None:
         finished = asyncio.get_running_loop().create_future()
         self._pending[digest] = finished
         try:
@@ -59,7 +61,7 @@ class DedupChunkStore:
             del self._pending[digest]
             finished.set_result(None)
 
-    async def _write(self, digest: ChunkDigest, record: bytes) -> None:
+    async def _write(self, digest: ChunkDigest, record: bytes | memoryview) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._chunks.write, digest, record)
         self._chunks.added(digest, len(record))

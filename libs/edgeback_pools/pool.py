@@ -66,7 +66,9 @@ class Pool:
     def pool_bytes(self) -> int:
         return self.chunks.counts().stored_bytes + self.manifests.stored_bytes
 
-    async def put_chunk(self, digest: ChunkDigest, record: bytes, version: SafeName | None) -> bool:
+    async def put_chunk(
+        self, digest: ChunkDigest, record: bytes | memoryview, version: SafeName | None
+    ) -> bool:
         """Verify and store an uploaded record; ``True`` if it was new."""
         if len(record) > MAX_RECORD_SIZE:
             raise InvalidInputError("chunk record too large", length=len(record))
@@ -83,7 +85,9 @@ class Pool:
         finally:
             self.reserved -= size
 
-    def _admit(self, record: bytes, digest: ChunkDigest, reserved: int, used: int) -> None:
+    def _admit(
+        self, record: bytes | memoryview, digest: ChunkDigest, reserved: int, used: int
+    ) -> None:
         """*Blocking*: verify, then check the space (quota and filesystem) for ``record``."""
         verify_upload(record, digest, self.key)
         self._capacity(used).admit(len(record), reserved=reserved, pool=self.name)

@@ -53,7 +53,9 @@ class StandardChunkStore:
         store = self._versions.get(_required(version))
         return store is not None and store.holds(digest, version)
 
-    async def put(self, digest: ChunkDigest, record: bytes, version: SafeName | None) -> bool:
+    async def put(
+        self, digest: ChunkDigest, record: bytes | memoryview, version: SafeName | None
+    ) -> bool:
         store = await self._version_store(_required(version))
         return await store.put(digest, record, version)
 

@@ -25,9 +25,11 @@ from edgeback_core.errors import (
     UnauthenticatedError,
 )
 from edgeback_core.settings import Secret
-from edgeback_dedup.http import REGISTRY, SETTINGS, routes
+from edgeback_dedup.bodies import BodyBuffers
+from edgeback_dedup.http import BODIES, REGISTRY, SETTINGS, routes
 from edgeback_dedup.problems import status_of
 from edgeback_dedup.settings import DedupSettings
+from edgeback_pools.pool import MAX_RECORD_SIZE
 from edgeback_pools.registry import PoolRegistry
 
 log = structlog.get_logger(__name__)
@@ -40,6 +42,8 @@ def build_app(settings: DedupSettings) -> web.Application:
     """The node's application; pools open when it starts, the thread pool closes with it."""
     app = web.Application(middlewares=[problem_middleware, auth_middleware])
     app[SETTINGS] = settings
+    # idle upload buffers kept: about the uploads the thread pool can work on at once
+    app[BODIES] = BodyBuffers(MAX_RECORD_SIZE, keep=2 * settings.threads)
     app.add_routes(routes())
     app.cleanup_ctx.append(_resources)
     return app

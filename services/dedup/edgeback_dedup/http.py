@@ -17,6 +17,7 @@ from aiohttp import web
 from edgeback_blocks.ids import DIGEST_SIZE
 from edgeback_blocks.pool_wire import CreatePool
 from edgeback_core.errors import InvalidInputError
+from edgeback_dedup.bodies import BodyBuffers
 from edgeback_dedup.settings import DedupSettings
 from edgeback_pools.manifest_store import ManifestName
 from edgeback_pools.names import SafeName, parse_digest_hex, safe_name, split_digests
@@ -25,6 +26,7 @@ from edgeback_pools.registry import PoolRegistry
 
 REGISTRY: Final = web.AppKey("registry", PoolRegistry)
 SETTINGS: Final = web.AppKey("settings", DedupSettings)
+BODIES: Final = web.AppKey("bodies", BodyBuffers)
 
 MAX_MISSING_BATCH: Final = 4096
 OCTETS: Final = "application/octet-stream"
@@ -91,8 +93,14 @@ async def put_chunk(request: web.Request) -> web.Response:
     pool = _pool(request)
     digest = parse_digest_hex(request.match_info["digest"])
     version = _version(request)
-    record = await read_body(request, MAX_RECORD_SIZE)
-    created = await pool.put_chunk(digest, record, version)
+    length = request.content_length
+    if length is None or length == 0:  # chunked transfer: rare, read it the plain way
+        created = await pool.put_chunk(digest, await read_body(request, MAX_RECORD_SIZE), version)
+        return web.Response(status=201 if created else 200)
+    if length > MAX_RECORD_SIZE:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_RECORD_SIZE, actual_size=length)
+    async with request.app[BODIES].body(request) as record:
+        created = await pool.put_chunk(digest, record, version)
     return web.Response(status=201 if created else 200)
 
 
