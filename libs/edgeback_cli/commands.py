@@ -35,7 +35,6 @@ from edgeback_blocks.rbd import RbdCluster, RbdImage, RbdPool
 from edgeback_cli.display import ProgressDisplay
 from edgeback_cli.refs import ImageRef, ManifestRef, PoolLocation, version_name
 from edgeback_core.errors import ConflictError, InvalidInputError, NotFoundError
-from edgeback_pools.local import LocalPool
 from edgeback_pools.pool_meta import key_id, read_pool
 
 
@@ -106,6 +105,9 @@ async def opened_pool(access: PoolAccess) -> AsyncIterator[tuple[PoolHandle, Poo
 async def _open(access: PoolAccess) -> AsyncIterator[PoolHandle]:
     location = access.location
     if location.directory is not None:
+        # imported here: the pool stores cost ~10 ms of start-up that node URLs never need
+        from edgeback_pools.local import LocalPool  # noqa: PLC0415
+
         async with LocalPool.open(location.directory) as local:
             yield local
         return
