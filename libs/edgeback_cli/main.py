@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Mapping, Sequence
-
-import structlog
 
 from edgeback_blocks.chunk import Compression
 from edgeback_blocks.manifest import BackupType
 from edgeback_blocks.pipeline import DedupMode
 from edgeback_cli import commands
 from edgeback_cli.refs import ImageRef, ManifestRef, PoolLocation, check_name, read_key
+from edgeback_core import logging as edgeback_logging
 from edgeback_core.errors import (
     ConfigError,
     EdgebackError,
@@ -166,12 +164,7 @@ async def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int
 
 
 def _configure_logging(verbose: bool) -> None:
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.INFO if verbose else logging.WARNING
-        ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    edgeback_logging.configure("INFO" if verbose else "WARNING", json=False, stream="stderr")
 
 
 def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -9,15 +9,44 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Literal, TextIO
 
 import structlog
 
 _NOISY = {"aio_pika": logging.WARNING, "aiormq": logging.WARNING, "pymongo": logging.WARNING}
 
 
-def configure(level: str = "INFO", *, json: bool | None = None, service: str | None = None) -> None:
-    """Configure structlog and the stdlib root logger; idempotent."""
-    use_json = (not sys.stdout.isatty()) if json is None else json
+class _LiveStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout``/``sys.stderr`` is when a record is emitted.
+
+    A handler holding the stream object seen at configuration time keeps writing to it
+    after it was replaced and closed (pytest's capture does that between tests).
+    """
+
+    def __init__(self, name: Literal["stdout", "stderr"]) -> None:
+        self._stream_name = name
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:
+        stream: TextIO = getattr(sys, self._stream_name)
+        return stream
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        """Ignored: the stream is looked up at every emit."""
+
+
+def configure(
+    level: str = "INFO",
+    *,
+    json: bool | None = None,
+    service: str | None = None,
+    stream: Literal["stdout", "stderr"] = "stdout",
+) -> None:
+    """Configure structlog and the stdlib root logger; idempotent. Services log on
+    stdout; the CLI logs on stderr (its stdout carries results)."""
+    use_json = (not getattr(sys, stream).isatty()) if json is None else json
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -30,7 +59,7 @@ def configure(level: str = "INFO", *, json: bool | None = None, service: str | N
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        else structlog.dev.ConsoleRenderer(colors=getattr(sys, stream).isatty())
     )
     structlog.configure(
         processors=[
@@ -50,7 +79,7 @@ def configure(level: str = "INFO", *, json: bool | None = None, service: str | N
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _LiveStreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
