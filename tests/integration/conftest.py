@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 from tests.integration.broker_control import BusFactory
 
 from edgeback_blocks.rbd import RbdCluster, RbdPool
+from edgeback_core.bus.amqp import AmqpBus
+from edgeback_core.bus.memory import MemoryBroker, MemoryBus
+from edgeback_core.bus.port import Bus
+from edgeback_core.bus.topology import Topology
+
+BusOpener = Callable[[], AbstractAsyncContextManager[Bus]]
+"""Opens one more client of the test's bus."""
+
+
+@pytest.fixture(params=["memory", "amqp"])
+def open_bus(request: pytest.FixtureRequest) -> BusOpener:
+    """Clients of one bus, in-memory or RabbitMQ, under a topology prefix unique to the test."""
+    topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
+    if request.param == "memory":
+        broker = MemoryBroker()
+        return lambda: MemoryBus.open(broker, topology)
+    url: str = request.getfixturevalue("amqp_url")
+    return lambda: AmqpBus.open(url, topology)
 
 
 @pytest.fixture

@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import TypeVar
 
 import msgspec
 import pytest
+from tests.integration.conftest import BusOpener
 
 from edgeback_catalog.handlers import CatalogRpc, heartbeats_queue, serve_catalog
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.memory import MemoryBroker, MemoryBus
 from edgeback_core.bus.port import Bus
-from edgeback_core.bus.topology import Topology
 from edgeback_core.errors import EdgebackError
 from edgeback_core.messages import catalog as m
 from edgeback_core.settings import Secret
@@ -47,26 +46,18 @@ class World:
         return err.value.code
 
 
-@pytest.fixture(params=["memory", "amqp"])
-async def world(request: pytest.FixtureRequest, mongo_url: str) -> AsyncIterator[World]:
-    topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
-    opener: Callable[[], AbstractAsyncContextManager[Bus]]
-    if request.param == "memory":
-        broker = MemoryBroker()
-        opener = lambda: MemoryBus.open(broker, topology)  # noqa: E731
-    else:
-        url: str = request.getfixturevalue("amqp_url")
-        opener = lambda: AmqpBus.open(url, topology)  # noqa: E731
+@pytest.fixture
+async def world(open_bus: BusOpener, mongo_url: str) -> AsyncIterator[World]:
     box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(
             CatalogDb.open(mongo_url, f"test_catalog_{uuid.uuid4().hex[:12]}")
         )
         stack.push_async_callback(db.drop)
-        server: Bus = await stack.enter_async_context(opener())
+        server: Bus = await stack.enter_async_context(open_bus())
         catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
         await serve_catalog(server, CatalogRpc(catalog))
-        client: Bus = await stack.enter_async_context(opener())
+        client: Bus = await stack.enter_async_context(open_bus())
         yield World(client, db)
         if isinstance(server, AmqpBus):
             await server.delete_topology([heartbeats_queue()])

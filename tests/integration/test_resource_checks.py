@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
 import pytest
+from tests.integration.conftest import BusOpener
 from tests.support.emulator_process import EmulatorProcess, emulator_process, free_port
 
 from edgeback_catalog.handlers import CatalogRpc, heartbeats_queue, serve_catalog
@@ -23,9 +24,7 @@ from edgeback_catalog.probes import WorkerProbe
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.memory import MemoryBroker, MemoryBus
 from edgeback_core.bus.port import Bus
-from edgeback_core.bus.topology import Topology
 from edgeback_core.errors import EdgebackError
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import worker as w
@@ -105,31 +104,23 @@ async def active_host(bus: Bus, db: CatalogDb, host_id: str) -> str:
     return host_id
 
 
-@pytest.fixture(params=["memory", "amqp"])
+@pytest.fixture
 async def world(
-    request: pytest.FixtureRequest, mongo_url: str, ceph_conf: str, cloud: EmulatorProcess
+    open_bus: BusOpener, mongo_url: str, ceph_conf: str, cloud: EmulatorProcess
 ) -> AsyncIterator[World]:
-    topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
-    opener: Callable[[], AbstractAsyncContextManager[Bus]]
-    if request.param == "memory":
-        broker = MemoryBroker()
-        opener = lambda: MemoryBus.open(broker, topology)  # noqa: E731
-    else:
-        url: str = request.getfixturevalue("amqp_url")
-        opener = lambda: AmqpBus.open(url, topology)  # noqa: E731
     box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(
             CatalogDb.open(mongo_url, f"test_checks_{uuid.uuid4().hex[:12]}")
         )
         stack.push_async_callback(db.drop)
-        catalog_bus: Bus = await stack.enter_async_context(opener())
+        catalog_bus: Bus = await stack.enter_async_context(open_bus())
         catalog = Catalog.build(db, box, probe=WorkerProbe(catalog_bus))
         await serve_catalog(catalog_bus, CatalogRpc(catalog))
-        worker_bus: Bus = await stack.enter_async_context(opener())
+        worker_bus: Bus = await stack.enter_async_context(open_bus())
         host = f"bk-{uuid.uuid4().hex[:8]}"
         await serve_worker_rpcs(worker_bus, WorkerSettings(host_id=host))
-        client: Bus = await stack.enter_async_context(opener())
+        client: Bus = await stack.enter_async_context(open_bus())
         yield World(client, db, await active_host(client, db, host), cloud, ceph_conf)
         if isinstance(catalog_bus, AmqpBus):
             await catalog_bus.delete_topology([heartbeats_queue()])
