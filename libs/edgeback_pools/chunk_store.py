@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from edgeback_blocks.ids import ChunkDigest
@@ -28,5 +29,9 @@ class ChunkStore(Protocol):
         ...
 
     async def get(self, digest: ChunkDigest, version: SafeName | None) -> bytes: ...
+
+    def locate(self, digest: ChunkDigest, version: SafeName | None) -> Path:
+        """The file holding the record (served with sendfile); ``NotFoundError`` if absent."""
+        ...
 
     def counts(self) -> ChunkCounts: ...

@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from edgeback_blocks.ids import ChunkDigest
+from edgeback_core.errors import NotFoundError
 from edgeback_pools.content_dir import ChunkCounts, ChunkDirectory
 from edgeback_pools.names import SafeName
 
@@ -69,6 +70,11 @@ class DedupChunkStore:
     async def get(self, digest: ChunkDigest, version: SafeName | None) -> bytes:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._chunks.read, digest)
+
+    def locate(self, digest: ChunkDigest, version: SafeName | None) -> Path:
+        if digest not in self._chunks:
+            raise NotFoundError(f"chunk {digest.hex()} not found", chunk=digest.hex())
+        return self._chunks.path(digest)
 
     def counts(self) -> ChunkCounts:
         return self._chunks.counts()

@@ -65,6 +65,12 @@ class StandardChunkStore:
             raise NotFoundError("no chunks stored for this version", version=version)
         return await store.get(digest, version)
 
+    def locate(self, digest: ChunkDigest, version: SafeName | None) -> Path:
+        store = self._versions.get(_required(version))
+        if store is None:
+            raise NotFoundError("no chunks stored for this version", version=version)
+        return store.locate(digest, version)
+
     def counts(self) -> ChunkCounts:
         parts = [store.counts() for store in self._versions.values()]
         return ChunkCounts(
