@@ -337,6 +337,12 @@ class RbdImage:
         """Remove a snapshot, unprotecting it first if it is protected."""
         await self._run("rbd.remove_snap", _remove_snap, self._image, name, target=self._snap(name))
 
+    async def rollback_to_snap(self, name: str) -> None:
+        """Return the image's content to snapshot ``name`` (undo a failed overwrite)."""
+        await self._run(
+            "rbd.rollback_to_snap", self._image.rollback_to_snap, name, target=self._snap(name)
+        )
+
     async def diff_extents(
         self, from_snap: str | None, *, whole_object: bool = False
     ) -> list[Extent]:

@@ -260,7 +260,11 @@ async def run_restore(
     ceph: tuple[str, str],
     force: bool,
     streams: int,
+    snapshot_before: bool = False,
 ) -> dict[str, Any]:
+    """Restore ``ref`` into ``image_ref``. A failed restore never leaves a half-written
+    image that looks usable: an image it created is removed, and with
+    ``snapshot_before`` an overwritten image is rolled back to its snapshot."""
     async with opened_pool(access) as (client, key), rbd_pool(*ceph, image_ref.pool) as pool:
         manifest = await load_manifest(ref, client)
         exists = await pool.image_exists(image_ref.image)
@@ -276,9 +280,41 @@ async def run_restore(
             target_is_zero=not exists,
             progress=ProgressDisplay("restore", sys.stderr),
         )
-        async with pool.open_image(image_ref.image, read_only=False) as image:
-            stats = await restore_disk(manifest, image, source=client, key=key, options=options)
+        try:
+            async with (
+                pool.open_image(image_ref.image, read_only=False) as image,
+                _safety_snapshot(image, image_ref, exists and snapshot_before),
+            ):
+                stats = await restore_disk(manifest, image, source=client, key=key, options=options)
+        except BaseException:
+            if not exists:
+                await pool.remove_image(image_ref.image)
+                note(f"removed the partly restored image {image_ref}")
+            raise
     return {"manifest": str(ref), "image": str(image_ref), **stats.to_dict()}
+
+
+@contextlib.asynccontextmanager
+async def _safety_snapshot(image: RbdImage, ref: ImageRef, wanted: bool) -> AsyncIterator[None]:
+    """Snapshot the target before it is overwritten; roll back to it if the restore fails.
+
+    The snapshot is removed either way: after a success it is not needed, after a
+    rollback the image holds its old content again.
+    """
+    if not wanted:
+        yield
+        return
+    snap = f"edgeback-pre-restore-{version_name(datetime.now(UTC))}"
+    await image.create_snap(snap)
+    note(f"snapshot {ref.pool}/{ref.image}@{snap} taken before overwriting")
+    try:
+        yield
+    except BaseException:
+        await image.rollback_to_snap(snap)
+        note(f"restore failed: rolled {ref.pool}/{ref.image} back to {snap}")
+        raise
+    finally:
+        await image.remove_snap(snap)
 
 
 async def run_verify(

@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("manifest", metavar="MANIFEST_REF")
     _ceph_options(restore)
     restore.add_argument("--force", action="store_true", help="overwrite an existing image")
+    restore.add_argument(
+        "--snapshot-before",
+        action="store_true",
+        help="snapshot an existing image first; roll back if the restore fails",
+    )
     _pool_options(restore, "--from")
     verify = verbs.add_parser("verify", help="check every chunk of a manifest in the pool")
     verify.add_argument("manifest", metavar="MANIFEST_REF")
@@ -151,7 +156,7 @@ async def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int
         ref, image = ManifestRef.parse(args.manifest), ImageRef.parse(args.image)
         summary = await commands.run_restore(
             ref, image, _access(args, environ), ceph=_ceph(args, environ),
-            force=args.force, streams=args.streams,
+            force=args.force, streams=args.streams, snapshot_before=args.snapshot_before,
         )  # fmt: skip
     else:
         ok, summary = await commands.run_verify(

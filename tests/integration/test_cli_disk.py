@@ -184,3 +184,43 @@ async def test_a_pool_directory_works_without_a_node(
         got = await image_sha256(image, SIZE)
     async with pool.open_image(source, snapshot="s1") as image:
         assert got == await image_sha256(image, SIZE)
+
+
+async def test_a_failed_restore_leaves_no_half_written_image(
+    pool: RbdPool, node: Node, ceph_conf: str, names: list[str]
+) -> None:
+    source, victim = f"test-cli-{uuid.uuid4().hex[:10]}", f"test-cli-{uuid.uuid4().hex[:10]}"
+    fresh = f"test-cli-{uuid.uuid4().hex[:10]}"
+    names += [source, victim, fresh]
+    data = DataMaker(seed=9)
+    for name in (source, victim):
+        await pool.create_image(name, SIZE)
+        async with pool.open_image(name, read_only=False) as image:
+            for index in range(4):
+                await write_chunk(image, index, data.random())
+    full = await cli(node, ceph_conf, "disk", "backup", "--image", f"{pool.name}/{source}",
+                     "--vm", "vm-f", "--disk", "d0", "--version", "v1")  # fmt: skip
+    assert full.code == 0, full.err
+    async with node.client("dd") as client:
+        manifest = Manifest.decode(await client.get_manifest("vm-f", "d0", "v1"))
+    digest = [entry for entry in manifest.entries if entry is not None][-1]
+    chunk = node.data_dir / "dd" / "chunks" / digest.hex()[:2] / digest.hex()
+    record = chunk.read_bytes()
+    chunk.write_bytes(record[:-1] + bytes([record[-1] ^ 0xFF]))
+    async with pool.open_image(victim) as image:
+        before = await image_sha256(image, SIZE)
+
+    # overwrite with a safety snapshot: the failure rolls the image back
+    over = await cli(node, ceph_conf, "disk", "restore", "vm-f/d0/v1", "--force",
+                     "--snapshot-before", "--image", f"{pool.name}/{victim}")  # fmt: skip
+    assert over.code == 3, over.err
+    assert "rolled" in over.err
+    async with pool.open_image(victim) as image:
+        assert await image_sha256(image, SIZE) == before
+        assert await image.list_snaps() == []
+
+    # into a new image: the failure removes what it created
+    new = await cli(node, ceph_conf, "disk", "restore", "vm-f/d0/v1",
+                    "--image", f"{pool.name}/{fresh}")  # fmt: skip
+    assert new.code == 3, new.err
+    assert not await pool.image_exists(fresh)
