@@ -290,6 +290,8 @@ async def run_restore(
             if not exists:
                 await pool.remove_image(image_ref.image)
                 note(f"removed the partly restored image {image_ref}")
+            elif not snapshot_before:
+                note(f"{image_ref} is partly overwritten (--snapshot-before rolls back instead)")
             raise
     return {"manifest": str(ref), "image": str(image_ref), **stats.to_dict()}
 
