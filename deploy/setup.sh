@@ -129,6 +129,10 @@ main() {
     install_packages
     make_venv "$VENV" 11 "$(find_python311)"
     pip_install "$VENV" "$REPO/pyproject.toml" -e "$REPO[dev]"
+    # an editable install compiles nothing, and PYTHONDONTWRITEBYTECODE (set on these
+    # machines) stops Python writing .pyc at import: every CLI run would compile our
+    # modules again (~25 ms of a 0.2 s start). Stale .pyc files are re-checked by mtime.
+    "$VENV/bin/python" -m compileall -q "$REPO/libs" "$REPO/services" >/dev/null
     bridge_ceph_bindings
     make_venv "$CATALOG_VENV" 13 "$(find_python313)"
     pip_install "$CATALOG_VENV" "$REPO/deploy/catalog-db/requirements.txt" \
