@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pymongo
+
+from edgeback_catalog.handlers import heartbeats_queue
+from edgeback_core.bus.amqp import AmqpBus
+from edgeback_core.bus.topology import Topology
 
 
 def free_port() -> int:
@@ -86,3 +91,21 @@ class ServiceProcess:
             if line.startswith("{"):
                 events.append(json.loads(line))
         return events
+
+
+def forget_deployment(amqp_url: str, mongo_url: str, *, prefix: str, database: str) -> None:
+    """Remove what a test's services left on the shared broker and catalog DB server.
+
+    The services' durable queues (the catalog's heartbeat queue is the only one they
+    declare so far) outlive them; the catalog's database too. Called from fixture
+    teardown, outside any running event loop.
+    """
+
+    async def delete_queues() -> None:
+        async with AmqpBus.open(amqp_url, Topology(prefix=prefix)) as bus:
+            await bus.delete_topology([heartbeats_queue()])
+
+    asyncio.run(delete_queues())
+    client: pymongo.MongoClient[dict[str, object]]
+    with pymongo.MongoClient(mongo_url) as client:
+        client.drop_database(database)

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pymongo
 import pytest
-from tests.e2e.services import ServiceProcess, free_port
+from tests.e2e.services import ServiceProcess, forget_deployment, free_port
 from tests.support.emulator_process import EmulatorProcess, emulator_process
 
 from edgeback_core.bus.amqp import AmqpBus
@@ -68,9 +67,7 @@ def stack(
         finally:
             for proc in procs.values():
                 proc.kill()
-            client: pymongo.MongoClient[dict[str, object]]
-            with pymongo.MongoClient(mongo_url) as client:
-                client.drop_database(database)
+            forget_deployment(amqp_url, mongo_url, prefix=prefix, database=database)
 
 
 async def code_of(bus: AmqpBus, name: str, req: msgspec.Struct) -> str:

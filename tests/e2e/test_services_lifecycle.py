@@ -9,9 +9,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pymongo
 import pytest
-from tests.e2e.services import ServiceProcess, free_port
+from tests.e2e.services import ServiceProcess, forget_deployment, free_port
 
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Envelope
@@ -79,9 +78,8 @@ def fleet(
     finally:
         for proc in procs:
             proc.kill()
-        client: pymongo.MongoClient[dict[str, object]]
-        with pymongo.MongoClient(mongo_url) as client:
-            client.drop_database(procs[0].env["EDGEBACK_CATALOG_DATABASE"])
+        database = procs[0].env["EDGEBACK_CATALOG_DATABASE"]
+        forget_deployment(amqp_url, mongo_url, prefix=prefix, database=database)
 
 
 async def test_services_start_answer_health_and_stop_cleanly_on_sigterm(fleet, amqp_url):
