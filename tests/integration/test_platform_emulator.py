@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +14,7 @@ import pytest
 import rados
 import rbd
 from tests.support.emulator.state import CephTarget, EmulatorState, load
+from tests.support.emulator_process import emulator_process, free_port
 
 from edgeback_core.errors import ConflictError, NotFoundError, PlatformAuthError, UnavailableError
 from edgeback_core.settings import Secret
@@ -24,7 +22,6 @@ from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint, RetryPol
 from edgeback_platform.models import Vm
 
 CHUNK = 4 << 20
-ROOT = Path(__file__).resolve().parents[2]
 AK, SK = "AK-integration", "sk-integration-0123456789"
 pytestmark = pytest.mark.integration
 
@@ -63,71 +60,12 @@ class RunningEmulator:
             return [s["name"] for s in img.list_snaps()]
 
 
-def _cli(*args: str, timeout: float = 120) -> None:
-    cmd = [sys.executable, "-m", "tests.support.emulator", *args]
-    subprocess.run(cmd, cwd=ROOT, check=True, timeout=timeout, capture_output=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"emulator exited with {proc.returncode}")
-        try:
-            url = f"http://127.0.0.1:{port}/emulator/health"
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError("emulator did not become healthy")
-
-
 @pytest.fixture
 def emulator(ceph_conf: str, tmp_path: Path) -> Iterator[RunningEmulator]:
-    state_file = tmp_path / "cloud.json"
-    _cli(
-        "seed",
-        "--vms",
-        "8",
-        "--conf",
-        ceph_conf,
-        "--pool",
-        "rbd",
-        "--state",
-        str(state_file),
-        "--disk-mib",
-        "8,16",
-    )
-    port = _free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "tests.support.emulator",
-        "serve",
-        "--port",
-        str(port),
-        "--state",
-        str(state_file),
-        "--access-key",
-        AK,
-        "--secret-key",
-        SK,
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    try:
-        _wait_healthy(port, proc)
-        yield RunningEmulator(port=port, state_file=state_file, ceph=load(state_file).ceph)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        _cli("purge", "--state", str(state_file))
+    with emulator_process(
+        ceph_conf, tmp_path, vms=8, disk_mib="8,16", access_key=AK, secret_key=SK
+    ) as cloud:
+        yield RunningEmulator(port=cloud.port, state_file=cloud.state_file, ceph=cloud.state().ceph)
 
 
 def _pick(vms: list[Vm], *, state: str, agent_running: bool, storage: str = "ceph") -> Vm:
@@ -262,7 +200,7 @@ async def test_wrong_keys_are_refused(emulator: RunningEmulator) -> None:
 
 async def test_wrong_address_is_unavailable_quickly(emulator: RunningEmulator) -> None:
     started = time.monotonic()
-    async with emulator.client(port=_free_port(), retries=2) as client:
+    async with emulator.client(port=free_port(), retries=2) as client:
         with pytest.raises(UnavailableError) as info:
             await client.check()
     assert info.value.code == "platform_unreachable"
