@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.bench.images import DataMaker, image_sha256, mixed_layout, write_chunk
+from tests.bench.images import DataMaker, image_sha256, mixed_layout, remove_image, write_chunk
 from tests.bench.processes import (
     NODE_TOKEN,
     NodeProcess,
@@ -124,12 +124,7 @@ class Bench:
 
         async def remove(pool: RbdPool) -> None:
             for name in doomed:
-                if not await pool.image_exists(name):
-                    continue
-                async with pool.open_image(name, read_only=False) as image:
-                    for snap in await image.list_snaps():
-                        await image.remove_snap(snap.name)
-                await pool.remove_image(name)
+                await remove_image(pool, name)
 
         asyncio.run(self._with_pool(remove))
         self.images = [name for name in self.images if name not in doomed]

@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterator
 
 from edgeback_blocks.chunk import CHUNK_SIZE
-from edgeback_blocks.rbd import RbdImage
+from edgeback_blocks.rbd import RbdImage, RbdPool
 
 _VOCABULARY = (
     "backup restore volume snapshot chunk digest manifest pool node cluster object image "
@@ -68,3 +68,13 @@ async def image_sha256(image: RbdImage, size: int, step: int = 16 * CHUNK_SIZE) 
 def spans(size: int, step: int = CHUNK_SIZE) -> Iterator[tuple[int, int]]:
     for offset in range(0, size, step):
         yield offset, min(step, size - offset)
+
+
+async def remove_image(pool: RbdPool, name: str) -> None:
+    """Remove ``name`` and its snapshots, if it exists (test and benchmark clean-up)."""
+    if not await pool.image_exists(name):
+        return
+    async with pool.open_image(name, read_only=False) as image:
+        for snap in await image.list_snaps():
+            await image.remove_snap(snap.name)
+    await pool.remove_image(name)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
 import pytest
+from tests.bench.images import remove_image
 from tests.integration.broker_control import BusFactory
 
 from edgeback_blocks.rbd import RbdCluster, RbdPool
@@ -65,7 +66,4 @@ async def new_image(pool: RbdPool) -> AsyncIterator[NewImage]:
 
     yield create
     for name in names:
-        async with pool.open_image(name, read_only=False) as image:
-            for snap in await image.list_snaps():
-                await image.remove_snap(snap.name)
-        await pool.remove_image(name)
+        await remove_image(pool, name)

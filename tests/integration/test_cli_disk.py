@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.bench.images import DataMaker, image_sha256, write_chunk
+from tests.bench.images import DataMaker, image_sha256, remove_image, write_chunk
 from tests.support.storage_node import TOKEN, Node, make_pools, running_node
 
 from edgeback_blocks.chunk import CHUNK_SIZE
@@ -50,12 +50,7 @@ async def names(pool: RbdPool) -> AsyncIterator[list[str]]:
     created: list[str] = []
     yield created
     for name in created:
-        if not await pool.image_exists(name):
-            continue
-        async with pool.open_image(name, read_only=False) as image:
-            for snap in await image.list_snaps():
-                await image.remove_snap(snap.name)
-        await pool.remove_image(name)
+        await remove_image(pool, name)
 
 
 async def cli(
