@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import mmap
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_core.errors import NotFoundError
 from edgeback_pools.content_dir import ChunkDirectory
-from edgeback_pools.files import read_bytes, remove_stale_temp, write_atomic
+from edgeback_pools.files import _write_synced, read_bytes, remove_stale_temp, write_atomic
 from edgeback_pools.pool_meta import create_pool, read_pool
 
 
@@ -19,6 +22,49 @@ def test_atomic_write_creates_parents_and_leaves_no_temp(tmp_path: Path) -> None
     assert write_atomic(target, "f", b"two") is True
     assert [p.name for p in target.iterdir()] == ["f"]
     assert read_bytes(target / "f") == b"two"
+
+
+def _aligned(data: bytes) -> memoryview:
+    buffer = mmap.mmap(-1, len(data) + 8192)  # page-aligned, like the node's upload buffers
+    buffer[: len(data)] = data
+    buffer[len(data) :] = b"\xff" * 8192  # bytes past the record must not reach the file
+    return memoryview(buffer)[: len(data)]
+
+
+@pytest.mark.parametrize("length", [64 * 1024, 4 * 1024 * 1024 + 48, 300_001])
+def test_aligned_buffers_are_written_around_the_page_cache_byte_exact(
+    tmp_path: Path, length: int
+) -> None:
+    data = os.urandom(length)
+    assert _write_synced(tmp_path / "direct", _aligned(data)) is True
+    assert (tmp_path / "direct").read_bytes() == data
+
+
+def test_other_buffers_and_small_records_are_written_buffered(tmp_path: Path) -> None:
+    data = os.urandom(300_001)
+    assert _write_synced(tmp_path / "bytes", data) is False  # read-only: address unknown
+    unaligned = memoryview(bytearray(b"x" + data))[1:]
+    assert _write_synced(tmp_path / "unaligned", unaligned) is False
+    assert _write_synced(tmp_path / "small", _aligned(data[:1000])) is False
+    for name in ("bytes", "unaligned"):
+        assert (tmp_path / name).read_bytes() == data
+    assert (tmp_path / "small").read_bytes() == data[:1000]
+
+
+def test_a_filesystem_without_o_direct_gets_a_buffered_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def no_direct(path: str, flags: int, mode: int = 0o777) -> int:
+        if flags & os.O_DIRECT:  # what a filesystem without O_DIRECT answers
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_direct)
+    data = os.urandom(200_000)
+    assert _write_synced(tmp_path / "fallback", _aligned(data)) is False
+    assert (tmp_path / "fallback").read_bytes() == data
 
 
 def test_create_if_absent_keeps_the_first(tmp_path: Path) -> None:
