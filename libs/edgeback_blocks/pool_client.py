@@ -1,12 +1,14 @@
 """Async client of a storage node's data API (``/v1``), as the backup and restore pipelines use it.
 
-One :class:`PoolClient` per pool, opened as an async context manager; it keeps one
-``aiohttp.ClientSession`` whose connection pool (keep-alive) is sized for the many
-requests the pipelines keep in flight. Errors come out as ours: a problem body's
-``code`` maps back to its ``EdgebackError`` class (``pool_full``, ``digest_mismatch``,
-``not_found``...), connection failures and 5xx answers to :class:`UnavailableError`,
-timeouts to :class:`DeadlineExceededError`. Every call of this API is idempotent, so
-transient failures are retried a few times inside the call with a short backoff.
+One :class:`PoolClient` per pool, opened as an async context manager; it keeps a pool
+of keep-alive connections (:mod:`edgeback_blocks.http_connections`: ``http.client`` in
+threads of its own) sized for the many requests the pipelines keep in flight. A chunk
+record may be uploaded as several buffers (header, payload), sent without joining
+them. Errors come out as ours: a problem body's ``code`` maps back to its
+``EdgebackError`` class (``pool_full``, ``digest_mismatch``, ``not_found``...),
+connection failures and 5xx answers to :class:`UnavailableError`, timeouts to
+:class:`DeadlineExceededError`. Every call of this API is idempotent, so transient
+failures are retried a few times inside the call with a short backoff.
 
 Downloaded chunk records are checked against the digest they were asked for (header
 only); the caller decodes them with its ``ChunkDecoder``, which checks the data.
@@ -17,17 +19,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
-import aiohttp
 import msgspec
 
 from edgeback_blocks.chunk import ChunkHeader
+from edgeback_blocks.http_connections import Body, HttpConnections
 from edgeback_blocks.ids import DIGEST_SIZE, ChunkDigest
 from edgeback_blocks.pool_wire import CreatePool, ManifestItem, PoolKind, PoolStatus
 from edgeback_core import errors
 from edgeback_core.errors import (
-    DeadlineExceededError,
     DigestMismatchError,
     EdgebackError,
     NotFoundError,
@@ -36,6 +37,9 @@ from edgeback_core.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+
+if TYPE_CHECKING:
+    from edgeback_blocks.pipeline.target import ChunkRecord
 
 MISSING_BATCH: Final = 4096
 """Digests per ``missing`` request (the node's limit)."""
@@ -60,29 +64,21 @@ class PoolClient:
         attempts: int = 3,
         backoff_s: float = 0.1,
     ) -> None:
-        self._root = base_url.rstrip("/")
-        self._pool_url = f"{self._root}/v1/pools/{pool}"
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._connections = connections
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(10.0, timeout_s))
+        self._http = HttpConnections(base_url, size=connections, timeout_s=timeout_s)
+        self._pool_path = f"/v1/pools/{pool}"
+        self._auth = f"Bearer {token}"
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
-        self._session: aiohttp.ClientSession | None = None
         self.pool = pool
 
     async def __aenter__(self) -> Self:
-        connector = aiohttp.TCPConnector(limit=self._connections, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, timeout=self._timeout
-        )
+        await self._http.__aenter__()
         return self
 
     async def __aexit__(
-        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.__aexit__(t, e, tb)
 
     # --- chunks -------------------------------------------------------------------
 
@@ -95,7 +91,7 @@ class PoolClient:
         for start in range(0, len(wanted), MISSING_BATCH):
             body = b"".join(wanted[start : start + MISSING_BATCH])
             _, answer = await self._call(
-                "POST", f"{self._pool_url}/chunks/missing", _version(version), body, OCTETS
+                "POST", f"{self._pool_path}/chunks/missing", _version(version), body, OCTETS
             )
             absent.update(
                 ChunkDigest(answer[i : i + DIGEST_SIZE]) for i in range(0, len(answer), DIGEST_SIZE)
@@ -103,17 +99,20 @@ class PoolClient:
         return absent
 
     async def put_chunk(
-        self, digest: ChunkDigest, record: bytes, *, version: str | None = None
+        self, digest: ChunkDigest, record: ChunkRecord, *, version: str | None = None
     ) -> bool:
-        """Upload a chunk record; ``True`` if the pool stored it, ``False`` if it had it."""
-        url = f"{self._pool_url}/chunks/{digest.hex()}"
-        status, _ = await self._call("PUT", url, _version(version), record, OCTETS)
+        """Upload a chunk record, one buffer or its parts (sent back to back, not joined).
+
+        ``True`` if the pool stored it, ``False`` if it already had it.
+        """
+        path = f"{self._pool_path}/chunks/{digest.hex()}"
+        status, _ = await self._call("PUT", path, _version(version), record, OCTETS)
         return status == 201
 
     async def get_chunk(self, digest: ChunkDigest, *, version: str | None = None) -> bytes:
         """The stored record of ``digest`` (header checked; decode it to check the data)."""
-        url = f"{self._pool_url}/chunks/{digest.hex()}"
-        _, record = await self._call("GET", url, _version(version))
+        path = f"{self._pool_path}/chunks/{digest.hex()}"
+        _, record = await self._call("GET", path, _version(version))
         header = ChunkHeader.unpack(record)
         if header.digest != digest:
             raise DigestMismatchError(
@@ -128,99 +127,81 @@ class PoolClient:
     async def put_manifest(self, vm: str, disk: str, version: str, data: bytes) -> bool:
         """Commit a manifest; ``False`` if the same one was already stored."""
         status, _ = await self._call(
-            "PUT", self._manifest_url(vm, disk, version), None, data, OCTETS
+            "PUT", self._manifest_path(vm, disk, version), None, data, OCTETS
         )
         return status == 201
 
     async def get_manifest(self, vm: str, disk: str, version: str) -> bytes:
-        _, data = await self._call("GET", self._manifest_url(vm, disk, version))
+        _, data = await self._call("GET", self._manifest_path(vm, disk, version))
         return data
 
     async def list_manifests(
         self, *, vm: str | None = None, disk: str | None = None
     ) -> list[ManifestItem]:
         query = {k: v for k, v in (("vm", vm), ("disk", disk)) if v is not None}
-        _, body = await self._call("GET", f"{self._pool_url}/manifests", query)
+        _, body = await self._call("GET", f"{self._pool_path}/manifests", query)
         return _manifests_decoder.decode(body)
 
     async def put_checkpoint(self, vm: str, disk: str, version: str, data: bytes) -> None:
-        url = self._manifest_url(vm, disk, version, kind="checkpoints")
-        await self._call("PUT", url, None, data, OCTETS)
+        path = self._manifest_path(vm, disk, version, kind="checkpoints")
+        await self._call("PUT", path, None, data, OCTETS)
 
     async def get_checkpoint(self, vm: str, disk: str, version: str) -> bytes | None:
         """The stored checkpoint, or None if there is none."""
         try:
-            _, data = await self._call("GET", self._manifest_url(vm, disk, version, "checkpoints"))
+            _, data = await self._call("GET", self._manifest_path(vm, disk, version, "checkpoints"))
         except NotFoundError:
             return None
         return data
 
     async def delete_checkpoint(self, vm: str, disk: str, version: str) -> None:
-        await self._call("DELETE", self._manifest_url(vm, disk, version, "checkpoints"))
+        await self._call("DELETE", self._manifest_path(vm, disk, version, "checkpoints"))
 
     # --- pools --------------------------------------------------------------------
 
     async def status(self) -> PoolStatus:
-        _, body = await self._call("GET", self._pool_url)
+        _, body = await self._call("GET", self._pool_path)
         return _status_decoder.decode(body)
 
     async def list_pools(self) -> list[PoolStatus]:
-        _, body = await self._call("GET", f"{self._root}/v1/pools")
+        _, body = await self._call("GET", "/v1/pools")
         return _statuses_decoder.decode(body)
 
     async def create_pool(self, kind: PoolKind, *, quota_bytes: int | None = None) -> PoolStatus:
         """Create this client's pool (needs the node's admin token)."""
         body = msgspec.json.encode(CreatePool(name=self.pool, kind=kind, quota_bytes=quota_bytes))
         headers = {"Content-Type": "application/json"}
-        _, answer = await self._call("POST", f"{self._root}/v1/pools", None, body, headers)
+        _, answer = await self._call("POST", "/v1/pools", None, body, headers)
         return _status_decoder.decode(answer)
 
     # --- transport ----------------------------------------------------------------
 
-    def _manifest_url(self, vm: str, disk: str, version: str, kind: str = "manifests") -> str:
-        return f"{self._pool_url}/{kind}/{vm}/{disk}/{version}"
+    def _manifest_path(self, vm: str, disk: str, version: str, kind: str = "manifests") -> str:
+        return f"{self._pool_path}/{kind}/{vm}/{disk}/{version}"
 
     async def _call(
         self,
         method: str,
-        url: str,
-        params: Mapping[str, str] | None = None,
-        data: bytes | None = None,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: Body | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes]:
         """One idempotent request, retried on transient failures; (status, body)."""
+        sent = {"Authorization": self._auth, **(headers or {})}
         for attempt in range(1, self._attempts + 1):
             try:
-                return await self._once(method, url, params, data, headers)
+                status, answer = await self._http.request(
+                    method, path, query=query, body=body, headers=sent
+                )
+                if status >= 400:
+                    raise error_from_problem(status, answer)
+                return status, answer
             except TransientError:
                 if attempt == self._attempts:
                     raise
             await asyncio.sleep(self._backoff_s * 4 ** (attempt - 1))
         raise AssertionError("unreachable")
-
-    async def _once(
-        self,
-        method: str,
-        url: str,
-        params: Mapping[str, str] | None,
-        data: bytes | None,
-        headers: Mapping[str, str] | None,
-    ) -> tuple[int, bytes]:
-        if self._session is None:
-            raise RuntimeError("PoolClient used outside 'async with'")
-        try:
-            async with self._session.request(
-                method, url, params=params, data=data, headers=headers
-            ) as response:
-                body = await response.read()
-                status = response.status
-        except TimeoutError as exc:
-            raise DeadlineExceededError(f"{method} {url} timed out") from exc
-        except aiohttp.ClientError as exc:
-            raise UnavailableError(f"storage node unreachable: {exc}", url=url) from exc
-        if status >= 400:
-            raise error_from_problem(status, body)
-        return status, body
 
 
 def _version(version: str | None) -> dict[str, str] | None:

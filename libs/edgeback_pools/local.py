@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_blocks.pool_wire import ManifestItem, PoolStatus
@@ -21,6 +22,9 @@ from edgeback_pools.manifest_store import ManifestName
 from edgeback_pools.names import SafeName, safe_name
 from edgeback_pools.pool import Pool
 from edgeback_pools.pool_meta import POOL_FILE
+
+if TYPE_CHECKING:
+    from edgeback_blocks.pipeline.target import ChunkRecord
 
 
 class LocalPool:
@@ -44,9 +48,9 @@ class LocalPool:
         return set(self.pool.chunks.missing(list(dict.fromkeys(digests)), _version(version)))
 
     async def put_chunk(
-        self, digest: ChunkDigest, record: bytes, *, version: str | None = None
+        self, digest: ChunkDigest, record: ChunkRecord, *, version: str | None = None
     ) -> bool:
-        return await self.pool.put_chunk(digest, record, _version(version))
+        return await self.pool.put_chunk(digest, _whole(record), _version(version))
 
     async def get_chunk(self, digest: ChunkDigest, *, version: str | None = None) -> bytes:
         return await self.pool.get_chunk(digest, _version(version))
@@ -88,6 +92,16 @@ def _name(vm: str, disk: str, version: str) -> ManifestName:
         disk=safe_name(disk, what="disk"),
         version=safe_name(version, what="version"),
     )
+
+
+def _whole(record: ChunkRecord) -> bytes | memoryview:
+    """The record as one buffer: parts are joined (in process there is no socket to
+    stream them to, and the verification wants one buffer)."""
+    if isinstance(record, bytes | memoryview):
+        return record
+    if isinstance(record, bytearray):
+        return memoryview(record)
+    return b"".join(record)
 
 
 def _version(version: str | None) -> SafeName | None:

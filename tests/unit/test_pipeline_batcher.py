@@ -9,6 +9,7 @@ import pytest
 
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_blocks.pipeline.stages import MissingBatcher, run_workers
+from edgeback_blocks.pipeline.target import ChunkRecord
 from edgeback_core.errors import UnavailableError
 
 
@@ -28,7 +29,7 @@ class MemoryTarget:
             raise UnavailableError("node down")
         return {d for d in batch if d not in self.present}
 
-    async def put_chunk(self, digest: ChunkDigest, record: bytes) -> bool:
+    async def put_chunk(self, digest: ChunkDigest, record: ChunkRecord) -> bool:
         self.present.add(digest)
         return True
 
