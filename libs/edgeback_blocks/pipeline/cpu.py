@@ -11,8 +11,18 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from edgeback_blocks.chunk import ChunkDecoder, ChunkEncoder, Compression, chunk_digest, is_zero
+from edgeback_blocks.chunk import (
+    Buffer,
+    ChunkDecoder,
+    ChunkEncoder,
+    Compression,
+    chunk_digest,
+    is_zero,
+)
 from edgeback_blocks.ids import ChunkDigest, PoolKey
+
+RecordParts = tuple[bytes, Buffer]
+"""A chunk record as (header, payload)."""
 
 _local = threading.local()
 
@@ -44,15 +54,18 @@ def digest_of(key: PoolKey, data: bytes) -> ChunkDigest | None:
     return None if is_zero(data) else chunk_digest(key, data)
 
 
-def encode(data: bytes, digest: ChunkDigest, compression: Compression) -> bytes:
-    """The chunk record to upload, with this thread's encoder."""
-    header, payload = _encoder(compression).encode_parts(data, digest)
-    return b"".join((header, payload))
+def encode(data: bytes, digest: ChunkDigest, compression: Compression) -> RecordParts:
+    """The chunk record to upload as (header, payload), with this thread's encoder.
+
+    Not joined: the pool client sends both back to back, so a raw chunk's 4 MiB are
+    never copied (the payload is ``data`` itself).
+    """
+    return _encoder(compression).encode_parts(data, digest)
 
 
 def digest_and_encode(
     key: PoolKey, data: bytes, compression: Compression
-) -> tuple[ChunkDigest | None, bytes | None]:
+) -> tuple[ChunkDigest | None, RecordParts | None]:
     """Both steps in one hop (server-side dedup uploads every non-zero chunk)."""
     digest = digest_of(key, data)
     if digest is None:

@@ -234,11 +234,13 @@ class BackupStages:
         self._batcher.uploaded(digest)
         return digest
 
-    async def _upload(self, digest: ChunkDigest, record: bytes, raw_length: int) -> None:
+    async def _upload(self, digest: ChunkDigest, record: cpu.RecordParts, raw_length: int) -> None:
+        header, payload = record
+        size = len(header) + memoryview(payload).nbytes
         async with self._upload_slots:
-            await self.net_throttle.acquire(len(record))
+            await self.net_throttle.acquire(size)
             created = await self.target.put_chunk(digest, record)
-        self.counters.bytes_uploaded += len(record)
+        self.counters.bytes_uploaded += size
         if created:
             self.counters.bytes_new += raw_length
             self.counters.chunks_new += 1
