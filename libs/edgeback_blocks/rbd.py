@@ -337,8 +337,22 @@ class RbdImage:
         """Remove a snapshot, unprotecting it first if it is protected."""
         await self._run("rbd.remove_snap", _remove_snap, self._image, name, target=self._snap(name))
 
+    async def settle(self) -> None:
+        """Wait until every call already started on this image has returned.
+
+        A task cancelled while awaiting a call does not stop it: the write goes on in
+        its thread. Callers that must not be overtaken (a rollback) settle first.
+        """
+        running = [asyncio.wrap_future(call) for call in self._pending]
+        if running:
+            await asyncio.wait(running)
+
     async def rollback_to_snap(self, name: str) -> None:
-        """Return the image's content to snapshot ``name`` (undo a failed overwrite)."""
+        """Return the image's content to snapshot ``name`` (undo a failed overwrite).
+
+        Settles first, so no write of a cancelled restore lands after the rollback.
+        """
+        await self.settle()
         await self._run(
             "rbd.rollback_to_snap", self._image.rollback_to_snap, name, target=self._snap(name)
         )

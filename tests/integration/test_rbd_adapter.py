@@ -222,3 +222,26 @@ async def test_a_cancelled_read_does_not_break_closing(pool: RbdPool, new_image:
         await asyncio.gather(*tasks, return_exceptions=True)
     async with pool.open_image(name) as image:
         assert await image.read(0, 4096) == bytes(4096)
+
+
+async def test_a_rollback_waits_for_writes_whose_awaits_were_cancelled(
+    pool: RbdPool, new_image: NewImage
+) -> None:
+    """A failed restore cancels its workers while their writes still run in threads; the
+    rollback that follows must not be overtaken by one of them."""
+    span = 4 * OBJ  # long writes: several are still running when the rollback is asked for
+    name = await new_image(8 * span)
+    async with pool.open_image(name, read_only=False) as image:
+        await image.create_snap("before")
+        for _ in range(4):
+            tasks = [
+                asyncio.create_task(image.write(i * span, bytes([i + 1]) * span)) for i in range(8)
+            ]
+            await asyncio.sleep(0)  # every write is submitted; the first ones are running
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await image.rollback_to_snap("before")
+            for i in range(8):
+                for offset in range(i * span, (i + 1) * span, OBJ):
+                    assert await image.read(offset, 4096) == bytes(4096), f"{offset} written late"
