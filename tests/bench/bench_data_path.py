@@ -299,9 +299,45 @@ TARGETS = (
 )  # fmt: skip
 
 
+ROOM_SHARE = 0.75
+"""At most this share of the cluster's free space may be needed: a bluestore OSD that
+fills up aborts and does not start again (BlueFS has no room to replay its log)."""
+
+
+def space_needed(size: int, rss_sizes: list[float], zero_fraction: float) -> int:
+    """Peak bytes the run stores in the cluster at once.
+
+    The main image allocates everything but its never-written zero chunks (3/4 of its
+    zero share), its second snapshot keeps the 5% it rewrites, and the restore writes
+    the non-zero data once more; each extra RSS image is created after those are gone.
+    """
+    allocated = size * (1 - 0.4 * 0.75)
+    main = allocated + 0.05 * size + size * 0.6
+    extra = max((gib * GiB * (1 - zero_fraction * 0.75) for gib in rss_sizes), default=0)
+    return int(max(main, extra))
+
+
+def check_room(conf: str, needed: int) -> None:
+    """Refuse to start (SystemExit with the reason) when the run would fill the cluster."""
+
+    async def free() -> int:
+        async with RbdCluster.connect(conf) as cluster:
+            return (await cluster.cluster_stats()).avail_bytes
+
+    available = asyncio.run(free())
+    if needed > available * ROOM_SHARE:
+        raise SystemExit(
+            f"the benchmark needs about {needed / GiB:.1f} GiB in the cluster and only "
+            f"{available / GiB:.1f} GiB are free (at most {ROOM_SHARE:.0%} of it may be "
+            "used: a full OSD does not start again); free space, use a smaller --size-gib "
+            "or --rss-sizes, or a larger OSD (ceph-dev-cluster.sh --osd-size-gb)"
+        )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     size = int(args.size_gib * GiB) // CHUNK_SIZE * CHUNK_SIZE
     chunks = size // CHUNK_SIZE
+    check_room(args.conf, space_needed(size, args.rss_sizes, args.rss_zero_fraction))
     workdir = Path(tempfile.mkdtemp(prefix="edgeback-bench-", dir=args.workdir))
     bench = Bench(args.conf, args.pool, workdir, args.streams)
     bench.figures.update(size_bytes=size, size_gib=size / GiB, streams=args.streams,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.bench.bench_data_path import TARGETS, main
+from tests.bench.bench_data_path import TARGETS, main, space_needed
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +45,19 @@ def test_benchmark_at_64_mib_writes_every_figure(
     assert figures["full_backup"]["bytes_new"] > 0
     assert "full backup" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == [out]  # pool directory and export file removed
+
+
+def test_a_run_that_would_fill_the_cluster_is_refused_before_it_starts(
+    ceph_conf: str, ceph_pool: str, tmp_path: Path
+) -> None:
+    args = ["--size-gib", "100000", "--conf", ceph_conf, "--pool", ceph_pool,
+            "--workdir", str(tmp_path)]  # fmt: skip
+    with pytest.raises(SystemExit, match=r"only .* GiB are free"):
+        main(args)
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+
+
+def test_space_needed_covers_the_image_its_snapshot_and_the_restored_copy() -> None:
+    gib = 1 << 30
+    assert space_needed(4 * gib, [], 0.4) == int(4 * gib * (0.7 + 0.05 + 0.6))
+    assert space_needed(1 * gib, [16.0], 0.4) == int(16 * gib * 0.7)
