@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                         default=Compression.FAST.value)  # fmt: skip
     backup.add_argument("--server-side-dedup", action="store_true",
                         help="upload every chunk and let the node deduplicate")  # fmt: skip
-    backup.add_argument("--uploads", type=int, default=4, help="chunk uploads in flight")
+    backup.add_argument("--uploads", type=int, default=8, help="chunk uploads in flight")
     backup.add_argument("--checkpoint-interval", type=float, default=10.0, metavar="SECONDS")
     _pool_options(backup, "--to")
     restore = verbs.add_parser("restore", help="restore a manifest into an RBD image")
