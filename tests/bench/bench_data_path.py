@@ -10,7 +10,9 @@ random), snapshots it and measures, in the same run and on the same image:
 - an incremental after rewriting 5% of the chunks, against ``rbd export-diff`` between
   the same snapshots; an incremental with nothing changed;
 - a restore into a new image (``edgeback disk restore``) against ``rbd import`` of the
-  same data (exported to a file first, untimed); the restored image is checksummed;
+  same data (exported to a file first, untimed, then dropped from the page cache: the
+  restore reads chunk files the node wrote around it, so both read from disk); the
+  restored image is checksummed;
 - peak RSS and CPU seconds of the backup process (``wait4`` rusage), at the main size
   and at each ``--rss-sizes`` size (extra images, created after the main ones are gone).
 
@@ -250,6 +252,7 @@ def measure_restore(bench: Bench, node: NodeProcess, name: str, size: int) -> No
     fig = bench.figures
     export_file = bench.workdir / "s1.raw"
     bench.rbd("export", "--no-progress", f"{bench.pool}/{name}@s1", str(export_file))
+    evict(export_file)  # the node's chunk files are not cached either (O_DIRECT writes)
     imported = f"bench-{uuid.uuid4().hex[:10]}"
     bench.images.append(imported)
     rbd_import = bench.rbd("import", "--no-progress", str(export_file), f"{bench.pool}/{imported}")
@@ -268,6 +271,20 @@ def measure_restore(bench: Bench, node: NodeProcess, name: str, size: int) -> No
         "matches_snapshot": bench.checksum(target, size) == bench.checksum(name, size, "s1"),
     }  # fmt: skip
     bench.remove_image(target)
+
+
+def evict(path: Path) -> None:
+    """Write ``path`` out and drop it from the page cache, so a reader finds it on disk.
+
+    Both restores then read their source from disk: ``rbd import`` this file, the
+    restore the chunk files the node wrote around the page cache.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def measure_rss(
