@@ -112,7 +112,10 @@ def _write_synced(path: Path, data: bytes | memoryview) -> bool:
     aligned = view.nbytes // DIRECT_ALIGN * DIRECT_ALIGN if _direct_candidate(view) else 0
     fd = _create_direct(path) if aligned else None
     if fd is None:
-        aligned, fd = 0, os.open(path, _CREATE, 0o640)
+        # a refused O_DIRECT open may have created the file already (Linux checks the
+        # flag after creating it); the temporary name is ours alone, so truncate it
+        flags = _CREATE if not aligned else (_CREATE & ~os.O_EXCL) | os.O_TRUNC
+        aligned, fd = 0, os.open(path, flags, 0o640)
     try:
         written = 0
         if aligned:
