@@ -20,6 +20,7 @@ from edgeback_blocks.chunk import (
     Codec,
     Compression,
     _one_whole_frame,
+    _worth_compressing,
     chunk_digest,
     is_zero,
 )
@@ -102,6 +103,14 @@ def test_partly_compressible_chunks_pass_the_probe_and_are_compressed(data: byte
     assert ChunkHeader.unpack(record).codec is Codec.ZSTD
     assert len(record) < len(data)
     assert ChunkDecoder().decode(record, key=KEY, expected=digest) == data
+
+
+def test_the_probe_spares_zstd_on_random_chunks_only() -> None:
+    compressor = zstandard.ZstdCompressor(level=1)
+    assert not _worth_compressing(compressor, RANDOM, len(RANDOM))
+    assert _worth_compressing(compressor, TEXT, len(TEXT))
+    half = RANDOM[: CHUNK_SIZE // 2] + TEXT[: CHUNK_SIZE // 2]
+    assert _worth_compressing(compressor, half, len(half))
 
 
 def test_small_chunks_skip_the_probe_and_still_compress() -> None:
