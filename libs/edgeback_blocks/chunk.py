@@ -254,6 +254,11 @@ class ChunkDecoder:
         if header.codec == Codec.RAW:
             return payload
         try:
+            # a corrupt frame header can declare any content size, which decompress()
+            # would allocate up front (MemoryError): refuse it before that
+            declared = zstandard.frame_content_size(payload)
+            if declared > header.raw_length:
+                raise zstandard.ZstdError(f"frame declares {declared} bytes")
             data = self._decompressor.decompress(payload, max_output_size=header.raw_length)
         except zstandard.ZstdError as exc:
             raise _undecompressible(chunk, exc) from exc
