@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -96,6 +97,16 @@ class ClusterStats:
 class PoolStats:
     stored_bytes: int
     objects: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolSpace:
+    """What ``ceph df`` says of one pool: ``free_bytes`` is its ``max_avail`` (what can
+    still be written, replication and full ratios counted), ``total_bytes`` adds what
+    it stores."""
+
+    free_bytes: int
+    total_bytes: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +197,18 @@ class RbdCluster:
             objects=raw["num_objects"],
         )
 
+    async def pool_space(self, name: str) -> PoolSpace:
+        """Free and total space of pool ``name`` (``ceph df``)."""
+        target = _Target(details=(("pool", name),))
+        pools = (await self._offload.run("rados.df", target, _ceph_df, self._cluster))["pools"]
+        for pool in pools:
+            if pool["name"] == name:
+                stats = pool["stats"]
+                return PoolSpace(
+                    free_bytes=stats["max_avail"], total_bytes=stats["stored"] + stats["max_avail"]
+                )
+        raise RbdPoolNotFoundError(f"Ceph pool {name} does not exist", pool=name)
+
     @contextlib.asynccontextmanager
     async def open_pool(self, name: str) -> AsyncIterator[RbdPool]:
         target = _Target(not_found=RbdPoolNotFoundError, details=(("pool", name),))
@@ -198,6 +221,15 @@ class RbdCluster:
 
 def _seconds(value: float) -> str:
     return str(max(1, math.ceil(value)))
+
+
+def _ceph_df(cluster: rados.Rados) -> dict[str, Any]:
+    command = json.dumps({"prefix": "df", "format": "json"})
+    ret, out, err = cluster.mon_command(command, b"")
+    if ret != 0:
+        raise rados.Error(f"ceph df failed ({ret}): {err}")
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 def _connect(conffile: str, client_id: str, conf: dict[str, str], timeout: float) -> rados.Rados:

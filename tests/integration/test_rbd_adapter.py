@@ -176,6 +176,16 @@ async def test_stats_report_the_cluster_and_the_pool(ceph_conf: str, ceph_pool: 
             assert pool_stats.objects >= 1  # rbd_directory at least, once an image existed
 
 
+async def test_pool_space_is_what_ceph_df_reports(ceph_conf: str, ceph_pool: str) -> None:
+    async with RbdCluster.connect(ceph_conf, timeout=10) as cluster:
+        space = await cluster.pool_space(ceph_pool)
+        stats = await cluster.cluster_stats()
+        assert 0 < space.free_bytes <= stats.avail_bytes
+        assert space.free_bytes <= space.total_bytes
+        with pytest.raises(RbdPoolNotFoundError):
+            await cluster.pool_space("no-such-pool-edgeback")
+
+
 @pytest.fixture
 def dead_mon_conf(ceph_conf: str, tmp_path: Path) -> str:
     """The dev cluster's conf with its monitor moved to a port nobody listens on."""
