@@ -53,6 +53,18 @@ class LockBusyError(TransientError):
     code = "lock_busy"
 
 
+class DeferredError(TransientError):
+    """Not now, and not a failure: a lease is busy or a retry is not due yet. A consumer
+    parks the message for about ``delay_s`` and takes it again, without counting it
+    against the queue's retries."""
+
+    code = "deferred"
+
+    def __init__(self, message: str, /, *, delay_s: float = 1.0, **details: Any) -> None:
+        super().__init__(message, delay_s=delay_s, **details)
+        self.delay_s = delay_s
+
+
 class PermanentError(EdgebackError):
     """The request itself is wrong: repeating it gives the same answer."""
 

@@ -12,6 +12,7 @@ import pytest
 from edgeback_core.bus.port import Envelope
 from edgeback_core.errors import (
     DeadlineExceededError,
+    DeferredError,
     EdgebackError,
     NotFoundError,
     UnavailableError,
@@ -132,6 +133,22 @@ async def test_transient_error_dead_letters_after_max_retries(world) -> None:
         dead = await drain_dlq(bus, spec, 1)
     assert len(down.seen) == 2
     assert msgspec.json.decode(dead[0], type=Note).text == "give up"
+
+
+async def test_a_deferred_message_comes_back_past_max_retries_without_dead_lettering(
+    world,
+) -> None:
+    spec = world.spec("svc.defer", retry_delays=(0.1,), max_retries=1)
+    busy = Recorder(fail=lambda n: DeferredError("lease busy", delay_s=0.1) if n <= 4 else None)
+    async with world.open() as bus:
+        await bus.consume(spec, busy, Note)
+        await bus.publish("events", "x.event.defer", Note(text="later"), message_id="m-d")
+        await eventually(lambda: len(busy.seen) == 5)
+        assert await bus.dead_letters(spec) == []
+    envelopes = [e for _, e in busy.seen]
+    assert [e.headers.get("x-edgeback-retries", 0) for e in envelopes] == [0] * 5
+    assert {e.message_id for e in envelopes} == {"m-d"}
+    assert {e.routing_key for e in envelopes} == {"x.event.defer"}
 
 
 async def test_permanent_error_and_bad_body_go_straight_to_dlq(world) -> None:

@@ -85,3 +85,16 @@ def test_bug_and_unknown_code_become_internal_error() -> None:
     )
     assert type(unknown) is errors.EdgebackError
     assert unknown.details["remote_code"] == "new_code"
+
+
+@given(st.floats(0, 100, allow_nan=False), st.integers(0, 50))
+def test_a_deferral_parks_without_counting_and_never_dead_letters(wanted: float, done: int) -> None:
+    decision = decide(
+        errors.DeferredError("lease busy", delay_s=wanted), retries_done=done, spec=SPEC
+    )
+    assert decision.outcome is Outcome.RETRY and not decision.counts
+    assert decision.delay in SPEC.retry_delays
+    # the longest declared delay not above the wish, else the shortest
+    assert decision.delay <= max(wanted, min(SPEC.retry_delays))
+    longer = [d for d in SPEC.retry_delays if decision.delay < d <= wanted]
+    assert longer == []

@@ -4,6 +4,8 @@ Both buses feed deliveries through :func:`run_delivery`, so ack / retry / dead-l
 rules live here only (handlers never ack):
 
 * handler returns → ack;
+* ``DeferredError`` → park for the longest retry delay not above its ``delay_s`` (the
+  shortest if all are longer) and take it again, without counting a retry;
 * ``TransientError`` → retry after ``spec.retry_delay(n)`` until ``spec.max_retries``
   retries were made, then dead-letter;
 * ``PermanentError``, ``IntegrityError``, other ``EdgebackError`` or an undecodable
@@ -25,7 +27,7 @@ import msgspec
 import structlog
 
 from edgeback_core.bus.topology import RETRIES_HEADER
-from edgeback_core.errors import EdgebackError, TransientError
+from edgeback_core.errors import DeferredError, EdgebackError, TransientError
 from edgeback_core.messages.base import decoder
 
 if TYPE_CHECKING:
@@ -48,12 +50,16 @@ class Outcome(enum.Enum):
 class Decision:
     outcome: Outcome
     delay: float = 0.0
+    counts: bool = True
+    """Whether a retry counts against ``max_retries`` (a deferral does not)."""
 
 
 def decide(error: Exception | None, *, retries_done: int, spec: QueueSpec) -> Decision:
     """What to do with a message whose handler ended with ``error`` (None: success)."""
     if error is None:
         return Decision(outcome=Outcome.ACK)
+    if isinstance(error, DeferredError):
+        return Decision(outcome=Outcome.RETRY, delay=_park_delay(error.delay_s, spec), counts=False)
     if isinstance(error, TransientError) and error.retryable:
         if retries_done < spec.max_retries:
             return Decision(outcome=Outcome.RETRY, delay=spec.retry_delay(retries_done))
@@ -61,6 +67,13 @@ def decide(error: Exception | None, *, retries_done: int, spec: QueueSpec) -> De
     if isinstance(error, EdgebackError | msgspec.DecodeError):
         return Decision(outcome=Outcome.DEAD_LETTER)
     return Decision(outcome=Outcome.REQUEUE)
+
+
+def _park_delay(wanted: float, spec: QueueSpec) -> float:
+    """The longest of the queue's retry delays not above ``wanted`` (delay queues exist
+    only for those), else the shortest."""
+    fitting = [d for d in spec.retry_delays if d <= wanted]
+    return max(fitting) if fitting else min(spec.retry_delays)
 
 
 def retries_done(envelope: Envelope) -> int:
@@ -115,7 +128,7 @@ async def _settle(delivery: Delivery, decision: Decision, done: int) -> None:
             case Outcome.ACK:
                 await delivery.ack()
             case Outcome.RETRY:
-                await delivery.retry(decision.delay, done + 1)
+                await delivery.retry(decision.delay, done + 1 if decision.counts else done)
             case Outcome.DEAD_LETTER:
                 await delivery.dead_letter()
             case Outcome.REQUEUE:
@@ -143,6 +156,8 @@ def _log_decision(
         "delivery_count": envelope.delivery_count,
     }
     match decision.outcome:
+        case Outcome.RETRY if not decision.counts:
+            log.debug("bus.message.deferred", delay=decision.delay, reason=str(error), **keys)
         case Outcome.RETRY:
             log.warning("bus.message.retry", delay=decision.delay, error=str(error), **keys)
         case Outcome.DEAD_LETTER:
