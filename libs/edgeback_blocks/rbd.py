@@ -278,9 +278,6 @@ class RbdPool:
             return False
         return True
 
-    async def list_images(self) -> list[str]:
-        return await self._offload.run("rbd.list", self._target(""), rbd.RBD().list, self._ioctx)
-
     @contextlib.asynccontextmanager
     async def open_image(
         self, name: str, *, snapshot: str | None = None, read_only: bool = True

@@ -92,9 +92,6 @@ class ServiceRuntime:
         """Register how to stop taking new work (called first at shutdown, newest first)."""
         self._intake_stoppers.append(stopper)
 
-    def request_stop(self) -> None:
-        self.stopping.set()
-
 
 @dataclass(kw_only=True)
 class _Outcome:

@@ -84,7 +84,6 @@ class MissingBatcher:
         self._inflight: dict[ChunkDigest, asyncio.Future[None]] = {}
         self._pending: dict[ChunkDigest, asyncio.Future[bool]] = {}
         self._leading = False
-        self.requests = 0
 
     async def claim(self, digest: ChunkDigest) -> bool:
         """True: the caller uploads the chunk, then calls ``uploaded``. False: pool has it."""
@@ -137,7 +136,6 @@ class MissingBatcher:
 
     async def _resolve(self, batch: dict[ChunkDigest, asyncio.Future[bool]]) -> None:
         try:
-            self.requests += 1
             absent = await self._target.missing(list(batch))
         except BaseException:
             for waiting in batch.values():
@@ -250,7 +248,3 @@ class BackupStages:
     async def _cpu(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
-
-    @property
-    def missing_requests(self) -> int:
-        return self._batcher.requests

@@ -34,8 +34,3 @@ def decoder(message_type: type[T]) -> msgspec.json.Decoder[T]:
     if found is None:
         found = _decoders[message_type] = msgspec.json.Decoder(message_type)
     return found
-
-
-def decode_any(body: bytes) -> Any:
-    """Decode a JSON body without a schema (tests and dead-letter inspection)."""
-    return msgspec.json.decode(body)

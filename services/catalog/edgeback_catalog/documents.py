@@ -32,17 +32,6 @@ from edgeback_catalog.runstate import RunState
 from edgeback_catalog.templates import RbdTemplates
 
 
-class HostDoc(TypedDict):
-    _id: str
-    hostname: str
-    version: str
-    capacity_bytes: int
-    active: bool
-    groups: list[str]
-    registered_at: datetime
-    last_seen: datetime
-
-
 class PlatformDoc(TypedDict):
     _id: str
     name: str

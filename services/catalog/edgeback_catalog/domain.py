@@ -9,7 +9,7 @@ only what shares a group with them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NewType
@@ -50,9 +50,6 @@ class Actor:
     @property
     def sees_everything(self) -> bool:
         return self.role in (Role.ADMIN, Role.SERVICE)
-
-    def can_see(self, groups: Collection[GroupName]) -> bool:
-        return self.sees_everything or not self.groups.isdisjoint(groups)
 
     def require_admin(self, action: str) -> None:
         if self.role not in (Role.ADMIN, Role.SERVICE):
