@@ -17,6 +17,7 @@ from aiohttp import web
 
 from edgeback_core.errors import EdgebackError
 from edgeback_core.lifecycle import HealthCheck, InFlight
+from edgeback_core.listener import listen
 
 log = structlog.get_logger(__name__)
 
@@ -57,18 +58,9 @@ async def serve_health(
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = int(sockets[0].getsockname()[1]) if sockets else port
-        log.info("health.listening", service=service, host=host, port=bound)
-        yield bound
-    finally:
-        await runner.cleanup()
+    async with listen(app, host=host, port=port) as bound:
+        log.info("health.listening", service=service, host=bound.host, port=bound.port)
+        yield bound.port
 
 
 async def _run_check(check: HealthCheck) -> bool:

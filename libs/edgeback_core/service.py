@@ -1,8 +1,11 @@
 """What every service process shares: common settings, the bus, health answers.
 
-``open_service_bus`` connects a service to the bus for the lifetime of its runtime,
-answers ``health.ping.<service>`` over it, and serves ``/healthz`` over HTTP, whose
-``bus`` check is a real round trip through the broker back to this process.
+``serve`` is the whole ``main()`` of a service. It serves ``/healthz`` over HTTP for
+every service. A service that uses the bus (all but the storage node) also gets
+``open_service_bus``: connected for the lifetime of its runtime, answering
+``health.ping.<service>`` over it, with a ``bus`` health check that is a real round
+trip through the broker back to this process. A service that does not use the bus
+(``bus=False``) neither needs ``EDGEBACK_AMQP_URL`` nor connects to a broker.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar, overload
+from typing import Any, Literal, NoReturn, TypeVar, overload
 
 from edgeback_core import logging as edgeback_logging
 from edgeback_core.bus.amqp import AmqpBus
@@ -33,12 +36,18 @@ _PING_TIMEOUT_S = 1.5
 class CommonSettings:
     """Settings every service reads, under ``EDGEBACK_``."""
 
-    amqp_url: str
-    bus_prefix: str = ""
     log_level: str = "INFO"
     log_json: bool | None = None
     grace_s: float = 30.0
     instance: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BusSettings:
+    """Where a service that uses the bus finds the broker, under ``EDGEBACK_``."""
+
+    amqp_url: str
+    bus_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,20 +83,15 @@ def instance_name(common: CommonSettings) -> str:
     return common.instance or f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def open_service_bus(
-    runtime: ServiceRuntime,
-    common: CommonSettings,
-    health: HealthSettings,
-) -> Bus:
-    """Connect to RabbitMQ, answer pings, serve ``/healthz``; all closed with the runtime."""
-    topology = Topology(prefix=common.bus_prefix)
+async def open_service_bus(runtime: ServiceRuntime, settings: BusSettings, instance: str) -> Bus:
+    """Connect to RabbitMQ, answer pings, add the ``bus`` health check; closed with the runtime."""
+    topology = Topology(prefix=settings.bus_prefix)
     bus = await runtime.stack.enter_async_context(
-        AmqpBus.open(common.amqp_url, topology, tracker=runtime.inflight)
+        AmqpBus.open(settings.amqp_url, topology, tracker=runtime.inflight)
     )
-    me = instance_name(common)
 
     async def pong(request: Ping) -> Pong:
-        return Pong(service=runtime.name, instance=me, nonce=request.nonce)
+        return Pong(service=runtime.name, instance=instance, nonce=request.nonce)
 
     handle = await bus.serve_rpc(ping_rpc(runtime.name), pong, Ping)
     runtime.on_stop_intake(handle.stop)
@@ -103,6 +107,11 @@ async def open_service_bus(
         return reply.nonce == nonce
 
     runtime.health_checks["bus"] = bus_round_trip
+    return bus
+
+
+async def open_health(runtime: ServiceRuntime, health: HealthSettings) -> None:
+    """Serve ``/healthz`` with the runtime's checks and phase until the runtime closes."""
     port = await runtime.stack.enter_async_context(
         serve_health(
             service=runtime.name,
@@ -114,11 +123,13 @@ async def open_service_bus(
         )
     )
     runtime.health_port = port
-    return bus
 
 
 S = TypeVar("S")
 Setup = Callable[[ServiceRuntime, Bus, S], Awaitable[None]]
+"""Setup of a service that uses the bus: runtime, bus, the service's own settings."""
+LocalSetup = Callable[[ServiceRuntime, S], Awaitable[None]]
+"""Setup of a service without the bus (``serve(..., bus=False)``)."""
 
 
 @overload
@@ -129,17 +140,31 @@ def serve(service: str) -> None: ...
 def serve(service: str, load_own: Callable[[Mapping[str, str]], S], setup: Setup[S]) -> None: ...
 
 
+@overload
+def serve(
+    service: str,
+    load_own: Callable[[Mapping[str, str]], S],
+    setup: LocalSetup[S],
+    *,
+    bus: Literal[False],
+) -> None: ...
+
+
 def serve(
     service: str,
     load_own: Callable[[Mapping[str, str]], Any] | None = None,
-    setup: Setup[Any] | None = None,
+    setup: Callable[..., Awaitable[None]] | None = None,
+    *,
+    bus: bool = True,
 ) -> None:
     """The whole ``main()`` of a service: settings (every problem at once, exit 2),
-    logging, bus, ping and health, then ``setup`` with the service's own settings
-    (``load_own``); run until SIGTERM and exit with the runner's code."""
+    logging, the bus with its ping (unless ``bus=False``), ``/healthz``, then ``setup``
+    with the service's own settings (``load_own``); run until SIGTERM and exit with the
+    runner's code."""
     environ = process_environ()
     problems = ProblemCollector()
     common, health = load_common(environ, service, problems)
+    wire = problems.collect(lambda: load(BusSettings, environ)) if bus else None
     own = problems.collect(lambda: load_own(environ)) if load_own else None
     try:
         problems.check()
@@ -148,8 +173,9 @@ def serve(
     edgeback_logging.configure(common.log_level, json=common.log_json, service=service)
 
     async def run(runtime: ServiceRuntime) -> None:
-        bus = await open_service_bus(runtime, common, health)
+        opened = await open_service_bus(runtime, wire, instance_name(common)) if wire else None
+        await open_health(runtime, health)
         if setup is not None:
-            await setup(runtime, bus, own)
+            await (setup(runtime, own) if opened is None else setup(runtime, opened, own))
 
     sys.exit(asyncio.run(run_service(service, run, grace_s=common.grace_s)))

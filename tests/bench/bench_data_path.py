@@ -37,23 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.images import DataMaker, image_sha256, mixed_layout, remove_image, write_chunk
-from tests.bench.processes import (
-    NODE_TOKEN,
-    NodeProcess,
-    Timed,
-    cpu_of,
-    cpu_seconds,
-    node_process,
-    osd_pids,
-    run_timed,
-)
+from tests.bench.processes import Timed, cpu_of, cpu_seconds, osd_pids, run_timed
+from tests.support.processes import NodeProcess, node_process
+from tests.support.storage_node import TOKEN
 
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.pool_client import PoolClient
+from edgeback_blocks.pool_wire import PoolKind
 from edgeback_blocks.rbd import RbdCluster, RbdPool
+from edgeback_pools.pool_meta import create_pool
 
 GiB = 1 << 30
 MB = 1_000_000
+POOL = "bench"  # the dedup pool of the node the benchmark backs up into
 
 
 class Bench:
@@ -141,12 +137,12 @@ class Bench:
         verb = args[1]
         argv = [
             sys.executable, "-m", "edgeback_cli", *args,
-            "--to" if verb == "backup" else "--from", node.url, "--pool", node.pool,
-            "--key-file", str(node.key_file), "--conf", self.conf, "--json",
+            "--to" if verb == "backup" else "--from", node.url, "--pool", POOL,
+            "--key-file", str(node.key_file(POOL)), "--conf", self.conf, "--json",
         ]  # fmt: skip
         if verb != "verify":
             argv += ["--streams", str(self.streams)]
-        timed = run_timed(argv, {**os.environ, "EDGEBACK_TOKEN": NODE_TOKEN})
+        timed = run_timed(argv, {**os.environ, "EDGEBACK_TOKEN": TOKEN})
         summary: dict[str, Any] = json.loads(timed.out)
         return timed, summary
 
@@ -182,7 +178,7 @@ def rate(size: int, seconds: float) -> float:
 
 def node_status(node: NodeProcess) -> dict[str, Any]:
     async def status() -> dict[str, Any]:
-        async with PoolClient(node.url, NODE_TOKEN, node.pool) as client:
+        async with PoolClient(node.url, TOKEN, POOL) as client:
             got = await client.status()
         return {"stored_bytes": got.stored_bytes, "chunks": got.chunks,
                 "logical_bytes": got.logical_bytes, "dedup_ratio": got.dedup_ratio}  # fmt: skip
@@ -360,7 +356,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bench.figures.update(size_bytes=size, size_gib=size / GiB, streams=args.streams,
                          node="separate process: python -m edgeback_dedup")  # fmt: skip
     try:
-        with node_process(workdir / "pools") as node:
+        create_pool(workdir / "pools", POOL, PoolKind.DEDUP)
+        with node_process(workdir / "pools", threads=4) as node:
             name = bench.create_image(size, mixed_layout(chunks), seed=1)
             bench.snapshot(name, "s1")
             measure_backups(bench, node, name, size, chunks)

@@ -1,4 +1,4 @@
-"""Process plumbing of the data-path benchmark: timed commands, a storage node process.
+"""Process plumbing of the data-path benchmark: timed commands, CPU of other processes.
 
 Every measured tool runs as its own process so its wall time, CPU time and peak RSS
 come from the kernel (``wait4`` rusage), not from Python bookkeeping.
@@ -7,22 +7,13 @@ come from the kernel (``wait4`` rusage), not from Python bookkeeping.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from edgeback_blocks.pool_wire import PoolKind
-from edgeback_pools.pool_meta import create_pool
-
-NODE_TOKEN = "bench-token-0123456789abcdef"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,13 +85,6 @@ class _HighWater(threading.Thread):
             time.sleep(0.02)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def osd_pids() -> list[int]:
     """Pids of the ceph-osd daemons on this machine (their CPU is part of every read)."""
     pids = []
@@ -124,62 +108,3 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a live process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NodeProcess:
-    url: str
-    pid: int
-    data_dir: Path
-    pool: str
-
-    @property
-    def key_file(self) -> Path:
-        return self.data_dir / self.pool / "pool.key"
-
-
-@contextmanager
-def node_process(data_dir: Path, pool: str = "bench", threads: int = 4) -> Iterator[NodeProcess]:
-    """A storage node (``python -m edgeback_dedup``) with one dedup pool, as its own process."""
-    create_pool(data_dir, pool, PoolKind.DEDUP)
-    port = free_port()
-    env = {
-        **os.environ,
-        "EDGEBACK_DEDUP_DATA_DIR": str(data_dir),
-        "EDGEBACK_DEDUP_TOKEN": NODE_TOKEN,
-        "EDGEBACK_DEDUP_PORT": str(port),
-        "EDGEBACK_DEDUP_THREADS": str(threads),
-        # the node's service runner wants the bus even though the data API does not use it
-        "EDGEBACK_AMQP_URL": os.environ.get(
-            "EDGEBACK_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"
-        ),
-    }
-    log = (data_dir / "node.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "edgeback_dedup"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            _wait_healthy(url, proc)
-        except RuntimeError as exc:
-            log.flush()
-            tail = (data_dir / "node.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{exc}; node log: {tail}") from exc
-        yield NodeProcess(url=url, pid=proc.pid, data_dir=data_dir, pool=pool)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"storage node exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2):  # noqa: S310 - loopback
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("storage node did not become healthy within 30 s")

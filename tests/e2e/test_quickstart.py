@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.e2e.services import free_port
+from tests.support.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

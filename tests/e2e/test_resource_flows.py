@@ -17,8 +17,9 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.e2e.services import ServiceProcess, forget_deployment, free_port
+from tests.e2e.services import forget_deployment
 from tests.support.emulator_process import EmulatorProcess, emulator_process
+from tests.support.processes import ServiceProcess, free_port
 
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.topology import Topology

@@ -14,7 +14,8 @@ import pytest
 import rados
 import rbd
 from tests.support.emulator.state import CephTarget, EmulatorState, load
-from tests.support.emulator_process import emulator_process, free_port
+from tests.support.emulator_process import emulator_process
+from tests.support.processes import free_port
 
 from edgeback_core.errors import ConflictError, NotFoundError, PlatformAuthError, UnavailableError
 from edgeback_core.settings import Secret

@@ -13,8 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from tests.support.emulator_process import free_port
-from tests.support.node_process import ESTABLISHED, node_process
+from tests.support.processes import ESTABLISHED, free_port, node_process_async
 from tests.support.storage_node import ADMIN_TOKEN, TOKEN, make_pools
 
 from edgeback_blocks.chunk import ChunkEncoder, Compression, chunk_digest
@@ -132,7 +131,7 @@ async def test_a_cancelled_upload_leaves_the_client_usable(tmp_path: Path) -> No
     stuck, stuck_record = parts_of(key, os.urandom(4 * MIB), Compression.NONE)
     later, later_record = parts_of(key, os.urandom(MIB), Compression.NONE)
     async with (
-        node_process(tmp_path, tmp_path / "node.log") as node,
+        node_process_async(tmp_path, log_path=tmp_path / "node.log") as node,
         PoolClient(node.url, TOKEN, "dd", connections=1, attempts=1, timeout_s=30) as client,
     ):
         await client.status()
@@ -154,7 +153,7 @@ async def test_a_request_cancelled_while_the_node_hangs_does_not_hold_its_thread
 ) -> None:
     make_pools(tmp_path)
     digest, record = parts_of(key_of(tmp_path), os.urandom(4 * MIB), Compression.NONE)
-    async with node_process(tmp_path, tmp_path / "node.log") as node:
+    async with node_process_async(tmp_path, log_path=tmp_path / "node.log") as node:
         node.freeze()
         async with PoolClient(node.url, TOKEN, "dd", connections=1, timeout_s=30) as client:
             upload = asyncio.create_task(client.put_chunk(digest, record))
@@ -181,7 +180,7 @@ async def test_an_unreachable_node_is_unavailable_at_once() -> None:
 async def test_a_node_that_stops_answering_is_a_deadline_exceeded(tmp_path: Path) -> None:
     make_pools(tmp_path)
     async with (
-        node_process(tmp_path, tmp_path / "node.log") as node,
+        node_process_async(tmp_path, log_path=tmp_path / "node.log") as node,
         PoolClient(node.url, TOKEN, "dd", attempts=2, timeout_s=0.3) as client,
     ):
         await client.status()

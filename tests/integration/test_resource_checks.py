@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 from tests.integration.conftest import BusOpener
-from tests.support.emulator_process import EmulatorProcess, emulator_process, free_port
+from tests.support.emulator_process import EmulatorProcess, emulator_process
+from tests.support.processes import free_port
 
 from edgeback_catalog.handlers import CatalogRpc, heartbeats_queue, serve_catalog
 from edgeback_catalog.mongo import CatalogDb, Coll

@@ -3,19 +3,15 @@ with real RBD disks, serve the API on a free loopback port, stop and purge after
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.emulator.state import EmulatorState, load
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import ROOT, free_port, wait_healthy
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,28 +25,9 @@ class EmulatorProcess:
         return load(self.state_file)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _cli(*args: str, timeout: float = 120) -> None:
     cmd = [sys.executable, "-m", "tests.support.emulator", *args]
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=timeout, capture_output=True)
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"emulator exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/emulator/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError("emulator did not become healthy")
 
 
 @contextmanager
@@ -73,7 +50,7 @@ def emulator_process(
     cmd += ["--state", str(state_file), "--access-key", access_key, "--secret-key", secret_key]
     proc = subprocess.Popen(cmd, cwd=ROOT)
     try:
-        _wait_healthy(port, proc)
+        wait_healthy(f"http://127.0.0.1:{port}/emulator/health", proc, what="emulator")
         yield EmulatorProcess(
             port=port, state_file=state_file, access_key=access_key, secret_key=secret_key
         )

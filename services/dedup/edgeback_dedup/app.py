@@ -24,6 +24,7 @@ from edgeback_core.errors import (
     PoolFullError,
     UnauthenticatedError,
 )
+from edgeback_core.listener import Listening, listen
 from edgeback_core.settings import Secret
 from edgeback_dedup.bodies import BodyBuffers
 from edgeback_dedup.http import BODIES, REGISTRY, SETTINGS, routes
@@ -35,7 +36,6 @@ from edgeback_pools.registry import PoolRegistry
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_OPEN_PATHS = frozenset({"/healthz"})
 
 
 def build_app(settings: DedupSettings) -> web.Application:
@@ -86,8 +86,6 @@ def _allow(exc: web.HTTPException) -> dict[str, str]:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in _OPEN_PATHS:
-        return await handler(request)
     settings = request.app[SETTINGS]
     presented = _bearer(request)
     admin = settings.admin_token is not None and _same(presented, settings.admin_token)
@@ -111,28 +109,14 @@ def _same(presented: bytes, secret: Secret) -> bool:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RunningNode:
+class RunningNode(Listening):
     app: web.Application
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
 
 @contextlib.asynccontextmanager
 async def serve(settings: DedupSettings) -> AsyncIterator[RunningNode]:
     """Open the pools and listen on ``settings.host:port`` (0 = any free port) until exit."""
     app = build_app(settings)
-    # no access log: one line per chunk is too many (house style: per-chunk logs at debug)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        log.info("node.listening", host=host, port=port)
-        yield RunningNode(app=app, host=host, port=port)
-    finally:
-        await runner.cleanup()
+    async with listen(app, host=settings.host, port=settings.port) as bound:
+        log.info("node.listening", host=bound.host, port=bound.port)
+        yield RunningNode(app=app, host=bound.host, port=bound.port)

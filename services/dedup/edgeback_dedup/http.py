@@ -39,7 +39,6 @@ def routes() -> list[web.RouteDef]:
     manifest = "/v1/pools/{pool}/manifests/{vm}/{disk}/{version}"
     checkpoint = "/v1/pools/{pool}/checkpoints/{vm}/{disk}/{version}"
     return [
-        web.get("/healthz", healthz),
         web.get("/v1/pools", list_pools),
         web.post("/v1/pools", create_pool),
         web.get("/v1/pools/{pool}", pool_status),
@@ -53,11 +52,6 @@ def routes() -> list[web.RouteDef]:
         web.get(checkpoint, get_checkpoint),
         web.delete(checkpoint, delete_checkpoint),
     ]
-
-
-async def healthz(request: web.Request) -> web.Response:
-    pools = request.app[REGISTRY].names()
-    return web.json_response({"service": "dedup", "status": "ok", "pools": len(pools)})
 
 
 async def list_pools(request: web.Request) -> web.Response:

@@ -1,0 +1,44 @@
+"""Serving an aiohttp application on a TCP socket, for ``/healthz`` and the storage node.
+
+One way to do it for every listener of the project, on aiohttp's public API only: the
+bound address (port 0 picks a free one) comes from ``AppRunner.addresses``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listening:
+    """Where a listener is bound."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def listen(app: web.Application, *, host: str, port: int) -> AsyncIterator[Listening]:
+    """Serve ``app`` on ``host:port`` (0 = any free port) until exit.
+
+    The application's startup (its ``cleanup_ctx``) runs before the socket is bound;
+    on exit the listener stops, requests in flight finish, then its cleanup runs. No
+    access log: one line per request (per chunk on the node) is too many; signals are
+    the service runner's, not aiohttp's.
+    """
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        yield Listening(host=str(bound_host), port=int(bound_port))
+    finally:
+        await runner.cleanup()
