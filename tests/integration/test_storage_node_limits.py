@@ -124,18 +124,55 @@ HOSTILE = [
 ]
 
 
+# where each hostile path would land if the node joined it to a pool's directory as
+# given: data dir D = <tmp>/srv/pools, pool files chunks/<2 hex>/<hex>,
+# versions/<version>/<2 hex>/<hex>, manifests|checkpoints/<vm>/<disk>/<version>.ebm
+ZEROS = "0" * 64
+LANDINGS = [
+    f"etc/chunks/00/{ZEROS}",  # pool ../../etc
+    f"srv/chunks/00/{ZEROS}",  # pool ..
+    "srv/pool.key",  # digest ../../pool.key under chunks/<2 hex>/
+    "srv/pools/pool.key",  # the same without the <2 hex> level
+    "srv/escape/disk/v1.ebm",  # vm ../../../escape
+    "srv/pools/pool.ebm",  # vm .., disk .., version pool
+    "srv/pools/dd/manifests/.hidden/disk/v1.ebm",
+    "srv/pools/dd/checkpoints/vm/disk/...ebm",  # version ..
+    f"srv/pools/dd/00/{ZEROS}",  # standard pool, version ../../dd
+]
+
+
+def tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file below ``root``: its bytes and modification time."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
 @pytest.mark.parametrize("path", HOSTILE)
-async def test_hostile_paths_are_refused(node: Node, path: str) -> None:
+async def test_hostile_paths_are_refused(tmp_path: Path, path: str) -> None:
+    data_dir = tmp_path / "srv" / "pools"
+    data_dir.mkdir(parents=True)
+    make_pools(data_dir)
+    secrets = [(data_dir / pool / "pool.key").read_bytes() for pool in ("dd", "std", "tiny")]
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    url = URL(node.url + path, encoded=True)
-    async with aiohttp.ClientSession(headers=headers) as http:
+    async with running_node(data_dir) as node, aiohttp.ClientSession(headers=headers) as http:
+        # canaries where a path taken as given would land: served, they would show in
+        # a body; written, the tree would change
+        for landing in LANDINGS:
+            (tmp_path / landing).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / landing).write_bytes(b"canary " + landing.encode())
+        before = tree(tmp_path)
+        url = URL(node.url + path, encoded=True)
         for method in ("GET", "PUT"):
             async with http.request(method, url, data=b"x" * 64) as r:
+                body = await r.read()
                 assert r.status in (400, 404, 405), (method, path, r.status)
                 assert set(await r.json()) == {"code", "message", "details"}
-    outside = [p for p in node.data_dir.parent.rglob("*") if not p.is_relative_to(node.data_dir)]
-    assert not any(p.name in {"escape", "pool.ebm"} for p in outside)
-    assert files_under(node.data_dir / "dd") == []
+            assert b"canary" not in body
+            assert not any(secret in body for secret in secrets)
+        assert tree(tmp_path) == before  # nothing created, changed or removed, in or out
 
 
 async def test_oversized_bodies_are_refused_before_reading(node: Node) -> None:
