@@ -20,7 +20,8 @@ from edgeback_core.bus.topology import QueueSpec, Topology
 class BusWorld:
     """Opens clients of one broker under a per-test prefix; records queues to clean up."""
 
-    open: Callable[[], AbstractAsyncContextManager[Bus]]
+    open: Callable[..., AbstractAsyncContextManager[Bus]]
+    """``open(tracker=None)``: one more client; ``tracker`` counts its deliveries in flight."""
     kind: str
     specs: list[QueueSpec] = field(default_factory=list)
 
@@ -38,11 +39,15 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[BusWorld]:
     topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
     if request.param == "memory":
         broker = MemoryBroker()
-        yield BusWorld(open=lambda: MemoryBus.open(broker, topology), kind="memory")
+        yield BusWorld(
+            open=lambda tracker=None: MemoryBus.open(broker, topology, tracker), kind="memory"
+        )
         broker.close()
         return
     url: str = request.getfixturevalue("amqp_url")
-    world = BusWorld(open=lambda: AmqpBus.open(url, topology), kind="amqp")
+    world = BusWorld(
+        open=lambda tracker=None: AmqpBus.open(url, topology, tracker=tracker), kind="amqp"
+    )
     yield world
     async with AmqpBus.open(url, topology) as bus:
         await bus.delete_topology(world.specs)

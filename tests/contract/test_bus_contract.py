@@ -18,6 +18,7 @@ from edgeback_core.errors import (
     UnavailableError,
     UnroutableError,
 )
+from edgeback_core.lifecycle import InFlight
 from edgeback_core.messages import Message, Ping, Pong
 
 
@@ -29,15 +30,9 @@ class Other(Message, frozen=True, kw_only=True):
     number: int
 
 
-async def eventually(check: Callable[[], bool], limit: float = 10.0) -> None:
-    """Poll: the handlers run on the broker's schedule, nothing signals "all arrived"."""
-    async with asyncio.timeout(limit):
-        while not check():  # noqa: ASYNC110 - polling state we do not own
-            await asyncio.sleep(0.02)
-
-
 async def drain_dlq(bus, spec, count: int, limit: float = 10.0) -> list[bytes]:
-    """Dead-lettering is asynchronous on RabbitMQ: collect until ``count`` arrived."""
+    """Dead-lettering is asynchronous inside RabbitMQ and tells the client nothing: the
+    one wait here that polls (the port reads a DLQ with basic.get, it does not consume)."""
     bodies: list[bytes] = []
     async with asyncio.timeout(limit):
         while len(bodies) < count:
@@ -47,15 +42,25 @@ async def drain_dlq(bus, spec, count: int, limit: float = 10.0) -> list[bytes]:
 
 
 class Recorder:
+    """A handler that records its deliveries and wakes whoever waits for them."""
+
     def __init__(self, fail: Callable[[int], Exception | None] = lambda n: None) -> None:
         self.seen: list[tuple[Note, Envelope]] = []
         self.fail = fail
+        self._arrived = asyncio.Condition()
 
     async def __call__(self, note: Note, envelope: Envelope) -> None:
         self.seen.append((note, envelope))
+        async with self._arrived:
+            self._arrived.notify_all()
         error = self.fail(len(self.seen))
         if error is not None:
             raise error
+
+    async def until(self, count: int, limit: float = 10.0) -> None:
+        """Return once ``count`` deliveries have arrived."""
+        async with asyncio.timeout(limit), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.seen) >= count)
 
     @property
     def texts(self) -> list[str]:
@@ -71,8 +76,8 @@ async def test_topic_routing_and_event_fan_out(world) -> None:
         await bus.consume(many, second, Note)
         for key in ("backup.event.done", "backup.x.y.z", "other.event.done", "backup.event.end"):
             await bus.publish("events", key, Note(text=key))
-        await eventually(lambda: "backup.event.end" in first.texts + second.texts[-1:])
-        await eventually(lambda: len(second.seen) == 3)
+        await first.until(2)
+        await second.until(3)
     assert first.texts == ["backup.event.done", "backup.event.end"]
     assert second.texts == ["backup.event.done", "backup.x.y.z", "backup.event.end"]
     assert [e.routing_key for _, e in first.seen] == first.texts
@@ -88,7 +93,7 @@ async def test_unroutable_command_raises_but_event_does_not(world) -> None:
             await bus.publish("commands", "run.h2", Note(text="lost"))
         await bus.publish("events", "nobody.event.listens", Note(text="dropped"))
         await bus.publish("commands", "run.h1", Note(text="taken"), message_id="m-1")
-        await eventually(lambda: len(seen.seen) == 1)
+        await seen.until(1)
     assert seen.seen[0][1].message_id == "m-1"
 
 
@@ -108,13 +113,14 @@ async def test_poison_message_reaches_dlq_after_delivery_limit(world) -> None:
 async def test_transient_error_is_retried_then_succeeds(world) -> None:
     spec = world.spec("svc.flaky", retry_delays=(0.2,), max_retries=3)
     flaky = Recorder(fail=lambda n: UnavailableError("down") if n <= 2 else None)
-    async with world.open() as bus:
+    inflight = InFlight()
+    async with world.open(tracker=inflight) as bus:
         await bus.consume(spec, flaky, Note)
         started = time.monotonic()
         await bus.publish("events", "x.event.flaky", Note(text="again"), message_id="m-2")
-        await eventually(lambda: len(flaky.seen) == 3)
+        await flaky.until(3)
         elapsed = time.monotonic() - started
-        await asyncio.sleep(0.3)
+        assert await inflight.wait_idle(10)  # the third delivery is settled: acked
         assert await bus.dead_letters(spec) == []
     assert len(flaky.seen) == 3
     assert elapsed >= 0.35
@@ -183,7 +189,7 @@ async def test_killed_consumer_message_is_redelivered_to_another(world) -> None:
     assert cancelled.is_set()
     async with world.open() as other:
         await other.consume(spec, survivor, Note)
-        await eventually(lambda: len(survivor.seen) == 1)
+        await survivor.until(1)
     note, envelope = survivor.seen[0]
     assert (note.text, envelope.message_id, envelope.redelivered) == ("survive", "m-3", True)
     assert envelope.delivery_count == 1
@@ -191,27 +197,30 @@ async def test_killed_consumer_message_is_redelivered_to_another(world) -> None:
 
 async def test_stop_lets_in_flight_handler_finish(world) -> None:
     spec = world.spec("svc.drain")
-    release, done = asyncio.Event(), Recorder()
+    started, release, done = asyncio.Event(), asyncio.Event(), Recorder()
 
     async def slow(note: Note, envelope: Envelope) -> None:
+        started.set()
         await release.wait()
         await done(note, envelope)
 
     async with world.open() as bus:
         handle = await bus.consume(spec, slow, Note)
         await bus.publish("events", "x.event.drain", Note(text="finish me"))
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(started.wait(), 10)
         stopping = asyncio.create_task(handle.stop())
-        await asyncio.sleep(0.1)
-        assert not stopping.done()
+        finished, _ = await asyncio.wait({stopping}, timeout=0.1)
+        assert not finished  # stop() waits for the handler in flight
         release.set()
         await asyncio.wait_for(stopping, 10)
     assert done.texts == ["finish me"]
+    # had "finish me" not been acked, it would be delivered again before this marker
     again = Recorder()
     async with world.open() as bus:
         await bus.consume(spec, again, Note)
-        await asyncio.sleep(0.3)
-    assert again.seen == []
+        await bus.publish("events", "x.event.after", Note(text="after"))
+        await again.until(1)
+    assert again.texts == ["after"]
 
 
 async def pong(ping: Ping) -> Pong:

@@ -6,7 +6,9 @@ small ad-hoc apps answer fixed statuses to pin the error mapping.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +17,10 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.support.emulator.app import make_app
@@ -27,6 +33,7 @@ from edgeback_core.errors import (
     InvalidInputError,
     NotFoundError,
     PlatformAuthError,
+    PlatformTlsError,
     PlatformUnreachableError,
     UnavailableError,
 )
@@ -250,6 +257,69 @@ def test_endpoint_urls_and_tls() -> None:
     )
     assert unverified.ssl_option() is False
     assert SK not in repr(plain)
+
+
+def self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 signed by its own key (written as PEM), and a server
+    context that presents it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edge-cloud test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "platform.pem", directory / "platform.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    return cert_file, server
+
+
+async def test_tls_verifies_the_platform_certificate(tmp_path: Path) -> None:
+    cert_file, server_tls = self_signed(tmp_path)
+    state = build(SeedPlan(vms=1, disk_mib=(8,)), CephTarget(conf="/nonexistent"))
+    emu = Emulator(state=state, path=tmp_path / "state.json", secrets={AK: SK})
+    server = TestServer(make_app(emu, with_ceph=False), host="127.0.0.1")
+    await server.start_server(ssl=server_tls)
+
+    async def check(**tls: object) -> str:
+        endpoint = PlatformEndpoint(
+            address="127.0.0.1", port=server.port or 0, ssl=True, access_key=AK,
+            secret_key=Secret(SK), **tls,  # type: ignore[arg-type]
+        )  # fmt: skip
+        async with EdgeCloudClient(endpoint=endpoint, retry=RetryPolicy(retries=0)) as client:
+            return (await client.check()).access_key
+
+    try:
+        # verification on by default: a certificate nobody vouches for is refused
+        with pytest.raises(PlatformTlsError) as refused:
+            await check()
+        assert refused.value.details["reason"] == "tls"
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.value.message
+        # the same server is fine once its CA is trusted, or verification is off
+        assert await check(ca_file=str(cert_file)) == AK
+        assert await check(verify_ssl=False) == AK
+    finally:
+        await server.close()
 
 
 @given(st.integers(0, 60), st.floats(0, 1, exclude_max=True))
