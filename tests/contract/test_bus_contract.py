@@ -146,10 +146,12 @@ async def test_a_deferred_message_comes_back_past_max_retries_without_dead_lette
 ) -> None:
     spec = world.spec("svc.defer", retry_delays=(0.1,), max_retries=1)
     busy = Recorder(fail=lambda n: DeferredError("lease busy", delay_s=0.1) if n <= 4 else None)
-    async with world.open() as bus:
+    inflight = InFlight()
+    async with world.open(tracker=inflight) as bus:
         await bus.consume(spec, busy, Note)
         await bus.publish("events", "x.event.defer", Note(text="later"), message_id="m-d")
-        await eventually(lambda: len(busy.seen) == 5)
+        await busy.until(5)
+        assert await inflight.wait_idle(10)  # the fifth delivery is settled: acked
         assert await bus.dead_letters(spec) == []
     envelopes = [e for _, e in busy.seen]
     assert [e.headers.get("x-edgeback-retries", 0) for e in envelopes] == [0] * 5
