@@ -148,14 +148,16 @@ def _hourly_on(
     def at(k: int) -> datetime:
         return local_instant(day, _clock(start + k * step), zone)
 
+    # the first slot after the floor's wall clock (the first slot on a later day);
+    # checked, since around a DST change wall clock and instants disagree
+    wall = -1 if local is None else _seconds(local.time())
+    guess = min(max(-((start - wall - 1) // step), 0), last + 1)
+    if guess <= last:
+        found = at(guess)
+        if found > floor and (guess == 0 or at(guess - 1) <= floor):
+            return found
     if at(last) <= floor:
         return None
-    if local is None:
-        guess = 0
-    else:  # the slot after the floor's wall clock; DST can make it off, checked below
-        guess = min(max(-((start - _seconds(local.time())) // step), 0), last)
-        if at(guess) > floor and (guess == 0 or at(guess - 1) <= floor):
-            return at(guess)
     low, high = -1, last  # at(high) > floor; at(low) <= floor (slot -1 stands for "none")
     while high - low > 1:
         mid = (low + high) // 2
