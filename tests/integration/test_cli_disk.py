@@ -16,10 +16,13 @@ from tests.bench.images import DataMaker, image_sha256, remove_image, write_chun
 from tests.support.storage_node import TOKEN, Node, make_pools, running_node
 
 from edgeback_blocks.chunk import CHUNK_SIZE
+from edgeback_blocks.keys import ManifestKey
 from edgeback_blocks.manifest import Manifest
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_blocks.rbd import RbdPool
 from edgeback_pools.pool_meta import create_pool
+
+MKEY = ManifestKey(bytes(range(32)))
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +118,7 @@ async def test_backup_incremental_restore_verify_through_the_cli(
 
     # a corrupt chunk: verify exits 3 and names it
     async with node.client("dd") as client:
-        v2 = Manifest.decode(await client.get_manifest("vm-a", "d0", "v2"))
+        v2 = Manifest.decode(await client.get_manifest("vm-a", "d0", "v2"), MKEY)
     digest = next(entry for entry in v2.entries if entry is not None)
     chunk = node.data_dir / "dd" / "chunks" / digest.hex()[:2] / digest.hex()
     record = chunk.read_bytes()
@@ -197,7 +200,7 @@ async def test_a_failed_restore_leaves_no_half_written_image(
                      "--vm", "vm-f", "--disk", "d0", "--version", "v1")  # fmt: skip
     assert full.code == 0, full.err
     async with node.client("dd") as client:
-        manifest = Manifest.decode(await client.get_manifest("vm-f", "d0", "v1"))
+        manifest = Manifest.decode(await client.get_manifest("vm-f", "d0", "v1"), MKEY)
     digest = [entry for entry in manifest.entries if entry is not None][-1]
     chunk = node.data_dir / "dd" / "chunks" / digest.hex()[:2] / digest.hex()
     record = chunk.read_bytes()
