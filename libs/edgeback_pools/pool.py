@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeback_blocks import sealed
 from edgeback_blocks.chunk import CHUNK_SIZE, HEADER_SIZE
 from edgeback_blocks.ids import ChunkDigest, PoolKey
 from edgeback_blocks.pool_wire import PoolKind, PoolStatus
@@ -26,7 +27,8 @@ from edgeback_pools.pool_meta import PoolInfo, read_pool
 from edgeback_pools.standard_store import StandardChunkStore
 from edgeback_pools.verify import verify_upload
 
-MAX_RECORD_SIZE = HEADER_SIZE + CHUNK_SIZE
+MAX_RECORD_SIZE = HEADER_SIZE + CHUNK_SIZE + sealed.OVERHEAD
+"""The largest record: a raw 4 MiB chunk, sealed (encrypted pools)."""
 
 
 @dataclass(kw_only=True)

@@ -142,8 +142,10 @@ class Bench:
         argv = [
             sys.executable, "-m", "edgeback_cli", *args,
             "--to" if verb == "backup" else "--from", node.url, "--pool", node.pool,
-            "--key-file", str(node.key_file), "--conf", self.conf, "--json",
+            "--secret-key-file", str(node.secret_file), "--conf", self.conf, "--json",
         ]  # fmt: skip
+        if not node.encrypted:
+            argv += ["--key-file", str(node.key_file)]
         if verb != "verify":
             argv += ["--streams", str(self.streams)]
         timed = run_timed(argv, {**os.environ, "EDGEBACK_TOKEN": NODE_TOKEN})
@@ -287,6 +289,20 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
+def measure_encrypted(bench: Bench, workdir: Path, name: str, size: int) -> None:
+    """The full backup of the same snapshot into an encrypted pool on a second node."""
+    fig = bench.figures
+    with node_process(workdir / "pools-encrypted", encrypted=True) as node:
+        cpu_before = cpu_seconds(node.pid)
+        timed, summary = bench.backup(node, f"{bench.pool}/{name}@s1", "full")
+        sealed = _backup_figures(timed, summary, size, cpu_seconds(node.pid) - cpu_before)
+    plain = fig["full_backup"]
+    sealed["wall_ratio_vs_plain"] = sealed["wall_s"] / plain["wall_s"]
+    sealed["cpu_ratio_vs_plain"] = sealed["cpu_s"] / plain["cpu_s"]
+    sealed["extra_cpu_s_per_gib"] = sealed["cpu_s_per_gib"] - plain["cpu_s_per_gib"]
+    fig["encrypted_full_backup"] = sealed
+
+
 def measure_rss(
     bench: Bench, node: NodeProcess, size_gib: float, zero_fraction: float = 0.4
 ) -> dict[str, Any]:
@@ -365,6 +381,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bench.snapshot(name, "s1")
             measure_backups(bench, node, name, size, chunks)
             measure_restore(bench, node, name, size)
+            if args.encrypted:
+                measure_encrypted(bench, workdir, name, size)
             bench.remove_images()
             main_rss = {
                 "size_gib": size / GiB,
@@ -412,6 +430,14 @@ def report(fig: dict[str, Any]) -> str:
         f"peak RSS           {rss}",
         f"stored bytes       {stored['stored_bytes']:,} (dedup ratio {stored['dedup_ratio']})",
     ]
+    if "encrypted_full_backup" in fig:
+        enc = fig["encrypted_full_backup"]
+        lines.append(
+            f"encrypted full     {enc['mb_s']:8.1f} MB/s  {enc['wall_s']:6.2f} s  "
+            f"wall {enc['wall_ratio_vs_plain']:.2f}x plain, cpu {enc['cpu_s_per_gib']:.2f} s/GiB "
+            f"backup ({enc['extra_cpu_s_per_gib']:+.2f} vs plain), "
+            f"{enc.get('node_cpu_s_per_gib', 0):.2f} s/GiB node"
+        )
     lines += [
         f"target {'met   ' if ok else 'MISSED'} {label}" for label, ok in fig["targets"].items()
     ]
@@ -439,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", default="rbd")
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--workdir", help="where the pool directory and export file go")
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="also back up the image into an encrypted pool (cost of encryption)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     figures = run(args)
     print(report(figures))

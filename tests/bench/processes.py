@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeback_blocks.keys import write_secret_file
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_pools.pool_meta import create_pool
 
@@ -132,16 +133,25 @@ class NodeProcess:
     pid: int
     data_dir: Path
     pool: str
+    encrypted: bool = False
 
     @property
     def key_file(self) -> Path:
         return self.data_dir / self.pool / "pool.key"
 
+    @property
+    def secret_file(self) -> Path:
+        """The backup host's pool secret (``docs/encryption.md``), beside the pools."""
+        return self.data_dir / f".{self.pool}.secret"
+
 
 @contextmanager
-def node_process(data_dir: Path, pool: str = "bench", threads: int = 4) -> Iterator[NodeProcess]:
+def node_process(
+    data_dir: Path, pool: str = "bench", threads: int = 4, *, encrypted: bool = False
+) -> Iterator[NodeProcess]:
     """A storage node (``python -m edgeback_dedup``) with one dedup pool, as its own process."""
-    create_pool(data_dir, pool, PoolKind.DEDUP)
+    create_pool(data_dir, pool, PoolKind.DEDUP, encrypted=encrypted)
+    write_secret_file(data_dir / f".{pool}.secret")
     port = free_port()
     env = {
         **os.environ,
@@ -165,7 +175,7 @@ def node_process(data_dir: Path, pool: str = "bench", threads: int = 4) -> Itera
             log.flush()
             tail = (data_dir / "node.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{exc}; node log: {tail}") from exc
-        yield NodeProcess(url=url, pid=proc.pid, data_dir=data_dir, pool=pool)
+        yield NodeProcess(url=url, pid=proc.pid, data_dir=data_dir, pool=pool, encrypted=encrypted)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
