@@ -154,7 +154,9 @@ async def test_cancelled_backup_resumes_from_its_checkpoint(
     assert checkpoint is not None
     done = ManifestBuilder.resume(checkpoint, MKEY).done_count
     assert 6 <= done < CHUNKS
-    resumed = await backup(pool, node, source, resume_from=checkpoint)
+    resumed = await backup(
+        pool, node, source, BackupOptions(manifest_key=MKEY), resume_from=checkpoint
+    )
     assert resumed.stats.chunks_skipped == done
     assert resumed.stats.chunks_read == CHUNKS - done
     assert resumed.stats.bytes_uploaded <= (CHUNKS - done) * (CHUNK_SIZE + 48)
