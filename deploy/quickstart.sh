@@ -114,6 +114,9 @@ sha_of() { rbd -c "$CEPH_CONF" export "$1" - 2>/dev/null | sha256sum | cut -d' '
 
 demo() {
     local cli=("$REPO/.venv/bin/edgeback" disk) key=(--key-file "$QS/pools/default/pool.key")
+    # the backup host's pool secret (docs/encryption.md): authenticates the manifests
+    [ -f "$QS/default.secret" ] || "$REPO/.venv/bin/edgeback" key create "$QS/default.secret"
+    key+=(--secret-key-file "$QS/default.secret")
     local node=("http://127.0.0.1:$NODE_PORT" --token-env EDGEBACK_DEDUP_TOKEN "${key[@]}")
     local image snap1 vm snap_id1 snap2 snap_id2 restored=qs-restored-$$ want got
     log "demo: asking the platform for a consistent snapshot of a running VM"

@@ -20,7 +20,9 @@ from typing import Final, Self
 import blake3
 import zstandard
 
+from edgeback_blocks import sealed
 from edgeback_blocks.ids import DIGEST_SIZE, ChunkDigest, PoolKey
+from edgeback_blocks.keys import SealKey
 from edgeback_core.errors import (
     ChunkFormatError,
     DigestMismatchError,
@@ -31,6 +33,8 @@ from edgeback_core.errors import (
 CHUNK_SIZE: Final = 4 * 1024 * 1024
 MAGIC: Final = b"EBCK"
 FORMAT_VERSION: Final = 1
+SEALED_VERSION: Final = 2
+"""Records of encrypted pools: the payload is sealed (``sealed.py``)."""
 ZERO_CHUNK: Final = bytes(CHUNK_SIZE)
 
 # magic | version u8 | codec u8 | reserved u16 | raw_length u32 | stored_length u32 | digest
@@ -101,10 +105,15 @@ class ChunkHeader:
     raw_length: int
     stored_length: int
     digest: ChunkDigest
+    version: int = FORMAT_VERSION
+
+    @property
+    def sealed(self) -> bool:
+        return self.version == SEALED_VERSION
 
     def pack(self) -> bytes:
         return _HEADER.pack(
-            MAGIC, FORMAT_VERSION, self.codec, 0, self.raw_length, self.stored_length, self.digest
+            MAGIC, self.version, self.codec, 0, self.raw_length, self.stored_length, self.digest
         )
 
     @classmethod
@@ -116,10 +125,11 @@ class ChunkHeader:
             )
         fields = _HEADER.unpack_from(buf)
         problem = _header_problem(fields)
-        _, _, codec, _, raw_length, stored_length, digest = fields
+        _, version, codec, _, raw_length, stored_length, digest = fields
         if problem is not None:
             raise ChunkFormatError(f"invalid chunk header: {problem}", digest=digest.hex())
         return cls(
+            version=version,
             codec=Codec(codec),
             raw_length=raw_length,
             stored_length=stored_length,
@@ -129,14 +139,18 @@ class ChunkHeader:
 
 def _header_problem(fields: tuple[bytes, int, int, int, int, int, bytes]) -> str | None:
     magic, version, codec, reserved, raw_length, stored_length, _ = fields
+    overhead = sealed.OVERHEAD if version == SEALED_VERSION else 0
     checks = (
         (magic == MAGIC, f"bad magic {magic!r}"),
-        (version == FORMAT_VERSION, f"unknown format version {version}"),
+        (version in (FORMAT_VERSION, SEALED_VERSION), f"unknown format version {version}"),
         (codec in _CODEC_VALUES, f"unknown codec {codec}"),
         (reserved == 0, "reserved bits set"),
         (0 < raw_length <= CHUNK_SIZE, f"raw length {raw_length} out of range"),
-        (stored_length > 0, "empty payload"),
-        (codec != Codec.RAW or stored_length == raw_length, "raw payload length mismatch"),
+        (stored_length > overhead, "empty payload"),
+        (
+            codec != Codec.RAW or stored_length == raw_length + overhead,
+            "raw payload length mismatch",
+        ),
     )
     return next((problem for ok, problem in checks if not ok), None)
 
@@ -155,10 +169,13 @@ class ChunkEncoder:
             )
         )
 
-    def encode_parts(self, data: Buffer, digest: ChunkDigest) -> tuple[bytes, Buffer]:
+    def encode_parts(
+        self, data: Buffer, digest: ChunkDigest, seal: SealKey | None = None
+    ) -> tuple[bytes, Buffer]:
         """The record as (header, payload), for writers that can send both without a copy.
 
-        The payload is ``data`` itself when the chunk is stored raw.
+        The payload is ``data`` itself when the chunk is stored raw and not sealed. With
+        ``seal`` (an encrypted pool) the record is sealed (format version 2).
         """
         raw_length = len(data) if not isinstance(data, memoryview) else data.nbytes
         if not 0 < raw_length <= CHUNK_SIZE:
@@ -172,14 +189,25 @@ class ChunkEncoder:
             compressed = compressor.compress(data)
             if len(compressed) < raw_length:
                 payload, codec = compressed, Codec.ZSTD
-        header = ChunkHeader(
-            codec=codec, raw_length=raw_length, stored_length=len(payload), digest=digest
-        )
-        return header.pack(), payload
+        stored = len(payload) if not isinstance(payload, memoryview) else payload.nbytes
+        if seal is None:
+            header = ChunkHeader(
+                codec=codec, raw_length=raw_length, stored_length=stored, digest=digest
+            )
+            return header.pack(), payload
+        packed = ChunkHeader(
+            codec=codec,
+            raw_length=raw_length,
+            stored_length=stored + sealed.OVERHEAD,
+            digest=digest,
+            version=SEALED_VERSION,
+        ).pack()
+        prefix, ciphertext = sealed.seal(seal, packed, payload)
+        return packed + prefix, ciphertext
 
-    def encode(self, data: Buffer, digest: ChunkDigest) -> bytes:
+    def encode(self, data: Buffer, digest: ChunkDigest, seal: SealKey | None = None) -> bytes:
         """The complete record (header + payload) for ``data`` whose digest is ``digest``."""
-        header, payload = self.encode_parts(data, digest)
+        header, payload = self.encode_parts(data, digest, seal)
         return b"".join((header, payload))
 
 
@@ -213,24 +241,32 @@ class ChunkDecoder:
         self._decompressor = zstandard.ZstdDecompressor()
         self._scratch: memoryview | None = None
 
-    def decode(self, record: Buffer, *, key: PoolKey, expected: ChunkDigest) -> bytes:
+    def decode(
+        self, record: Buffer, *, key: PoolKey, expected: ChunkDigest, seal: SealKey | None = None
+    ) -> bytes:
         """The chunk's data, after checking header, lengths and the keyed digest.
 
+        ``seal`` is the chunk sealing key of an encrypted pool (its records are sealed,
+        a plain record there is refused, and so is a sealed record without it).
         Raises an ``IntegrityError`` subclass naming the chunk on any mismatch.
         """
         header, payload = _split_record(record, expected)
+        payload = _unsealed(record, header, payload, expected, seal)
         data = self._payload_data(header, payload, expected)
         _check_digest(key, data, expected)
         return data if isinstance(data, bytes) else bytes(data)
 
-    def verify_record(self, record: Buffer, key: PoolKey, expected: ChunkDigest) -> int:
+    def verify_record(
+        self, record: Buffer, key: PoolKey, expected: ChunkDigest, seal: SealKey | None = None
+    ) -> int:
         """Check ``record`` as ``decode`` does; returns the raw length.
 
-        Allocates nothing per call (the storage node's hottest path): a raw payload is
-        hashed in place, a compressed one is inflated into this decoder's scratch buffer
-        (fresh 4 MiB allocations cost page faults).
+        Allocates nothing per call for plain records (the storage node's hottest path): a
+        raw payload is hashed in place, a compressed one is inflated into this decoder's
+        scratch buffer (fresh 4 MiB allocations cost page faults).
         """
         header, payload = _split_record(record, expected)
+        payload = _unsealed(record, header, payload, expected, seal)
         data = payload if header.codec == Codec.RAW else self._inflate(header, payload, expected)
         _check_digest(key, data, expected)
         return header.raw_length
@@ -265,6 +301,38 @@ class ChunkDecoder:
         _check_whole_frame(payload, chunk)
         _check_length(header, len(data), chunk)
         return data
+
+
+def check_sealed_record(record: Buffer, expected: ChunkDigest) -> int:
+    """What a node without the pool secret can check of a sealed record; its raw length.
+
+    Header, lengths, the header's digest against ``expected`` and the outer check; a
+    plain record is refused (nothing unencrypted enters an encrypted pool).
+    """
+    header, payload = _split_record(record, expected)
+    if not header.sealed:
+        raise ChunkFormatError(
+            f"chunk {expected.hex()} is not sealed, and this pool is encrypted",
+            chunk=expected.hex(),
+        )
+    sealed.check_outer(memoryview(record)[:HEADER_SIZE], payload, expected)
+    return header.raw_length
+
+
+def _unsealed(
+    record: Buffer,
+    header: ChunkHeader,
+    payload: memoryview,
+    expected: ChunkDigest,
+    seal: SealKey | None,
+) -> memoryview:
+    if header.sealed != (seal is not None):
+        problem = "sealed, and no pool secret was given" if header.sealed else "not sealed"
+        raise ChunkFormatError(f"chunk {expected.hex()} is {problem}", chunk=expected.hex())
+    if seal is None:
+        return payload
+    head = memoryview(record).cast("B")[:HEADER_SIZE]
+    return memoryview(sealed.open_sealed(seal, head, payload, expected))
 
 
 def _check_digest(key: PoolKey, data: Buffer, expected: ChunkDigest) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from edgeback_blocks.keys import ManifestKey
 from edgeback_blocks.manifest import Manifest, ManifestHeader
 from edgeback_core.errors import ConflictError, NotFoundError
 
@@ -46,27 +47,30 @@ def same_source(a: ManifestHeader, b: ManifestHeader) -> bool:
 
 
 async def committed(
-    store: ManifestStore, version: str, expected: ManifestHeader
+    store: ManifestStore, version: str, expected: ManifestHeader, key: ManifestKey
 ) -> Manifest | None:
     """The manifest already stored under ``version`` for ``expected``'s source, if any.
 
-    Raises ``ConflictError`` when the name holds a manifest of another source."""
+    Raises ``ConflictError`` when the name holds a manifest of another source, and
+    ``ManifestFormatError`` when it does not authenticate with ``key``."""
     try:
         data = await store.get_manifest(expected.vm_id, expected.disk_id, version)
     except NotFoundError:
         return None
-    stored = Manifest.decode(data)
+    stored = Manifest.decode(data, key)
     _check_source(stored.header, expected, version)
     return stored
 
 
-async def commit_manifest(store: ManifestStore, version: str, manifest: Manifest) -> Committed:
+async def commit_manifest(
+    store: ManifestStore, version: str, manifest: Manifest, key: ManifestKey
+) -> Committed:
     """Store ``manifest`` under ``version``, or adopt the one of the same source there."""
     header = manifest.header
     try:
-        await store.put_manifest(header.vm_id, header.disk_id, version, manifest.encode())
+        await store.put_manifest(header.vm_id, header.disk_id, version, manifest.encode(key))
     except ConflictError:
-        stored = await committed(store, version, header)
+        stored = await committed(store, version, header, key)
         if stored is None:  # removed between the two calls: a real conflict to report
             raise
         return Committed(manifest=stored, adopted=True)

@@ -4,7 +4,9 @@ A manifest names, for every chunk index of a disk image, either the digest of th
 data or a zero marker. Every version carries a full map, so a restore never walks a chain of
 parents. It is stored in the pool beside the chunks and describes itself (VM, disk, image,
 size, type, parent), so a pool can be read without the catalog. A trailing BLAKE3 checksum
-makes any corruption an ``IntegrityError``. Byte layout: ``docs/formats.md``.
+and a MAC keyed with the pool's manifest key (which the storage node does not hold) make
+any corruption or forgery an ``IntegrityError``. Byte layout: ``docs/formats.md``; the
+codec is ``manifest_codec.py``.
 
 ``ManifestBuilder`` assembles a manifest while a backup runs and writes checkpoints: the
 same format flagged partial, with a bitmap of the indices this run already produced.
@@ -12,75 +14,24 @@ same format flagged partial, with a bitmap of the indices this run already produ
 
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Final, Self
+from dataclasses import dataclass
+from typing import Self
 
-import blake3
-import msgspec
-
-from edgeback_blocks.chunk import CHUNK_SIZE
-from edgeback_blocks.extents import chunk_count, chunk_span
-from edgeback_blocks.ids import DIGEST_SIZE, ChunkDigest, ManifestId, PoolId
+from edgeback_blocks import manifest_codec as codec
+from edgeback_blocks.extents import chunk_span
+from edgeback_blocks.ids import DIGEST_SIZE, ChunkDigest
+from edgeback_blocks.keys import ManifestKey
+from edgeback_blocks.manifest_header import BackupType, ManifestHeader, created_ms
 from edgeback_core.errors import InvalidInputError, ManifestFormatError
 
-MAGIC: Final = b"EBMF"
-FORMAT_VERSION: Final = 1
-FLAG_PARTIAL: Final = 0x01
-
-# magic | version u8 | flags u8 | reserved u16 | header length u32
-_PREFIX: Final = struct.Struct("<4sBBHI")
-CHECKSUM_SIZE: Final = 32
-MAX_HEADER_SIZE: Final = 64 * 1024
-
-
-class BackupType(StrEnum):
-    FULL = "full"
-    INCREMENTAL = "incremental"
-    CUMULATIVE = "cumulative"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ManifestHeader:
-    """What a manifest describes. New fields must get defaults (older manifests lack them)."""
-
-    vm_id: str
-    disk_id: str
-    image: str
-    """The backed-up snapshot as ``pool/image@snap``."""
-    image_size: int
-    created_ms: int
-    """Creation time, milliseconds since the Unix epoch, UTC."""
-    backup_type: BackupType
-    pool_id: PoolId
-    parent: ManifestId | None = None
-    chunk_size: int = CHUNK_SIZE
-
-    def __post_init__(self) -> None:
-        if self.image_size < 0 or not 0 < self.chunk_size <= CHUNK_SIZE or self.created_ms < 0:
-            raise InvalidInputError(
-                "manifest header out of range",
-                image_size=self.image_size,
-                chunk_size=self.chunk_size,
-                created_ms=self.created_ms,
-            )
-
-    @property
-    def chunk_count(self) -> int:
-        return chunk_count(self.image_size, self.chunk_size)
-
-    @property
-    def created(self) -> datetime:
-        return datetime.fromtimestamp(self.created_ms / 1000, tz=UTC)
-
-
-def created_ms(when: datetime) -> int:
-    """``when`` (timezone-aware) as the integer milliseconds a header stores."""
-    if when.tzinfo is None:
-        raise InvalidInputError("creation time must be timezone-aware", when=when.isoformat())
-    return round(when.timestamp() * 1000)
+__all__ = [
+    "BackupType",
+    "Manifest",
+    "ManifestBuilder",
+    "ManifestHeader",
+    "ManifestStats",
+    "created_ms",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +73,26 @@ class Manifest:
         """(offset, length) of chunk ``index`` in the image."""
         return chunk_span(index, self.header.image_size, self.header.chunk_size)
 
-    def encode(self) -> bytes:
-        return _encode(self.header, self.entries, progress=None)
+    def encode(self, key: ManifestKey) -> bytes:
+        return codec.encode(self.header, self.entries, None, None, key)
 
     @classmethod
-    def decode(cls, data: bytes | bytearray | memoryview) -> Self:
-        """Parse a stored manifest; ``ManifestFormatError`` if corrupt, truncated or partial."""
-        parsed = _decode(data)
-        if parsed.progress is not None:
+    def decode(
+        cls,
+        data: bytes | bytearray | memoryview,
+        key: ManifestKey | None,
+        *,
+        allow_unauthenticated: bool = False,
+    ) -> Self:
+        """Parse a stored manifest; ``ManifestFormatError`` if corrupt, forged or partial.
+
+        ``allow_unauthenticated`` also accepts format 1 (no MAC: anyone could have made it).
+        """
+        parsed = codec.authenticate(data, key, allow_unauthenticated=allow_unauthenticated)
+        if parsed.partial:
             raise ManifestFormatError("this is a partial manifest (a checkpoint), not a manifest")
-        return cls(header=parsed.header, entries=tuple(parsed.entries))
+        header = codec.header_of(parsed, key)
+        return cls(header=header, entries=tuple(codec.entries_of(parsed)))
 
 
 @dataclass(slots=True)
@@ -174,14 +135,17 @@ class ManifestBuilder:
         return builder
 
     @classmethod
-    def resume(cls, checkpoint: bytes | bytearray | memoryview) -> Self:
-        """The builder a checkpoint was taken from."""
-        parsed = _decode(checkpoint)
-        if parsed.progress is None:
+    def resume(cls, checkpoint: bytes | bytearray | memoryview, key: ManifestKey) -> Self:
+        """The builder a checkpoint was taken from (checked against ``key``)."""
+        parsed = codec.authenticate(checkpoint, key, allow_unauthenticated=False)
+        if not parsed.partial:
             raise ManifestFormatError("not a checkpoint: this manifest is complete")
-        builder = cls(parsed.header)
-        builder._entries = parsed.entries
-        builder._progress = parsed.progress
+        builder = cls(codec.header_of(parsed, key))
+        builder._entries = codec.entries_of(parsed)
+        builder._progress = _Progress(
+            present=codec.bits_of(parsed.present, parsed.count),
+            done=codec.bits_of(parsed.done, parsed.count),
+        )
         return builder
 
     @property
@@ -210,9 +174,10 @@ class ManifestBuilder:
         """Indices that hold no value yet: ``finish`` needs every one of them set."""
         return [index for index, present in enumerate(self._progress.present) if not present]
 
-    def checkpoint(self) -> bytes:
+    def checkpoint(self, key: ManifestKey) -> bytes:
         """The partial manifest to store now and ``resume`` from later."""
-        return _encode(self._header, self._entries, progress=self._progress)
+        progress = self._progress
+        return codec.encode(self._header, self._entries, progress.present, progress.done, key)
 
     def finish(self) -> Manifest:
         """The complete manifest; ``InvalidInputError`` if some index was never set."""
@@ -224,99 +189,3 @@ class ManifestBuilder:
                 first_missing=missing[0],
             )
         return Manifest(header=self._header, entries=tuple(self._entries))
-
-
-# --- binary codec -------------------------------------------------------------------
-
-_header_encoder: Final = msgspec.msgpack.Encoder()
-_header_decoder: Final = msgspec.msgpack.Decoder(ManifestHeader)
-
-
-@dataclass(slots=True)
-class _Parsed:
-    header: ManifestHeader
-    entries: list[ChunkDigest | None]
-    progress: _Progress | None = field(default=None)
-
-
-def _pack_bits(flags: list[bool] | bytearray) -> bytes:
-    bits = bytearray((len(flags) + 7) // 8)
-    for index, flag in enumerate(flags):
-        if flag:
-            bits[index >> 3] |= 1 << (index & 7)
-    return bytes(bits)
-
-
-def _unpack_bits(bits: bytes | memoryview, count: int) -> bytearray:
-    return bytearray((bits[index >> 3] >> (index & 7)) & 1 for index in range(count))
-
-
-def _encode(
-    header: ManifestHeader,
-    entries: tuple[ChunkDigest | None, ...] | list[ChunkDigest | None],
-    progress: _Progress | None,
-) -> bytes:
-    header_bytes = _header_encoder.encode(header)
-    present = [True] * len(entries) if progress is None else [bool(p) for p in progress.present]
-    parts = [
-        _PREFIX.pack(
-            MAGIC, FORMAT_VERSION, 0 if progress is None else FLAG_PARTIAL, 0, len(header_bytes)
-        ),
-        header_bytes,
-        _pack_bits([p and entry is None for entry, p in zip(entries, present, strict=True)]),
-    ]
-    if progress is not None:
-        parts += [_pack_bits(progress.present), _pack_bits(progress.done)]
-    parts.append(b"".join(e for e, p in zip(entries, present, strict=True) if p and e is not None))
-    body = b"".join(parts)
-    return body + blake3.blake3(body).digest()
-
-
-def _decode(data: bytes | bytearray | memoryview) -> _Parsed:
-    view = memoryview(data).cast("B")
-    if view.nbytes < _PREFIX.size + CHECKSUM_SIZE:
-        raise ManifestFormatError("manifest is truncated", length=view.nbytes)
-    body, checksum = view[:-CHECKSUM_SIZE], view[-CHECKSUM_SIZE:]
-    if blake3.blake3(body).digest() != checksum:
-        raise ManifestFormatError("manifest checksum mismatch: the manifest is corrupt")
-    magic, version, flags, reserved, header_size = _PREFIX.unpack_from(body)
-    if magic != MAGIC or version != FORMAT_VERSION or flags & ~FLAG_PARTIAL or reserved:
-        raise ManifestFormatError(
-            "not a manifest of a known format", magic=bytes(magic).hex(), version=version
-        )
-    if header_size > MAX_HEADER_SIZE:
-        raise ManifestFormatError("manifest header too large", header_size=header_size)
-    offset = _PREFIX.size + header_size
-    try:
-        header = _header_decoder.decode(body[_PREFIX.size : offset])
-    except (msgspec.DecodeError, InvalidInputError) as exc:
-        raise ManifestFormatError(f"manifest header is invalid: {exc}") from exc
-    return _decode_entries(header, body[offset:], partial=bool(flags & FLAG_PARTIAL))
-
-
-def _decode_entries(header: ManifestHeader, rest: memoryview, *, partial: bool) -> _Parsed:
-    count = header.chunk_count
-    bitmap_size = (count + 7) // 8
-    bitmaps = 3 if partial else 1
-    if rest.nbytes < bitmaps * bitmap_size:
-        raise ManifestFormatError("manifest chunk map is truncated")
-    zero = _unpack_bits(rest[:bitmap_size], count)
-    progress = None
-    present = bytearray(b"\x01") * count
-    if partial:
-        present = _unpack_bits(rest[bitmap_size : 2 * bitmap_size], count)
-        done = _unpack_bits(rest[2 * bitmap_size : 3 * bitmap_size], count)
-        progress = _Progress(present=present, done=done)
-    digests = rest[bitmaps * bitmap_size :]
-    stored = [index for index in range(count) if present[index] and not zero[index]]
-    if digests.nbytes != DIGEST_SIZE * len(stored):
-        raise ManifestFormatError(
-            "manifest digest table does not match its bitmap",
-            digest_bytes=digests.nbytes,
-            digests=len(stored),
-        )
-    entries: list[ChunkDigest | None] = [None] * count
-    for position, index in enumerate(stored):
-        start = position * DIGEST_SIZE
-        entries[index] = ChunkDigest(bytes(digests[start : start + DIGEST_SIZE]))
-    return _Parsed(header=header, entries=entries, progress=progress)

@@ -24,6 +24,7 @@ class CreatePool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     name: str
     kind: PoolKind
     quota_bytes: int | None = None
+    encrypted: bool = False
 
 
 class PoolStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,6 +46,7 @@ class PoolStatus(msgspec.Struct, frozen=True, kw_only=True):
     dedup_ratio: float | None
     """logical / stored bytes (dedup and compression together); None while empty."""
     manifests: int
+    encrypted: bool = False
 
 
 class ManifestItem(msgspec.Struct, frozen=True, kw_only=True):

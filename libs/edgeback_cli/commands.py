@@ -19,6 +19,7 @@ import msgspec
 
 from edgeback_blocks.chunk import Compression
 from edgeback_blocks.ids import ChunkDigest, ManifestId, PoolId, PoolKey
+from edgeback_blocks.keys import ClientKeys
 from edgeback_blocks.manifest import BackupType, Manifest, ManifestHeader, created_ms
 from edgeback_blocks.pipeline import (
     BackupOptions,
@@ -35,7 +36,12 @@ from edgeback_blocks.pool_wire import ManifestItem, PoolStatus
 from edgeback_blocks.rbd import RbdCluster, RbdImage, RbdPool
 from edgeback_cli.display import ProgressDisplay
 from edgeback_cli.refs import ImageRef, ManifestRef, PoolLocation, version_name
-from edgeback_core.errors import ConflictError, InvalidInputError, NotFoundError
+from edgeback_core.errors import (
+    ConflictError,
+    InvalidInputError,
+    ManifestFormatError,
+    NotFoundError,
+)
 from edgeback_pools.pool_meta import key_id, read_pool
 
 
@@ -62,7 +68,11 @@ class PoolAccess:
     pool: str
     token: str | None
     key: PoolKey | None
-    """None for a pool directory: its own ``pool.key`` is used."""
+    """None for a pool directory: its own ``pool.key`` is used (unused when encrypted)."""
+    secret: bytes
+    """The pool's secret (``--secret-key-file``): manifest MAC, and every key when encrypted."""
+    allow_unauthenticated: bool = False
+    """Accept format-1 manifests, which carry no MAC."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,21 +95,24 @@ class BackupRequest:
 
 
 @contextlib.asynccontextmanager
-async def opened_pool(access: PoolAccess) -> AsyncIterator[tuple[PoolHandle, PoolKey]]:
-    """The pool and its chunk key, after checking the pool exists and the key fits."""
+async def opened_pool(access: PoolAccess) -> AsyncIterator[tuple[PoolHandle, ClientKeys]]:
+    """The pool and its keys, after checking the pool exists and the chunk key fits."""
     async with _open(access) as handle:
+        status = await handle.status()
+        if status.encrypted:
+            yield handle, ClientKeys.encrypted_pool(access.secret)
+            return
         key = access.key
         if key is None:
             if access.location.directory is None:
                 raise InvalidInputError("--key-file is needed with a storage node URL")
             key = PoolKey(read_pool(access.location.directory)[1])
-        status = await handle.status()
         if status.key_id != key_id(key):
             raise InvalidInputError(
                 f"the key file does not belong to pool {status.name!r} "
                 f"(key id {key_id(key)}, the pool's is {status.key_id})"
             )
-        yield handle, key
+        yield handle, ClientKeys.plain(access.secret, key)
 
 
 @contextlib.asynccontextmanager
@@ -127,10 +140,22 @@ async def rbd_pool(conf: str, client_id: str, name: str) -> AsyncIterator[RbdPoo
         yield pool
 
 
-async def load_manifest(ref: ManifestRef, client: PoolHandle) -> Manifest:
+async def load_manifest(
+    ref: ManifestRef, client: PoolHandle, keys: ClientKeys, access: PoolAccess
+) -> Manifest:
+    """The manifest ``ref`` names, authenticated; it must describe what its name says."""
+    legacy = access.allow_unauthenticated
     if ref.path is not None:
-        return Manifest.decode(ref.path.read_bytes())
-    return Manifest.decode(await client.get_manifest(ref.vm, ref.disk, ref.version))
+        return Manifest.decode(ref.path.read_bytes(), keys.manifest, allow_unauthenticated=legacy)
+    data = await client.get_manifest(ref.vm, ref.disk, ref.version)
+    manifest = Manifest.decode(data, keys.manifest, allow_unauthenticated=legacy)
+    header = manifest.header
+    named = (header.vm_id, header.disk_id, header.version or ref.version)
+    if named != (ref.vm, ref.disk, ref.version):
+        raise ManifestFormatError(
+            f"the pool answered {ref} with the manifest of {'/'.join(named)}", ref=str(ref)
+        )
+    return manifest
 
 
 def emit(summary: dict[str, Any], *, as_json: bool) -> None:
@@ -150,20 +175,24 @@ async def run_backup(request: BackupRequest) -> dict[str, Any]:
     now = datetime.now(UTC)
     version = request.version or version_name(now)
     async with (
-        opened_pool(request.access) as (client, key),
+        opened_pool(request.access) as (client, keys),
         rbd_pool(request.ceph_conf, request.ceph_client, ref.pool) as pool,
     ):
-        parent = None if request.base is None else await load_manifest(request.base, client)
+        parent = None
+        if request.base is not None:
+            parent = await load_manifest(request.base, client, keys, request.access)
         _check_parent(parent, ref, request.base_snap)
         snap = await _backup_snapshot(pool, ref, request.base_snap, version)
         async with pool.open_image(ref.image, snapshot=snap) as image:
             header = _header(
-                request, ref, snap=snap, size=await image.size(), parent=parent, now=now
-            )
+                request, ref, snap=snap, size=await image.size(), parent=parent, now=now,
+                version=version,
+            )  # fmt: skip
             result = await _backup_with_checkpoints(
-                request, image, header, client, key=key, parent=parent, version=version
+                request, image, header, client, keys=keys, parent=parent, version=version
             )
-        await client.put_manifest(request.vm, request.disk, version, result.manifest.encode())
+        encoded = result.manifest.encode(keys.manifest)
+        await client.put_manifest(request.vm, request.disk, version, encoded)
         await client.delete_checkpoint(request.vm, request.disk, version)
     return {
         "manifest": f"{request.vm}/{request.disk}/{version}",
@@ -209,6 +238,7 @@ def _header(
     size: int,
     parent: Manifest | None,
     now: datetime,
+    version: str,
 ) -> ManifestHeader:
     return ManifestHeader(
         vm_id=request.vm,
@@ -219,6 +249,7 @@ def _header(
         backup_type=BackupType.FULL if parent is None else request.backup_type,
         pool_id=PoolId(request.access.pool),
         parent=None if request.base is None else ManifestId(str(request.base)),
+        version=version,
     )
 
 
@@ -228,7 +259,7 @@ async def _backup_with_checkpoints(
     header: ManifestHeader,
     client: PoolHandle,
     *,
-    key: PoolKey,
+    keys: ClientKeys,
     parent: Manifest | None,
     version: str,
 ) -> BackupResult:
@@ -246,9 +277,11 @@ async def _backup_with_checkpoints(
         progress=ProgressDisplay("backup", sys.stderr),
         checkpoint=store,
         checkpoint_interval_s=request.checkpoint_interval_s,
+        seal=keys.chunk_seal,
+        manifest_key=keys.manifest,
     )
     return await backup_disk(
-        image, header=header, target=client, key=key,
+        image, header=header, target=client, key=keys.digest,
         base_snap=request.base_snap, parent=parent, resume_from=checkpoint, options=options,
     )  # fmt: skip
 
@@ -266,8 +299,8 @@ async def run_restore(
     """Restore ``ref`` into ``image_ref``. A failed restore never leaves a half-written
     image that looks usable: an image it created is removed, and with
     ``snapshot_before`` an overwritten image is rolled back to its snapshot."""
-    async with opened_pool(access) as (client, key), rbd_pool(*ceph, image_ref.pool) as pool:
-        manifest = await load_manifest(ref, client)
+    async with opened_pool(access) as (client, keys), rbd_pool(*ceph, image_ref.pool) as pool:
+        manifest = await load_manifest(ref, client, keys, access)
         exists = await pool.image_exists(image_ref.image)
         if exists and not force:
             raise ConflictError(
@@ -280,13 +313,16 @@ async def run_restore(
             in_flight=max(2, 2 * streams),
             target_is_zero=not exists,
             progress=ProgressDisplay("restore", sys.stderr),
+            seal=keys.chunk_seal,
         )
         try:
             async with (
                 pool.open_image(image_ref.image, read_only=False) as image,
                 _safety_snapshot(image, image_ref, exists and snapshot_before),
             ):
-                stats = await restore_disk(manifest, image, source=client, key=key, options=options)
+                stats = await restore_disk(
+                    manifest, image, source=client, key=keys.digest, options=options
+                )
         except BaseException:
             if not exists:
                 await pool.remove_image(image_ref.image)
@@ -323,11 +359,11 @@ async def _safety_snapshot(image: RbdImage, ref: ImageRef, wanted: bool) -> Asyn
 async def run_verify(
     ref: ManifestRef, access: PoolAccess, *, sample: int | None
 ) -> tuple[bool, dict[str, Any]]:
-    async with opened_pool(access) as (client, key):
-        manifest = await load_manifest(ref, client)
+    async with opened_pool(access) as (client, keys):
+        manifest = await load_manifest(ref, client, keys, access)
         report = await verify_disk(
-            manifest, source=client, key=key, sample=sample,
-            progress=ProgressDisplay("verify", sys.stderr),
+            manifest, source=client, key=keys.digest, sample=sample,
+            progress=ProgressDisplay("verify", sys.stderr), seal=keys.chunk_seal,
         )  # fmt: skip
     summary = {
         "manifest": str(ref),

@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from edgeback_blocks.chunk import Compression
+from edgeback_blocks.keys import read_secret_file, write_secret_file
 from edgeback_blocks.manifest import BackupType
 from edgeback_blocks.pipeline import DedupMode
 from edgeback_cli import commands
@@ -50,7 +52,20 @@ def _pool_options(parser: argparse.ArgumentParser, direction: str) -> None:
     )
     parser.add_argument(
         "--key-file",
-        help="the pool's 32-byte chunk key (its pool.key); needed with a node URL",
+        help="the pool's 32-byte chunk key (its pool.key); needed with a node URL "
+        "unless the pool is encrypted",
+    )
+    parser.add_argument(
+        "--secret-key-file",
+        required=True,
+        metavar="FILE",
+        help="the pool's secret (mode 0600, never sent to the node): authenticates "
+        "manifests, and encrypts an encrypted pool (docs/encryption.md)",
+    )
+    parser.add_argument(
+        "--allow-unauthenticated-manifest",
+        action="store_true",
+        help="also accept format-1 manifests, which carry no MAC (written before format 2)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")  # fmt: skip
@@ -99,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("manifest", metavar="MANIFEST_REF")
     verify.add_argument("--sample", type=int, help="check only this many random chunks")
     _pool_options(verify, "--from")
+    keys = groups.add_parser("key", help="pool secrets of the backup hosts")
+    key_verbs = keys.add_subparsers(dest="verb", required=True)
+    create = key_verbs.add_parser("create", help="write a new random pool secret (mode 0600)")
+    create.add_argument("file", metavar="FILE")
     return parser
 
 
@@ -107,13 +126,13 @@ def _access(args: argparse.Namespace, environ: Mapping[str, str]) -> commands.Po
     token = environ.get(args.token_env, "")
     if location.url and not token:
         raise ConfigError(f"the node's token is not set: export {args.token_env}=...")
-    if location.url and not args.key_file:
-        raise ConfigError("--key-file is needed with a storage node URL")
     return commands.PoolAccess(
         location=location,
         pool=check_name(args.pool, "--pool"),
         token=token or None,
         key=read_key(args.key_file) if args.key_file else None,
+        secret=read_secret_file(Path(args.secret_key_file)),
+        allow_unauthenticated=args.allow_unauthenticated_manifest,
     )
 
 
@@ -150,6 +169,10 @@ def _backup_request(args: argparse.Namespace, environ: Mapping[str, str]) -> com
 
 
 async def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.group == "key":
+        write_secret_file(Path(args.file))
+        commands.note(f"wrote a new pool secret to {args.file}: back it up (docs/encryption.md)")
+        return 0
     if args.verb == "backup":
         summary = await commands.run_backup(_backup_request(args, environ))
     elif args.verb == "restore":
@@ -174,7 +197,7 @@ def _configure_logging(verbose: bool) -> None:
 
 def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    _configure_logging(getattr(args, "verbose", False))
     try:
         return asyncio.run(_dispatch(args, process_environ() if environ is None else environ))
     except IntegrityError as exc:

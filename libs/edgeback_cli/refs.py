@@ -7,6 +7,7 @@ input becomes an ``InvalidInputError`` with a message that says what was expecte
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -114,5 +115,7 @@ def read_key(path: str) -> PoolKey:
 
 
 def version_name(now: datetime) -> str:
-    """A default version (and snapshot) name from a UTC time: ``20260102T030405Z``."""
-    return now.strftime("%Y%m%dT%H%M%SZ")
+    """A default version (and snapshot) name: UTC time and 64 random bits,
+    ``20260102T030405Z-9f2c4e1a7b3d5c60``. Sorts by time; cannot be predicted, so no
+    one can take the name a future backup will use."""
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(8)}"

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from edgeback_blocks.ids import ChunkDigest
-from edgeback_blocks.manifest import Manifest
+from edgeback_blocks.manifest_codec import summarize
 from edgeback_blocks.pool_wire import ManifestItem
-from edgeback_core.errors import ConflictError
+from edgeback_core.errors import ConflictError, ManifestFormatError
 from edgeback_pools.files import read_bytes, remove_stale_temp, write_atomic
 from edgeback_pools.names import SafeName
 
@@ -44,21 +44,27 @@ R = TypeVar("R")
 class ManifestFacts:
     """What the node needs to know of a manifest: the data it references."""
 
-    vm: str
-    disk: str
+    vm: str | None
+    """None when the manifest's header is sealed (an encrypted pool)."""
+    disk: str | None
     logical_bytes: int
     digests: frozenset[ChunkDigest]
 
     @classmethod
     def of(cls, data: bytes) -> ManifestFacts:
-        """Decode a committed manifest (``ManifestFormatError`` if it is not one)."""
-        manifest = Manifest.decode(data)
-        spans = (manifest.chunk_span(i)[1] for i, e in enumerate(manifest.entries) if e)
+        """Check a committed manifest's structure (``ManifestFormatError`` if it is not one).
+
+        The node holds no manifest key: it checks the structure and the unkeyed checksum,
+        in memory linear in the body's length; restores check the MAC.
+        """
+        summary = summarize(data)
+        if summary.partial:
+            raise ManifestFormatError("this is a partial manifest (a checkpoint), not a manifest")
         return cls(
-            vm=manifest.header.vm_id,
-            disk=manifest.header.disk_id,
-            logical_bytes=sum(spans),
-            digests=manifest.stats.referenced,
+            vm=summary.vm,
+            disk=summary.disk,
+            logical_bytes=summary.logical_bytes,
+            digests=summary.digests,
         )
 
 

@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeback_blocks import sealed
 from edgeback_blocks.chunk import CHUNK_SIZE, HEADER_SIZE
 from edgeback_blocks.ids import ChunkDigest, PoolKey
 from edgeback_blocks.pool_wire import PoolKind, PoolStatus
@@ -26,7 +27,8 @@ from edgeback_pools.pool_meta import PoolInfo, read_pool
 from edgeback_pools.standard_store import StandardChunkStore
 from edgeback_pools.verify import verify_upload
 
-MAX_RECORD_SIZE = HEADER_SIZE + CHUNK_SIZE
+MAX_RECORD_SIZE = HEADER_SIZE + CHUNK_SIZE + sealed.OVERHEAD
+"""The largest record: a raw 4 MiB chunk, sealed (encrypted pools)."""
 
 
 @dataclass(kw_only=True)
@@ -74,7 +76,7 @@ class Pool:
             raise InvalidInputError("chunk record too large", length=len(record))
         loop = asyncio.get_running_loop()
         if self.chunks.holds(digest, version):
-            await loop.run_in_executor(self.executor, verify_upload, record, digest, self.key)
+            await loop.run_in_executor(self.executor, self._verify, record, digest)
             return False
         # counters are read here on the loop: threads get a snapshot, never the live dicts
         size, reserved, used = len(record), self.reserved, self.pool_bytes()
@@ -89,8 +91,12 @@ class Pool:
         self, record: bytes | memoryview, digest: ChunkDigest, reserved: int, used: int
     ) -> None:
         """*Blocking*: verify, then check the space (quota and filesystem) for ``record``."""
-        verify_upload(record, digest, self.key)
+        self._verify(record, digest)
         self._capacity(used).admit(len(record), reserved=reserved, pool=self.name)
+
+    def _verify(self, record: bytes | memoryview, digest: ChunkDigest) -> None:
+        """*Blocking*: what the node can check of an upload (``verify_upload``)."""
+        verify_upload(record, digest, self.key, sealed=self.info.encrypted)
 
     def _capacity(self, used: int) -> Capacity:
         """*Blocking* (statvfs): capacity given ``used`` bytes of the pool."""
@@ -108,7 +114,8 @@ class Pool:
         return await self.manifests.put(name, data, check=lambda facts: self._check(name, facts))
 
     def _check(self, name: ManifestName, facts: ManifestFacts) -> None:
-        if (facts.vm, facts.disk) != (name.vm, name.disk):
+        sealed = facts.vm is None  # an encrypted pool: the restore checks vm and disk
+        if not sealed and (facts.vm, facts.disk) != (name.vm, name.disk):
             raise InvalidInputError(
                 "the manifest describes another VM disk than its name says",
                 manifest_vm=facts.vm,
@@ -143,4 +150,5 @@ class Pool:
             logical_bytes=logical,
             dedup_ratio=round(logical / counts.stored_bytes, 3) if counts.stored_bytes else None,
             manifests=self.manifests.count,
+            encrypted=self.info.encrypted,
         )

@@ -41,6 +41,9 @@ class PoolInfo(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str
     quota_bytes: int | None = None
     format_version: int = FORMAT_VERSION
+    encrypted: bool = False
+    """Chunks and manifests are sealed by the backup hosts (``docs/encryption.md``): the
+    node checks their structure and outer checksums only."""
 
 
 _decoder = msgspec.json.Decoder(PoolInfo)
@@ -58,6 +61,7 @@ def create_pool(
     *,
     quota_bytes: int | None = None,
     now: datetime | None = None,
+    encrypted: bool = False,
 ) -> PoolInfo:
     """Create pool ``name`` under ``data_dir`` with a fresh key; usable offline."""
     safe_name(name, what="pool")
@@ -78,6 +82,7 @@ def create_pool(
         created=now or datetime.now(UTC),
         key_id=key_id(key),
         quota_bytes=quota_bytes,
+        encrypted=encrypted,
     )
     _install(data_dir, final, info, key)
     return info

@@ -38,13 +38,17 @@ class PoolRegistry:
             raise NotFoundError(f"no pool named {name!r}", pool=name)
         return pool
 
-    async def create(self, name: str, kind: PoolKind, quota_bytes: int | None) -> Pool:
+    async def create(
+        self, name: str, kind: PoolKind, quota_bytes: int | None, *, encrypted: bool = False
+    ) -> Pool:
         """Create and open a new pool (``ConflictError`` if the name is taken)."""
         async with self._lock:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(
                 self._executor,
-                lambda: create_pool(self.data_dir, name, kind, quota_bytes=quota_bytes),
+                lambda: create_pool(
+                    self.data_dir, name, kind, quota_bytes=quota_bytes, encrypted=encrypted
+                ),
             )
             pool = await Pool.open(self.data_dir / name, self._executor)
             self._pools[name] = pool

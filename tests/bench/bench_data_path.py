@@ -42,10 +42,11 @@ from tests.support.processes import NodeProcess, node_process
 from tests.support.storage_node import TOKEN
 
 from edgeback_blocks.chunk import CHUNK_SIZE
+from edgeback_blocks.keys import write_secret_file
 from edgeback_blocks.pool_client import PoolClient
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_blocks.rbd import RbdCluster, RbdPool
-from edgeback_pools.pool_meta import create_pool
+from edgeback_pools.pool_meta import create_pool, read_pool
 
 GiB = 1 << 30
 MB = 1_000_000
@@ -138,8 +139,10 @@ class Bench:
         argv = [
             sys.executable, "-m", "edgeback_cli", *args,
             "--to" if verb == "backup" else "--from", node.url, "--pool", POOL,
-            "--key-file", str(node.key_file(POOL)), "--conf", self.conf, "--json",
+            "--secret-key-file", str(secret_file(node)), "--conf", self.conf, "--json",
         ]  # fmt: skip
+        if not read_pool(node.data_dir / POOL)[0].encrypted:
+            argv += ["--key-file", str(node.key_file(POOL))]
         if verb != "verify":
             argv += ["--streams", str(self.streams)]
         timed = run_timed(argv, {**os.environ, "EDGEBACK_TOKEN": TOKEN})
@@ -170,6 +173,16 @@ def _chunk_data(kind: str, index: int, data: DataMaker) -> bytes | None:
         return data.random()
     # a quarter of the zero chunks are written as zeroes (allocated), the rest are holes
     return bytes(CHUNK_SIZE) if index % 4 == 0 else None
+
+
+def secret_file(node: NodeProcess) -> Path:
+    """The backup host's secret of the bench pool (``docs/encryption.md``), beside it."""
+    return node.data_dir / f".{POOL}.secret"
+
+
+def make_pool(data_dir: Path, *, encrypted: bool = False) -> None:
+    create_pool(data_dir, POOL, PoolKind.DEDUP, encrypted=encrypted)
+    write_secret_file(data_dir / f".{POOL}.secret")
 
 
 def rate(size: int, seconds: float) -> float:
@@ -283,6 +296,21 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
+def measure_encrypted(bench: Bench, workdir: Path, name: str, size: int) -> None:
+    """The full backup of the same snapshot into an encrypted pool on a second node."""
+    fig = bench.figures
+    make_pool(workdir / "pools-encrypted", encrypted=True)
+    with node_process(workdir / "pools-encrypted", threads=4) as node:
+        cpu_before = cpu_seconds(node.pid)
+        timed, summary = bench.backup(node, f"{bench.pool}/{name}@s1", "full")
+        sealed = _backup_figures(timed, summary, size, cpu_seconds(node.pid) - cpu_before)
+    plain = fig["full_backup"]
+    sealed["wall_ratio_vs_plain"] = sealed["wall_s"] / plain["wall_s"]
+    sealed["cpu_ratio_vs_plain"] = sealed["cpu_s"] / plain["cpu_s"]
+    sealed["extra_cpu_s_per_gib"] = sealed["cpu_s_per_gib"] - plain["cpu_s_per_gib"]
+    fig["encrypted_full_backup"] = sealed
+
+
 def measure_rss(
     bench: Bench, node: NodeProcess, size_gib: float, zero_fraction: float = 0.4
 ) -> dict[str, Any]:
@@ -356,12 +384,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bench.figures.update(size_bytes=size, size_gib=size / GiB, streams=args.streams,
                          node="separate process: python -m edgeback_dedup")  # fmt: skip
     try:
-        create_pool(workdir / "pools", POOL, PoolKind.DEDUP)
+        make_pool(workdir / "pools")
         with node_process(workdir / "pools", threads=4) as node:
             name = bench.create_image(size, mixed_layout(chunks), seed=1)
             bench.snapshot(name, "s1")
             measure_backups(bench, node, name, size, chunks)
             measure_restore(bench, node, name, size)
+            if args.encrypted:
+                measure_encrypted(bench, workdir, name, size)
             bench.remove_images()
             main_rss = {
                 "size_gib": size / GiB,
@@ -409,6 +439,14 @@ def report(fig: dict[str, Any]) -> str:
         f"peak RSS           {rss}",
         f"stored bytes       {stored['stored_bytes']:,} (dedup ratio {stored['dedup_ratio']})",
     ]
+    if "encrypted_full_backup" in fig:
+        enc = fig["encrypted_full_backup"]
+        lines.append(
+            f"encrypted full     {enc['mb_s']:8.1f} MB/s  {enc['wall_s']:6.2f} s  "
+            f"wall {enc['wall_ratio_vs_plain']:.2f}x plain, cpu {enc['cpu_s_per_gib']:.2f} s/GiB "
+            f"backup ({enc['extra_cpu_s_per_gib']:+.2f} vs plain), "
+            f"{enc.get('node_cpu_s_per_gib', 0):.2f} s/GiB node"
+        )
     lines += [
         f"target {'met   ' if ok else 'MISSED'} {label}" for label, ok in fig["targets"].items()
     ]
@@ -436,6 +474,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", default="rbd")
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--workdir", help="where the pool directory and export file go")
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="also back up the image into an encrypted pool (cost of encryption)",
+    )
     args = parser.parse_args(argv)  # fmt: skip
     figures = run(args)
     print(report(figures))

@@ -21,6 +21,8 @@ FIGURES = {
     "restore": {"wall_s", "mb_s", "ratio_vs_rbd_import", "matches_snapshot"},
     "stored_after_full": {"stored_bytes", "dedup_ratio"},
     "stored_after_incrementals": {"stored_bytes", "dedup_ratio"},
+    "encrypted_full_backup": {"wall_s", "wall_ratio_vs_plain", "cpu_s_per_gib",
+                              "extra_cpu_s_per_gib", "node_cpu_s_per_gib", "bytes_new"},
 }  # fmt: skip
 
 
@@ -29,7 +31,8 @@ def test_benchmark_at_64_mib_writes_every_figure(
 ) -> None:
     out = tmp_path / "bench.json"
     args = ["--size-gib", "0.0625", "--rss-sizes", "0.125", "--json", str(out),
-            "--conf", ceph_conf, "--pool", ceph_pool, "--workdir", str(tmp_path)]  # fmt: skip
+            "--conf", ceph_conf, "--pool", ceph_pool, "--workdir", str(tmp_path),
+            "--encrypted"]  # fmt: skip
     assert main(args) == 0
     figures = json.loads(out.read_text())
     for section, keys in FIGURES.items():

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from tests.bench.images import DataMaker, image_sha256, remove_image, write_chunk
-from tests.support.storage_node import TOKEN, Node, make_pools, running_node
+from tests.support.cli_runner import cli, host_keys
+from tests.support.storage_node import Node, make_pools, running_node
 
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.manifest import Manifest
@@ -24,18 +20,6 @@ from edgeback_pools.pool_meta import create_pool
 pytestmark = pytest.mark.integration
 
 SIZE = 6 * CHUNK_SIZE + 65536
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> dict[str, object]:
-        loaded: dict[str, object] = json.loads(self.out)
-        return loaded
 
 
 @pytest.fixture
@@ -51,26 +35,6 @@ async def names(pool: RbdPool) -> AsyncIterator[list[str]]:
     yield created
     for name in created:
         await remove_image(pool, name)
-
-
-async def cli(
-    node: Node, ceph_conf: str, *args: str, key: Path | None = None, pool_dir: Path | None = None
-) -> Result:
-    """Run ``edgeback ARGS`` against the node (or, given ``pool_dir``, that directory)."""
-    verb = args[1]
-    where = ["--to" if verb == "backup" else "--from"]
-    where += [str(pool_dir)] if pool_dir else [node.url, "--pool", "dd"]
-    if pool_dir is None or key is not None:
-        where += ["--key-file", str(key or node.data_dir / "dd" / "pool.key")]
-    env = {**os.environ, "EDGEBACK_TOKEN": TOKEN, "CEPH_CONF": ceph_conf}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from edgeback_cli.main import main; main()",
-        *args, *where, "--json",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
 
 
 async def test_backup_incremental_restore_verify_through_the_cli(
@@ -115,7 +79,9 @@ async def test_backup_incremental_restore_verify_through_the_cli(
 
     # a corrupt chunk: verify exits 3 and names it
     async with node.client("dd") as client:
-        v2 = Manifest.decode(await client.get_manifest("vm-a", "d0", "v2"))
+        v2 = Manifest.decode(
+            await client.get_manifest("vm-a", "d0", "v2"), host_keys(node, "dd").manifest
+        )
     digest = next(entry for entry in v2.entries if entry is not None)
     chunk = node.data_dir / "dd" / "chunks" / digest.hex()[:2] / digest.hex()
     record = chunk.read_bytes()
@@ -197,7 +163,9 @@ async def test_a_failed_restore_leaves_no_half_written_image(
                      "--vm", "vm-f", "--disk", "d0", "--version", "v1")  # fmt: skip
     assert full.code == 0, full.err
     async with node.client("dd") as client:
-        manifest = Manifest.decode(await client.get_manifest("vm-f", "d0", "v1"))
+        manifest = Manifest.decode(
+            await client.get_manifest("vm-f", "d0", "v1"), host_keys(node, "dd").manifest
+        )
     digest = [entry for entry in manifest.entries if entry is not None][-1]
     chunk = node.data_dir / "dd" / "chunks" / digest.hex()[:2] / digest.hex()
     record = chunk.read_bytes()

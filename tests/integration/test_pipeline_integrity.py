@@ -19,6 +19,7 @@ from tests.support.storage_node import Node, make_pools, running_node
 
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.ids import ChunkDigest, PoolId
+from edgeback_blocks.keys import ManifestKey
 from edgeback_blocks.manifest import BackupType, ManifestBuilder, ManifestHeader, created_ms
 from edgeback_blocks.pipeline import (
     BackupOptions,
@@ -30,6 +31,8 @@ from edgeback_blocks.pipeline import (
 )
 from edgeback_blocks.rbd import RbdPool
 from edgeback_core.errors import IntegrityError
+
+MKEY = ManifestKey(bytes(range(32)))
 
 pytestmark = pytest.mark.integration
 
@@ -142,16 +145,18 @@ async def test_cancelled_backup_resumes_from_its_checkpoint(
 
         options = BackupOptions(
             streams=2, depth=1, progress=cancel_after_six, progress_interval_s=0,
-            checkpoint=store, checkpoint_interval_s=60,
+            checkpoint=store, checkpoint_interval_s=60, manifest_key=MKEY,
         )  # fmt: skip
         task = asyncio.create_task(backup(pool, node, source, options))
         with pytest.raises(asyncio.CancelledError):
             await task
         checkpoint = await client.get_checkpoint("vm-1", "disk-0", "v1")
     assert checkpoint is not None
-    done = ManifestBuilder.resume(checkpoint).done_count
+    done = ManifestBuilder.resume(checkpoint, MKEY).done_count
     assert 6 <= done < CHUNKS
-    resumed = await backup(pool, node, source, resume_from=checkpoint)
+    resumed = await backup(
+        pool, node, source, BackupOptions(manifest_key=MKEY), resume_from=checkpoint
+    )
     assert resumed.stats.chunks_skipped == done
     assert resumed.stats.chunks_read == CHUNKS - done
     assert resumed.stats.bytes_uploaded <= (CHUNKS - done) * (CHUNK_SIZE + 48)

@@ -19,12 +19,15 @@ from tests.support.storage_node import (
 
 from edgeback_blocks.chunk import CHUNK_SIZE, ChunkDecoder
 from edgeback_blocks.ids import ChunkDigest
+from edgeback_blocks.keys import ManifestKey
 from edgeback_core.errors import (
     ConflictError,
     DigestMismatchError,
     IntegrityError,
     ManifestFormatError,
 )
+
+MKEY = ManifestKey(bytes(range(32)))
 
 
 @pytest.fixture
@@ -129,7 +132,7 @@ async def test_standard_pool_keeps_versions_apart_dedup_pool_shares(node: Node) 
             for version in ("v1", "v2"):
                 await client.put_chunk(digest, record, version=version)
                 assert await client.missing([digest], version=version) == set()
-                manifest = manifest_of([digest, None]).encode()  # a data chunk, a zero one
+                manifest = manifest_of([digest, None]).encode(MKEY)  # a data chunk, a zero one
                 assert await client.put_manifest("vm-1", "disk-0", version, manifest)
             status = await client.status()
         assert status.logical_bytes == 2 * len(data)
@@ -156,7 +159,7 @@ async def test_manifests_round_trip_immutable_and_checked(node: Node) -> None:
     key = node.key("dd")
     digest, record, _ = random_chunk(key)
     unknown, _, _ = random_chunk(key)
-    manifest = manifest_of([digest, None, digest]).encode()
+    manifest = manifest_of([digest, None, digest]).encode(MKEY)
     async with node.client("dd") as client:
         with pytest.raises(ConflictError, match="does not hold"):
             await client.put_manifest("vm-1", "disk-0", "v1", manifest)
@@ -165,11 +168,11 @@ async def test_manifests_round_trip_immutable_and_checked(node: Node) -> None:
         assert await client.put_manifest("vm-1", "disk-0", "v1", manifest) is False
         assert await client.get_manifest("vm-1", "disk-0", "v1") == manifest
         with pytest.raises(ConflictError):
-            await client.put_manifest("vm-1", "disk-0", "v1", manifest_of([digest]).encode())
+            await client.put_manifest("vm-1", "disk-0", "v1", manifest_of([digest]).encode(MKEY))
         with pytest.raises(ManifestFormatError):
             await client.put_manifest("vm-1", "disk-0", "v2", b"not a manifest" * 4)
         with pytest.raises(ConflictError):
-            await client.put_manifest("vm-1", "disk-0", "v3", manifest_of([unknown]).encode())
+            await client.put_manifest("vm-1", "disk-0", "v3", manifest_of([unknown]).encode(MKEY))
         listed = await client.list_manifests(vm="vm-1")
         assert [(m.vm, m.disk, m.version, m.size) for m in listed] == [
             ("vm-1", "disk-0", "v1", len(manifest))
@@ -180,7 +183,7 @@ async def test_manifests_round_trip_immutable_and_checked(node: Node) -> None:
 async def test_manifest_must_describe_the_disk_it_is_stored_under(node: Node) -> None:
     async with node.client("dd") as client:
         with pytest.raises(Exception) as failure:
-            await client.put_manifest("vm-2", "disk-0", "v1", manifest_of([None]).encode())
+            await client.put_manifest("vm-2", "disk-0", "v1", manifest_of([None]).encode(MKEY))
     assert getattr(failure.value, "code", None) == "invalid_input"
 
 
@@ -200,7 +203,7 @@ async def test_index_and_totals_survive_a_restart(tmp_path: Path) -> None:
         digest, record, _ = random_chunk(node.key("dd"))
         async with node.client("dd") as client:
             await client.put_chunk(digest, record)
-            await client.put_manifest("vm-1", "disk-0", "v1", manifest_of([digest]).encode())
+            await client.put_manifest("vm-1", "disk-0", "v1", manifest_of([digest]).encode(MKEY))
             before = await client.status()
     leftover = tmp_path / "dd" / "chunks" / digest.hex()[:2] / f".{digest.hex()}.dead.tmp"
     leftover.write_bytes(b"half a chunk")  # what a crash mid-write leaves

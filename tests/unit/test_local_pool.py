@@ -8,10 +8,13 @@ import pytest
 
 from edgeback_blocks.chunk import CHUNK_SIZE, ChunkDecoder, ChunkEncoder, Compression, chunk_digest
 from edgeback_blocks.ids import ChunkDigest, PoolId, PoolKey
+from edgeback_blocks.keys import ManifestKey
 from edgeback_blocks.manifest import BackupType, ManifestBuilder, ManifestHeader
 from edgeback_core.errors import ConflictError, DigestMismatchError, NotFoundError
 from edgeback_pools.local import LocalPool
 from edgeback_pools.pool_meta import create_pool
+
+MKEY = ManifestKey(bytes(range(32)))
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ async def test_manifests_and_checkpoints(pool_dir: Path):
         builder = ManifestBuilder(header)
         builder.set(0, digest)
         builder.set(1, None)
-        manifest = builder.finish().encode()
+        manifest = builder.finish().encode(MKEY)
         with pytest.raises(ConflictError):  # references a chunk the pool lacks
             await pool.put_manifest("vm1", "d1", "v1", manifest)
         await pool.put_chunk(digest, record)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.ids import ChunkDigest, ManifestId, PoolId
+from edgeback_blocks.keys import ManifestKey
 from edgeback_blocks.manifest import (
     BackupType,
     Manifest,
@@ -19,6 +20,8 @@ from edgeback_blocks.manifest import (
     created_ms,
 )
 from edgeback_core.errors import IntegrityError, InvalidInputError, ManifestFormatError
+
+MKEY = ManifestKey(bytes(range(32)))
 
 digests = st.binary(min_size=32, max_size=32).map(ChunkDigest)
 entries_of = st.one_of(st.none(), digests)
@@ -56,24 +59,24 @@ def _digest(n: int) -> ChunkDigest:
 
 @given(manifests())
 def test_round_trip(manifest: Manifest) -> None:
-    assert Manifest.decode(manifest.encode()) == manifest
+    assert Manifest.decode(manifest.encode(MKEY), MKEY) == manifest
 
 
 @given(manifests(), st.data())
 def test_any_flipped_byte_is_detected(manifest: Manifest, data: st.DataObject) -> None:
-    encoded = bytearray(manifest.encode())
+    encoded = bytearray(manifest.encode(MKEY))
     position = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
     encoded[position] ^= data.draw(st.integers(min_value=1, max_value=255))
     with pytest.raises(IntegrityError):
-        Manifest.decode(bytes(encoded))
+        Manifest.decode(bytes(encoded), MKEY)
 
 
 @given(manifests(), st.data())
 def test_truncation_is_detected(manifest: Manifest, data: st.DataObject) -> None:
-    encoded = manifest.encode()
+    encoded = manifest.encode(MKEY)
     cut = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
     with pytest.raises(ManifestFormatError):
-        Manifest.decode(encoded[:cut])
+        Manifest.decode(encoded[:cut], MKEY)
 
 
 def test_layout_is_compact() -> None:
@@ -82,18 +85,18 @@ def test_layout_is_compact() -> None:
         header=_header(count * CHUNK_SIZE),
         entries=tuple(None if i % 2 else _digest(i % 251) for i in range(count)),
     )
-    encoded = manifest.encode()
+    encoded = manifest.encode(MKEY)
     assert encoded[:4] == b"EBMF"
-    assert encoded[4] == 1
-    assert encoded[5] == 0  # not partial
-    # prefix + header + bitmap + 512 digests + checksum
-    assert len(encoded) < 12 + 256 + count // 8 + 512 * 32 + 32
+    assert encoded[4] == 2
+    assert encoded[5] == 0  # not partial, not sealed
+    # prefix + header + bitmap + 512 digests + MAC + checksum
+    assert len(encoded) < 24 + 256 + count // 8 + 512 * 32 + 64
 
 
 def test_header_fields_and_stats() -> None:
     header = _header(2 * CHUNK_SIZE + 1, parent="m-0")
     manifest = Manifest(header=header, entries=(_digest(1), None, _digest(1)))
-    decoded = Manifest.decode(manifest.encode())
+    decoded = Manifest.decode(manifest.encode(MKEY), MKEY)
     assert decoded.header.created == datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     assert decoded.header.parent == "m-0"
     assert decoded.header.backup_type is BackupType.INCREMENTAL
@@ -178,7 +181,7 @@ def test_checkpoint_resume_keeps_values_and_done_marks(
     for index in sets:
         if index < count + 2:
             builder.set(index, None if index % 3 == 0 else _digest(index))
-    resumed = ManifestBuilder.resume(builder.checkpoint())
+    resumed = ManifestBuilder.resume(builder.checkpoint(MKEY), MKEY)
     assert resumed.header == builder.header
     assert resumed.missing() == builder.missing()
     assert resumed.done_count == builder.done_count
@@ -193,25 +196,25 @@ def test_checkpoint_resume_keeps_values_and_done_marks(
 
 def test_checkpoint_and_manifest_are_not_interchangeable() -> None:
     builder = ManifestBuilder(_header(CHUNK_SIZE))
-    checkpoint = builder.checkpoint()
+    checkpoint = builder.checkpoint(MKEY)
     assert checkpoint[5] == 1  # partial flag
     with pytest.raises(ManifestFormatError):
-        Manifest.decode(checkpoint)
+        Manifest.decode(checkpoint, MKEY)
     builder.set(0, None)
     with pytest.raises(ManifestFormatError):
-        ManifestBuilder.resume(builder.finish().encode())
+        ManifestBuilder.resume(builder.finish().encode(MKEY), MKEY)
 
 
 def test_corrupt_checkpoint_is_detected() -> None:
-    checkpoint = bytearray(ManifestBuilder(_header(8 * CHUNK_SIZE)).checkpoint())
+    checkpoint = bytearray(ManifestBuilder(_header(8 * CHUNK_SIZE)).checkpoint(MKEY))
     checkpoint[-40] ^= 1
     with pytest.raises(IntegrityError):
-        ManifestBuilder.resume(bytes(checkpoint))
+        ManifestBuilder.resume(bytes(checkpoint), MKEY)
 
 
-@pytest.mark.parametrize(("offset", "value"), [(0, ord("X")), (4, 2), (5, 4), (6, 1)])
+@pytest.mark.parametrize(("offset", "value"), [(0, ord("X")), (4, 3), (5, 4), (6, 1)])
 def test_unknown_format_is_rejected_even_with_a_valid_checksum(offset: int, value: int) -> None:
-    body = bytearray(Manifest(header=_header(CHUNK_SIZE), entries=(None,)).encode()[:-32])
+    body = bytearray(Manifest(header=_header(CHUNK_SIZE), entries=(None,)).encode(MKEY)[:-32])
     body[offset] = value
     with pytest.raises(ManifestFormatError):
-        Manifest.decode(bytes(body) + blake3.blake3(bytes(body)).digest())
+        Manifest.decode(bytes(body) + blake3.blake3(bytes(body)).digest(), MKEY)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from edgeback_blocks.keys import read_secret_file
 from edgeback_blocks.pipeline import Progress
 from edgeback_cli.display import ProgressDisplay, clock_text, human_bytes, progress_line
 from edgeback_cli.main import EXIT_INPUT, run
-from edgeback_cli.refs import ImageRef, ManifestRef, PoolLocation, read_key
+from edgeback_cli.refs import ImageRef, ManifestRef, PoolLocation, read_key, version_name
 from edgeback_core.errors import InvalidInputError
 
 
@@ -76,10 +78,34 @@ def test_bad_command_lines_exit_2_before_touching_anything(
 ) -> None:
     key = tmp_path / "k"
     key.write_bytes(b"\0" * 32)
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"\1" * 32)
+    secret.chmod(0o600)
     base = ["disk", "backup", "--to", "http://127.0.0.1:9", "--key-file", str(key)]
+    base += ["--secret-key-file", str(secret)]
     env = {"EDGEBACK_TOKEN": "t" * 20, "CEPH_CONF": "/nonexistent"}
     assert run([*base, "--image", "bad"], env) == EXIT_INPUT
     assert run([*base, "--image", "rbd/x", "--base", "a/b/c"], env) == EXIT_INPUT
     assert run([*base, "--image", "rbd/x"], {"CEPH_CONF": "/x"}) == EXIT_INPUT  # no token
     err = capsys.readouterr().err
     assert "POOL/IMAGE" in err and "--base-snap" in err and "EDGEBACK_TOKEN" in err
+
+
+def test_secret_files_are_new_private_and_never_overwritten(tmp_path: Path) -> None:
+    secret = tmp_path / "pool.secret"
+    assert run(["key", "create", str(secret)], {}) == 0
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
+    before = secret.read_bytes()
+    assert run(["key", "create", str(secret)], {}) == EXIT_INPUT
+    assert secret.read_bytes() == before
+    secret.chmod(0o644)
+    with pytest.raises(InvalidInputError, match="readable by others"):
+        read_secret_file(secret)
+
+
+def test_default_version_names_sort_by_time_and_cannot_be_predicted() -> None:
+    early = version_name(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    late = version_name(datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC))
+    again = version_name(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert early.startswith("20260102T030405Z-") and early < late
+    assert early != again and len(early.rsplit("-", 1)[1]) == 16

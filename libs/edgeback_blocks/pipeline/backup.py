@@ -26,6 +26,7 @@ from edgeback_blocks import rbd
 from edgeback_blocks.chunk import Compression
 from edgeback_blocks.extents import ChunkPlan, plan_chunks
 from edgeback_blocks.ids import PoolKey
+from edgeback_blocks.keys import ManifestKey, SealKey
 from edgeback_blocks.manifest import Manifest, ManifestBuilder, ManifestHeader
 from edgeback_blocks.pipeline import cpu
 from edgeback_blocks.pipeline.errors import DiffMismatchError
@@ -69,6 +70,10 @@ class BackupOptions:
     diff_sample_cap: int = DEFAULT_CAP
     on_diff_mismatch: DiffMismatchPolicy = DiffMismatchPolicy.FAIL
     rng: random.Random = field(default_factory=random.Random)
+    seal: SealKey | None = None
+    """The chunk sealing key of an encrypted pool (``ClientKeys.chunk_seal``)."""
+    manifest_key: ManifestKey | None = None
+    """Authenticates checkpoints (``ClientKeys.manifest``): needed to store or resume one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +103,7 @@ async def backup_disk(
     opts = options or BackupOptions()
     started, cpu_started = time.monotonic(), time.process_time()
     await _check_inputs(image, header, base_snap, parent)
-    builder = _builder(header, parent, resume_from)
+    builder = _builder(header, parent, resume_from, opts.manifest_key)
     plan = plan_chunks(await image.diff_extents(base_snap), header.image_size, header.chunk_size)
     counters = BackupCounters()
     planned = time.monotonic()
@@ -119,7 +124,7 @@ async def backup_disk(
             image=image, target=target, key=key, builder=builder, counters=counters,
             meter=meter, executor=executor, compression=opts.compression, dedup=opts.dedup,
             limits=StageLimits(streams=opts.streams, depth=opts.depth, uploads=opts.uploads),
-            read_throttle=opts.read_throttle, net_throttle=opts.net_throttle,
+            read_throttle=opts.read_throttle, net_throttle=opts.net_throttle, seal=opts.seal,
         )  # fmt: skip
         await _run_with_checkpoints(stages, todo, opts)
     meter.finish()
@@ -157,10 +162,13 @@ async def _check_inputs(
 
 
 def _builder(
-    header: ManifestHeader, parent: Manifest | None, resume_from: bytes | None
+    header: ManifestHeader,
+    parent: Manifest | None,
+    resume_from: bytes | None,
+    key: ManifestKey | None,
 ) -> ManifestBuilder:
     if resume_from is not None:
-        builder = ManifestBuilder.resume(resume_from)
+        builder = ManifestBuilder.resume(resume_from, _checkpoint_key(key))
         old = builder.header
         same = (old.image, old.image_size, old.parent, old.backup_type, old.pool_id) == (
             header.image, header.image_size, header.parent, header.backup_type, header.pool_id,
@@ -243,16 +251,23 @@ async def _checked_plan(
     )
 
 
+def _checkpoint_key(key: ManifestKey | None) -> ManifestKey:
+    if key is None:
+        raise InvalidInputError("checkpoints need the pool's manifest key (options.manifest_key)")
+    return key
+
+
 async def _run_with_checkpoints(stages: BackupStages, todo: list[int], opts: BackupOptions) -> None:
     sink = opts.checkpoint
     if sink is None:
         await stages.run(todo)
         return
-    ticker = asyncio.create_task(_tick_checkpoints(stages.builder, sink, opts))
+    key = _checkpoint_key(opts.manifest_key)
+    ticker = asyncio.create_task(_tick_checkpoints(stages.builder, sink, opts, key))
     try:
         await stages.run(todo)
     except BaseException:
-        await _last_checkpoint(stages.builder, sink)
+        await _last_checkpoint(stages.builder, sink, key)
         raise
     finally:
         ticker.cancel()
@@ -260,7 +275,7 @@ async def _run_with_checkpoints(stages: BackupStages, todo: list[int], opts: Bac
 
 
 async def _tick_checkpoints(
-    builder: ManifestBuilder, sink: CheckpointSink, opts: BackupOptions
+    builder: ManifestBuilder, sink: CheckpointSink, opts: BackupOptions, key: ManifestKey
 ) -> None:
     stored = -1
     while True:
@@ -268,7 +283,7 @@ async def _tick_checkpoints(
         if builder.done_count == stored:
             continue
         try:
-            await sink(builder.checkpoint())
+            await sink(builder.checkpoint(key))
         except EdgebackError as exc:
             # a missed checkpoint only costs redone work on resume: keep backing up
             log.warning("backup.checkpoint_failed", error=str(exc), code=exc.code)
@@ -277,10 +292,12 @@ async def _tick_checkpoints(
         log.debug("backup.checkpointed", done=stored)
 
 
-async def _last_checkpoint(builder: ManifestBuilder, sink: CheckpointSink) -> None:
+async def _last_checkpoint(
+    builder: ManifestBuilder, sink: CheckpointSink, key: ManifestKey
+) -> None:
     """Best effort on the way out; shielded, so a second cancel does not cut it short."""
     try:
-        await asyncio.wait_for(asyncio.shield(sink(builder.checkpoint())), timeout=10)
+        await asyncio.wait_for(asyncio.shield(sink(builder.checkpoint(key))), timeout=10)
         log.info("backup.checkpointed", done=builder.done_count, last=True)
     except (EdgebackError, OSError, TimeoutError) as exc:
         log.warning("backup.checkpoint_failed", error=str(exc))

@@ -20,6 +20,7 @@ from edgeback_blocks.chunk import (
     is_zero,
 )
 from edgeback_blocks.ids import ChunkDigest, PoolKey
+from edgeback_blocks.keys import SealKey
 
 RecordParts = tuple[bytes, Buffer]
 """A chunk record as (header, payload)."""
@@ -54,30 +55,34 @@ def digest_of(key: PoolKey, data: bytes) -> ChunkDigest | None:
     return None if is_zero(data) else chunk_digest(key, data)
 
 
-def encode(data: bytes, digest: ChunkDigest, compression: Compression) -> RecordParts:
+def encode(
+    data: bytes, digest: ChunkDigest, compression: Compression, seal: SealKey | None = None
+) -> RecordParts:
     """The chunk record to upload as (header, payload), with this thread's encoder.
 
     Not joined: the pool client sends both back to back, so a raw chunk's 4 MiB are
     never copied (the payload is ``data`` itself).
     """
-    return _encoder(compression).encode_parts(data, digest)
+    return _encoder(compression).encode_parts(data, digest, seal)
 
 
 def digest_and_encode(
-    key: PoolKey, data: bytes, compression: Compression
+    key: PoolKey, data: bytes, compression: Compression, seal: SealKey | None = None
 ) -> tuple[ChunkDigest | None, RecordParts | None]:
     """Both steps in one hop (server-side dedup uploads every non-zero chunk)."""
     digest = digest_of(key, data)
     if digest is None:
         return None, None
-    return digest, encode(data, digest, compression)
+    return digest, encode(data, digest, compression, seal)
 
 
-def decode(record: bytes, key: PoolKey, expected: ChunkDigest) -> bytes:
+def decode(
+    record: bytes, key: PoolKey, expected: ChunkDigest, seal: SealKey | None = None
+) -> bytes:
     """The verified data of a record; an IntegrityError naming the chunk otherwise."""
-    return _decoder().decode(record, key=key, expected=expected)
+    return _decoder().decode(record, key=key, expected=expected, seal=seal)
 
 
-def verify(record: bytes, key: PoolKey, expected: ChunkDigest) -> int:
+def verify(record: bytes, key: PoolKey, expected: ChunkDigest, seal: SealKey | None = None) -> int:
     """Check a record as ``decode`` does; its raw length."""
-    return _decoder().verify_record(record, key, expected)
+    return _decoder().verify_record(record, key, expected, seal)

@@ -20,6 +20,7 @@ import structlog
 
 from edgeback_blocks import rbd
 from edgeback_blocks.ids import ChunkDigest, PoolKey
+from edgeback_blocks.keys import SealKey
 from edgeback_blocks.manifest import Manifest
 from edgeback_blocks.pipeline import cpu
 from edgeback_blocks.pipeline.progress import ProgressCallback, ProgressMeter
@@ -47,6 +48,8 @@ class RestoreOptions:
     net_throttle: Throttle = UNLIMITED
     progress: ProgressCallback | None = None
     progress_interval_s: float = 0.5
+    seal: SealKey | None = None
+    """The chunk sealing key of an encrypted pool."""
 
 
 def zero_runs(entries: tuple[ChunkDigest | None, ...]) -> Iterator[tuple[int, int]]:
@@ -123,7 +126,9 @@ class _Restore:
         await self.opts.net_throttle.acquire(len(record))
         loop = asyncio.get_running_loop()
         try:
-            data = await loop.run_in_executor(executor, cpu.decode, record, self.key, digest)
+            data = await loop.run_in_executor(
+                executor, cpu.decode, record, self.key, digest, self.opts.seal
+            )
         except IntegrityError as exc:
             raise _at_index(exc, index, offset, image=self.manifest.header.image) from exc
         del record

@@ -21,6 +21,7 @@ from edgeback_blocks import rbd
 from edgeback_blocks.chunk import Compression
 from edgeback_blocks.extents import chunk_span
 from edgeback_blocks.ids import ChunkDigest, PoolKey
+from edgeback_blocks.keys import SealKey
 from edgeback_blocks.manifest import ManifestBuilder
 from edgeback_blocks.pipeline import cpu
 from edgeback_blocks.pipeline.memory import Trimmer
@@ -173,6 +174,7 @@ class BackupStages:
     limits: StageLimits
     read_throttle: Throttle
     net_throttle: Throttle
+    seal: SealKey | None = None
     _batcher: MissingBatcher = field(init=False)
     _read_slots: asyncio.Semaphore = field(init=False)
     _upload_slots: asyncio.Semaphore = field(init=False)
@@ -211,7 +213,9 @@ class BackupStages:
         self._trimmer.count()
 
     async def _server_side(self, data: bytes) -> ChunkDigest | None:
-        digest, record = await self._cpu(cpu.digest_and_encode, self.key, data, self.compression)
+        digest, record = await self._cpu(
+            cpu.digest_and_encode, self.key, data, self.compression, self.seal
+        )
         if digest is not None and record is not None:
             await self._upload(digest, record, len(data))
         return digest
@@ -224,7 +228,7 @@ class BackupStages:
             self.counters.bytes_deduped += len(data)
             return digest
         try:
-            record = await self._cpu(cpu.encode, data, digest, self.compression)
+            record = await self._cpu(cpu.encode, data, digest, self.compression, self.seal)
             await self._upload(digest, record, len(data))
         except BaseException:
             self._batcher.abandon(digest)

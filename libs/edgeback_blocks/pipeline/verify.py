@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from edgeback_blocks.ids import ChunkDigest, PoolKey
+from edgeback_blocks.keys import SealKey
 from edgeback_blocks.manifest import Manifest
 from edgeback_blocks.pipeline import cpu
 from edgeback_blocks.pipeline.progress import ProgressCallback, ProgressMeter
@@ -58,6 +59,7 @@ async def verify_disk(
     in_flight: int = 8,
     rng: random.Random | None = None,
     progress: ProgressCallback | None = None,
+    seal: SealKey | None = None,
 ) -> VerifyReport:
     """Check the chunks of ``manifest`` (all, or ``sample`` random distinct ones)."""
     started = time.monotonic()
@@ -79,7 +81,7 @@ async def verify_disk(
             for digest in todo:
                 try:
                     record = await source.get_chunk(digest)
-                    await loop.run_in_executor(executor, cpu.verify, record, key, digest)
+                    await loop.run_in_executor(executor, cpu.verify, record, key, digest, seal)
                 except (IntegrityError, NotFoundError) as exc:
                     bad.append(_bad(digest, where[digest], exc))
                 meter.add(sizes[digest])

@@ -68,7 +68,9 @@ async def create_pool(request: web.Request) -> web.Response:
     except msgspec.DecodeError as exc:
         raise InvalidInputError("body is not JSON") from exc
     name = safe_name(spec.name, what="pool")
-    pool = await request.app[REGISTRY].create(name, spec.kind, spec.quota_bytes)
+    pool = await request.app[REGISTRY].create(
+        name, spec.kind, spec.quota_bytes, encrypted=spec.encrypted
+    )
     return _json(await pool.status(), status=201)
 
 
