@@ -63,6 +63,8 @@ class PoolAccess:
     token: str | None
     key: PoolKey | None
     """None for a pool directory: its own ``pool.key`` is used."""
+    ca_file: str | None = None
+    """CA file that an https node's certificate is verified against."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,7 +116,9 @@ async def _open(access: PoolAccess) -> AsyncIterator[PoolHandle]:
         return
     if not access.token:
         raise InvalidInputError("no token for the storage node: see --token-env")
-    async with PoolClient(location.url, access.token, access.pool, connections=32) as client:
+    async with PoolClient(
+        location.url, access.token, access.pool, connections=32, ca_file=access.ca_file
+    ) as client:
         yield client
 
 

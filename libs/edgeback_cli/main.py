@@ -49,6 +49,10 @@ def _pool_options(parser: argparse.ArgumentParser, direction: str) -> None:
         help="environment variable holding the node's bearer token",
     )
     parser.add_argument(
+        "--ca-file",
+        help="PEM CA file an https node's certificate must chain to (default: system CAs)",
+    )
+    parser.add_argument(
         "--key-file",
         help="the pool's 32-byte chunk key (its pool.key); needed with a node URL",
     )
@@ -114,6 +118,7 @@ def _access(args: argparse.Namespace, environ: Mapping[str, str]) -> commands.Po
         pool=check_name(args.pool, "--pool"),
         token=token or None,
         key=read_key(args.key_file) if args.key_file else None,
+        ca_file=args.ca_file,
     )
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from tests.bench.images import DataMaker, image_sha256, remove_image, write_chunk
-from tests.support.storage_node import TOKEN, Node, make_pools, running_node
+from tests.support.storage_node import Node, make_pools, running_node, scoped_token
+from tests.support.tls import make_tls
 
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.manifest import Manifest
@@ -40,8 +41,9 @@ class Result:
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    """A node over HTTPS (its own CA), used with a backup host's token scoped to ``dd``."""
     make_pools(tmp_path / "pools")
-    async with running_node(tmp_path / "pools") as running:
+    async with running_node(tmp_path / "pools", tls=make_tls(tmp_path)) as running:
         yield running
 
 
@@ -59,10 +61,12 @@ async def cli(
     """Run ``edgeback ARGS`` against the node (or, given ``pool_dir``, that directory)."""
     verb = args[1]
     where = ["--to" if verb == "backup" else "--from"]
-    where += [str(pool_dir)] if pool_dir else [node.url, "--pool", "dd"]
+    where += (
+        [str(pool_dir)] if pool_dir else [node.url, "--pool", "dd", "--ca-file", str(node.ca_file)]
+    )
     if pool_dir is None or key is not None:
         where += ["--key-file", str(key or node.data_dir / "dd" / "pool.key")]
-    env = {**os.environ, "EDGEBACK_TOKEN": TOKEN, "CEPH_CONF": ceph_conf}
+    env = {**os.environ, "EDGEBACK_TOKEN": scoped_token("host-dd"), "CEPH_CONF": ceph_conf}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from edgeback_cli.main import main; main()",
         *args, *where, "--json",
