@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from tests.support.tls import TlsFiles
@@ -66,10 +68,10 @@ class Node:
 
 @asynccontextmanager
 async def running_node(
-    data_dir: Path, *, threads: int = 4, tls: TlsFiles | None = None
+    data_dir: Path, *, threads: int = 4, tls: TlsFiles | None = None, **overrides: Any
 ) -> AsyncIterator[Node]:
     """A node over the pools of ``data_dir`` with :data:`TOKEN`, :data:`ADMIN_TOKEN` and
-    :data:`SCOPED_TOKENS`; HTTPS with ``tls``."""
+    :data:`SCOPED_TOKENS`; HTTPS with ``tls``; ``overrides`` of other settings."""
     settings = DedupSettings(
         data_dir=str(data_dir),
         tokens_file=str(write_tokens_file(data_dir / ".tokens.json")),
@@ -80,7 +82,7 @@ async def running_node(
         tls_cert_file=None if tls is None else str(tls.cert_file),
         tls_key_file=None if tls is None else str(tls.key_file),
     )
-    async with serve(settings) as running:
+    async with serve(dataclasses.replace(settings, **overrides)) as running:
         yield Node(running=running, data_dir=data_dir, ca_file=None if tls is None else tls.ca_file)
 
 

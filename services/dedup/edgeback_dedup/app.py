@@ -20,6 +20,8 @@ import structlog
 from aiohttp import web
 
 from edgeback_core.errors import (
+    BodyIncompleteError,
+    BodyTimeoutError,
     ConfigError,
     EdgebackError,
     IntegrityError,
@@ -77,7 +79,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = status_of(exc)
         if status >= 500:
             log.error("request.failed", path=request.path, code=exc.code, exc_info=exc)
-        elif isinstance(exc, IntegrityError | PoolFullError):
+        elif isinstance(
+            exc, IntegrityError | PoolFullError | BodyIncompleteError | BodyTimeoutError
+        ):
             log.warning("request.refused", path=request.path, code=exc.code, error=exc.message)
         return web.json_response(exc.to_dict(), status=status, headers=_headers(exc, status))
     except web.HTTPException as exc:
