@@ -88,7 +88,8 @@ async def _raw_send(node: Node, route: str, declared: int, sent: bytes, *, hold:
     if not hold:
         writer.write_eof()  # the body ends early (aiohttp takes it as the connection lost)
     try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
         length = next(
             int(line.split(b":")[1])
             for line in head.split(b"\r\n")
