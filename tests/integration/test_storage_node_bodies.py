@@ -89,13 +89,13 @@ async def _raw_send(node: Node, route: str, declared: int, sent: bytes, *, hold:
         writer.write_eof()  # the body ends early (aiohttp takes it as the connection lost)
     try:
         async with asyncio.timeout(10):
-            head = await reader.readuntil(b"\r\n\r\n")
+            got = await reader.readuntil(b"\r\n\r\n")
         length = next(
             int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
+            for line in got.split(b"\r\n")
             if line.lower().startswith(b"content-length:")
         )
-        return head + await reader.readexactly(length)
+        return got + await reader.readexactly(length)
     except asyncio.IncompleteReadError as exc:
         return exc.partial  # the connection was gone: no answer
     finally:
