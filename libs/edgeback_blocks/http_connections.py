@@ -94,12 +94,16 @@ class _Exchange:
 class HttpConnections:
     """At most ``size`` keep-alive connections to the origin of ``base_url`` (http or https).
 
-    An async context manager: entering starts the worker threads (one per connection),
-    leaving waits for them and closes the idle connections. ``timeout_s`` bounds every
-    blocking socket operation (connecting: ``min(10, timeout_s)``), not whole requests.
+    An https server's certificate is verified against ``ca_file`` (PEM) when given, else
+    against the system's CA store. An async context manager: entering starts the worker
+    threads (one per connection), leaving waits for them and closes the idle connections.
+    ``timeout_s`` bounds every blocking socket operation (connecting: ``min(10,
+    timeout_s)``), not whole requests.
     """
 
-    def __init__(self, base_url: str, *, size: int, timeout_s: float) -> None:
+    def __init__(
+        self, base_url: str, *, size: int, timeout_s: float, ca_file: str | None = None
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"not an http(s) URL: {base_url!r}", url=base_url)
@@ -114,6 +118,7 @@ class HttpConnections:
         self._idle: list[http.client.HTTPConnection] = []
         self._idle_lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
+        self._ca_file = ca_file
         self._tls_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
 
@@ -242,7 +247,7 @@ class HttpConnections:
         # built on first use: loading the CA store costs tens of ms a plain-http run never needs
         with self._tls_lock:
             if self._tls is None:
-                self._tls = ssl.create_default_context()
+                self._tls = ssl.create_default_context(cafile=self._ca_file)
             return self._tls
 
 

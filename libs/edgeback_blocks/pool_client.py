@@ -63,8 +63,13 @@ class PoolClient:
         timeout_s: float = 120.0,
         attempts: int = 3,
         backoff_s: float = 0.1,
+        ca_file: str | None = None,
     ) -> None:
-        self._http = HttpConnections(base_url, size=connections, timeout_s=timeout_s)
+        """``ca_file``: PEM file of the CA(s) an https node's certificate must chain to
+        (default: the system's store)."""
+        self._http = HttpConnections(
+            base_url, size=connections, timeout_s=timeout_s, ca_file=ca_file
+        )
         self._pool_path = f"/v1/pools/{pool}"
         self._auth = f"Bearer {token}"
         self._attempts = max(1, attempts)

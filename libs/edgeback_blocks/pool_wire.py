@@ -27,6 +27,18 @@ class CreatePool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     encrypted: bool = False
 
 
+class QuarantinedItem(msgspec.Struct, frozen=True, kw_only=True):
+    """A pool or manifest that failed its checks when the node opened it: not served."""
+
+    what: str
+    """``pool`` or ``manifest``."""
+    name: str
+    """The pool's name, or ``<vm>/<disk>/<version>`` of a manifest."""
+    code: str
+    """The error code of the failed check (``manifest_invalid``, ``config_error``, ...)."""
+    message: str
+
+
 class PoolStatus(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /v1/pools/{pool}``; ``GET /v1/pools`` answers a list of these."""
 
@@ -47,6 +59,11 @@ class PoolStatus(msgspec.Struct, frozen=True, kw_only=True):
     """logical / stored bytes (dedup and compression together); None while empty."""
     manifests: int
     encrypted: bool = False
+    checkpoints: int = 0
+    checkpoint_bytes: int = 0
+    """Checkpoints count in ``used_bytes`` and against the quota like manifests."""
+    quarantined: tuple[QuarantinedItem, ...] = ()
+    """Manifests of this pool that failed their checks at start-up (not served)."""
 
 
 class ManifestItem(msgspec.Struct, frozen=True, kw_only=True):

@@ -73,6 +73,8 @@ class PoolAccess:
     """The pool's secret (``--secret-key-file``): manifest MAC, and every key when encrypted."""
     allow_unauthenticated: bool = False
     """Accept format-1 manifests, which carry no MAC."""
+    ca_file: str | None = None
+    """CA file that an https node's certificate is verified against."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,7 +129,9 @@ async def _open(access: PoolAccess) -> AsyncIterator[PoolHandle]:
         return
     if not access.token:
         raise InvalidInputError("no token for the storage node: see --token-env")
-    async with PoolClient(location.url, access.token, access.pool, connections=32) as client:
+    async with PoolClient(
+        location.url, access.token, access.pool, connections=32, ca_file=access.ca_file
+    ) as client:
         yield client
 
 

@@ -51,6 +51,10 @@ def _pool_options(parser: argparse.ArgumentParser, direction: str) -> None:
         help="environment variable holding the node's bearer token",
     )
     parser.add_argument(
+        "--ca-file",
+        help="PEM CA file an https node's certificate must chain to (default: system CAs)",
+    )
+    parser.add_argument(
         "--key-file",
         help="the pool's 32-byte chunk key (its pool.key); needed with a node URL "
         "unless the pool is encrypted",
@@ -133,6 +137,7 @@ def _access(args: argparse.Namespace, environ: Mapping[str, str]) -> commands.Po
         key=read_key(args.key_file) if args.key_file else None,
         secret=read_secret_file(Path(args.secret_key_file)),
         allow_unauthenticated=args.allow_unauthenticated_manifest,
+        ca_file=args.ca_file,
     )
 
 

@@ -49,6 +49,12 @@ class DeadlineExceededError(TransientError):
     code = "timeout"
 
 
+class OverloadedError(UnavailableError):
+    """The server has no room for this request now; try again after ``retry_after_s``."""
+
+    code = "overloaded"
+
+
 class LockBusyError(TransientError):
     code = "lock_busy"
 
@@ -81,6 +87,18 @@ class ConflictError(PermanentError):
 
 class InvalidInputError(PermanentError):
     code = "invalid_input"
+
+
+class BodyIncompleteError(InvalidInputError):
+    """A request body ended before its declared length (or was cut off)."""
+
+    code = "body_incomplete"
+
+
+class BodyTimeoutError(InvalidInputError):
+    """A request body's next bytes did not arrive within the server's read timeout."""
+
+    code = "body_timeout"
 
 
 class UnroutableError(PermanentError):
@@ -148,6 +166,12 @@ class ChunkFormatError(IntegrityError):
     """A chunk record's header is malformed (magic, version, codec or lengths)."""
 
     code = "chunk_header_invalid"
+
+
+class QuarantinedError(IntegrityError):
+    """A pool or manifest failed its checks when the node opened it and is not served."""
+
+    code = "quarantined"
 
 
 class ManifestFormatError(IntegrityError):

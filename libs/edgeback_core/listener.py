@@ -7,6 +7,7 @@ bound address (port 0 picks a free one) comes from ``AppRunner.addresses``.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,8 +27,10 @@ class Listening:
 
 
 @contextlib.asynccontextmanager
-async def listen(app: web.Application, *, host: str, port: int) -> AsyncIterator[Listening]:
-    """Serve ``app`` on ``host:port`` (0 = any free port) until exit.
+async def listen(
+    app: web.Application, *, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[Listening]:
+    """Serve ``app`` on ``host:port`` (0 = any free port; TLS with ``ssl_context``) until exit.
 
     The application's startup (its ``cleanup_ctx``) runs before the socket is bound;
     on exit the listener stops, requests in flight finish, then its cleanup runs. No
@@ -37,7 +40,7 @@ async def listen(app: web.Application, *, host: str, port: int) -> AsyncIterator
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         bound_host, bound_port = runner.addresses[0][:2]
         yield Listening(host=str(bound_host), port=int(bound_port))
     finally:

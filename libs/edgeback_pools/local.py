@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_blocks.pool_wire import ManifestItem, PoolStatus
 from edgeback_core.errors import NotFoundError
+from edgeback_pools.checkpoint_store import LOCAL_WRITER
 from edgeback_pools.manifest_store import ManifestName
 from edgeback_pools.names import SafeName, safe_name
 from edgeback_pools.pool import Pool
@@ -71,16 +72,16 @@ class LocalPool:
         return [entry.as_item() for entry in entries]
 
     async def put_checkpoint(self, vm: str, disk: str, version: str, data: bytes) -> None:
-        await self.pool.manifests.put_checkpoint(_name(vm, disk, version), data)
+        await self.pool.put_checkpoint(_name(vm, disk, version), data, LOCAL_WRITER)
 
     async def get_checkpoint(self, vm: str, disk: str, version: str) -> bytes | None:
         try:
-            return await self.pool.manifests.get_checkpoint(_name(vm, disk, version))
+            return await self.pool.checkpoints.get(_name(vm, disk, version))
         except NotFoundError:
             return None
 
     async def delete_checkpoint(self, vm: str, disk: str, version: str) -> None:
-        await self.pool.manifests.delete_checkpoint(_name(vm, disk, version))
+        await self.pool.checkpoints.delete(_name(vm, disk, version), LOCAL_WRITER)
 
     async def status(self) -> PoolStatus:
         return await self.pool.status()

@@ -1,13 +1,12 @@
-"""Manifests and checkpoints kept in the pool, so the pool restores without the catalog.
+"""Committed manifests kept in the pool, so the pool restores without the catalog.
 
 Layout: ``manifests/<vm>/<disk>/<version>.ebm`` (committed, immutable: storing a
 different manifest under an existing name is a conflict, storing the same one again
-is a no-op) and ``checkpoints/<vm>/<disk>/<version>.ebm`` (partial manifests of runs in
-progress, replaced freely, deleted at commit). Every file is written atomically.
+is a no-op). Every file is written atomically. Checkpoints (partial manifests of runs
+in progress) live beside them in :mod:`edgeback_pools.checkpoint_store`.
 
 Committed manifests are decoded on the way in by the ``reader`` (:meth:`ManifestFacts.of`,
-which also says how many logical bytes they reference, for the dedup ratio); checkpoints
-are the worker's private resume state and are stored as given. The totals are
+which also says how many logical bytes they reference, for the dedup ratio). The totals are
 rebuilt by reading every manifest when the pool opens (fine for thousands; a
 persistent summary is the next step beyond that).
 """
@@ -25,16 +24,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
+import structlog
+
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_blocks.manifest_codec import summarize
-from edgeback_blocks.pool_wire import ManifestItem
-from edgeback_core.errors import ConflictError, ManifestFormatError
+from edgeback_blocks.pool_wire import ManifestItem, QuarantinedItem
+from edgeback_core.errors import ConflictError, EdgebackError, ManifestFormatError, QuarantinedError
 from edgeback_pools.files import read_bytes, remove_stale_temp, write_atomic
 from edgeback_pools.names import SafeName
 
 MANIFESTS_DIR = "manifests"
-CHECKPOINTS_DIR = "checkpoints"
 SUFFIX = ".ebm"
+
+log = structlog.get_logger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,18 +106,37 @@ class ManifestEntry:
 class ManifestStore:
     def __init__(self, pool_dir: Path, reader: ManifestReader, executor: Executor) -> None:
         self._manifests = pool_dir / MANIFESTS_DIR
-        self._checkpoints = pool_dir / CHECKPOINTS_DIR
         self._reader = reader
         self._executor = executor
         self.logical_bytes = 0
         self.stored_bytes = 0
         self.count = 0
+        self.quarantined: dict[str, QuarantinedItem] = {}
 
     async def open(self) -> None:
-        """Scan the stored manifests to rebuild the totals; sweep crash leftovers."""
+        """Scan the stored manifests to rebuild the totals; sweep crash leftovers.
+
+        A manifest that fails its checks is quarantined, not fatal: it is left on disk
+        as it is, logged, listed in :attr:`quarantined` and no longer served; the
+        others are (the checks run again at the next start).
+        """
         for entry in await self._run(_list, self._manifests, None, None, sweep=True):
-            facts = await self._run(self._read_facts, entry)
+            try:
+                facts = await self._run(self._read_facts, entry)
+            except EdgebackError as exc:
+                self._quarantine(entry, exc)
+                continue
             self._count_in(facts, entry.size)
+
+    def _quarantine(self, entry: ManifestEntry, error: EdgebackError) -> None:
+        item = QuarantinedItem(
+            what="manifest",
+            name=f"{entry.vm}/{entry.disk}/{entry.version}",
+            code=error.code,
+            message=error.message,
+        )
+        self.quarantined[item.name] = item
+        log.error("manifest.quarantined", manifest=item.name, code=item.code, error=item.message)
 
     async def put(
         self, name: ManifestName, data: bytes, *, check: Callable[[ManifestFacts], None]
@@ -142,22 +163,21 @@ class ManifestStore:
         return False
 
     async def get(self, name: ManifestName) -> bytes:
+        bad = self.quarantined.get(f"{name.vm}/{name.disk}/{name.version}")
+        if bad is not None:
+            raise QuarantinedError(
+                "this manifest failed its checks and is quarantined",
+                manifest=bad.name,
+                reason_code=bad.code,
+                reason=bad.message,
+            )
         return await self._run(read_bytes, self._manifests / name.relative())
 
     async def list(
         self, vm: SafeName | None = None, disk: SafeName | None = None
     ) -> list[ManifestEntry]:
-        return await self._run(_list, self._manifests, vm, disk, sweep=False)
-
-    async def put_checkpoint(self, name: ManifestName, data: bytes) -> None:
-        path = self._checkpoints / name.relative()
-        await self._run(write_atomic, path.parent, path.name, data)
-
-    async def get_checkpoint(self, name: ManifestName) -> bytes:
-        return await self._run(read_bytes, self._checkpoints / name.relative())
-
-    async def delete_checkpoint(self, name: ManifestName) -> bool:
-        return await self._run(_unlink, self._checkpoints / name.relative())
+        entries = await self._run(_list, self._manifests, vm, disk, sweep=False)
+        return [e for e in entries if f"{e.vm}/{e.disk}/{e.version}" not in self.quarantined]
 
     def _read_facts(self, entry: ManifestEntry) -> ManifestFacts:
         path = self._manifests / entry.vm / entry.disk / (entry.version + SUFFIX)
@@ -171,14 +191,6 @@ class ManifestStore:
     async def _run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-
-
-def _unlink(path: Path) -> bool:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    return True
 
 
 def _list(root: Path, vm: str | None, disk: str | None, *, sweep: bool) -> list[ManifestEntry]:

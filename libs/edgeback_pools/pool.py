@@ -19,6 +19,7 @@ from edgeback_blocks.ids import ChunkDigest, PoolKey
 from edgeback_blocks.pool_wire import PoolKind, PoolStatus
 from edgeback_core.errors import ConflictError, InvalidInputError
 from edgeback_pools.capacity import Capacity, filesystem_space
+from edgeback_pools.checkpoint_store import CheckpointStore, Writer
 from edgeback_pools.chunk_store import ChunkStore
 from edgeback_pools.dedup_store import CHUNKS_DIR, DedupChunkStore
 from edgeback_pools.manifest_store import ManifestFacts, ManifestName, ManifestStore
@@ -38,6 +39,7 @@ class Pool:
     directory: Path
     chunks: ChunkStore
     manifests: ManifestStore
+    checkpoints: CheckpointStore
     executor: Executor
     reserved: int = 0
 
@@ -52,12 +54,15 @@ class Pool:
             chunks = await StandardChunkStore.open(directory, executor)
         manifests = ManifestStore(directory, ManifestFacts.of, executor)
         await manifests.open()
+        checkpoints = CheckpointStore(directory, executor)
+        await checkpoints.open()
         return cls(
             info=info,
             key=PoolKey(key),
             directory=directory,
             chunks=chunks,
             manifests=manifests,
+            checkpoints=checkpoints,
             executor=executor,
         )
 
@@ -66,7 +71,11 @@ class Pool:
         return self.info.name
 
     def pool_bytes(self) -> int:
-        return self.chunks.counts().stored_bytes + self.manifests.stored_bytes
+        return (
+            self.chunks.counts().stored_bytes
+            + self.manifests.stored_bytes
+            + self.checkpoints.stored_bytes
+        )
 
     async def put_chunk(
         self, digest: ChunkDigest, record: bytes | memoryview, version: SafeName | None
@@ -108,10 +117,18 @@ class Pool:
         return await self.chunks.get(digest, version)
 
     async def put_manifest(self, name: ManifestName, data: bytes) -> bool:
+        await self._admit_small(len(data))
+        return await self.manifests.put(name, data, check=lambda facts: self._check(name, facts))
+
+    async def put_checkpoint(self, name: ManifestName, data: bytes, writer: Writer) -> None:
+        """Store a checkpoint owned by ``writer``, counted against the quota."""
+        await self.checkpoints.put(name, data, writer, admit=self._admit_small)
+
+    async def _admit_small(self, size: int) -> None:
+        """Refuse ``size`` more bytes (a manifest, a checkpoint) if they do not fit."""
         loop = asyncio.get_running_loop()
         capacity = await loop.run_in_executor(self.executor, self._capacity, self.pool_bytes())
-        capacity.admit(len(data), reserved=self.reserved, pool=self.name)
-        return await self.manifests.put(name, data, check=lambda facts: self._check(name, facts))
+        capacity.admit(size, reserved=self.reserved, pool=self.name)
 
     def _check(self, name: ManifestName, facts: ManifestFacts) -> None:
         sealed = facts.vm is None  # an encrypted pool: the restore checks vm and disk
@@ -151,4 +168,7 @@ class Pool:
             dedup_ratio=round(logical / counts.stored_bytes, 3) if counts.stored_bytes else None,
             manifests=self.manifests.count,
             encrypted=self.info.encrypted,
+            checkpoints=self.checkpoints.count,
+            checkpoint_bytes=self.checkpoints.stored_bytes,
+            quarantined=tuple(self.manifests.quarantined.values()),
         )

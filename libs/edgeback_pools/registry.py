@@ -1,4 +1,11 @@
-"""The pools a node serves: every ``<data_dir>/<name>/pool.json``, opened at start-up."""
+"""The pools a node serves: every ``<data_dir>/<name>/pool.json``, opened at start-up.
+
+A pool that cannot be opened (unreadable or invalid ``pool.json``, a key that does not
+match it, an unreadable directory) is quarantined instead of stopping the node: it is
+logged, left on disk untouched, reported by :meth:`PoolRegistry.get` as
+:class:`QuarantinedError` (so its status answers with the reason) and tried again at
+the next start. The other pools are served.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +14,62 @@ import os
 from concurrent.futures import Executor
 from pathlib import Path
 
-from edgeback_blocks.pool_wire import PoolKind
-from edgeback_core.errors import NotFoundError
+import structlog
+
+from edgeback_blocks.pool_wire import PoolKind, QuarantinedItem
+from edgeback_core.errors import EdgebackError, NotFoundError, QuarantinedError, UnavailableError
 from edgeback_pools.pool import Pool
 from edgeback_pools.pool_meta import POOL_FILE, create_pool
 
+log = structlog.get_logger(__name__)
+
 
 class PoolRegistry:
-    def __init__(self, data_dir: Path, pools: dict[str, Pool], executor: Executor) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        pools: dict[str, Pool],
+        executor: Executor,
+        quarantined: dict[str, QuarantinedItem] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self._pools = pools
         self._executor = executor
         self._lock = asyncio.Lock()
+        self.quarantined = quarantined or {}
 
     @classmethod
     async def open(cls, data_dir: Path, executor: Executor) -> PoolRegistry:
         loop = asyncio.get_running_loop()
         names = await loop.run_in_executor(executor, _pool_dirs, data_dir)
-        pools = {}
+        pools, quarantined = {}, {}
         for name in names:
-            pools[name] = await Pool.open(data_dir / name, executor)
-        return cls(data_dir, pools, executor)
+            try:
+                pools[name] = await Pool.open(data_dir / name, executor)
+            except (EdgebackError, OSError) as exc:
+                error = exc if isinstance(exc, EdgebackError) else UnavailableError(str(exc))
+                quarantined[name] = QuarantinedItem(
+                    what="pool", name=name, code=error.code, message=error.message
+                )
+                log.error("pool.quarantined", pool=name, code=error.code, error=error.message)
+        return cls(data_dir, pools, executor, quarantined)
 
     def names(self) -> list[str]:
         return sorted(self._pools)
 
     def get(self, name: str) -> Pool:
         pool = self._pools.get(name)
-        if pool is None:
-            raise NotFoundError(f"no pool named {name!r}", pool=name)
-        return pool
+        if pool is not None:
+            return pool
+        bad = self.quarantined.get(name)
+        if bad is not None:
+            raise QuarantinedError(
+                f"pool {name!r} failed its checks and is quarantined",
+                pool=name,
+                reason_code=bad.code,
+                reason=bad.message,
+            )
+        raise NotFoundError(f"no pool named {name!r}", pool=name)
 
     async def create(
         self, name: str, kind: PoolKind, quota_bytes: int | None, *, encrypted: bool = False

@@ -10,6 +10,7 @@ import pytest
 from tests.bench.images import DataMaker, image_sha256, remove_image, write_chunk
 from tests.support.cli_runner import cli, host_keys
 from tests.support.storage_node import Node, make_pools, running_node
+from tests.support.tls import make_tls
 
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.manifest import Manifest
@@ -24,8 +25,9 @@ SIZE = 6 * CHUNK_SIZE + 65536
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    """A node over HTTPS (its own CA), used with a backup host's token scoped to ``dd``."""
     make_pools(tmp_path / "pools")
-    async with running_node(tmp_path / "pools") as running:
+    async with running_node(tmp_path / "pools", tls=make_tls(tmp_path)) as running:
         yield running
 
 

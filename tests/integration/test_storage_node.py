@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from tests.support.storage_node import (
+    MANIFEST_KEY,
     Node,
     chunk,
     files_under,
@@ -19,15 +20,12 @@ from tests.support.storage_node import (
 
 from edgeback_blocks.chunk import CHUNK_SIZE, ChunkDecoder
 from edgeback_blocks.ids import ChunkDigest
-from edgeback_blocks.keys import ManifestKey
 from edgeback_core.errors import (
     ConflictError,
     DigestMismatchError,
     IntegrityError,
     ManifestFormatError,
 )
-
-MKEY = ManifestKey(bytes(range(32)))
 
 
 @pytest.fixture
@@ -132,7 +130,9 @@ async def test_standard_pool_keeps_versions_apart_dedup_pool_shares(node: Node) 
             for version in ("v1", "v2"):
                 await client.put_chunk(digest, record, version=version)
                 assert await client.missing([digest], version=version) == set()
-                manifest = manifest_of([digest, None]).encode(MKEY)  # a data chunk, a zero one
+                manifest = manifest_of([digest, None]).encode(
+                    MANIFEST_KEY
+                )  # a data chunk, a zero one
                 assert await client.put_manifest("vm-1", "disk-0", version, manifest)
             status = await client.status()
         assert status.logical_bytes == 2 * len(data)
@@ -159,7 +159,7 @@ async def test_manifests_round_trip_immutable_and_checked(node: Node) -> None:
     key = node.key("dd")
     digest, record, _ = random_chunk(key)
     unknown, _, _ = random_chunk(key)
-    manifest = manifest_of([digest, None, digest]).encode(MKEY)
+    manifest = manifest_of([digest, None, digest]).encode(MANIFEST_KEY)
     async with node.client("dd") as client:
         with pytest.raises(ConflictError, match="does not hold"):
             await client.put_manifest("vm-1", "disk-0", "v1", manifest)
@@ -168,11 +168,15 @@ async def test_manifests_round_trip_immutable_and_checked(node: Node) -> None:
         assert await client.put_manifest("vm-1", "disk-0", "v1", manifest) is False
         assert await client.get_manifest("vm-1", "disk-0", "v1") == manifest
         with pytest.raises(ConflictError):
-            await client.put_manifest("vm-1", "disk-0", "v1", manifest_of([digest]).encode(MKEY))
+            await client.put_manifest(
+                "vm-1", "disk-0", "v1", manifest_of([digest]).encode(MANIFEST_KEY)
+            )
         with pytest.raises(ManifestFormatError):
             await client.put_manifest("vm-1", "disk-0", "v2", b"not a manifest" * 4)
         with pytest.raises(ConflictError):
-            await client.put_manifest("vm-1", "disk-0", "v3", manifest_of([unknown]).encode(MKEY))
+            await client.put_manifest(
+                "vm-1", "disk-0", "v3", manifest_of([unknown]).encode(MANIFEST_KEY)
+            )
         listed = await client.list_manifests(vm="vm-1")
         assert [(m.vm, m.disk, m.version, m.size) for m in listed] == [
             ("vm-1", "disk-0", "v1", len(manifest))
@@ -183,7 +187,9 @@ async def test_manifests_round_trip_immutable_and_checked(node: Node) -> None:
 async def test_manifest_must_describe_the_disk_it_is_stored_under(node: Node) -> None:
     async with node.client("dd") as client:
         with pytest.raises(Exception) as failure:
-            await client.put_manifest("vm-2", "disk-0", "v1", manifest_of([None]).encode(MKEY))
+            await client.put_manifest(
+                "vm-2", "disk-0", "v1", manifest_of([None]).encode(MANIFEST_KEY)
+            )
     assert getattr(failure.value, "code", None) == "invalid_input"
 
 
@@ -203,7 +209,9 @@ async def test_index_and_totals_survive_a_restart(tmp_path: Path) -> None:
         digest, record, _ = random_chunk(node.key("dd"))
         async with node.client("dd") as client:
             await client.put_chunk(digest, record)
-            await client.put_manifest("vm-1", "disk-0", "v1", manifest_of([digest]).encode(MKEY))
+            await client.put_manifest(
+                "vm-1", "disk-0", "v1", manifest_of([digest]).encode(MANIFEST_KEY)
+            )
             before = await client.status()
     leftover = tmp_path / "dd" / "chunks" / digest.hex()[:2] / f".{digest.hex()}.dead.tmp"
     leftover.write_bytes(b"half a chunk")  # what a crash mid-write leaves

@@ -26,6 +26,7 @@ from edgeback_core.errors import (
     TransientError,
     UnauthenticatedError,
 )
+from edgeback_pools.pool import MAX_RECORD_SIZE
 
 
 @pytest.fixture
@@ -179,7 +180,7 @@ async def test_oversized_bodies_are_refused_before_reading(node: Node) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         url = f"{node.url}/v1/pools/dd/chunks/{'0' * 64}"
-        async with http.put(url, data=b"\0" * (4 * 1024 * 1024 + 49)) as r:
+        async with http.put(url, data=b"\0" * (MAX_RECORD_SIZE + 1)) as r:
             assert r.status == 413
         async with http.post(f"{node.url}/v1/pools/dd/chunks/missing", data=b"\0" * 32 * 4097) as r:
             assert r.status == 413

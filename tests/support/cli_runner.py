@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.storage_node import TOKEN, Node
+from tests.support.storage_node import SCOPED_TOKENS, TOKEN, Node, scoped_token
 
 from edgeback_blocks.keys import ClientKeys, read_secret_file
 from edgeback_pools.pool_meta import read_pool
@@ -57,10 +57,15 @@ async def cli(
     verb = args[1]
     where = ["--to" if verb == "backup" else "--from"]
     where += [str(pool_dir)] if pool_dir else [node.url, "--pool", pool]
+    if pool_dir is None and node.ca_file is not None:
+        where += ["--ca-file", str(node.ca_file)]
     if (pool_dir is None or key is not None) and not read_pool(node.data_dir / pool)[0].encrypted:
         where += ["--key-file", str(key or node.data_dir / pool / "pool.key")]
     where += ["--secret-key-file", str(secret or secret_file(node))]
-    env = {**os.environ, "EDGEBACK_TOKEN": TOKEN, "CEPH_CONF": ceph_conf}
+    # the backup host's token scoped to the pool where the test node has one
+    host = f"host-{pool}"
+    token = scoped_token(host) if host in SCOPED_TOKENS else TOKEN
+    env = {**os.environ, "EDGEBACK_TOKEN": token, "CEPH_CONF": ceph_conf}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from edgeback_cli.main import main; main()",
         *args, *where, "--json",

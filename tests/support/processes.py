@@ -215,10 +215,14 @@ def node_process(
 
 @asynccontextmanager
 async def node_process_async(
-    data_dir: Path, *, threads: int = 2, log_path: Path | None = None
+    data_dir: Path,
+    *,
+    threads: int = 2,
+    log_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[NodeProcess]:
     """:func:`node_process` for async tests: starting and stopping run in a thread."""
-    running = node_process(data_dir, threads=threads, log_path=log_path)
+    running = node_process(data_dir, threads=threads, log_path=log_path, env=env)
     node = await asyncio.to_thread(running.__enter__)
     try:
         yield node

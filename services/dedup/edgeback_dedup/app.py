@@ -1,16 +1,18 @@
 """The storage node's aiohttp application: auth, problem bodies, resources, listener.
 
 :func:`build_app` wires the routes of :mod:`edgeback_dedup.http` with two middlewares
-(bearer-token auth, our errors as JSON problem bodies) and a cleanup context that
-owns the thread pool and opens the pools. :func:`serve` runs it on a TCP socket as an
-async context manager, for ``main.py`` (under ``run_service``) and for tests.
+(our errors as JSON problem bodies; bearer tokens and their grants,
+:mod:`edgeback_dedup.access`) and a cleanup context that owns the thread pool and
+opens the pools. :func:`serve` runs it on a TCP socket (TLS when a certificate is
+configured) as an async context manager, for ``main.py`` (under ``run_service``) and
+for tests.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+import ssl
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,16 +20,19 @@ import structlog
 from aiohttp import web
 
 from edgeback_core.errors import (
+    BodyIncompleteError,
+    BodyTimeoutError,
+    ConfigError,
     EdgebackError,
     IntegrityError,
-    PermissionDeniedError,
+    OverloadedError,
     PoolFullError,
-    UnauthenticatedError,
 )
 from edgeback_core.listener import Listening, listen
-from edgeback_core.settings import Secret
+from edgeback_dedup.access import ROUTE_RIGHTS, TOKENS, Handler, access_middleware, token_table
+from edgeback_dedup.admission import BodyBudget
 from edgeback_dedup.bodies import BodyBuffers
-from edgeback_dedup.http import BODIES, REGISTRY, SETTINGS, routes
+from edgeback_dedup.http import BODIES, BUDGET, REGISTRY, SETTINGS, rights, routes
 from edgeback_dedup.problems import status_of
 from edgeback_dedup.settings import DedupSettings
 from edgeback_pools.pool import MAX_RECORD_SIZE
@@ -35,13 +40,14 @@ from edgeback_pools.registry import PoolRegistry
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def build_app(settings: DedupSettings) -> web.Application:
     """The node's application; pools open when it starts, the thread pool closes with it."""
-    app = web.Application(middlewares=[problem_middleware, auth_middleware])
+    app = web.Application(middlewares=[problem_middleware, access_middleware])
     app[SETTINGS] = settings
+    app[TOKENS] = token_table(settings)
+    app[ROUTE_RIGHTS] = rights()
+    app[BUDGET] = BodyBudget(settings.body_bytes_in_flight, wait_s=settings.body_wait_s)
     # idle upload buffers kept: about the uploads the thread pool can work on at once
     app[BODIES] = BodyBuffers(MAX_RECORD_SIZE, keep=2 * settings.threads)
     app.add_routes(routes())
@@ -53,8 +59,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="dedup-io")
     try:
-        app[REGISTRY] = await PoolRegistry.open(settings.data_path, executor)
-        log.info("pools.opened", pools=app[REGISTRY].names(), data_dir=settings.data_dir)
+        registry = app[REGISTRY] = await PoolRegistry.open(settings.data_path, executor)
+        log.info(
+            "pools.opened",
+            pools=registry.names(),
+            quarantined=sorted(registry.quarantined),
+            data_dir=settings.data_dir,
+        )
         yield
     finally:
         executor.shutdown(wait=True)
@@ -68,10 +79,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = status_of(exc)
         if status >= 500:
             log.error("request.failed", path=request.path, code=exc.code, exc_info=exc)
-        elif isinstance(exc, IntegrityError | PoolFullError):
+        elif isinstance(
+            exc, IntegrityError | PoolFullError | BodyIncompleteError | BodyTimeoutError
+        ):
             log.warning("request.refused", path=request.path, code=exc.code, error=exc.message)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return web.json_response(exc.to_dict(), status=status, headers=headers)
+        return web.json_response(exc.to_dict(), status=status, headers=_headers(exc, status))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -79,44 +91,47 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return web.json_response(body, status=exc.status, headers=_allow(exc))
 
 
+def _headers(exc: EdgebackError, status: int) -> dict[str, str] | None:
+    if status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, OverloadedError):
+        return {"Retry-After": str(exc.details.get("retry_after_s", 1))}
+    return None
+
+
 def _allow(exc: web.HTTPException) -> dict[str, str]:
     allow = exc.headers.get("Allow")
     return {"Allow": allow} if allow else {}
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    presented = _bearer(request)
-    admin = settings.admin_token is not None and _same(presented, settings.admin_token)
-    if request.method == "POST" and request.path == "/v1/pools":
-        if not admin:
-            if _same(presented, settings.token):
-                raise PermissionDeniedError("creating pools needs the admin token")
-            raise UnauthenticatedError("missing or wrong bearer token")
-    elif not (admin or _same(presented, settings.token)):
-        raise UnauthenticatedError("missing or wrong bearer token")
-    return await handler(request)
-
-
-def _bearer(request: web.Request) -> bytes:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip().encode() if scheme.lower() == "bearer" else b""
-
-
-def _same(presented: bytes, secret: Secret) -> bool:
-    return bool(presented) and hmac.compare_digest(presented, secret.reveal().encode())
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunningNode(Listening):
     app: web.Application
+    tls: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
 @contextlib.asynccontextmanager
 async def serve(settings: DedupSettings) -> AsyncIterator[RunningNode]:
     """Open the pools and listen on ``settings.host:port`` (0 = any free port) until exit."""
     app = build_app(settings)
-    async with listen(app, host=settings.host, port=settings.port) as bound:
-        log.info("node.listening", host=bound.host, port=bound.port)
-        yield RunningNode(app=app, host=bound.host, port=bound.port)
+    tls = _tls_context(settings)
+    async with listen(app, host=settings.host, port=settings.port, ssl_context=tls) as bound:
+        log.info("node.listening", host=bound.host, port=bound.port, tls=tls is not None)
+        yield RunningNode(app=app, host=bound.host, port=bound.port, tls=tls is not None)
+
+
+def _tls_context(settings: DedupSettings) -> ssl.SSLContext | None:
+    """The server's TLS context (TLS 1.2 or later) when a certificate is configured."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the node's TLS certificate or key: {exc}") from exc
+    return context

@@ -2,13 +2,18 @@
 
 Every path parameter goes through :mod:`edgeback_pools.names` before use; bodies are
 read with an explicit size limit per route (a chunk record, a digest batch, a
-manifest). Errors are raised as ours and turned into problem bodies by the app's
-middleware. Binary in, binary out: chunks and digest lists are
-``application/octet-stream``; everything else is JSON.
+manifest), a read timeout, and only once admitted under the node's budget of body
+bytes in flight (:mod:`edgeback_dedup.admission`). :func:`route_table` names the right
+each route needs on its pool (checked by :mod:`edgeback_dedup.access`). Errors are
+raised as ours and turned into problem bodies by the app's middleware. Binary in,
+binary out: chunks and digest lists are ``application/octet-stream``; everything
+else is JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Final
 
 import msgspec
@@ -17,8 +22,12 @@ from aiohttp import web
 from edgeback_blocks.ids import DIGEST_SIZE
 from edgeback_blocks.pool_wire import CreatePool
 from edgeback_core.errors import InvalidInputError
-from edgeback_dedup.bodies import BodyBuffers
+from edgeback_dedup.access import GRANT, Handler, require
+from edgeback_dedup.admission import BodyBudget
+from edgeback_dedup.bodies import BodyBuffers, read_body
 from edgeback_dedup.settings import DedupSettings
+from edgeback_dedup.tokens import Right
+from edgeback_pools.checkpoint_store import Writer
 from edgeback_pools.manifest_store import ManifestName
 from edgeback_pools.names import SafeName, parse_digest_hex, safe_name, split_digests
 from edgeback_pools.pool import MAX_RECORD_SIZE, Pool
@@ -27,6 +36,7 @@ from edgeback_pools.registry import PoolRegistry
 REGISTRY: Final = web.AppKey("registry", PoolRegistry)
 SETTINGS: Final = web.AppKey("settings", DedupSettings)
 BODIES: Final = web.AppKey("bodies", BodyBuffers)
+BUDGET: Final = web.AppKey("budget", BodyBudget)
 
 MAX_MISSING_BATCH: Final = 4096
 OCTETS: Final = "application/octet-stream"
@@ -35,39 +45,59 @@ OCTETS: Final = "application/octet-stream"
 _create_decoder: Final = msgspec.json.Decoder(CreatePool)
 
 
-def routes() -> list[web.RouteDef]:
+Route = tuple[str, str, Handler, Right | None]
+"""Method, path, handler, and the right it needs on the path's pool (None: none, or the
+handler checks itself)."""
+
+
+def route_table() -> list[Route]:
     manifest = "/v1/pools/{pool}/manifests/{vm}/{disk}/{version}"
     checkpoint = "/v1/pools/{pool}/checkpoints/{vm}/{disk}/{version}"
+    read, write = Right.READ, Right.WRITE
     return [
-        web.get("/v1/pools", list_pools),
-        web.post("/v1/pools", create_pool),
-        web.get("/v1/pools/{pool}", pool_status),
-        web.post("/v1/pools/{pool}/chunks/missing", missing_chunks),
-        web.put("/v1/pools/{pool}/chunks/{digest}", put_chunk),
-        web.get("/v1/pools/{pool}/chunks/{digest}", get_chunk),
-        web.get("/v1/pools/{pool}/manifests", list_manifests),
-        web.put(manifest, put_manifest),
-        web.get(manifest, get_manifest),
-        web.put(checkpoint, put_checkpoint),
-        web.get(checkpoint, get_checkpoint),
-        web.delete(checkpoint, delete_checkpoint),
+        ("GET", "/v1/pools", list_pools, None),
+        ("POST", "/v1/pools", create_pool, None),
+        ("GET", "/v1/pools/{pool}", pool_status, read),
+        ("POST", "/v1/pools/{pool}/chunks/missing", missing_chunks, read),
+        ("PUT", "/v1/pools/{pool}/chunks/{digest}", put_chunk, write),
+        ("GET", "/v1/pools/{pool}/chunks/{digest}", get_chunk, read),
+        ("GET", "/v1/pools/{pool}/manifests", list_manifests, read),
+        ("PUT", manifest, put_manifest, write),
+        ("GET", manifest, get_manifest, read),
+        ("PUT", checkpoint, put_checkpoint, write),
+        ("GET", checkpoint, get_checkpoint, read),
+        ("DELETE", checkpoint, delete_checkpoint, write),
     ]
 
 
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get(path, handler) if method == "GET" else web.route(method, path, handler)
+        for method, path, handler, _ in route_table()
+    ]
+
+
+def rights() -> dict[Handler, Right]:
+    return {handler: right for _, _, handler, right in route_table() if right is not None}
+
+
 async def list_pools(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY]
-    statuses = [await registry.get(name).status() for name in registry.names()]
-    return _json(statuses)
+    """The pools this token may read (the others are not mentioned)."""
+    registry, grant = request.app[REGISTRY], request[GRANT]
+    names = [name for name in registry.names() if grant.allows(name, Right.READ)]
+    return _json([await registry.get(name).status() for name in names])
 
 
 async def create_pool(request: web.Request) -> web.Response:
-    try:
-        spec = _create_decoder.decode(await read_body(request, 64 * 1024))
-    except msgspec.ValidationError as exc:
-        raise InvalidInputError(f"invalid pool: {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise InvalidInputError("body is not JSON") from exc
+    async with _received(request, 64 * 1024) as body:
+        try:
+            spec = _create_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise InvalidInputError(f"invalid pool: {exc}") from exc
+        except msgspec.DecodeError as exc:
+            raise InvalidInputError("body is not JSON") from exc
     name = safe_name(spec.name, what="pool")
+    require(request[GRANT], name, Right.ADMIN)
     pool = await request.app[REGISTRY].create(
         name, spec.kind, spec.quota_bytes, encrypted=spec.encrypted
     )
@@ -80,7 +110,8 @@ async def pool_status(request: web.Request) -> web.Response:
 
 async def missing_chunks(request: web.Request) -> web.Response:
     pool = _pool(request)
-    digests = split_digests(await read_body(request, MAX_MISSING_BATCH * DIGEST_SIZE))
+    async with _received(request, MAX_MISSING_BATCH * DIGEST_SIZE) as body:
+        digests = split_digests(body)
     absent = pool.chunks.missing(digests, _version(request))
     return web.Response(body=b"".join(absent), content_type=OCTETS)
 
@@ -91,11 +122,16 @@ async def put_chunk(request: web.Request) -> web.Response:
     version = _version(request)
     length = request.content_length
     if length is None or length == 0:  # chunked transfer: rare, read it the plain way
-        created = await pool.put_chunk(digest, await read_body(request, MAX_RECORD_SIZE), version)
+        async with _received(request, MAX_RECORD_SIZE) as body:
+            created = await pool.put_chunk(digest, body, version)
         return web.Response(status=201 if created else 200)
     if length > MAX_RECORD_SIZE:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_RECORD_SIZE, actual_size=length)
-    async with request.app[BODIES].body(request) as record:
+    timeout_s = request.app[SETTINGS].body_read_timeout_s
+    async with (
+        request.app[BUDGET].hold(length),
+        request.app[BODIES].body(request, timeout_s) as record,
+    ):
         created = await pool.put_chunk(digest, record, version)
     return web.Response(status=201 if created else 200)
 
@@ -121,8 +157,8 @@ async def list_manifests(request: web.Request) -> web.Response:
 
 async def put_manifest(request: web.Request) -> web.Response:
     pool, name = _pool(request), _manifest_name(request)
-    data = await read_body(request, request.app[SETTINGS].max_manifest_bytes)
-    created = await pool.put_manifest(name, data)
+    async with _received(request, request.app[SETTINGS].max_manifest_bytes) as data:
+        created = await pool.put_manifest(name, data)
     return web.Response(status=201 if created else 200)
 
 
@@ -133,34 +169,33 @@ async def get_manifest(request: web.Request) -> web.Response:
 
 async def put_checkpoint(request: web.Request) -> web.Response:
     pool, name = _pool(request), _manifest_name(request)
-    data = await read_body(request, request.app[SETTINGS].max_manifest_bytes)
-    await pool.manifests.put_checkpoint(name, data)
+    async with _received(request, request.app[SETTINGS].max_manifest_bytes) as data:
+        await pool.put_checkpoint(name, data, _writer(request))
     return web.Response(status=204)
 
 
 async def get_checkpoint(request: web.Request) -> web.Response:
-    data = await _pool(request).manifests.get_checkpoint(_manifest_name(request))
+    data = await _pool(request).checkpoints.get(_manifest_name(request))
     return web.Response(body=data, content_type=OCTETS)
 
 
 async def delete_checkpoint(request: web.Request) -> web.Response:
-    await _pool(request).manifests.delete_checkpoint(_manifest_name(request))
+    await _pool(request).checkpoints.delete(_manifest_name(request), _writer(request))
     return web.Response(status=204)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (413) before reading it."""
+@contextlib.asynccontextmanager
+async def _received(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+    """The body (at most ``limit`` bytes), held under the node's body budget."""
     length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
-        return await request.content.readexactly(length) if length else b""
-    body = bytearray()
-    async for part in request.content.iter_chunked(1 << 20):
-        body += part
-        if len(body) > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-    return bytes(body)
+    size = limit if length is None else min(length, limit)
+    async with request.app[BUDGET].hold(size):
+        yield await read_body(request, limit, request.app[SETTINGS].body_read_timeout_s)
+
+
+def _writer(request: web.Request) -> Writer:
+    grant = request[GRANT]
+    return Writer(identity=grant.identity, override=grant.admin)
 
 
 def _pool(request: web.Request) -> Pool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from edgeback_core.errors import (
+    BodyTimeoutError,
     ConflictError,
     DeadlineExceededError,
     EdgebackError,
@@ -24,6 +25,7 @@ from edgeback_core.errors import (
 
 _STATUS: Final[dict[type[EdgebackError], int]] = {
     UnauthenticatedError: 401,
+    BodyTimeoutError: 408,
     PermissionDeniedError: 403,
     NotFoundError: 404,
     ConflictError: 409,
