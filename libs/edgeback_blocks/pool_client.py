@@ -4,7 +4,7 @@ One :class:`PoolClient` per pool, opened as an async context manager; it keeps a
 of keep-alive connections (:mod:`edgeback_blocks.http_connections`: ``http.client`` in
 threads of its own) sized for the many requests the pipelines keep in flight. A chunk
 record may be uploaded as several buffers (header, payload), sent without joining
-them. Errors come out as ours: a problem body's ``code`` maps back to its
+them. Errors come out as ours: a problem body is rebuilt as its
 ``EdgebackError`` class (``pool_full``, ``digest_mismatch``, ``not_found``...),
 connection failures and 5xx answers to :class:`UnavailableError`, timeouts to
 :class:`DeadlineExceededError`. Every call of this API is idempotent, so transient
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 import msgspec
 
@@ -48,6 +48,7 @@ OCTETS: Final = {"Content-Type": "application/octet-stream"}
 _status_decoder: Final = msgspec.json.Decoder(PoolStatus)
 _statuses_decoder: Final = msgspec.json.Decoder(list[PoolStatus])
 _manifests_decoder: Final = msgspec.json.Decoder(list[ManifestItem])
+_problem_decoder: Final = msgspec.json.Decoder(errors.ErrorBody)
 
 
 class PoolClient:
@@ -209,21 +210,18 @@ def _version(version: str | None) -> dict[str, str] | None:
 
 
 def error_from_problem(status: int, body: bytes) -> EdgebackError:
-    """Our error for a failed answer: its problem ``code`` if known, else by HTTP status."""
+    """Our error for a failed answer: the one its problem body describes, else by HTTP status
+    (a proxy's page, or a code of the node's HTTP layer such as ``http_405``)."""
     try:
-        problem = msgspec.json.decode(body, type=dict[str, Any])
+        problem: errors.ErrorBody | None = _problem_decoder.decode(body)
     except msgspec.DecodeError:
-        problem = {}
-    message = str(problem.get("message") or f"storage node answered HTTP {status}")
-    details = problem.get("details")
-    details = details if isinstance(details, dict) else {}
-    cls = _classes_by_code().get(str(problem.get("code")))
-    if cls is None:
-        cls = _class_by_status(status)
-    try:
-        return cls(message, **details)
-    except TypeError:
-        return cls(message)
+        problem = None
+    if problem is not None and (problem.code in errors.registered() or problem.kinds):
+        return errors.error_of(problem)
+    fallback = f"storage node answered HTTP {status}"
+    if problem is None:
+        return _class_by_status(status)(fallback)
+    return _class_by_status(status)(problem.message or fallback, **problem.details)
 
 
 def _class_by_status(status: int) -> type[EdgebackError]:
@@ -234,16 +232,3 @@ def _class_by_status(status: int) -> type[EdgebackError]:
     if status == 404:
         return NotFoundError
     return PermanentError
-
-
-_codes: dict[str, type[EdgebackError]] = {}
-
-
-def _classes_by_code() -> dict[str, type[EdgebackError]]:
-    if not _codes:
-        pending = [errors.EdgebackError]
-        while pending:
-            cls = pending.pop()
-            _codes.setdefault(cls.code, cls)
-            pending.extend(cls.__subclasses__())
-    return _codes
