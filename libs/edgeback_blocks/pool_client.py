@@ -8,7 +8,8 @@ them. Errors come out as ours: a problem body is rebuilt as its
 ``EdgebackError`` class (``pool_full``, ``digest_mismatch``, ``not_found``...),
 connection failures and 5xx answers to :class:`UnavailableError`, timeouts to
 :class:`DeadlineExceededError`. Every call of this API is idempotent, so transient
-failures are retried a few times inside the call with a short backoff.
+failures are retried inside the call under the shared
+:class:`~edgeback_core.retry.RetryPolicy` (by default twice, within half a second).
 
 Downloaded chunk records are checked against the digest they were asked for (header
 only); the caller decodes them with its ``ChunkDecoder``, which checks the data.
@@ -16,7 +17,6 @@ only); the caller decodes them with its ``ChunkDecoder``, which checks the data.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
@@ -33,10 +33,10 @@ from edgeback_core.errors import (
     EdgebackError,
     NotFoundError,
     PermanentError,
-    TransientError,
     UnauthenticatedError,
     UnavailableError,
 )
+from edgeback_core.retry import RetryPolicy, retrying
 
 if TYPE_CHECKING:
     from edgeback_blocks.pipeline.target import ChunkRecord
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 MISSING_BATCH: Final = 4096
 """Digests per ``missing`` request (the node's limit)."""
 OCTETS: Final = {"Content-Type": "application/octet-stream"}
+DEFAULT_RETRY: Final = RetryPolicy(retries=2, base_delay=0.1, multiplier=4.0)
+"""Three attempts within half a second: a dropped connection, not a node restart."""
 
 _status_decoder: Final = msgspec.json.Decoder(PoolStatus)
 _statuses_decoder: Final = msgspec.json.Decoder(list[PoolStatus])
@@ -62,14 +64,12 @@ class PoolClient:
         *,
         connections: int = 16,
         timeout_s: float = 120.0,
-        attempts: int = 3,
-        backoff_s: float = 0.1,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self._http = HttpConnections(base_url, size=connections, timeout_s=timeout_s)
         self._pool_path = f"/v1/pools/{pool}"
         self._auth = f"Bearer {token}"
-        self._attempts = max(1, attempts)
-        self._backoff_s = backoff_s
+        self._retry = retry
         self.pool = pool
 
     async def __aenter__(self) -> Self:
@@ -190,19 +190,16 @@ class PoolClient:
     ) -> tuple[int, bytes]:
         """One idempotent request, retried on transient failures; (status, body)."""
         sent = {"Authorization": self._auth, **(headers or {})}
-        for attempt in range(1, self._attempts + 1):
-            try:
-                status, answer = await self._http.request(
-                    method, path, query=query, body=body, headers=sent
-                )
-                if status >= 400:
-                    raise error_from_problem(status, answer)
-                return status, answer
-            except TransientError:
-                if attempt == self._attempts:
-                    raise
-            await asyncio.sleep(self._backoff_s * 4 ** (attempt - 1))
-        raise AssertionError("unreachable")
+
+        async def attempt() -> tuple[int, bytes]:
+            status, answer = await self._http.request(
+                method, path, query=query, body=body, headers=sent
+            )
+            if status >= 400:
+                raise error_from_problem(status, answer)
+            return status, answer
+
+        return await retrying(attempt, self._retry)
 
 
 def _version(version: str | None) -> dict[str, str] | None:

@@ -14,6 +14,7 @@ from edgeback_blocks.ids import ChunkDigest, PoolId, PoolKey
 from edgeback_blocks.manifest import BackupType, Manifest, ManifestHeader, created_ms
 from edgeback_blocks.pool_client import PoolClient
 from edgeback_blocks.pool_wire import PoolKind
+from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
 from edgeback_dedup.app import RunningNode, serve
 from edgeback_dedup.settings import DedupSettings
@@ -36,7 +37,8 @@ class Node:
         return PoolKey(read_pool(self.data_dir / pool)[1])
 
     def client(self, pool: str, *, token: str = TOKEN, attempts: int = 3) -> PoolClient:
-        return PoolClient(self.url, token, pool, attempts=attempts, backoff_s=0.01)
+        policy = RetryPolicy(retries=attempts - 1, base_delay=0.01)
+        return PoolClient(self.url, token, pool, retry=policy)
 
 
 @asynccontextmanager
