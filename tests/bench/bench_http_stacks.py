@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aiohttp
-from tests.support.node_process import node_process
+from tests.support.processes import node_process_async
 from tests.support.storage_node import TOKEN
 
 from edgeback_blocks.chunk import CHUNK_SIZE, ChunkEncoder, Compression, chunk_digest
@@ -126,7 +126,7 @@ async def measure_uploads(args: argparse.Namespace, workdir: Path) -> list[dict[
     for index in range(len(order)):
         create_pool(data_dir, f"p{index}", PoolKind.DEDUP)
     results: list[dict[str, object]] = []
-    async with node_process(data_dir, workdir / "node.log") as node:
+    async with node_process_async(data_dir, log_path=workdir / "node.log") as node:
         for index, name in enumerate(order):
             pool = f"p{index}"
             batch = records(node.key(pool), args.chunks)
