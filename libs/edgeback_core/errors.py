@@ -324,6 +324,18 @@ class InvalidTemplateError(InvalidInputError):
     code = "invalid_template"
 
 
+class InvalidScheduleError(InvalidInputError):
+    """A schedule is malformed or out of range; ``details`` hold ``field`` and ``reason``."""
+
+    code = "invalid_schedule"
+
+
+class UnknownTimeZoneError(InvalidScheduleError):
+    """The schedule's ``tz`` is not an IANA time zone known to this host."""
+
+    code = "unknown_time_zone"
+
+
 class UnknownReferenceError(InvalidInputError):
     """The request names a resource that does not exist (a dangling reference)."""
 
