@@ -4,11 +4,12 @@ One :class:`PoolClient` per pool, opened as an async context manager; it keeps a
 of keep-alive connections (:mod:`edgeback_blocks.http_connections`: ``http.client`` in
 threads of its own) sized for the many requests the pipelines keep in flight. A chunk
 record may be uploaded as several buffers (header, payload), sent without joining
-them. Errors come out as ours: a problem body's ``code`` maps back to its
+them. Errors come out as ours: a problem body is rebuilt as its
 ``EdgebackError`` class (``pool_full``, ``digest_mismatch``, ``not_found``...),
 connection failures and 5xx answers to :class:`UnavailableError`, timeouts to
 :class:`DeadlineExceededError`. Every call of this API is idempotent, so transient
-failures are retried a few times inside the call with a short backoff.
+failures are retried inside the call under the shared
+:class:`~edgeback_core.retry.RetryPolicy` (by default twice, within half a second).
 
 Downloaded chunk records are checked against the digest they were asked for (header
 only); the caller decodes them with its ``ChunkDecoder``, which checks the data.
@@ -16,10 +17,9 @@ only); the caller decodes them with its ``ChunkDecoder``, which checks the data.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 import msgspec
 
@@ -33,10 +33,10 @@ from edgeback_core.errors import (
     EdgebackError,
     NotFoundError,
     PermanentError,
-    TransientError,
     UnauthenticatedError,
     UnavailableError,
 )
+from edgeback_core.retry import RetryPolicy, retrying
 
 if TYPE_CHECKING:
     from edgeback_blocks.pipeline.target import ChunkRecord
@@ -44,10 +44,13 @@ if TYPE_CHECKING:
 MISSING_BATCH: Final = 4096
 """Digests per ``missing`` request (the node's limit)."""
 OCTETS: Final = {"Content-Type": "application/octet-stream"}
+DEFAULT_RETRY: Final = RetryPolicy(retries=2, base_delay=0.1, multiplier=4.0)
+"""Three attempts within half a second: a dropped connection, not a node restart."""
 
 _status_decoder: Final = msgspec.json.Decoder(PoolStatus)
 _statuses_decoder: Final = msgspec.json.Decoder(list[PoolStatus])
 _manifests_decoder: Final = msgspec.json.Decoder(list[ManifestItem])
+_problem_decoder: Final = msgspec.json.Decoder(errors.ErrorBody)
 
 
 class PoolClient:
@@ -61,8 +64,7 @@ class PoolClient:
         *,
         connections: int = 16,
         timeout_s: float = 120.0,
-        attempts: int = 3,
-        backoff_s: float = 0.1,
+        retry: RetryPolicy = DEFAULT_RETRY,
         ca_file: str | None = None,
     ) -> None:
         """``ca_file``: PEM file of the CA(s) an https node's certificate must chain to
@@ -72,8 +74,7 @@ class PoolClient:
         )
         self._pool_path = f"/v1/pools/{pool}"
         self._auth = f"Bearer {token}"
-        self._attempts = max(1, attempts)
-        self._backoff_s = backoff_s
+        self._retry = retry
         self.pool = pool
 
     async def __aenter__(self) -> Self:
@@ -194,19 +195,16 @@ class PoolClient:
     ) -> tuple[int, bytes]:
         """One idempotent request, retried on transient failures; (status, body)."""
         sent = {"Authorization": self._auth, **(headers or {})}
-        for attempt in range(1, self._attempts + 1):
-            try:
-                status, answer = await self._http.request(
-                    method, path, query=query, body=body, headers=sent
-                )
-                if status >= 400:
-                    raise error_from_problem(status, answer)
-                return status, answer
-            except TransientError:
-                if attempt == self._attempts:
-                    raise
-            await asyncio.sleep(self._backoff_s * 4 ** (attempt - 1))
-        raise AssertionError("unreachable")
+
+        async def attempt() -> tuple[int, bytes]:
+            status, answer = await self._http.request(
+                method, path, query=query, body=body, headers=sent
+            )
+            if status >= 400:
+                raise error_from_problem(status, answer)
+            return status, answer
+
+        return await retrying(attempt, self._retry)
 
 
 def _version(version: str | None) -> dict[str, str] | None:
@@ -214,21 +212,18 @@ def _version(version: str | None) -> dict[str, str] | None:
 
 
 def error_from_problem(status: int, body: bytes) -> EdgebackError:
-    """Our error for a failed answer: its problem ``code`` if known, else by HTTP status."""
+    """Our error for a failed answer: the one its problem body describes, else by HTTP status
+    (a proxy's page, or a code of the node's HTTP layer such as ``http_405``)."""
     try:
-        problem = msgspec.json.decode(body, type=dict[str, Any])
+        problem: errors.ErrorBody | None = _problem_decoder.decode(body)
     except msgspec.DecodeError:
-        problem = {}
-    message = str(problem.get("message") or f"storage node answered HTTP {status}")
-    details = problem.get("details")
-    details = details if isinstance(details, dict) else {}
-    cls = _classes_by_code().get(str(problem.get("code")))
-    if cls is None:
-        cls = _class_by_status(status)
-    try:
-        return cls(message, **details)
-    except TypeError:
-        return cls(message)
+        problem = None
+    if problem is not None and (problem.code in errors.registered() or problem.kinds):
+        return errors.error_of(problem)
+    fallback = f"storage node answered HTTP {status}"
+    if problem is None:
+        return _class_by_status(status)(fallback)
+    return _class_by_status(status)(problem.message or fallback, **problem.details)
 
 
 def _class_by_status(status: int) -> type[EdgebackError]:
@@ -239,16 +234,3 @@ def _class_by_status(status: int) -> type[EdgebackError]:
     if status == 404:
         return NotFoundError
     return PermanentError
-
-
-_codes: dict[str, type[EdgebackError]] = {}
-
-
-def _classes_by_code() -> dict[str, type[EdgebackError]]:
-    if not _codes:
-        pending = [errors.EdgebackError]
-        while pending:
-            cls = pending.pop()
-            _codes.setdefault(cls.code, cls)
-            pending.extend(cls.__subclasses__())
-    return _codes

@@ -1,7 +1,7 @@
 """Wire schemas of the storage node's data API (``/v1``), shared by the node and its client.
 
 JSON bodies only; chunks, manifests and digest lists travel as raw bytes. Problem
-bodies of failed requests are ``EdgebackError.to_dict()``. New fields get defaults.
+bodies of failed requests are ``edgeback_core.errors.ErrorBody``. New fields get defaults.
 """
 
 from __future__ import annotations

@@ -1,15 +1,29 @@
-"""The error taxonomy shared by every service.
+"""The error taxonomy shared by every service, and its one code registry.
 
 Every error carries a stable snake_case ``code`` (shown in API problem bodies and in
 failure events) and a ``retryable`` flag that the bus consumer wrapper uses to decide
 between retrying a message and dead-lettering it. Adapters translate driver errors into
 these at the boundary (``raise X from exc``) so that no caller sees a driver exception.
+
+A class that declares a ``code`` registers it: codes are unique (a second class under a
+taken code fails at import) and registered classes live here and keep the root
+constructor shape ``(message, **details)``, so any process can rebuild any error it receives,
+whoever raised it. :class:`ErrorBody` is the one wire form (RPC error replies, the
+storage node's problem bodies): :func:`body_of` encodes, :func:`error_of` decodes. A
+subclass elsewhere that keeps its parent's code (``SignatureError``) is a local
+refinement and travels as its parent.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
+
+import msgspec
+
+_registry: dict[str, type[EdgebackError]] = {}
 
 
 class EdgebackError(Exception):
@@ -23,9 +37,107 @@ class EdgebackError(Exception):
         self.message = message
         self.details: Mapping[str, Any] = details
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            _register(cls)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe view for problem bodies and failure events."""
-        return {"code": self.code, "message": self.message, "details": dict(self.details)}
+        return msgspec.structs.asdict(body_of(self))
+
+
+def _register(cls: type[EdgebackError]) -> None:
+    taken = _registry.get(cls.code)
+    if taken is not None and (taken.__module__, taken.__qualname__) != (
+        cls.__module__,
+        cls.__qualname__,
+    ):
+        raise TypeError(
+            f"error code {cls.code!r} of {cls.__qualname__} is taken by {taken.__qualname__}"
+        )
+    if cls.__module__ != __name__:
+        raise TypeError(
+            f"{cls.__qualname__} declares code {cls.code!r} outside {__name__}: "
+            "callers that never import its module could not decode it"
+        )
+    if not _rebuildable(cls):
+        raise TypeError(f"{cls.__qualname__} must be constructible as (message, **details)")
+    _registry[cls.code] = cls
+
+
+def _rebuildable(cls: type[EdgebackError]) -> bool:
+    """Whether ``cls(message, **details)`` can rebuild a received error: one positional
+    parameter, ``**details``, and any other parameter keyword-only with a default (its
+    value must then be kept in ``details``, as ``DeferredError`` keeps ``delay_s``)."""
+    params = list(inspect.signature(cls).parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    rest = params[1:-1]
+    return (
+        len(params) >= 2
+        and params[0].kind in positional
+        and params[-1].kind is inspect.Parameter.VAR_KEYWORD
+        and all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty for p in rest)
+    )
+
+
+_register(EdgebackError)
+
+
+def registered() -> Mapping[str, type[EdgebackError]]:
+    """Every error class by its code (read-only)."""
+    return MappingProxyType(_registry)
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The wire form of an error. New fields get defaults."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+    retryable: bool = False
+    kinds: tuple[str, ...] = ()
+    """Codes of the error's ancestors, nearest first: a receiver that does not know
+    ``code`` (a newer sender) rebuilds the nearest one it knows."""
+
+
+def body_of(error: BaseException) -> ErrorBody:
+    """The wire form of ``error``; anything but ours is a bug and travels as internal_error."""
+    if not isinstance(error, EdgebackError):
+        error = EdgebackError(f"{type(error).__name__}: {error}")
+    mro = type(error).__mro__
+    kinds = [c.code for c in mro if issubclass(c, EdgebackError) and "code" in c.__dict__]
+    return ErrorBody(
+        code=error.code,
+        message=error.message,
+        details={str(k): _plain(v) for k, v in error.details.items()},
+        retryable=error.retryable,
+        kinds=tuple(k for k in dict.fromkeys(kinds) if k != error.code),
+    )
+
+
+def error_of(body: ErrorBody) -> EdgebackError:
+    """The error ``body`` describes: its class if the code is known, else the nearest
+    known ancestor with the same ``retryable`` (the root, or :class:`TransientError`,
+    when none is), with the unknown code kept in ``details["remote_code"]``."""
+    cls = _registry.get(body.code)
+    if cls is not None:
+        return cls(body.message, **body.details)
+    known = (_registry[k] for k in body.kinds if k in _registry)
+    fallback = TransientError if body.retryable else EdgebackError
+    cls = next((c for c in known if c.retryable == body.retryable), fallback)
+    return cls(body.message, **{**body.details, "remote_code": body.code})
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-native data (what a receiver decodes is what was sent)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
 
 
 class ConfigError(EdgebackError):
@@ -119,6 +231,12 @@ class DigestMismatchError(IntegrityError):
 
 class ShortReadError(IntegrityError):
     code = "short_read"
+
+
+class DiffMismatchError(IntegrityError):
+    """Chunks a snapshot diff called unchanged differ from the parent manifest."""
+
+    code = "diff_mismatch"
 
 
 class PlatformAuthError(PermanentError):
@@ -228,6 +346,18 @@ class InvalidTemplateError(InvalidInputError):
     """An RBD name template is malformed (placeholder missing, repeated or unknown)."""
 
     code = "invalid_template"
+
+
+class InvalidScheduleError(InvalidInputError):
+    """A schedule is malformed or out of range; ``details`` hold ``field`` and ``reason``."""
+
+    code = "invalid_schedule"
+
+
+class UnknownTimeZoneError(InvalidScheduleError):
+    """The schedule's ``tz`` is not an IANA time zone known to this host."""
+
+    code = "unknown_time_zone"
 
 
 class UnknownReferenceError(InvalidInputError):

@@ -1,7 +1,8 @@
 """aiohttp client of the edge-cloud API: the production :class:`CloudPlatform` adapter.
 
-Every request is signed (``signing.py``) and retried with capped exponential backoff
-and full jitter on transient failures (connection errors, timeouts, 429, 5xx). POSTs
+Every request is signed (``signing.py``) and retried under the shared
+:class:`~edgeback_core.retry.RetryPolicy` (capped exponential backoff, full jitter) on
+transient failures (connection errors, timeouts, 429, 5xx). POSTs
 carry an ``Idempotency-Key`` that stays the same across retries, so a retried snapshot
 request never makes two snapshots. HTTP and aiohttp failures become edgeback errors
 here and nowhere else. The Secret Key is kept in a :class:`Secret` and never logged.
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ssl import SSLContext, create_default_context
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import aiohttp
 import msgspec
@@ -33,6 +34,7 @@ from edgeback_core.errors import (
     PlatformUnreachableError,
     UnavailableError,
 )
+from edgeback_core.retry import RetryPolicy, retrying
 from edgeback_core.settings import Secret
 from edgeback_platform import signing
 from edgeback_platform.models import (
@@ -83,17 +85,8 @@ class PlatformEndpoint:
         return create_default_context(cafile=self.ca_file)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """``retries`` more attempts after the first; delays double from ``base_delay``."""
-
-    retries: int = 15
-    base_delay: float = 0.5
-    max_delay: float = 10.0
-
-    def delay(self, attempt: int, jitter: float) -> float:
-        """Full jitter: a uniform share (``jitter`` in [0, 1)) of the capped exponential."""
-        return jitter * min(self.max_delay, self.base_delay * 2.0**attempt)
+DEFAULT_RETRY: Final = RetryPolicy(retries=15, base_delay=0.5, max_delay=10.0)
+"""Sixteen attempts over about a minute and a half: a platform restart is survived."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,7 +112,7 @@ class EdgeCloudClient:
     """
 
     endpoint: PlatformEndpoint
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = DEFAULT_RETRY
     timeouts: Timeouts = Timeouts()
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -200,22 +193,23 @@ class EdgeCloudClient:
 
     async def _send(self, call: _Call) -> bytes:
         """One logical request: attempts until success, a permanent error or retries run out."""
-        for attempt in range(self.retry.retries + 1):
-            try:
-                return await self._attempt(call)
-            except EdgebackError as exc:
-                if not exc.retryable or attempt >= self.retry.retries:
-                    raise
-                delay = self.retry.delay(attempt, self.jitter())
-                _log.warning(
-                    "platform.retry",
-                    path=call.path,
-                    attempt=attempt + 1,
-                    delay_s=round(delay, 3),
-                    error_code=exc.code,
-                )
-                await self.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def note(attempts: int, delay: float, exc: EdgebackError) -> None:
+            _log.warning(
+                "platform.retry",
+                path=call.path,
+                attempt=attempts,
+                delay_s=round(delay, 3),
+                error_code=exc.code,
+            )
+
+        return await retrying(
+            lambda: self._attempt(call),
+            self.retry,
+            sleep=self.sleep,
+            jitter=self.jitter,
+            on_retry=note,
+        )
 
     async def _attempt(self, call: _Call) -> bytes:
         if self._session is None:

@@ -13,6 +13,7 @@ from edgeback_core.bus.port import Envelope
 from edgeback_core.errors import (
     DeadlineExceededError,
     DeferredError,
+    DiffMismatchError,
     EdgebackError,
     NotFoundError,
     UnavailableError,
@@ -230,6 +231,8 @@ async def pong(ping: Ping) -> Pong:
         raise NotFoundError("no such thing")
     if ping.nonce == "bug":
         raise ValueError("oops")
+    if ping.nonce == "diverged":
+        raise DiffMismatchError("diff missed a change", chunks=[3, 7], image="vm1-disk0")
     if ping.nonce == "slow":
         await asyncio.sleep(5)
     return Pong(service="test", nonce=ping.nonce)
@@ -246,6 +249,9 @@ async def test_rpc_round_trip_and_error_mapping(world) -> None:
             await client.call("health.ping", Ping(nonce="bug"), Pong, timeout=5)
         assert type(bug.value) is EdgebackError
         assert bug.value.code == "internal_error"
+        with pytest.raises(DiffMismatchError, match="diff missed a change") as diverged:
+            await client.call("health.ping", Ping(nonce="diverged"), Pong, timeout=5)
+        assert diverged.value.details == {"chunks": [3, 7], "image": "vm1-disk0"}
 
 
 async def test_rpc_timeout_and_missing_server(world) -> None:

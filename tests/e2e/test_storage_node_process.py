@@ -14,6 +14,7 @@ from tests.support.processes import free_port, node_process
 from tests.support.storage_node import TOKEN, make_pools, random_chunk
 
 from edgeback_blocks.pool_client import PoolClient
+from edgeback_core.retry import RetryPolicy
 
 
 def broker_nowhere() -> str:
@@ -33,7 +34,7 @@ async def test_the_node_serves_health_and_chunks_without_a_broker(
         assert health["status"] == "ok"
         assert health["checks"] == {"data_dir": True}  # no bus check: the node has no bus
         digest, record, _ = random_chunk(node.key("dd"))
-        async with PoolClient(node.url, TOKEN, "dd", attempts=1) as client:
+        async with PoolClient(node.url, TOKEN, "dd", retry=RetryPolicy(retries=0)) as client:
             assert await client.put_chunk(digest, record) is True
             assert await client.get_chunk(digest) == record
         assert node.service.terminate(30) == 0

@@ -25,13 +25,13 @@ from edgeback_blocks.pipeline import (
     BackupOptions,
     BackupResult,
     DedupMode,
-    DiffMismatchError,
     DiffMismatchPolicy,
     RestoreOptions,
     backup_disk,
     restore_disk,
 )
 from edgeback_blocks.rbd import RbdPool
+from edgeback_core.errors import DiffMismatchError
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hypothesis import given
-from hypothesis import strategies as st
 from tests.support.emulator.app import make_app
 from tests.support.emulator.runtime import Emulator
 from tests.support.emulator.seed import SeedPlan, build
@@ -37,8 +35,9 @@ from edgeback_core.errors import (
     PlatformUnreachableError,
     UnavailableError,
 )
+from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
-from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint, RetryPolicy
+from edgeback_platform.client import DEFAULT_RETRY, EdgeCloudClient, PlatformEndpoint
 from edgeback_platform.models import HostId, VmId
 
 AK, SK = "AK-unit", "sk-unit-very-secret"
@@ -322,11 +321,5 @@ async def test_tls_verifies_the_platform_certificate(tmp_path: Path) -> None:
         await server.close()
 
 
-@given(st.integers(0, 60), st.floats(0, 1, exclude_max=True))
-def test_backoff_is_bounded(attempt: int, jitter: float) -> None:
-    policy = RetryPolicy(base_delay=0.5, max_delay=10.0)
-    assert 0.0 <= policy.delay(attempt, jitter) <= 10.0
-
-
 def test_default_retry_count_is_fifteen() -> None:
-    assert RetryPolicy().retries == 15
+    assert DEFAULT_RETRY.retries == 15

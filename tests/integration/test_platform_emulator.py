@@ -18,8 +18,9 @@ from tests.support.emulator_process import emulator_process
 from tests.support.processes import free_port
 
 from edgeback_core.errors import ConflictError, NotFoundError, PlatformAuthError, UnavailableError
+from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
-from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint, RetryPolicy
+from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
 from edgeback_platform.models import Vm
 
 CHUNK = 4 << 20

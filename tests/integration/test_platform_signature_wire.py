@@ -13,8 +13,9 @@ from aiohttp.test_utils import TestServer
 from tests.unit.test_platform_signature_vectors import SECRET, VECTORS
 
 from edgeback_core.errors import InvalidInputError
+from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
-from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint, RetryPolicy
+from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
 from edgeback_platform.models import HostId, VmId
 
 ACCESS_KEY = "AK-vec"

@@ -20,6 +20,7 @@ from edgeback_blocks.chunk import ChunkEncoder, Compression, chunk_digest
 from edgeback_blocks.ids import ChunkDigest, PoolKey
 from edgeback_blocks.pool_client import PoolClient
 from edgeback_core.errors import DeadlineExceededError, UnavailableError
+from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
 from edgeback_dedup.app import RunningNode, serve
 from edgeback_dedup.settings import DedupSettings
@@ -28,6 +29,7 @@ from edgeback_pools.pool_meta import read_pool
 
 MIB = 1024 * 1024
 TIME_WAIT = "06"
+NO_RETRY = RetryPolicy(retries=0)
 
 
 @asynccontextmanager
@@ -114,7 +116,7 @@ async def test_a_connection_the_node_closed_while_idle_is_replaced_transparently
     port = free_port()
     # one connection, no retries by the client: only the replacement can save a call
     async with PoolClient(
-        f"http://127.0.0.1:{port}", TOKEN, "dd", connections=1, attempts=1
+        f"http://127.0.0.1:{port}", TOKEN, "dd", connections=1, retry=NO_RETRY
     ) as client:
         async with node_on(tmp_path, port):
             await client.status()  # leaves the connection idle in the pool
@@ -132,7 +134,7 @@ async def test_a_cancelled_upload_leaves_the_client_usable(tmp_path: Path) -> No
     later, later_record = parts_of(key, os.urandom(MIB), Compression.NONE)
     async with (
         node_process_async(tmp_path, log_path=tmp_path / "node.log") as node,
-        PoolClient(node.url, TOKEN, "dd", connections=1, attempts=1, timeout_s=30) as client,
+        PoolClient(node.url, TOKEN, "dd", connections=1, retry=NO_RETRY, timeout_s=30) as client,
     ):
         await client.status()
         node.freeze()
@@ -170,7 +172,9 @@ async def test_a_request_cancelled_while_the_node_hangs_does_not_hold_its_thread
 async def test_an_unreachable_node_is_unavailable_at_once() -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there any more
     started = time.monotonic()
-    async with PoolClient(url, TOKEN, "dd", attempts=2, backoff_s=0.01) as client:
+    async with PoolClient(
+        url, TOKEN, "dd", retry=RetryPolicy(retries=1, base_delay=0.01)
+    ) as client:
         with pytest.raises(UnavailableError) as failed:
             await client.status()
     assert time.monotonic() - started < 2
@@ -181,7 +185,7 @@ async def test_a_node_that_stops_answering_is_a_deadline_exceeded(tmp_path: Path
     make_pools(tmp_path)
     async with (
         node_process_async(tmp_path, log_path=tmp_path / "node.log") as node,
-        PoolClient(node.url, TOKEN, "dd", attempts=2, timeout_s=0.3) as client,
+        PoolClient(node.url, TOKEN, "dd", retry=RetryPolicy(retries=1), timeout_s=0.3) as client,
     ):
         await client.status()
         node.freeze()

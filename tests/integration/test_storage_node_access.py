@@ -23,6 +23,7 @@ from tests.support.tls import make_tls
 from edgeback_blocks.pool_client import PoolClient
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_core.errors import PermissionDeniedError, PoolFullError, UnavailableError
+from edgeback_core.retry import RetryPolicy
 
 
 @pytest.fixture
@@ -142,7 +143,9 @@ async def test_https_node_serves_clients_that_trust_its_ca_only(tmp_path: Path) 
         async with node.client("dd", token=scoped_token("host-dd")) as trusting:
             assert await trusting.put_chunk(digest, record) is True
             assert await trusting.get_chunk(digest) == record
-        untrusting = PoolClient(node.url, scoped_token("host-dd"), "dd", attempts=1)  # no CA
+        untrusting = PoolClient(
+            node.url, scoped_token("host-dd"), "dd", retry=RetryPolicy(retries=0)
+        )  # no CA
         async with untrusting:
             with pytest.raises(UnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
                 await untrusting.status()

@@ -17,6 +17,7 @@ from tests.support.storage_node import (
 
 from edgeback_blocks.pool_client import PoolClient
 from edgeback_core.errors import QuarantinedError
+from edgeback_core.retry import RetryPolicy
 
 
 async def _store_two_manifests(data_dir: Path) -> bytes:
@@ -70,7 +71,7 @@ async def test_a_pool_with_a_wrong_key_is_quarantined_and_left_untouched(tmp_pat
     make_pools(tmp_path)
     (tmp_path / "std" / "pool.key").write_bytes(b"wrong length")
     async with running_node(tmp_path) as node:
-        async with PoolClient(node.url, TOKEN, "std", attempts=1) as std:
+        async with PoolClient(node.url, TOKEN, "std", retry=RetryPolicy(retries=0)) as std:
             with pytest.raises(QuarantinedError) as refused:
                 await std.list_manifests()
         assert refused.value.details["reason_code"] == "integrity_error"

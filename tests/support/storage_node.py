@@ -20,6 +20,7 @@ from edgeback_blocks.keys import ManifestKey
 from edgeback_blocks.manifest import BackupType, Manifest, ManifestHeader, created_ms
 from edgeback_blocks.pool_client import PoolClient
 from edgeback_blocks.pool_wire import PoolKind
+from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
 from edgeback_dedup.app import RunningNode, serve
 from edgeback_dedup.settings import DedupSettings
@@ -66,7 +67,8 @@ class Node:
 
     def client(self, pool: str, *, token: str = TOKEN, attempts: int = 3) -> PoolClient:
         ca_file = None if self.ca_file is None else str(self.ca_file)
-        return PoolClient(self.url, token, pool, attempts=attempts, backoff_s=0.01, ca_file=ca_file)
+        policy = RetryPolicy(retries=attempts - 1, base_delay=0.01)
+        return PoolClient(self.url, token, pool, retry=policy, ca_file=ca_file)
 
 
 @asynccontextmanager

@@ -1,4 +1,4 @@
-"""The consumer wrapper's decision table and the RPC error transport."""
+"""The consumer wrapper's decision table."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from edgeback_core import errors
 from edgeback_core.bus.consumer import Outcome, decide
-from edgeback_core.bus.rpc import error_of, error_registry, failure_of
 from edgeback_core.bus.topology import QueueSpec
 
 SPEC = QueueSpec(name="s.q", exchange="events", bindings=("#",), retry_delays=(1, 5), max_retries=3)
@@ -67,24 +66,6 @@ def test_undecodable_body_dead_letters() -> None:
 def test_cancelled_is_not_an_exception_the_wrapper_sees() -> None:
     # CancelledError is a BaseException: the wrapper's `except Exception` cannot swallow it
     assert not issubclass(asyncio.CancelledError, Exception)
-
-
-@pytest.mark.parametrize("cls", [error_registry()[code] for code in sorted(error_registry())])
-def test_every_error_round_trips_by_code(cls: type[errors.EdgebackError]) -> None:
-    back = error_of(failure_of(cls("boom")))
-    assert type(back) is cls
-    assert (back.code, back.message) == (cls.code, "boom")
-
-
-def test_bug_and_unknown_code_become_internal_error() -> None:
-    bug = error_of(failure_of(ValueError("oops")))
-    assert type(bug) is errors.EdgebackError
-    assert "ValueError: oops" in bug.message
-    unknown = error_of(
-        failure_of(errors.NotFoundError("x")).__class__(code="new_code", message="m")
-    )
-    assert type(unknown) is errors.EdgebackError
-    assert unknown.details["remote_code"] == "new_code"
 
 
 @given(st.floats(0, 100, allow_nan=False), st.integers(0, 50))

@@ -9,25 +9,13 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.fake_time import FakeTime
 
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_blocks.pipeline import Progress, ProgressMeter, TokenBucket
 from edgeback_blocks.pipeline.restore import zero_runs
 from edgeback_blocks.pipeline.sampling import sample_unchanged
 from edgeback_core.errors import InvalidInputError
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 async def test_token_bucket_spends_its_burst_then_holds_the_rate() -> None:

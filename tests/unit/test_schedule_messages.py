@@ -10,15 +10,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from edgeback_core.errors import InvalidInputError
+from edgeback_core.errors import InvalidInputError, InvalidScheduleError, UnknownTimeZoneError
 from edgeback_core.messages.schedule import (
     Daily,
     Hourly,
-    InvalidScheduleError,
     Monthly,
     MonthWeekdays,
     Once,
-    UnknownTimeZoneError,
     Weekly,
     decode_schedule,
     schedule_from_builtins,

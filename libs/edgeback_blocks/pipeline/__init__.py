@@ -13,7 +13,6 @@ from edgeback_blocks.pipeline.backup import (
     DiffMismatchPolicy,
     backup_disk,
 )
-from edgeback_blocks.pipeline.errors import DiffMismatchError
 from edgeback_blocks.pipeline.progress import Progress, ProgressCallback, ProgressMeter
 from edgeback_blocks.pipeline.restore import RestoreOptions, restore_disk
 from edgeback_blocks.pipeline.stages import DedupMode
@@ -32,7 +31,6 @@ __all__ = [
     "ChunkSource",
     "ChunkTarget",
     "DedupMode",
-    "DiffMismatchError",
     "DiffMismatchPolicy",
     "NoThrottle",
     "Progress",

@@ -29,14 +29,13 @@ from edgeback_blocks.ids import PoolKey
 from edgeback_blocks.keys import ManifestKey, SealKey
 from edgeback_blocks.manifest import Manifest, ManifestBuilder, ManifestHeader
 from edgeback_blocks.pipeline import cpu
-from edgeback_blocks.pipeline.errors import DiffMismatchError
 from edgeback_blocks.pipeline.progress import ProgressCallback, ProgressMeter
 from edgeback_blocks.pipeline.sampling import DEFAULT_CAP, DEFAULT_FRACTION, sample_unchanged
 from edgeback_blocks.pipeline.stages import BackupStages, DedupMode, StageLimits
 from edgeback_blocks.pipeline.stats import BackupCounters, BackupStats
 from edgeback_blocks.pipeline.target import CheckpointSink, ChunkTarget
 from edgeback_blocks.pipeline.throttle import UNLIMITED, Throttle
-from edgeback_core.errors import EdgebackError, InvalidInputError
+from edgeback_core.errors import DiffMismatchError, EdgebackError, InvalidInputError
 
 log = structlog.get_logger(__name__)
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from edgeback_core.errors import InvalidInputError
+from edgeback_core.errors import InvalidScheduleError, UnknownTimeZoneError
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WeekOfMonth = Literal["first", "second", "third", "fourth", "last"]
@@ -36,18 +36,6 @@ HOURS_RANGE = (1, 23)
 MINUTES_RANGE = (1, 1439)
 DAYS_RANGE = (1, 365)
 WEEKS_RANGE = (1, 52)
-
-
-class InvalidScheduleError(InvalidInputError):
-    """A schedule is malformed or out of range; ``details`` hold ``field`` and ``reason``."""
-
-    code = "invalid_schedule"
-
-
-class UnknownTimeZoneError(InvalidScheduleError):
-    """The schedule's ``tz`` is not an IANA time zone known to this host."""
-
-    code = "unknown_time_zone"
 
 
 def _fail(field: str, reason: str, message: str, **details: Any) -> InvalidScheduleError:

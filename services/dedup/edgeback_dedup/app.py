@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from msgspec.structs import asdict
 
 from edgeback_core.errors import (
     BodyIncompleteError,
     BodyTimeoutError,
     ConfigError,
     EdgebackError,
+    ErrorBody,
     IntegrityError,
     OverloadedError,
     PoolFullError,
@@ -87,8 +89,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        body = {"code": f"http_{exc.status}", "message": exc.reason, "details": {}}
-        return web.json_response(body, status=exc.status, headers=_allow(exc))
+        body = ErrorBody(code=f"http_{exc.status}", message=exc.reason)
+        return web.json_response(asdict(body), status=exc.status, headers=_allow(exc))
 
 
 def _headers(exc: EdgebackError, status: int) -> dict[str, str] | None:

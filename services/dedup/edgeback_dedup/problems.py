@@ -1,7 +1,7 @@
 """HTTP status and JSON problem body of each of our errors. Pure.
 
-Problem bodies are ``{"code", "message", "details"}`` (``EdgebackError.to_dict``);
-clients map ``code`` back to the error class, so the status is for humans and proxies.
+Problem bodies are ``edgeback_core.errors.ErrorBody`` (``EdgebackError.to_dict``);
+clients rebuild the error class from it, so the status is for humans and proxies.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ from edgeback_core.errors import (
     PlatformUnreachableError,
 )
 from edgeback_core.messages import worker as w
+from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
-from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint, RetryPolicy, Timeouts
+from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint, Timeouts
 from edgeback_platform.models import HostId
 from edgeback_worker.inventory import inventory_of
 
