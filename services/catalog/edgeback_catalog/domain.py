@@ -17,6 +17,7 @@ from typing import NewType
 from edgeback_catalog.runstate import RunState
 from edgeback_catalog.templates import RbdTemplates
 from edgeback_core.errors import PermissionDeniedError
+from edgeback_core.messages.jobs import JobSpec
 
 PlatformId = NewType("PlatformId", str)
 StorageId = NewType("StorageId", str)
@@ -150,6 +151,31 @@ class Run:
     created_at: datetime
     updated_at: datetime
     history: tuple[RunTransition, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A saved backup job. ``spec`` is the user's definition (the versioned wire value,
+    kept whole so that what was saved reads back exactly); ``revision`` grows with each
+    edit of it, ``active_runs`` lists the runs started and not yet ended."""
+
+    id: JobId
+    revision: int
+    enabled: bool
+    spec: JobSpec
+    groups: frozenset[GroupName]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    active_runs: tuple[RunId, ...] = ()
+
+    @property
+    def host_id(self) -> HostId:
+        return HostId(self.spec.target.host_id)
+
+    @property
+    def platform_ids(self) -> list[PlatformId]:
+        return sorted({PlatformId(sel.platform_id) for sel in self.spec.content.vms})
 
 
 def utc_now() -> datetime:

@@ -84,6 +84,7 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.POOLS, "name", unique=True),
     _ix(Coll.JOBS, "name", unique=True),
     _ix(Coll.JOBS, "platform_ids"),
+    _ix(Coll.JOBS, "host_id", "name"),
     _ix(Coll.RUNS, "job_id", "-created_at"),
     _ix(Coll.RUNS, "state"),
     _ix(Coll.RUN_EVENTS, "run_id", "seq", unique=True),

@@ -9,6 +9,7 @@ from edgeback_catalog.access import AuditLog
 from edgeback_catalog.documents import stored_clock
 from edgeback_catalog.domain import Clock, utc_now
 from edgeback_catalog.hosts import BackupHosts
+from edgeback_catalog.jobs import Jobs
 from edgeback_catalog.mongo import CatalogDb
 from edgeback_catalog.platforms import Platforms
 from edgeback_catalog.probes import ResourceProbe
@@ -27,6 +28,7 @@ class Catalog:
     storages: CephStorages
     users: Users
     runs: Runs
+    jobs: Jobs
 
     @classmethod
     def build(
@@ -53,4 +55,5 @@ class Catalog:
             storages=CephStorages(db, audit, hosts, clock, probe=probe),
             users=Users(db, audit, clock),
             runs=Runs(db, audit, clock),
+            jobs=Jobs(db, audit, hosts, clock),
         )
