@@ -56,6 +56,8 @@ class Coll(enum.StrEnum):
     GROUPS = "groups"
     TOKENS = "tokens"
     AUDIT_LOG = "audit_log"
+    LEASES = "leases"
+    VM_TASKS = "vm_tasks"
     SCHEMA = "schema"
 
 
@@ -98,6 +100,10 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.TOKENS, "user"),
     _ix(Coll.AUDIT_LOG, "-at"),
     _ix(Coll.AUDIT_LOG, "resource", "-at"),
+    _ix(Coll.LEASES, "scope", "slot", unique=True),
+    _ix(Coll.LEASES, "scope", "holder"),
+    _ix(Coll.VM_TASKS, "run_id", "vm_id", unique=True),
+    _ix(Coll.BACKUP_SETS, "vm_id", "job_id", "-taken_at"),
 )
 
 
