@@ -16,8 +16,11 @@ from typing import NewType
 
 from edgeback_catalog.runstate import RunState
 from edgeback_catalog.templates import RbdTemplates
+from edgeback_catalog.vmtaskstate import VmTaskState
 from edgeback_core.errors import PermissionDeniedError
-from edgeback_core.messages.jobs import JobSpec
+from edgeback_core.messages.backups import FailedDisk
+from edgeback_core.messages.jobs import JobSpec, PoolRef
+from edgeback_core.messages.runs import DiskStats, VmRef
 
 PlatformId = NewType("PlatformId", str)
 StorageId = NewType("StorageId", str)
@@ -176,6 +179,58 @@ class Job:
     @property
     def platform_ids(self) -> list[PlatformId]:
         return sorted({PlatformId(sel.platform_id) for sel in self.spec.content.vms})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VmTask:
+    """One VM of a run. ``results`` keeps how each finished attempt ended."""
+
+    run_id: RunId
+    job_id: JobId
+    vm: VmRef
+    state: VmTaskState
+    attempt: int
+    code: str = ""
+    message: str = ""
+    worker_id: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    failed_disks: tuple[FailedDisk, ...] = ()
+    results: dict[int, tuple[VmTaskState, str]] = field(default_factory=dict)
+    backup_set_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupSet:
+    """The restore point of one VM made by one run."""
+
+    id: str
+    run_id: RunId
+    job_id: JobId
+    vm: VmRef
+    backup_type: str
+    pool: PoolRef
+    taken_at: datetime
+    base_backup_set_id: str | None
+    complete: bool
+    disk_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskVersion:
+    """One disk of a backup set: its manifest in the pool and what backing it up cost."""
+
+    id: str
+    backup_set_id: str
+    disk_id: str
+    manifest_name: str
+    manifest_version: str
+    size_bytes: int
+    stats: DiskStats
+    snapshot_name: str
+    snapshot_kept: bool
+    committed_at: datetime
 
 
 def utc_now() -> datetime:

@@ -8,6 +8,7 @@ handler runs, so it changes nothing.
 from __future__ import annotations
 
 from edgeback_catalog import wire
+from edgeback_catalog.backuprpc import BackupRpc
 from edgeback_catalog.domain import Actor, HostId, JobId, PlatformId, RunId, StorageId, UserName
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.jobrpc import JobRpc
@@ -259,7 +260,7 @@ class CatalogRpc:
 
 async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     """Serve every catalog RPC and consume heartbeats on ``bus``."""
-    routes = [*rpc.routes(), *JobRpc(rpc.catalog).routes()]
+    routes = [*rpc.routes(), *JobRpc(rpc.catalog).routes(), *BackupRpc(rpc.catalog).routes()]
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in routes]
     handles.append(await bus.consume(heartbeats_queue(), rpc.on_heartbeat, m.HostHeartbeat))
     return handles

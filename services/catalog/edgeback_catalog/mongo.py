@@ -93,6 +93,7 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.BACKUP_SETS, "run_id"),
     _ix(Coll.BACKUP_SETS, "vm_id", "-created_at"),
     _ix(Coll.DISK_VERSIONS, "backup_set_id", "disk_id", unique=True),
+    _ix(Coll.DISK_VERSIONS, "run_id"),
     _ix(Coll.USERS, "name", unique=True),
     _ix(Coll.USERS, "groups"),
     _ix(Coll.GROUPS, "name", unique=True),
