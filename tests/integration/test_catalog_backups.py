@@ -83,6 +83,13 @@ async def test_a_run_from_start_to_its_outcome(world: World) -> None:
     assert started.applied and (started.backup_type, started.pool) == ("incremental", POOL)
     again = await start(world, job_id, "k1")
     assert not again.applied and again.run.id == run_id
+    assert (
+        await world.code_of(
+            b.RUN_START,
+            b.RunStart(actor=ADMIN, job_id=job_id, requested_by="bob", idempotency_key="k2"),
+        )
+        == "job_busy"
+    )
     busy = j.JobDelete(actor=ADMIN, job_id=job_id)
     assert await world.code_of(j.JOB_DELETE, busy) == "job_busy"
     plan = b.VmPlan(actor=SERVICE, run_id=run_id, vms=[vm(1), vm(2), vm(3)])
@@ -121,14 +128,16 @@ async def test_a_run_from_start_to_its_outcome(world: World) -> None:
     assert (
         await world.code_of(b.VM_FINISH, finish(run_id, 3, "skipped", "because")) == "invalid_input"
     )
-    await world.call(b.VM_FINISH, finish(run_id, 3, "skipped", r.SKIP_LOW_FREE_GIB), b.VmTaskReply)
+    await world.call(
+        b.VM_FINISH, finish(run_id, 3, "skipped", r.SKIP_LOW_FREE_SPACE), b.VmTaskReply
+    )
     end = b.RunFinish(actor=SERVICE, run_id=run_id, request_id="end")
     ended = await world.call(b.RUN_FINISH, end, m.RunTransitionReply)
     assert ended.applied and ended.run.state == "partially_succeeded"
     detail = await world.call(b.RUN_DETAIL, b.RunDetailGet(actor=ADMIN, run_id=run_id), b.RunDetail)
     assert [(t.vm.vm_id, t.state, t.code) for t in detail.vms] == [
         ("vm-1", "succeeded", ""), ("vm-2", "failed", "timeout"),
-        ("vm-3", "skipped", r.SKIP_LOW_FREE_GIB),
+        ("vm-3", "skipped", r.SKIP_LOW_FREE_SPACE),
     ]  # fmt: skip
     assert detail.backup_set_ids == [done.task.backup_set_id]
     assert (detail.stats.bytes_read, detail.stats.bytes_new, detail.stats.duration_s) == (
@@ -136,6 +145,10 @@ async def test_a_run_from_start_to_its_outcome(world: World) -> None:
         10,
         3.0,
     )
+    off = j.JobSetEnabled(actor=ADMIN, job_id=job_id, enabled=False)
+    await world.call(j.JOB_SET_ENABLED, off, j.JobInfo)
+    later = b.RunStart(actor=ADMIN, job_id=job_id, requested_by="bob", idempotency_key="k9")
+    assert await world.code_of(b.RUN_START, later) == "job_disabled"
     assert (await world.call(j.JOB_DELETE, busy, m.Done)).ok  # the run ended: deletable
 
 
@@ -157,6 +170,8 @@ async def test_bases_of_incremental_and_cumulative_backups(world: World) -> None
         if run_no < 2:
             done = await world.call(b.VM_FINISH, finish(run_id, 1, "succeeded"), b.VmTaskReply)
             sets.append(done.task.backup_set_id)
+            end = b.RunFinish(actor=SERVICE, run_id=run_id, request_id="end")
+            await world.call(b.RUN_FINISH, end, m.RunTransitionReply)
     # the cumulative one never completed (its VM is still running): not a base
     base = b.BackupSetBaseGet(
         actor=SERVICE, vm_id="vm-1", job_id=job_id, pool=POOL, for_type="incremental"

@@ -17,10 +17,10 @@ from edgeback_catalog.vmtaskstate import (
     run_outcome,
 )
 from edgeback_core.errors import ConflictError, InvalidInputError, InvalidTransitionError
-from edgeback_core.messages.runs import REFUSE_SHELVED, SKIP_LOW_FREE_PERCENT
+from edgeback_core.messages.runs import REFUSE_SHELVED, SKIP_LOW_FREE_SPACE
 
 V = VmTaskState
-CODES = {V.SUCCEEDED: "", V.FAILED: "rbd_io_error", V.SKIPPED: SKIP_LOW_FREE_PERCENT,
+CODES = {V.SUCCEEDED: "", V.FAILED: "rbd_io_error", V.SKIPPED: SKIP_LOW_FREE_SPACE,
          V.REFUSED: REFUSE_SHELVED}  # fmt: skip
 
 
@@ -84,14 +84,14 @@ def test_any_sequence_of_steps_keeps_one_result_per_attempt(
 def test_results_need_the_right_kind_of_code() -> None:
     running = TaskPoint(state=V.RUNNING, attempt=1)
     for outcome, code in [(V.SUCCEEDED, "x"), (V.FAILED, ""), (V.SKIPPED, REFUSE_SHELVED),
-                          (V.REFUSED, SKIP_LOW_FREE_PERCENT), (V.RUNNING, "")]:  # fmt: skip
+                          (V.REFUSED, SKIP_LOW_FREE_SPACE), (V.RUNNING, "")]:  # fmt: skip
         with pytest.raises(InvalidInputError):
             decide_finish(running, 1, outcome, code)
 
 
 def test_skip_and_refuse_may_come_before_the_start_but_success_may_not() -> None:
     pending = TaskPoint(state=V.PENDING, attempt=1)
-    assert decide_finish(pending, 1, V.SKIPPED, SKIP_LOW_FREE_PERCENT)
+    assert decide_finish(pending, 1, V.SKIPPED, SKIP_LOW_FREE_SPACE)
     assert decide_finish(pending, 1, V.REFUSED, REFUSE_SHELVED)
     with pytest.raises(InvalidTransitionError):
         decide_finish(pending, 1, V.SUCCEEDED, "")

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import typing
 from datetime import UTC, datetime
 
+import jsonschema
 import msgspec
+import pytest
+from tests.unit.test_asyncapi import DOC_PATH, payload_validator
 
 from edgeback_core.bus.topology import RUN_EVENT_KEYS, START_RUN, topic_matches
 from edgeback_core.messages import runs as r
 from edgeback_core.messages.base import decoder, encode
+from edgeback_worker.eligibility import Refusal, Skip
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 VM = r.VmRef(platform_id="p", vm_id="v1", name="web", physical_host_id="hv1")
 
 
-def test_every_event_round_trips_through_the_union_with_its_tag_and_version() -> None:
-    events: list[msgspec.Struct] = [
+def all_events() -> list[msgspec.Struct]:
+    return [
         r.RunStarted(
             run_id="r", job_id="j", host_id="h", backup_type="full", vm_count=2,
             requested_by="u", at=AT,
         ),
+        r.RunSkipped(
+            job_id="j", requested_by="u", idempotency_key="k", code="job_busy", at=AT,
+        ),
         r.VmStarted(run_id="r", job_id="j", vm=VM, attempt=1, worker_id="w", at=AT),
         r.RunProgress(run_id="r", job_id="j", bytes_done=1, bytes_total=2, rate_bps=3, at=AT),
         r.VmFinished(run_id="r", job_id="j", vm=VM, attempt=1, outcome="succeeded", at=AT),
-        r.VmSkipped(run_id="r", job_id="j", vm=VM, code=r.SKIP_LOW_FREE_GIB, at=AT),
+        r.VmSkipped(run_id="r", job_id="j", vm=VM, code=r.SKIP_LOW_FREE_SPACE, at=AT),
         r.VmRefused(run_id="r", job_id="j", vm=VM, code=r.REFUSE_SHELVED, at=AT),
         r.RunFinished(run_id="r", job_id="j", outcome="partially_succeeded", at=AT),
         r.BackupSetCreated(
@@ -32,6 +40,10 @@ def test_every_event_round_trips_through_the_union_with_its_tag_and_version() ->
             pool_node_url="http://n", pool_name="p", disk_count=2, taken_at=AT, at=AT,
         ),
     ]  # fmt: skip
+
+
+def test_every_event_round_trips_through_the_union_with_its_tag_and_version() -> None:
+    events = all_events()
     assert {type(e).__name__ for e in events} == {c.__name__ for c in typing.get_args(r.RunEvent)}
     for event in events:
         body = msgspec.json.decode(encode(event))
@@ -66,3 +78,19 @@ def test_reason_codes_are_disjoint_snake_case() -> None:
     codes = r.SKIP_REASONS | r.REFUSE_REASONS
     assert not r.SKIP_REASONS & r.REFUSE_REASONS
     assert all(c.replace("_", "").isalpha() and c.islower() for c in codes)
+
+
+def test_the_workers_eligibility_codes_are_reason_codes_the_catalog_accepts() -> None:
+    assert {c.value for c in Refusal} <= r.REFUSE_REASONS
+    assert {c.value for c in Skip} <= r.SKIP_REASONS
+
+
+def test_every_event_validates_against_the_asyncapi_document() -> None:
+    doc = json.loads(DOC_PATH.read_text())
+    for event in all_events():
+        body = json.loads(encode(event))
+        payload_validator(doc, RUN_EVENT_KEYS[type(event).__name__]).validate(body)
+        with pytest.raises(jsonschema.ValidationError):
+            payload_validator(doc, RUN_EVENT_KEYS[type(event).__name__]).validate(
+                {**body, "run_id": 7, "job_id": 7}
+            )

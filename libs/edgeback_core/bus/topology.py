@@ -158,10 +158,11 @@ def _match(pattern: list[str], words: list[str]) -> bool:
 
 
 # --- backup runs (edgeback_core.messages.runs) ------------------------------------------
-# StartRun goes to whoever plans runs; per-VM tasks go to the job's backup host
-# (``run_routing_key(host_id)``, consumed from ``worker_runs(host_id)``).
+# StartRun goes to the catalog; PlanRun and the per-VM tasks go to the job's backup
+# host (``run_routing_key(host_id)``, consumed from ``worker_runs(host_id)``).
 START_RUN = "run.command.start"
 RUN_STARTED = "run.event.started"
+RUN_SKIPPED = "run.event.skipped"
 RUN_PROGRESS = "run.event.progress"
 RUN_FINISHED = "run.event.finished"
 VM_STARTED = "run.event.vm_started"
@@ -171,6 +172,7 @@ VM_REFUSED = "run.event.vm_refused"
 BACKUP_SET_CREATED = "backup.event.set_created"
 RUN_EVENT_KEYS: dict[str, str] = {
     "RunStarted": RUN_STARTED,
+    "RunSkipped": RUN_SKIPPED,
     "RunProgress": RUN_PROGRESS,
     "RunFinished": RUN_FINISHED,
     "VmStarted": VM_STARTED,

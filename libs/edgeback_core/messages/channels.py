@@ -8,6 +8,8 @@ asks for the document to be regenerated:
 
 from __future__ import annotations
 
+from edgeback_core.bus import topology as t
+from edgeback_core.messages import runs as r
 from edgeback_core.messages.asyncapi import Channel, document, render
 from edgeback_core.messages.catalog import HOST_HEARTBEAT, HostHeartbeat
 
@@ -20,6 +22,67 @@ CHANNELS: tuple[Channel, ...] = (
         routing_key=HOST_HEARTBEAT,
         message=HostHeartbeat,
         summary="A backup host's worker is alive (every few seconds per worker).",
+    ),
+    Channel(
+        exchange="commands",
+        routing_key=t.START_RUN,
+        message=r.StartRun,
+        summary="Start a run of a job now; one run per (job, idempotency key).",
+        action="send",
+    ),
+    Channel(
+        exchange="events",
+        routing_key=t.RUN_STARTED,
+        message=r.RunStarted,
+        summary="A run of a job was created.",
+    ),
+    Channel(
+        exchange="events",
+        routing_key=t.RUN_SKIPPED,
+        message=r.RunSkipped,
+        summary="A StartRun started nothing: the job is disabled or already running.",
+    ),
+    Channel(
+        exchange="events",
+        routing_key=t.RUN_PROGRESS,
+        message=r.RunProgress,
+        summary="Bytes done and total, rate and ETA of a run, at a bounded rate.",
+    ),
+    Channel(
+        exchange="events",
+        routing_key=t.VM_STARTED,
+        message=r.VmStarted,
+        summary="A worker started backing up one VM of a run (one attempt).",
+    ),
+    Channel(
+        exchange="events",
+        routing_key=t.VM_FINISHED,
+        message=r.VmFinished,
+        summary="One VM attempt succeeded or failed (with the error code).",
+    ),
+    Channel(
+        exchange="events",
+        routing_key=t.VM_SKIPPED,
+        message=r.VmSkipped,
+        summary="A VM was skipped before its snapshot (low free space, excluded).",
+    ),
+    Channel(
+        exchange="events",
+        routing_key=t.VM_REFUSED,
+        message=r.VmRefused,
+        summary="A VM cannot be backed up (not on Ceph, no guest agent, shelved).",
+    ),
+    Channel(
+        exchange="events",
+        routing_key=t.RUN_FINISHED,
+        message=r.RunFinished,
+        summary="A run ended: succeeded, partially succeeded, failed or cancelled.",
+    ),
+    Channel(
+        exchange="events",
+        routing_key=t.BACKUP_SET_CREATED,
+        message=r.BackupSetCreated,
+        summary="A VM's restore point was recorded.",
     ),
 )
 

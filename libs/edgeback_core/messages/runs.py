@@ -23,18 +23,25 @@ BackupType = Literal["full", "incremental", "cumulative"]
 VmOutcome = Literal["succeeded", "failed", "skipped", "refused"]
 RunOutcome = Literal["succeeded", "partially_succeeded", "failed", "cancelled"]
 
-# Stable reason codes of a skipped or refused VM (B5, B8); a failed VM carries the
-# ``code`` of the error that failed it (``edgeback_core.errors``).
-SKIP_LOW_FREE_PERCENT = "datastore_free_percent_low"
-SKIP_LOW_FREE_GIB = "datastore_free_gib_low"
+# Stable reason codes of a skipped or refused VM (B5, B8): the same strings as the
+# worker's ``eligibility.Refusal`` / ``Skip``; a failed VM carries the ``code`` of the
+# error that failed it (``edgeback_core.errors``).
+SKIP_LOW_FREE_SPACE = "datastore_low_free_space"
 SKIP_EXCLUDED = "excluded_by_name"
-SKIP_REASONS = frozenset({SKIP_LOW_FREE_PERCENT, SKIP_LOW_FREE_GIB, SKIP_EXCLUDED})
+SKIP_REASONS = frozenset({SKIP_LOW_FREE_SPACE, SKIP_EXCLUDED})
 REFUSE_NOT_ON_CEPH = "vm_not_on_ceph"
-REFUSE_NO_GUEST_AGENT = "guest_agent_not_running"
 REFUSE_SHELVED = "vm_shelved"
+REFUSE_NO_GUEST_AGENT = "guest_agent_missing"
+REFUSE_GUEST_AGENT_DOWN = "guest_agent_not_running"
 REFUSE_VM_GONE = "vm_not_found"
 REFUSE_REASONS = frozenset(
-    {REFUSE_NOT_ON_CEPH, REFUSE_NO_GUEST_AGENT, REFUSE_SHELVED, REFUSE_VM_GONE}
+    {
+        REFUSE_NOT_ON_CEPH,
+        REFUSE_SHELVED,
+        REFUSE_NO_GUEST_AGENT,
+        REFUSE_GUEST_AGENT_DOWN,
+        REFUSE_VM_GONE,
+    }
 )
 
 
@@ -65,6 +72,17 @@ class StartRun(Versioned, frozen=True, kw_only=True):
     """Override the job's backup type for this run (None = the job's)."""
 
 
+class PlanRun(Versioned, frozen=True, kw_only=True):
+    """Plan a started run on its backup host (``run.<host_id>``): precondition, resolve
+    the VMs, record them (``catalog.run.vm.plan``), publish one ``RunVmTask`` each."""
+
+    run_id: str
+    job_id: str
+    job_revision: int
+    host_id: str
+    backup_type: BackupType
+
+
 class RunVmTask(Versioned, frozen=True, kw_only=True):
     """Back up one VM of a run: consumed by any worker of ``host_id`` (``run.<host_id>``).
     ``attempt`` counts from 1; a VM retry is the same task with the next attempt."""
@@ -86,6 +104,18 @@ class RunStarted(Versioned, frozen=True, kw_only=True):
     backup_type: BackupType
     vm_count: int
     requested_by: str
+    at: datetime
+
+
+class RunSkipped(Versioned, frozen=True, kw_only=True):
+    """A ``StartRun`` that started nothing: the job is disabled or already running."""
+
+    job_id: str
+    requested_by: str
+    idempotency_key: str
+    code: str
+    """``job_busy`` or ``job_disabled``."""
+    active_run_ids: list[str] = []
     at: datetime
 
 
@@ -185,8 +215,12 @@ class BackupSetCreated(Versioned, frozen=True, kw_only=True):
     at: datetime
 
 
+RunCommand = PlanRun | RunVmTask
+"""Decode what a worker's run queue carries: ``decoder(RunCommand)``."""
+
 RunEvent = (
     RunStarted
+    | RunSkipped
     | VmStarted
     | RunProgress
     | VmFinished

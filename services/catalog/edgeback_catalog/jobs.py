@@ -124,7 +124,7 @@ class Jobs:
     async def delete(self, actor: Actor, job_id: JobId) -> None:
         """Delete the job; ``job_busy`` while a run of it is active."""
         job = await self.get(actor, job_id)
-        await self._forget_ended_runs(job)
+        await forget_ended_runs(self._db, job)
         busy = {doc["_id"] for doc in await self._active_runs(job_id)}
         if not busy and await self._db.delete(Coll.JOBS, {"_id": job_id, "active_runs": []}):
             await self._audit.record(actor, "job.deleted", _ref(job_id), {"name": job.spec.name})
@@ -135,18 +135,6 @@ class Jobs:
     async def _active_runs(self, job_id: JobId) -> Sequence[Doc]:
         query = {"job_id": job_id, "state": {"$nin": sorted(TERMINAL)}}
         return await self._db.find(Coll.RUNS, query, limit=5)
-
-    async def _forget_ended_runs(self, job: Job) -> None:
-        """Drop runs from ``active_runs`` that ended without being removed (a catalog
-        that stopped between a run's last transition and its clean-up)."""
-        if not job.active_runs:
-            return
-        ended = await self._db.find(
-            Coll.RUNS, {"_id": {"$in": list(job.active_runs)}, "state": {"$in": sorted(TERMINAL)}}
-        )
-        gone = [doc["_id"] for doc in ended]
-        if gone:
-            await self._db.update(Coll.JOBS, {"_id": job.id}, {"$pullAll": {"active_runs": gone}})
 
     async def _check(self, actor: Actor, spec: JobSpec) -> None:
         """The definition's rules (every problem at once), then its references."""
@@ -177,6 +165,19 @@ class Jobs:
         if not actor.sees_everything and not checked <= actor.groups:
             raise PermissionDeniedError("an operator can only give a job its own groups")
         return checked
+
+
+async def forget_ended_runs(db: CatalogDb, job: Job) -> None:
+    """Drop runs from the job's ``active_runs`` that ended without being removed (a
+    catalog that stopped between a run's last transition and that clean-up)."""
+    if not job.active_runs:
+        return
+    ended = await db.find(
+        Coll.RUNS, {"_id": {"$in": list(job.active_runs)}, "state": {"$in": sorted(TERMINAL)}}
+    )
+    gone = [doc["_id"] for doc in ended]
+    if gone:
+        await db.update(Coll.JOBS, {"_id": job.id}, {"$pullAll": {"active_runs": gone}})
 
 
 def _ref(job_id: str) -> str:

@@ -2,8 +2,9 @@
 
 The run id is derived from (job id, idempotency key), so a repeated ``StartRun`` finds
 the run it created. The run is added to the job's ``active_runs`` by a conditional
-update on the job being enabled (the same list ``jobs.delete`` requires empty), before
-the run is inserted: a job deleted or disabled meanwhile starts nothing. The run keeps
+update on the job being enabled and idle (the same list ``jobs.delete`` requires
+empty), before the run is inserted: a job never overlaps itself, and a job deleted or
+disabled meanwhile starts nothing. The run keeps
 what its tasks need from the job as it was at the start (revision, type, pool, VM
 retries), so an edit during the run does not change it.
 """
@@ -19,12 +20,14 @@ from edgeback_catalog.backupdocs import derived_id
 from edgeback_catalog.documents import RunDoc, run_of, transition_doc
 from edgeback_catalog.domain import Actor, Clock, HostId, JobId, Run, RunId, RunTransition
 from edgeback_catalog.jobdocs import job_of
+from edgeback_catalog.jobs import forget_ended_runs
 from edgeback_catalog.mongo import CatalogDb, Coll, Doc
 from edgeback_catalog.runs import Runs
 from edgeback_catalog.runstate import INITIAL
 from edgeback_core.errors import (
     AlreadyExistsError,
     InvalidInputError,
+    JobBusyError,
     JobDisabledError,
     NotFoundError,
 )
@@ -69,14 +72,7 @@ class RunStarter:
         existing = await self._db.find_one(Coll.RUNS, {"_id": rid})
         if existing is not None:
             return started_of(existing, applied=False)
-        job_query = {"_id": request.job_id, **visibility(actor)}
-        job_doc = await self._db.update(
-            Coll.JOBS, {**job_query, "enabled": True}, {"$addToSet": {"active_runs": rid}}
-        )
-        if job_doc is None:
-            if await self._db.find_one(Coll.JOBS, job_query) is None:
-                raise NotFoundError(f"job {request.job_id} not found", job_id=request.job_id)
-            raise JobDisabledError(f"job {request.job_id} is disabled", job_id=request.job_id)
+        job_doc = await self._claim_job(actor, request.job_id, rid)
         doc = self._new_run(rid, job_doc, request)
         try:
             await self._db.insert(Coll.RUNS, doc)
@@ -86,6 +82,24 @@ class RunStarter:
         details = {"job_id": request.job_id, "requested_by": request.requested_by}
         await self._audit.record(actor, "run.started", f"run/{rid}", details)
         return started_of(dict(doc), applied=True)
+
+    async def _claim_job(self, actor: Actor, job_id: JobId, rid: RunId) -> Doc:
+        """Add the run to the job's ``active_runs`` if the job is enabled and idle: a job
+        never overlaps itself (``job_busy``), a disabled one starts nothing."""
+        query = {"_id": job_id, **visibility(actor)}
+        found = await self._db.find_one(Coll.JOBS, query)
+        if found is None:
+            raise NotFoundError(f"job {job_id} not found", job_id=job_id)
+        await forget_ended_runs(self._db, job_of(found))
+        condition = {**query, "enabled": True, "active_runs": []}
+        claimed = await self._db.update(Coll.JOBS, condition, {"$push": {"active_runs": rid}})
+        if claimed is not None:
+            return claimed
+        job = job_of(await self._db.find_one(Coll.JOBS, query) or found)
+        if not job.enabled:
+            raise JobDisabledError(f"job {job_id} is disabled", job_id=job_id)
+        runs = list(job.active_runs)
+        raise JobBusyError(f"job {job_id} is running ({', '.join(runs)})", runs=runs)
 
     def _new_run(self, rid: RunId, job_doc: Doc, request: StartRequest) -> RunDoc:
         job, now = job_of(job_doc), self._clock()
