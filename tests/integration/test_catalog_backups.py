@@ -112,7 +112,11 @@ async def test_a_run_from_start_to_its_outcome(world: World) -> None:
     assert await world.code_of(b.DISK_COMMIT, commit(run_id, 1, "d3")) == "invalid_transition"
     # VM 2: fails, is retried once (vm_retries=1), fails again, no third attempt
     await vm_start(world, run_id, 2)
-    await world.call(b.VM_FINISH, finish(run_id, 2, "failed", "rbd_io_error"), b.VmTaskReply)
+    first_try = msgspec.structs.replace(
+        finish(run_id, 2, "failed", "rbd_io_error"), will_retry=True
+    )
+    retrying = await world.call(b.VM_FINISH, first_try, b.VmTaskReply)
+    assert retrying.task.retrying and retrying.run_state == "running"
     assert (await vm_start(world, run_id, 2, attempt=2)).applied
     second = finish(run_id, 2, "failed", "timeout", attempt=2)
     assert (await world.call(b.VM_FINISH, second, b.VmTaskReply)).task.attempt == 2
@@ -122,18 +126,17 @@ async def test_a_run_from_start_to_its_outcome(world: World) -> None:
         )
         == "invalid_transition"
     )
-    old = await world.call(b.VM_FINISH, finish(run_id, 2, "failed", "rbd_io_error"), b.VmTaskReply)
+    old = await world.call(b.VM_FINISH, first_try, b.VmTaskReply)
     assert not old.applied  # attempt 1's result, redelivered late
     # VM 3: skipped before its snapshot, with a stable reason
     assert (
         await world.code_of(b.VM_FINISH, finish(run_id, 3, "skipped", "because")) == "invalid_input"
     )
-    await world.call(
-        b.VM_FINISH, finish(run_id, 3, "skipped", r.SKIP_LOW_FREE_SPACE), b.VmTaskReply
-    )
+    skip = finish(run_id, 3, "skipped", r.SKIP_LOW_FREE_SPACE)
+    last = await world.call(b.VM_FINISH, skip, b.VmTaskReply)
+    assert last.run_state == "partially_succeeded"  # the last VM ended the run
     end = b.RunFinish(actor=SERVICE, run_id=run_id, request_id="end")
-    ended = await world.call(b.RUN_FINISH, end, m.RunTransitionReply)
-    assert ended.applied and ended.run.state == "partially_succeeded"
+    assert await world.code_of(b.RUN_FINISH, end) == "invalid_transition"
     detail = await world.call(b.RUN_DETAIL, b.RunDetailGet(actor=ADMIN, run_id=run_id), b.RunDetail)
     assert [(t.vm.vm_id, t.state, t.code) for t in detail.vms] == [
         ("vm-1", "succeeded", ""), ("vm-2", "failed", "timeout"),
@@ -170,8 +173,7 @@ async def test_bases_of_incremental_and_cumulative_backups(world: World) -> None
         if run_no < 2:
             done = await world.call(b.VM_FINISH, finish(run_id, 1, "succeeded"), b.VmTaskReply)
             sets.append(done.task.backup_set_id)
-            end = b.RunFinish(actor=SERVICE, run_id=run_id, request_id="end")
-            await world.call(b.RUN_FINISH, end, m.RunTransitionReply)
+            assert done.run_state == "succeeded"
     # the cumulative one never completed (its VM is still running): not a base
     base = b.BackupSetBaseGet(
         actor=SERVICE, vm_id="vm-1", job_id=job_id, pool=POOL, for_type="incremental"
@@ -231,3 +233,32 @@ async def test_leases_over_the_bus(world: World) -> None:
     assert (await world.call(b.LEASE_ACQUIRE, other, b.LeaseReply)).lease is not None
     as_user = msgspec.structs.replace(acquire, actor=ADMIN)
     assert await world.code_of(b.LEASE_ACQUIRE, as_user) == "permission_denied"
+
+
+async def test_a_running_attempt_belongs_to_one_worker_until_its_claim_runs_out(
+    world: World,
+) -> None:
+    _job_id, started = await job_with_run(world)
+    run_id = started.run.id
+
+    def claim(worker: str, claim_s: float = 0.8) -> b.VmStart:
+        return b.VmStart(actor=SERVICE, run_id=run_id, vm=vm(1), worker_id=worker, claim_s=claim_s)
+
+    replies = await asyncio.gather(
+        *(world.call(b.VM_START, claim(f"w{n}"), b.VmTaskReply) for n in range(8))
+    )
+    assert sum(x.applied for x in replies) == 1
+    (holder,) = {x.task.worker_id for x in replies}
+    other = "w9"
+    held = await world.call(b.VM_START, claim(other), b.VmTaskReply)
+    assert not held.applied and held.task.worker_id == holder  # defer: it is taken
+    own = await world.call(b.VM_START, claim(holder), b.VmTaskReply)
+    assert not own.applied and own.task.worker_id == holder  # its own, again
+    renew = b.VmRenew(actor=SERVICE, run_id=run_id, vm_id="vm-1", worker_id=other)
+    assert await world.code_of(b.VM_RENEW, renew) == "lease_lost"
+    await asyncio.sleep(1.0)  # the holder died: its claim runs out
+    taken = await world.call(b.VM_START, claim(other), b.VmTaskReply)
+    assert taken.applied and taken.task.worker_id == other and taken.task.state == "running"
+    stale = msgspec.structs.replace(renew, worker_id=holder)
+    assert await world.code_of(b.VM_RENEW, stale) == "lease_lost"
+    assert (await world.call(b.VM_RENEW, renew, b.VmTaskReply)).task.worker_id == other

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,11 +12,14 @@ from edgeback_catalog.runstate import RunState
 from edgeback_catalog.vmtaskstate import (
     FINISHED,
     TRANSITIONS,
+    Claim,
     TaskPoint,
     VmTaskState,
+    claim,
     decide_finish,
     decide_start,
     run_outcome,
+    run_over,
 )
 from edgeback_core.errors import ConflictError, InvalidInputError, InvalidTransitionError
 from edgeback_core.messages.runs import REFUSE_SHELVED, SKIP_LOW_FREE_SPACE
@@ -109,3 +114,32 @@ def test_a_retry_is_the_next_attempt_of_a_failed_vm_within_the_limit() -> None:
     done = TaskPoint(state=V.SUCCEEDED, attempt=1)
     with pytest.raises(InvalidTransitionError):
         decide_start(done, 2, max_attempts=5)
+
+
+@given(
+    st.sampled_from(["w1", "w2"]),
+    st.one_of(st.none(), st.integers(-5, 5)),
+    st.sampled_from(["w1", "w2"]),
+)
+def test_a_claim_is_kept_by_its_holder_and_taken_over_only_once_expired(
+    holder: str, offset: int | None, asker: str
+) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    until = None if offset is None else now + timedelta(seconds=offset)
+    verdict = claim(holder, until, asker, now)
+    if holder == asker:
+        assert verdict is Claim.OWN
+    elif until is not None and until > now:
+        assert verdict is Claim.HELD
+    else:
+        assert verdict is Claim.TAKE_OVER
+
+
+@given(st.lists(st.tuples(st.sampled_from(list(V)), st.booleans()), max_size=8))
+def test_a_run_is_over_when_no_vm_is_open_or_awaiting_a_retry(
+    tasks: list[tuple[VmTaskState, bool]],
+) -> None:
+    open_ = [
+        s for s, retrying in tasks if s in (V.PENDING, V.RUNNING) or (s is V.FAILED and retrying)
+    ]
+    assert run_over(tasks) == (not open_)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Literal
 
 from edgeback_core.messages.base import Message
-from edgeback_core.messages.catalog import ActorRef, Request, RunInfo
+from edgeback_core.messages.catalog import ActorRef, Request, RunInfo, RunStateName
 from edgeback_core.messages.jobs import PoolRef
 from edgeback_core.messages.runs import BackupType, DiskStats, VmOutcome, VmRef
 
@@ -23,6 +23,7 @@ RUN_FINISH = "catalog.run.finish"
 VM_PLAN = "catalog.run.vm.plan"
 VM_START = "catalog.run.vm.start"
 VM_FINISH = "catalog.run.vm.finish"
+VM_RENEW = "catalog.run.vm.renew"
 DISK_COMMIT = "catalog.run.disk.commit"
 BACKUP_SET_GET = "catalog.backup_set.get"
 BACKUP_SET_LIST = "catalog.backup_set.list"
@@ -85,6 +86,10 @@ class VmTaskInfo(Message, frozen=True, kw_only=True):
     finished_at: datetime | None = None
     failed_disks: list[FailedDisk] = []
     backup_set_id: str | None = None
+    claimed_until: datetime | None = None
+    """The running attempt belongs to ``worker_id`` until then (renewed while it works)."""
+    retrying: bool = False
+    """Failed, and another attempt will come: the run is not over."""
 
 
 class RunDetailGet(Request, frozen=True, kw_only=True):
@@ -124,11 +129,27 @@ class VmPlanReply(Message, frozen=True, kw_only=True):
 
 
 class VmStart(Request, frozen=True, kw_only=True):
+    """Claim a VM's attempt. The caller holds it when the reply's task is ``running``
+    under its ``worker_id``: a fresh start or a takeover (``applied``), or its own claim
+    again. Another worker's live claim: not held, defer and try later."""
+
     actor: ActorRef
     run_id: str
     vm: VmRef
     attempt: int = 1
     worker_id: str
+    claim_s: float = 120.0
+
+
+class VmRenew(Request, frozen=True, kw_only=True):
+    """Extend the claim on a running attempt; ``lease_lost`` if another worker took it."""
+
+    actor: ActorRef
+    run_id: str
+    vm_id: str
+    attempt: int = 1
+    worker_id: str
+    claim_s: float = 120.0
 
 
 class VmFinish(Request, frozen=True, kw_only=True):
@@ -141,11 +162,15 @@ class VmFinish(Request, frozen=True, kw_only=True):
     """Failed: the error code; skipped / refused: one of the reason codes."""
     message: str = ""
     failed_disks: list[FailedDisk] = []
+    will_retry: bool = False
+    """A failed attempt that will be retried: the run waits for the next attempt."""
 
 
 class VmTaskReply(Message, frozen=True, kw_only=True):
     task: VmTaskInfo
     applied: bool
+    run_state: RunStateName | None = None
+    """After a finish: the run's state; terminal when this VM was the last one."""
 
 
 # --- disk versions and backup sets ------------------------------------------------------

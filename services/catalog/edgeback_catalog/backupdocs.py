@@ -61,6 +61,8 @@ class VmTaskDoc(TypedDict):
     failed_disks: list[dict[str, Any]]
     results: list[ResultDoc]
     backup_set_id: str | None
+    claimed_until: datetime | None
+    retrying: bool
 
 
 def new_task_doc(run_id: RunId, job_id: JobId, vm: VmRef) -> VmTaskDoc:
@@ -80,6 +82,8 @@ def new_task_doc(run_id: RunId, job_id: JobId, vm: VmRef) -> VmTaskDoc:
         failed_disks=[],
         results=[],
         backup_set_id=None,
+        claimed_until=None,
+        retrying=False,
     )
 
 
@@ -104,6 +108,8 @@ def task_of(doc: dict[str, Any]) -> VmTask:
             int(r["attempt"]): (VmTaskState(r["state"]), r["code"]) for r in doc.get("results", [])
         },
         backup_set_id=doc.get("backup_set_id"),
+        claimed_until=_maybe_utc(doc.get("claimed_until")),
+        retrying=bool(doc.get("retrying", False)),
     )
 
 

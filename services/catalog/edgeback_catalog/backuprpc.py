@@ -37,6 +37,7 @@ class BackupRpc:
             Route(b.VM_PLAN, b.VmPlan, self.vm_plan),
             Route(b.VM_START, b.VmStart, self.vm_start),
             Route(b.VM_FINISH, b.VmFinish, self.vm_finish),
+            Route(b.VM_RENEW, b.VmRenew, self.vm_renew),
             Route(b.DISK_COMMIT, b.DiskCommit, self.disk_commit),
             Route(b.BACKUP_SET_GET, b.BackupSetGet, self.backup_set_get),
             Route(b.BACKUP_SET_LIST, b.BackupSetList, self.backup_set_list),
@@ -93,8 +94,17 @@ class BackupRpc:
 
     async def vm_start(self, req: b.VmStart) -> b.VmTaskReply:
         wire.actor_of(req.actor).require_service("starting a VM task")
-        done = await self._c.run_tasks.start(RunId(req.run_id), req.vm, req.attempt, req.worker_id)
+        done = await self._c.run_tasks.start(
+            RunId(req.run_id), req.vm, req.attempt, req.worker_id, req.claim_s
+        )
         return b.VmTaskReply(task=bw.task_info(done.task), applied=done.applied)
+
+    async def vm_renew(self, req: b.VmRenew) -> b.VmTaskReply:
+        wire.actor_of(req.actor).require_service("renewing a VM task")
+        task = await self._c.run_tasks.renew(
+            RunId(req.run_id), req.vm_id, req.attempt, req.worker_id, req.claim_s
+        )
+        return b.VmTaskReply(task=bw.task_info(task), applied=True)
 
     async def vm_finish(self, req: b.VmFinish) -> b.VmTaskReply:
         wire.actor_of(req.actor).require_service("finishing a VM task")
@@ -106,11 +116,11 @@ class BackupRpc:
             code=req.code,
             message=req.message,
             failed_disks=tuple(req.failed_disks),
+            will_retry=req.will_retry,
         )
         done = await self._c.run_tasks.finish(result)
-        if done.task.state is VmTaskState.SUCCEEDED:  # also on a repeat: completes once
-            await self._c.backup_sets.complete(result.run_id, result.vm_id)
-        return b.VmTaskReply(task=bw.task_info(done.task), applied=done.applied)
+        state = None if done.run_state is None else cast(m.RunStateName, str(done.run_state))
+        return b.VmTaskReply(task=bw.task_info(done.task), applied=done.applied, run_state=state)
 
     # --- disk versions and backup sets ----------------------------------------------
     async def disk_commit(self, req: b.DiskCommit) -> b.DiskCommitReply:

@@ -23,6 +23,8 @@ def task_info(task: VmTask) -> b.VmTaskInfo:
         finished_at=task.finished_at,
         failed_disks=list(task.failed_disks),
         backup_set_id=task.backup_set_id,
+        claimed_until=task.claimed_until,
+        retrying=task.retrying,
     )
 
 

@@ -198,6 +198,8 @@ class VmTask:
     failed_disks: tuple[FailedDisk, ...] = ()
     results: dict[int, tuple[VmTaskState, str]] = field(default_factory=dict)
     backup_set_id: str | None = None
+    claimed_until: datetime | None = None
+    retrying: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -56,6 +56,7 @@ class Catalog:
         audit = AuditLog(db, clock)
         hosts = BackupHosts(db, audit, clock, offline_after=offline_after)
         runs = Runs(db, audit, clock)
+        sets = BackupSets(db, clock)
         return cls(
             db=db,
             audit=audit,
@@ -66,7 +67,7 @@ class Catalog:
             runs=runs,
             jobs=Jobs(db, audit, hosts, clock),
             run_starter=RunStarter(db, audit, runs, clock),
-            run_tasks=RunTasks(db, runs, clock),
-            backup_sets=BackupSets(db, clock),
+            run_tasks=RunTasks(db, runs, sets, clock),
+            backup_sets=sets,
             leases=Leases(db, clock),
         )

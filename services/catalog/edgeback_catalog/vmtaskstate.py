@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from edgeback_catalog.runstate import RunState
 from edgeback_core.errors import ConflictError, InvalidInputError, InvalidTransitionError
@@ -107,6 +108,27 @@ def decide_finish(task: TaskPoint, attempt: int, outcome: VmTaskState, code: str
             f"at attempt {task.attempt}"
         )
     return True
+
+
+class Claim(enum.Enum):
+    OWN = "own"  # the caller's own claim: go on
+    HELD = "held"  # another worker's live claim: defer
+    TAKE_OVER = "take_over"  # another worker's claim ran out: it died, resume its work
+
+
+def claim(holder: str, claimed_until: datetime | None, worker_id: str, now: datetime) -> Claim:
+    """Who gets a running attempt asked for again by ``worker_id``."""
+    if holder == worker_id:
+        return Claim.OWN
+    if claimed_until is not None and now < claimed_until:
+        return Claim.HELD
+    return Claim.TAKE_OVER
+
+
+def run_over(tasks: Iterable[tuple[VmTaskState, bool]]) -> bool:
+    """Every VM ended for good: none pending or running, no failed one awaiting a retry
+    (``(state, retrying)`` pairs)."""
+    return all(s not in UNFINISHED and not (s is _V.FAILED and retrying) for s, retrying in tasks)
 
 
 def run_outcome(states: Iterable[VmTaskState]) -> RunState:
