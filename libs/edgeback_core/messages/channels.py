@@ -30,59 +30,27 @@ CHANNELS: tuple[Channel, ...] = (
         summary="Start a run of a job now; one run per (job, idempotency key).",
         action="send",
     ),
-    Channel(
-        exchange="events",
-        routing_key=t.RUN_STARTED,
-        message=r.RunStarted,
-        summary="A run of a job was created.",
-    ),
-    Channel(
-        exchange="events",
-        routing_key=t.RUN_SKIPPED,
-        message=r.RunSkipped,
-        summary="A StartRun started nothing: the job is disabled or already running.",
-    ),
-    Channel(
-        exchange="events",
-        routing_key=t.RUN_PROGRESS,
-        message=r.RunProgress,
-        summary="Bytes done and total, rate and ETA of a run, at a bounded rate.",
-    ),
-    Channel(
-        exchange="events",
-        routing_key=t.VM_STARTED,
-        message=r.VmStarted,
-        summary="A worker started backing up one VM of a run (one attempt).",
-    ),
-    Channel(
-        exchange="events",
-        routing_key=t.VM_FINISHED,
-        message=r.VmFinished,
-        summary="One VM attempt succeeded or failed (with the error code).",
-    ),
-    Channel(
-        exchange="events",
-        routing_key=t.VM_SKIPPED,
-        message=r.VmSkipped,
-        summary="A VM was skipped before its snapshot (low free space, excluded).",
-    ),
-    Channel(
-        exchange="events",
-        routing_key=t.VM_REFUSED,
-        message=r.VmRefused,
-        summary="A VM cannot be backed up (not on Ceph, no guest agent, shelved).",
-    ),
-    Channel(
-        exchange="events",
-        routing_key=t.RUN_FINISHED,
-        message=r.RunFinished,
-        summary="A run ended: succeeded, partially succeeded, failed or cancelled.",
-    ),
-    Channel(
-        exchange="events",
-        routing_key=t.BACKUP_SET_CREATED,
-        message=r.BackupSetCreated,
-        summary="A VM's restore point was recorded.",
+    *(
+        Channel(exchange="events", routing_key=key, message=message, summary=summary)
+        for key, message, summary in (
+            (t.RUN_STARTED, r.RunStarted, "A run of a job was created."),
+            (
+                t.RUN_SKIPPED,
+                r.RunSkipped,
+                "A StartRun started nothing: the job is disabled or already running.",
+            ),
+            (
+                t.RUN_PROGRESS,
+                r.RunProgress,
+                "Bytes done and total, rate and ETA of a run, at a bounded rate.",
+            ),
+            (t.VM_STARTED, r.VmStarted, "A worker started one attempt at one VM of a run."),
+            (t.VM_FINISHED, r.VmFinished, "One VM attempt succeeded or failed (error code)."),
+            (t.VM_SKIPPED, r.VmSkipped, "A VM was skipped before its snapshot (low space)."),
+            (t.VM_REFUSED, r.VmRefused, "A VM cannot be backed up (not on Ceph, agent, shelved)."),
+            (t.RUN_FINISHED, r.RunFinished, "A run ended: its outcome and totals."),
+            (t.BACKUP_SET_CREATED, r.BackupSetCreated, "A VM's restore point was recorded."),
+        )
     ),
 )
 

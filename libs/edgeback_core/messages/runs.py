@@ -168,24 +168,23 @@ class VmFinished(Versioned, frozen=True, kw_only=True):
     at: datetime
 
 
-class VmSkipped(Versioned, frozen=True, kw_only=True):
+class VmNotBackedUp(Versioned, frozen=True, kw_only=True):
+    """Base of the two ways a VM is left out with a reason code."""
+
     run_id: str
     job_id: str
     vm: VmRef
     code: str
-    """One of ``SKIP_REASONS``."""
     message: str = ""
     at: datetime
 
 
-class VmRefused(Versioned, frozen=True, kw_only=True):
-    run_id: str
-    job_id: str
-    vm: VmRef
-    code: str
-    """One of ``REFUSE_REASONS``."""
-    message: str = ""
-    at: datetime
+class VmSkipped(VmNotBackedUp, frozen=True, kw_only=True):
+    """Left out before its snapshot; ``code`` is one of ``SKIP_REASONS``."""
+
+
+class VmRefused(VmNotBackedUp, frozen=True, kw_only=True):
+    """Cannot be backed up; ``code`` is one of ``REFUSE_REASONS``."""
 
 
 class RunFinished(Versioned, frozen=True, kw_only=True):
