@@ -9,7 +9,7 @@ only what shares a group with them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NewType
@@ -54,6 +54,10 @@ class Actor:
     @property
     def sees_everything(self) -> bool:
         return self.role in (Role.ADMIN, Role.SERVICE)
+
+    def can_see(self, groups: Collection[GroupName]) -> bool:
+        """Whether a resource authorized for ``groups`` is visible (a job's backup host)."""
+        return self.sees_everything or not self.groups.isdisjoint(groups)
 
     def require_admin(self, action: str) -> None:
         if self.role not in (Role.ADMIN, Role.SERVICE):
