@@ -406,3 +406,22 @@ class CephConnectError(UnavailableError):
     """The backup host could not connect to the Ceph cluster (monitors, keyring, client id)."""
 
     code = "ceph_connect_failed"
+
+
+class JobBusyError(ConflictError):
+    """The job has an active run: it cannot be deleted now."""
+
+    code = "job_busy"
+
+
+class JobDisabledError(ConflictError):
+    """The job is disabled: it does not start runs."""
+
+    code = "job_disabled"
+
+
+class LeaseLostError(ConflictError):
+    """The lease expired and was taken by another holder (or released): stop the work
+    it guarded and acquire again."""
+
+    code = "lease_lost"

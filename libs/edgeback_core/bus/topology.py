@@ -155,3 +155,30 @@ def _match(pattern: list[str], words: list[str]) -> bool:
     if not words:
         return False
     return (head in ("*", words[0])) and _match(rest, words[1:])
+
+
+# --- backup runs (edgeback_core.messages.runs) ------------------------------------------
+# StartRun goes to the catalog; PlanRun and the per-VM tasks go to the job's backup
+# host (``run_routing_key(host_id)``, consumed from ``worker_runs(host_id)``).
+START_RUN = "run.command.start"
+RUN_STARTED = "run.event.started"
+RUN_SKIPPED = "run.event.skipped"
+RUN_PROGRESS = "run.event.progress"
+RUN_FINISHED = "run.event.finished"
+VM_STARTED = "run.event.vm_started"
+VM_FINISHED = "run.event.vm_finished"
+VM_SKIPPED = "run.event.vm_skipped"
+VM_REFUSED = "run.event.vm_refused"
+BACKUP_SET_CREATED = "backup.event.set_created"
+RUN_EVENT_KEYS: dict[str, str] = {
+    "RunStarted": RUN_STARTED,
+    "RunSkipped": RUN_SKIPPED,
+    "RunProgress": RUN_PROGRESS,
+    "RunFinished": RUN_FINISHED,
+    "VmStarted": VM_STARTED,
+    "VmFinished": VM_FINISHED,
+    "VmSkipped": VM_SKIPPED,
+    "VmRefused": VM_REFUSED,
+    "BackupSetCreated": BACKUP_SET_CREATED,
+}
+"""Routing key of each run event, by its type tag."""

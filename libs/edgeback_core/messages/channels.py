@@ -8,6 +8,8 @@ asks for the document to be regenerated:
 
 from __future__ import annotations
 
+from edgeback_core.bus import topology as t
+from edgeback_core.messages import runs as r
 from edgeback_core.messages.asyncapi import Channel, document, render
 from edgeback_core.messages.catalog import HOST_HEARTBEAT, HostHeartbeat
 
@@ -20,6 +22,35 @@ CHANNELS: tuple[Channel, ...] = (
         routing_key=HOST_HEARTBEAT,
         message=HostHeartbeat,
         summary="A backup host's worker is alive (every few seconds per worker).",
+    ),
+    Channel(
+        exchange="commands",
+        routing_key=t.START_RUN,
+        message=r.StartRun,
+        summary="Start a run of a job now; one run per (job, idempotency key).",
+        action="send",
+    ),
+    *(
+        Channel(exchange="events", routing_key=key, message=message, summary=summary)
+        for key, message, summary in (
+            (t.RUN_STARTED, r.RunStarted, "A run of a job was created."),
+            (
+                t.RUN_SKIPPED,
+                r.RunSkipped,
+                "A StartRun started nothing: the job is disabled or already running.",
+            ),
+            (
+                t.RUN_PROGRESS,
+                r.RunProgress,
+                "Bytes done and total, rate and ETA of a run, at a bounded rate.",
+            ),
+            (t.VM_STARTED, r.VmStarted, "A worker started one attempt at one VM of a run."),
+            (t.VM_FINISHED, r.VmFinished, "One VM attempt succeeded or failed (error code)."),
+            (t.VM_SKIPPED, r.VmSkipped, "A VM was skipped before its snapshot (low space)."),
+            (t.VM_REFUSED, r.VmRefused, "A VM cannot be backed up (not on Ceph, agent, shelved)."),
+            (t.RUN_FINISHED, r.RunFinished, "A run ended: its outcome and totals."),
+            (t.BACKUP_SET_CREATED, r.BackupSetCreated, "A VM's restore point was recorded."),
+        )
     ),
 )
 

@@ -89,6 +89,14 @@ class RunDoc(TypedDict):
     created_at: datetime
     updated_at: datetime
     history: list[TransitionDoc]
+    # runs started from a job (``catalog.run.start``) also carry:
+    requested_by: NotRequired[str]
+    idempotency_key: NotRequired[str]
+    job_revision: NotRequired[int]
+    backup_type: NotRequired[str]
+    vm_retries: NotRequired[int]
+    pool: NotRequired[dict[str, str]]
+    backup_set_ids: NotRequired[list[str]]
 
 
 class AuditDoc(TypedDict):

@@ -9,14 +9,18 @@ only what shares a group with them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NewType
 
 from edgeback_catalog.runstate import RunState
 from edgeback_catalog.templates import RbdTemplates
+from edgeback_catalog.vmtaskstate import VmTaskState
 from edgeback_core.errors import PermissionDeniedError
+from edgeback_core.messages.backups import FailedDisk
+from edgeback_core.messages.jobs import JobSpec, PoolRef
+from edgeback_core.messages.runs import DiskStats, VmRef
 
 PlatformId = NewType("PlatformId", str)
 StorageId = NewType("StorageId", str)
@@ -50,6 +54,10 @@ class Actor:
     @property
     def sees_everything(self) -> bool:
         return self.role in (Role.ADMIN, Role.SERVICE)
+
+    def can_see(self, groups: Collection[GroupName]) -> bool:
+        """Whether a resource authorized for ``groups`` is visible (a job's backup host)."""
+        return self.sees_everything or not self.groups.isdisjoint(groups)
 
     def require_admin(self, action: str) -> None:
         if self.role not in (Role.ADMIN, Role.SERVICE):
@@ -150,6 +158,85 @@ class Run:
     created_at: datetime
     updated_at: datetime
     history: tuple[RunTransition, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A saved backup job. ``spec`` is the user's definition (the versioned wire value,
+    kept whole so that what was saved reads back exactly); ``revision`` grows with each
+    edit of it, ``active_runs`` lists the runs started and not yet ended."""
+
+    id: JobId
+    revision: int
+    enabled: bool
+    spec: JobSpec
+    groups: frozenset[GroupName]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    active_runs: tuple[RunId, ...] = ()
+
+    @property
+    def host_id(self) -> HostId:
+        return HostId(self.spec.target.host_id)
+
+    @property
+    def platform_ids(self) -> list[PlatformId]:
+        return sorted({PlatformId(sel.platform_id) for sel in self.spec.content.vms})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VmTask:
+    """One VM of a run. ``results`` keeps how each finished attempt ended."""
+
+    run_id: RunId
+    job_id: JobId
+    vm: VmRef
+    state: VmTaskState
+    attempt: int
+    code: str = ""
+    message: str = ""
+    worker_id: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    failed_disks: tuple[FailedDisk, ...] = ()
+    results: dict[int, tuple[VmTaskState, str]] = field(default_factory=dict)
+    backup_set_id: str | None = None
+    claimed_until: datetime | None = None
+    retrying: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackupSet:
+    """The restore point of one VM made by one run."""
+
+    id: str
+    run_id: RunId
+    job_id: JobId
+    vm: VmRef
+    backup_type: str
+    pool: PoolRef
+    taken_at: datetime
+    base_backup_set_id: str | None
+    complete: bool
+    disk_count: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskVersion:
+    """One disk of a backup set: its manifest in the pool and what backing it up cost."""
+
+    id: str
+    backup_set_id: str
+    disk_id: str
+    manifest_name: str
+    manifest_version: str
+    size_bytes: int
+    stats: DiskStats
+    snapshot_name: str
+    snapshot_kept: bool
+    committed_at: datetime
 
 
 def utc_now() -> datetime:

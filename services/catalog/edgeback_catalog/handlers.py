@@ -7,16 +7,13 @@ handler runs, so it changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
-
-import msgspec
-
 from edgeback_catalog import wire
+from edgeback_catalog.backuprpc import BackupRpc
 from edgeback_catalog.domain import Actor, HostId, JobId, PlatformId, RunId, StorageId, UserName
 from edgeback_catalog.hosts import Heartbeat
+from edgeback_catalog.jobrpc import JobRpc
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
+from edgeback_catalog.routes import Route
 from edgeback_catalog.runs import TransitionRequest
 from edgeback_catalog.runstate import RunState
 from edgeback_catalog.service import Catalog
@@ -26,8 +23,6 @@ from edgeback_core.bus.topology import QueueSpec
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import worker as w
 
-Handler = Callable[[Any], Awaitable[msgspec.Struct]]
-
 
 def heartbeats_queue() -> QueueSpec:
     """Heartbeats only: the catalog's own queue, bound to the heartbeat routing key."""
@@ -36,18 +31,11 @@ def heartbeats_queue() -> QueueSpec:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    name: str
-    request_type: type[msgspec.Struct]
-    handler: Handler
-
-
 class CatalogRpc:
     """One method per RPC; :meth:`routes` names them."""
 
     def __init__(self, catalog: Catalog) -> None:
-        self._c = catalog
+        self._c = self.catalog = catalog
 
     def routes(self) -> list[Route]:
         r = Route
@@ -272,6 +260,7 @@ class CatalogRpc:
 
 async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     """Serve every catalog RPC and consume heartbeats on ``bus``."""
-    handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in rpc.routes()]
+    routes = [*rpc.routes(), *JobRpc(rpc.catalog).routes(), *BackupRpc(rpc.catalog).routes()]
+    handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in routes]
     handles.append(await bus.consume(heartbeats_queue(), rpc.on_heartbeat, m.HostHeartbeat))
     return handles

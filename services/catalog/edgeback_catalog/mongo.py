@@ -56,6 +56,8 @@ class Coll(enum.StrEnum):
     GROUPS = "groups"
     TOKENS = "tokens"
     AUDIT_LOG = "audit_log"
+    LEASES = "leases"
+    VM_TASKS = "vm_tasks"
     SCHEMA = "schema"
 
 
@@ -84,12 +86,14 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.POOLS, "name", unique=True),
     _ix(Coll.JOBS, "name", unique=True),
     _ix(Coll.JOBS, "platform_ids"),
+    _ix(Coll.JOBS, "host_id", "name"),
     _ix(Coll.RUNS, "job_id", "-created_at"),
     _ix(Coll.RUNS, "state"),
     _ix(Coll.RUN_EVENTS, "run_id", "seq", unique=True),
     _ix(Coll.BACKUP_SETS, "run_id"),
     _ix(Coll.BACKUP_SETS, "vm_id", "-created_at"),
     _ix(Coll.DISK_VERSIONS, "backup_set_id", "disk_id", unique=True),
+    _ix(Coll.DISK_VERSIONS, "run_id"),
     _ix(Coll.USERS, "name", unique=True),
     _ix(Coll.USERS, "groups"),
     _ix(Coll.GROUPS, "name", unique=True),
@@ -97,6 +101,10 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.TOKENS, "user"),
     _ix(Coll.AUDIT_LOG, "-at"),
     _ix(Coll.AUDIT_LOG, "resource", "-at"),
+    _ix(Coll.LEASES, "scope", "slot", unique=True),
+    _ix(Coll.LEASES, "scope", "holder"),
+    _ix(Coll.VM_TASKS, "run_id", "vm_id", unique=True),
+    _ix(Coll.BACKUP_SETS, "vm_id", "job_id", "-taken_at"),
 )
 
 

@@ -18,7 +18,13 @@ from edgeback_catalog.access import AuditLog, new_id
 from edgeback_catalog.documents import RunDoc, run_of, transition_doc, transition_of
 from edgeback_catalog.domain import Actor, Clock, HostId, JobId, Run, RunId, RunTransition
 from edgeback_catalog.mongo import CatalogDb, Coll
-from edgeback_catalog.runstate import INITIAL, RunState, allowed_from, check_transition
+from edgeback_catalog.runstate import (
+    INITIAL,
+    TERMINAL,
+    RunState,
+    allowed_from,
+    check_transition,
+)
 from edgeback_core.errors import LockBusyError, NotFoundError, StaleVersionError
 
 _MAX_ATTEMPTS = 50
@@ -67,6 +73,10 @@ class Runs:
         await self._audit.record(actor, "run.created", f"run/{rid}", {"job_id": job_id})
         return run_of(dict(doc))
 
+    async def record_first_step(self, run_id: RunId, doc: RunDoc) -> None:
+        """Copy the first history step of a run inserted elsewhere (``runstart.py``)."""
+        await self._record_event(run_id, transition_of(dict(doc["history"][0])))
+
     async def get(self, run_id: RunId) -> Run:
         doc = await self._db.find_one(Coll.RUNS, {"_id": run_id})
         if doc is None:
@@ -114,6 +124,10 @@ class Runs:
         if doc is None:
             return None
         await self._record_event(run.id, step)
+        if request.target in TERMINAL:  # the job may be deleted again (``jobs.delete``)
+            await self._db.update(
+                Coll.JOBS, {"_id": run.job_id}, {"$pull": {"active_runs": run.id}}
+            )
         return run_of(doc)
 
     async def _record_event(self, run_id: RunId, step: RunTransition) -> None:

@@ -6,13 +6,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from edgeback_catalog.access import AuditLog
+from edgeback_catalog.backupsets import BackupSets
 from edgeback_catalog.documents import stored_clock
 from edgeback_catalog.domain import Clock, utc_now
 from edgeback_catalog.hosts import BackupHosts
+from edgeback_catalog.jobs import Jobs
+from edgeback_catalog.leasing import Leases
 from edgeback_catalog.mongo import CatalogDb
 from edgeback_catalog.platforms import Platforms
 from edgeback_catalog.probes import ResourceProbe
 from edgeback_catalog.runs import Runs
+from edgeback_catalog.runstart import RunStarter
+from edgeback_catalog.runtasks import RunTasks
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.storages import CephStorages
 from edgeback_catalog.users import Users
@@ -27,6 +32,11 @@ class Catalog:
     storages: CephStorages
     users: Users
     runs: Runs
+    jobs: Jobs
+    run_starter: RunStarter
+    run_tasks: RunTasks
+    backup_sets: BackupSets
+    leases: Leases
 
     @classmethod
     def build(
@@ -45,6 +55,8 @@ class Catalog:
         clock = stored_clock(clock)
         audit = AuditLog(db, clock)
         hosts = BackupHosts(db, audit, clock, offline_after=offline_after)
+        runs = Runs(db, audit, clock)
+        sets = BackupSets(db, clock)
         return cls(
             db=db,
             audit=audit,
@@ -52,5 +64,10 @@ class Catalog:
             platforms=Platforms(db, audit, hosts, box, clock, probe=probe),
             storages=CephStorages(db, audit, hosts, clock, probe=probe),
             users=Users(db, audit, clock),
-            runs=Runs(db, audit, clock),
+            runs=runs,
+            jobs=Jobs(db, audit, hosts, clock),
+            run_starter=RunStarter(db, audit, runs, clock),
+            run_tasks=RunTasks(db, runs, sets, clock),
+            backup_sets=sets,
+            leases=Leases(db, clock),
         )

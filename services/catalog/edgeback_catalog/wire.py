@@ -10,6 +10,7 @@ from edgeback_catalog.domain import (
     CephStorage,
     Group,
     GroupName,
+    Job,
     Platform,
     Role,
     Run,
@@ -18,6 +19,7 @@ from edgeback_catalog.domain import (
 )
 from edgeback_catalog.hosts import HostView
 from edgeback_core.messages import catalog as m
+from edgeback_core.messages import jobs as j
 
 
 def actor_of(ref: m.ActorRef) -> Actor:
@@ -108,6 +110,19 @@ def run_info(run: Run) -> m.RunInfo:
         created_at=run.created_at,
         updated_at=run.updated_at,
         history=[_step(step) for step in run.history],
+    )
+
+
+def job_info(job: Job) -> j.JobInfo:
+    return j.JobInfo(
+        id=job.id,
+        revision=job.revision,
+        enabled=job.enabled,
+        spec=job.spec,
+        groups=sorted(job.groups),
+        created_by=job.created_by,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
     )
 
 

@@ -1,0 +1,186 @@
+"""Wire structs of backup jobs: the job definition, and the catalog's job RPCs.
+
+A ``JobSpec`` is what a user saves (features B1-B8): which VMs (content), where to
+(target), which backup type, and every option of the guide with its default. The
+structs only type-check; the ranges and the rules between fields are checked by
+``jobrules.problems``, which names every problem at once. RPC names are the
+constants ``JOB_*`` (``catalog.job.<verb>``). A ``schedule`` field will be added to
+``JobSpec`` (with a default) by the scheduling work; nothing here depends on it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from edgeback_core.messages.base import Message
+from edgeback_core.messages.catalog import ActorRef, Request
+
+JOB_CREATE = "catalog.job.create"
+JOB_GET = "catalog.job.get"
+JOB_LIST = "catalog.job.list"
+JOB_UPDATE = "catalog.job.update"
+JOB_CLONE = "catalog.job.clone"
+JOB_DELETE = "catalog.job.delete"
+JOB_SET_ENABLED = "catalog.job.set_enabled"
+
+JobType = Literal["full", "incremental", "cumulative"]
+DedupMode = Literal["agent", "server"]
+RateUnit = Literal["KiB/s", "MiB/s", "GiB/s"]
+TransferMode = Literal["san"]
+
+
+class VmSelection(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """VMs picked in the hierarchy platform → physical host → VM: a selection without
+    ``vm_id`` takes every VM of its physical host, one without either every VM of the
+    platform (as listed when the run starts)."""
+
+    platform_id: str
+    physical_host_id: str | None = None
+    vm_id: str | None = None
+
+
+class JobContent(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    vms: list[VmSelection] = []
+    exclude_names: list[str] = []
+    """Shell-style globs (``*``, ``?``, ``[...]``) on VM names, case-sensitive."""
+
+
+class PoolRef(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    node_url: str
+    """Base URL of the storage node serving the pool (``http(s)://host:port``)."""
+    name: str
+
+
+class JobTarget(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host_id: str
+    """The backup host whose workers run the job."""
+    pool: PoolRef
+
+
+class SpeedWindow(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A rate limit during ``start``-``end`` (``HH:MM``, the backup host's local time;
+    ``end`` before ``start`` crosses midnight, equal means the whole day)."""
+
+    start: str = "00:00"
+    end: str = "00:00"
+    rate: int = 0
+    """0 = unlimited."""
+    unit: RateUnit = "MiB/s"
+
+
+class Script(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A command run on the backup host (argv split by the shell rules, no shell)."""
+
+    command: str
+    timeout_s: int = 300
+
+
+class JobOptions(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every option of the guide's general (B5) and advanced (B6) backup options."""
+
+    compression: bool = True
+    dedup_mode: DedupMode = "agent"
+    parallel_vms: int = 2
+    vms_per_physical_host: int = 2
+    disks_per_vm: int = 2
+    streams_per_disk: int = 2
+    skip_free_percent: float | None = None
+    """Skip a VM when a datastore it uses has at most this % free (None = never)."""
+    skip_free_gib: float | None = None
+    """Skip a VM when a datastore it uses has at most this many GiB free (None = never)."""
+    transfer_mode: TransferMode = "san"
+    effective_data_only: bool = True
+    keep_latest_snapshot: bool = True
+    reconnect_minutes: int = 10
+    resume_buffer_mib: int = 10
+    """Per stream: data held for retransmission after a network fault."""
+    backup_speed: list[SpeedWindow] = []
+    transfer_speed: list[SpeedWindow] = []
+    precondition: Script | None = None
+    pre_script: Script | None = None
+    post_script: Script | None = None
+    request_retries: int = 15
+    vm_retries: int = 3
+    vm_retry_interval_s: int = 300
+
+
+class JobSpec(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A backup job as the user defines it (the catalog adds id, revision, state)."""
+
+    name: str
+    description: str = ""
+    type: JobType = "full"
+    content: JobContent
+    target: JobTarget
+    options: JobOptions = JobOptions()
+
+
+# --- catalog RPCs -----------------------------------------------------------------------
+class JobInfo(Message, frozen=True, kw_only=True):
+    id: str
+    revision: int
+    """Grows by one with every change; ``JobUpdate`` must name the revision it edited."""
+    enabled: bool
+    spec: JobSpec
+    groups: list[str]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobCreate(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    spec: JobSpec
+    enabled: bool = True
+    groups: list[str] | None = None
+    """User groups that see the job; None = the creator's (an operator's must be among them)."""
+
+
+class JobGet(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    job_id: str
+
+
+class JobList(Request, frozen=True, kw_only=True):
+    """Jobs in name order, ``limit`` at a time; pass the reply's ``next_after`` on."""
+
+    actor: ActorRef
+    host_id: str | None = None
+    after: str | None = None
+    limit: int = 50
+
+
+class JobListReply(Message, frozen=True, kw_only=True):
+    jobs: list[JobInfo]
+    next_after: str | None = None
+    """The name to pass as ``after`` for the next page; None on the last page."""
+
+
+class JobUpdate(Request, frozen=True, kw_only=True):
+    """Replace the definition; refused with ``stale_version`` if ``revision`` moved."""
+
+    actor: ActorRef
+    job_id: str
+    revision: int
+    spec: JobSpec
+
+
+class JobClone(Request, frozen=True, kw_only=True):
+    """A copy under a new name, created disabled (it would otherwise run beside its
+    original until edited)."""
+
+    actor: ActorRef
+    job_id: str
+    name: str
+
+
+class JobDelete(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    job_id: str
+
+
+class JobSetEnabled(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    job_id: str
+    enabled: bool

@@ -1,0 +1,57 @@
+"""The catalog's job RPCs (``catalog.job.*``): wire requests to the ``Jobs`` use cases."""
+
+from __future__ import annotations
+
+from edgeback_catalog import wire
+from edgeback_catalog.domain import HostId, JobId
+from edgeback_catalog.routes import Route
+from edgeback_catalog.service import Catalog
+from edgeback_core.messages import catalog as m
+from edgeback_core.messages import jobs as j
+
+
+class JobRpc:
+    def __init__(self, catalog: Catalog) -> None:
+        self._jobs = catalog.jobs
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(j.JOB_CREATE, j.JobCreate, self.create),
+            Route(j.JOB_GET, j.JobGet, self.get),
+            Route(j.JOB_LIST, j.JobList, self.list),
+            Route(j.JOB_UPDATE, j.JobUpdate, self.update),
+            Route(j.JOB_CLONE, j.JobClone, self.clone),
+            Route(j.JOB_DELETE, j.JobDelete, self.delete),
+            Route(j.JOB_SET_ENABLED, j.JobSetEnabled, self.set_enabled),
+        ]
+
+    async def create(self, req: j.JobCreate) -> j.JobInfo:
+        actor = wire.actor_of(req.actor)
+        job = await self._jobs.create(actor, req.spec, enabled=req.enabled, groups=req.groups)
+        return wire.job_info(job)
+
+    async def get(self, req: j.JobGet) -> j.JobInfo:
+        return wire.job_info(await self._jobs.get(wire.actor_of(req.actor), JobId(req.job_id)))
+
+    async def list(self, req: j.JobList) -> j.JobListReply:
+        host = None if req.host_id is None else HostId(req.host_id)
+        jobs, after = await self._jobs.list(
+            wire.actor_of(req.actor), host_id=host, after=req.after, limit=req.limit
+        )
+        return j.JobListReply(jobs=[wire.job_info(job) for job in jobs], next_after=after)
+
+    async def update(self, req: j.JobUpdate) -> j.JobInfo:
+        actor, job_id = wire.actor_of(req.actor), JobId(req.job_id)
+        return wire.job_info(await self._jobs.update(actor, job_id, req.revision, req.spec))
+
+    async def clone(self, req: j.JobClone) -> j.JobInfo:
+        actor, job_id = wire.actor_of(req.actor), JobId(req.job_id)
+        return wire.job_info(await self._jobs.clone(actor, job_id, req.name))
+
+    async def delete(self, req: j.JobDelete) -> m.Done:
+        await self._jobs.delete(wire.actor_of(req.actor), JobId(req.job_id))
+        return m.Done()
+
+    async def set_enabled(self, req: j.JobSetEnabled) -> j.JobInfo:
+        actor, job_id = wire.actor_of(req.actor), JobId(req.job_id)
+        return wire.job_info(await self._jobs.set_enabled(actor, job_id, req.enabled))
