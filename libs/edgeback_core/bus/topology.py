@@ -3,9 +3,11 @@
 Exchanges: ``edgeback.commands`` and ``edgeback.events`` (topic, durable) and
 ``edgeback.dlx`` (direct) for dead letters. Work queues are quorum queues named
 ``<service>.<purpose>``; each dead-letters into ``<queue>.dlq`` and retries through
-``<queue>.retry.<ms>`` delay queues. Routing keys read ``<domain>.<kind>.<name>``
-(runs: ``run.<host_id>``). A ``prefix`` namespaces every name so tests (and several
-deployments on one broker) never collide. Nothing here does I/O.
+``<queue>.retry.<ms>`` delay queues. Routing keys read ``<domain>.<kind>.<name>``.
+No other module declares a queue or a routing key (``tests/unit/test_bus_names.py``
+fails if one does); RPC names live with their messages in ``edgeback_core.messages``.
+A ``prefix`` namespaces every name so tests (and several deployments on one broker)
+never collide. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -48,36 +50,21 @@ class QueueSpec:
         return self.retry_delays[min(retries_done, len(self.retry_delays) - 1)]
 
 
-def catalog_events() -> QueueSpec:
-    """The catalog records every event (run state machines, audit)."""
-    return QueueSpec(name="catalog.events", exchange="events", bindings=("#",))
+# --- routing keys (``<domain>.<kind>.<name>``) ---------------------------------------------
+HOST_HEARTBEAT = "host.event.heartbeat"
+"""Event: a worker announces its backup host (``HostHeartbeat``)."""
 
+ROUTING_KEYS: tuple[str, ...] = (HOST_HEARTBEAT,)
+"""Every routing key a service publishes with."""
 
-def api_events() -> QueueSpec:
-    """The API relays events (run progress) to its clients."""
-    return QueueSpec(name="api.events", exchange="events", bindings=("#",))
+# --- work queues (``<service>.<purpose>``) ---------------------------------------------------
+CATALOG_HEARTBEATS = QueueSpec(
+    name="catalog.heartbeats", exchange="events", bindings=(HOST_HEARTBEAT,), prefetch=20
+)
+"""The catalog registers backup hosts and keeps them online from their heartbeats."""
 
-
-def scheduler_commands() -> QueueSpec:
-    """Commands addressed to the scheduler (e.g. re-plan a job)."""
-    return QueueSpec(name="scheduler.commands", exchange="commands", bindings=("schedule.#",))
-
-
-def worker_runs(host_id: str) -> QueueSpec:
-    """Runs for one backup host; every worker of that host competes on it."""
-    if not host_id or any(c in host_id for c in ".*#"):
-        raise ValueError(f"invalid host id for a routing key: {host_id!r}")
-    return QueueSpec(
-        name=f"worker.runs.{host_id}",
-        exchange="commands",
-        bindings=(run_routing_key(host_id),),
-        prefetch=1,
-    )
-
-
-def run_routing_key(host_id: str) -> str:
-    """Routing key of a ``StartRun`` command for ``host_id``."""
-    return f"run.{host_id}"
+QUEUES: tuple[QueueSpec, ...] = (CATALOG_HEARTBEATS,)
+"""Every work queue a service consumes (``docs/bus.md`` lists them; a test holds it to this)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,18 +22,12 @@ from edgeback_catalog.runstate import RunState
 from edgeback_catalog.service import Catalog
 from edgeback_catalog.storages import StorageDraft
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
-from edgeback_core.bus.topology import QueueSpec
+from edgeback_core.bus.topology import CATALOG_HEARTBEATS
 from edgeback_core.messages import catalog as m
+from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.messages import worker as w
 
 Handler = Callable[[Any], Awaitable[msgspec.Struct]]
-
-
-def heartbeats_queue() -> QueueSpec:
-    """Heartbeats only: the catalog's own queue, bound to the heartbeat routing key."""
-    return QueueSpec(
-        name="catalog.heartbeats", exchange="events", bindings=(m.HOST_HEARTBEAT,), prefetch=20
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,34 +46,34 @@ class CatalogRpc:
     def routes(self) -> list[Route]:
         r = Route
         return [
-            r("catalog.host.activate", m.HostActivate, self.host_activate),
-            r("catalog.host.authorize", m.HostAuthorize, self.host_authorize),
-            r("catalog.host.activate_many", m.HostActivateMany, self.host_activate_many),
-            r("catalog.host.authorize_many", m.HostAuthorizeMany, self.host_authorize_many),
-            r("catalog.host.get", m.HostGet, self.host_get),
-            r("catalog.host.list", m.HostList, self.host_list),
-            r("catalog.platform.register", m.PlatformRegister, self.platform_register),
-            r("catalog.platform.rename", m.PlatformRename, self.platform_rename),
-            r("catalog.platform.update", m.PlatformUpdate, self.platform_update),
-            r("catalog.platform.set_tags", m.PlatformSetTags, self.platform_set_tags),
-            r("catalog.platform.unregister", m.PlatformUnregister, self.platform_unregister),
-            r("catalog.platform.get", m.PlatformGet, self.platform_get),
-            r("catalog.platform.list", m.PlatformList, self.platform_list),
-            r("catalog.platform.credentials", m.PlatformCredentialsGet, self.credentials),
-            r("catalog.platform.browse", m.PlatformBrowse, self.platform_browse),
-            r("catalog.storage.add", m.StorageAdd, self.storage_add),
-            r("catalog.storage.remove", m.StorageRemove, self.storage_remove),
-            r("catalog.storage.get", m.StorageGet, self.storage_get),
-            r("catalog.storage.list", m.StorageList, self.storage_list),
-            r("catalog.group.create", m.GroupCreate, self.group_create),
-            r("catalog.group.list", m.GroupList, self.group_list),
-            r("catalog.user.create", m.UserCreate, self.user_create),
-            r("catalog.user.set_groups", m.UserSetGroups, self.user_set_groups),
-            r("catalog.user.get", m.UserGet, self.user_get),
-            r("catalog.run.create", m.RunCreate, self.run_create),
-            r("catalog.run.transition", m.RunTransition, self.run_transition),
-            r("catalog.run.get", m.RunGet, self.run_get),
-            r("catalog.audit.list", m.AuditList, self.audit_list),
+            r(names.HOST_ACTIVATE, m.HostActivate, self.host_activate),
+            r(names.HOST_AUTHORIZE, m.HostAuthorize, self.host_authorize),
+            r(names.HOST_ACTIVATE_MANY, m.HostActivateMany, self.host_activate_many),
+            r(names.HOST_AUTHORIZE_MANY, m.HostAuthorizeMany, self.host_authorize_many),
+            r(names.HOST_GET, m.HostGet, self.host_get),
+            r(names.HOST_LIST, m.HostList, self.host_list),
+            r(names.PLATFORM_REGISTER, m.PlatformRegister, self.platform_register),
+            r(names.PLATFORM_RENAME, m.PlatformRename, self.platform_rename),
+            r(names.PLATFORM_UPDATE, m.PlatformUpdate, self.platform_update),
+            r(names.PLATFORM_SET_TAGS, m.PlatformSetTags, self.platform_set_tags),
+            r(names.PLATFORM_UNREGISTER, m.PlatformUnregister, self.platform_unregister),
+            r(names.PLATFORM_GET, m.PlatformGet, self.platform_get),
+            r(names.PLATFORM_LIST, m.PlatformList, self.platform_list),
+            r(names.PLATFORM_CREDENTIALS, m.PlatformCredentialsGet, self.credentials),
+            r(names.PLATFORM_BROWSE, m.PlatformBrowse, self.platform_browse),
+            r(names.STORAGE_ADD, m.StorageAdd, self.storage_add),
+            r(names.STORAGE_REMOVE, m.StorageRemove, self.storage_remove),
+            r(names.STORAGE_GET, m.StorageGet, self.storage_get),
+            r(names.STORAGE_LIST, m.StorageList, self.storage_list),
+            r(names.GROUP_CREATE, m.GroupCreate, self.group_create),
+            r(names.GROUP_LIST, m.GroupList, self.group_list),
+            r(names.USER_CREATE, m.UserCreate, self.user_create),
+            r(names.USER_SET_GROUPS, m.UserSetGroups, self.user_set_groups),
+            r(names.USER_GET, m.UserGet, self.user_get),
+            r(names.RUN_CREATE, m.RunCreate, self.run_create),
+            r(names.RUN_TRANSITION, m.RunTransition, self.run_transition),
+            r(names.RUN_GET, m.RunGet, self.run_get),
+            r(names.AUDIT_LIST, m.AuditList, self.audit_list),
         ]
 
     # --- hosts --------------------------------------------------------------------
@@ -273,5 +267,5 @@ class CatalogRpc:
 async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     """Serve every catalog RPC and consume heartbeats on ``bus``."""
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in rpc.routes()]
-    handles.append(await bus.consume(heartbeats_queue(), rpc.on_heartbeat, m.HostHeartbeat))
+    handles.append(await bus.consume(CATALOG_HEARTBEATS, rpc.on_heartbeat, m.HostHeartbeat))
     return handles

@@ -14,8 +14,9 @@ import socket
 import structlog
 
 from edgeback_core.bus.port import Bus
+from edgeback_core.bus.topology import HOST_HEARTBEAT
 from edgeback_core.errors import EdgebackError
-from edgeback_core.messages.catalog import HOST_HEARTBEAT, HostHeartbeat
+from edgeback_core.messages.catalog import HostHeartbeat
 
 log = structlog.get_logger(__name__)
 
