@@ -31,7 +31,7 @@ from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.messages import worker as w
 from edgeback_core.settings import Secret
-from edgeback_worker.rpc import serve_worker_rpcs
+from edgeback_worker.handlers import serve_worker_rpcs
 from edgeback_worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,9 @@ Queues and routing keys live in ``edgeback_core.bus.topology``, RPC names in
 ``libs/``, ``services/`` and ``deploy/`` nothing but the topology module constructs a
 ``QueueSpec``, publishes, binds or declares with a literal name, serves or calls an
 RPC by a literal name, or holds a string shaped like a routing key
-(``<domain>.event|command.<name>``); nowhere, tests included, is a known queue,
-routing key or catalog RPC name written out again as a literal.
+(``<domain>.event|command.<name>``), and no service serves messages outside its
+``handlers.py``; nowhere, tests included, is a known queue, routing key or catalog
+RPC name written out again as a literal.
 """
 
 from __future__ import annotations
@@ -98,6 +99,25 @@ def test_bus_names_are_declared_only_where_they_belong() -> None:
     assert TOPOLOGY in files and RPC_NAMES in files
     found = [v for path in files for v in violations(path, (ROOT / path).read_text())]
     assert found == []
+
+
+def served_outside_handlers(path: Path, source: str) -> list[str]:
+    """Where a service module other than ``handlers.py`` serves an RPC or consumes a queue."""
+    if path.parts[0] != "services" or path.name == "handlers.py":
+        return []
+    calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)]
+    return [f"{path}:{c.lineno}" for c in calls if _callee(c) in {"serve_rpc", "consume"}]
+
+
+def test_services_keep_their_message_handlers_in_handlers_modules() -> None:
+    found = [
+        place
+        for path in source_files()
+        for place in served_outside_handlers(path, (ROOT / path).read_text())
+    ]
+    assert found == []
+    planted = "async def f(bus, h):\n    await bus.serve_rpc(NAME, h, object)"
+    assert served_outside_handlers(Path("services/x/edgeback_x/rpc.py"), planted)
 
 
 PLANTED = {

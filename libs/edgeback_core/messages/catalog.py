@@ -360,7 +360,8 @@ class AuditListReply(Message, frozen=True, kw_only=True):
 # --- browsing a platform (reply: edgeback_core.messages.worker.PlatformInventory) -------
 class PlatformBrowse(Request, frozen=True, kw_only=True):
     """Physical hosts → VMs → disks of a platform, listed by its default backup host;
-    ``keyword`` matches VM names and ids (any case), ``host_id`` keeps one host."""
+    ``keyword`` matches VM names and ids (any case), ``host_id`` keeps one physical host
+    (a platform ``HypervisorId``, not a backup host)."""
 
     actor: ActorRef
     platform_id: str

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from edgeback_catalog import wire
-from edgeback_catalog.domain import Actor, HostId, JobId, PlatformId, RunId, StorageId, UserName
+from edgeback_catalog.domain import Actor, JobId, PlatformId, RunId, StorageId, UserName
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
 from edgeback_catalog.runs import TransitionRequest
@@ -23,9 +23,11 @@ from edgeback_catalog.service import Catalog
 from edgeback_catalog.storages import StorageDraft
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
 from edgeback_core.bus.topology import CATALOG_HEARTBEATS
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.messages import worker as w
+from edgeback_platform.models import HypervisorId
 
 Handler = Callable[[Any], Awaitable[msgspec.Struct]]
 
@@ -80,7 +82,7 @@ class CatalogRpc:
     async def on_heartbeat(self, beat: m.HostHeartbeat, _envelope: Envelope) -> None:
         await self._c.hosts.heartbeat(
             Heartbeat(
-                host_id=HostId(beat.host_id),
+                host_id=BackupHostId(beat.host_id),
                 hostname=beat.hostname,
                 version=beat.version,
                 capacity_bytes=beat.capacity_bytes,
@@ -89,31 +91,31 @@ class CatalogRpc:
 
     async def host_activate(self, req: m.HostActivate) -> m.HostInfo:
         actor = wire.actor_of(req.actor)
-        await self._c.hosts.activate(actor, HostId(req.host_id))
-        return wire.host_info(await self._c.hosts.get(actor, HostId(req.host_id)))
+        await self._c.hosts.activate(actor, BackupHostId(req.host_id))
+        return wire.host_info(await self._c.hosts.get(actor, BackupHostId(req.host_id)))
 
     async def host_authorize(self, req: m.HostAuthorize) -> m.HostInfo:
         actor = wire.actor_of(req.actor)
-        await self._c.hosts.authorize(actor, HostId(req.host_id), req.groups)
-        return wire.host_info(await self._c.hosts.get(actor, HostId(req.host_id)))
+        await self._c.hosts.authorize(actor, BackupHostId(req.host_id), req.groups)
+        return wire.host_info(await self._c.hosts.get(actor, BackupHostId(req.host_id)))
 
     async def host_activate_many(self, req: m.HostActivateMany) -> m.HostListReply:
         actor = wire.actor_of(req.actor)
-        done = await self._c.hosts.activate_many(actor, [HostId(h) for h in req.host_ids])
+        done = await self._c.hosts.activate_many(actor, [BackupHostId(h) for h in req.host_ids])
         return await self._hosts_reply(actor, [host.id for host in done])
 
     async def host_authorize_many(self, req: m.HostAuthorizeMany) -> m.HostListReply:
         actor = wire.actor_of(req.actor)
-        ids = [HostId(h) for h in req.host_ids]
+        ids = [BackupHostId(h) for h in req.host_ids]
         done = await self._c.hosts.authorize_many(actor, ids, req.groups)
         return await self._hosts_reply(actor, [host.id for host in done])
 
-    async def _hosts_reply(self, actor: Actor, host_ids: list[HostId]) -> m.HostListReply:
+    async def _hosts_reply(self, actor: Actor, host_ids: list[BackupHostId]) -> m.HostListReply:
         views = [await self._c.hosts.get(actor, host_id) for host_id in host_ids]
         return m.HostListReply(hosts=[wire.host_info(view) for view in views])
 
     async def host_get(self, req: m.HostGet) -> m.HostInfo:
-        view = await self._c.hosts.get(wire.actor_of(req.actor), HostId(req.host_id))
+        view = await self._c.hosts.get(wire.actor_of(req.actor), BackupHostId(req.host_id))
         return wire.host_info(view)
 
     async def host_list(self, req: m.HostList) -> m.HostListReply:
@@ -129,7 +131,7 @@ class CatalogRpc:
             ssl=req.ssl,
             access_key=req.access_key,
             secret_key=req.secret_key,
-            default_host_id=HostId(req.default_host_id),
+            default_host_id=BackupHostId(req.default_host_id),
             tags=tuple(req.tags),
             groups=tuple(req.groups),
         )
@@ -147,7 +149,9 @@ class CatalogRpc:
             ssl=req.ssl,
             access_key=req.access_key,
             secret_key=req.secret_key,
-            default_host_id=None if req.default_host_id is None else HostId(req.default_host_id),
+            default_host_id=None
+            if req.default_host_id is None
+            else BackupHostId(req.default_host_id),
             groups=None if req.groups is None else tuple(req.groups),
         )
         actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
@@ -179,14 +183,17 @@ class CatalogRpc:
 
     async def platform_browse(self, req: m.PlatformBrowse) -> w.PlatformInventory:
         actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
-        return await self._c.platforms.browse(actor, pid, keyword=req.keyword, host_id=req.host_id)
+        hypervisor = None if req.host_id is None else HypervisorId(req.host_id)
+        return await self._c.platforms.browse(
+            actor, pid, keyword=req.keyword, hypervisor_id=hypervisor
+        )
 
     # --- storages -----------------------------------------------------------------
     async def storage_add(self, req: m.StorageAdd) -> m.StorageInfo:
         draft = StorageDraft(
             platform_id=PlatformId(req.platform_id),
             name=req.name,
-            host_id=HostId(req.host_id),
+            host_id=BackupHostId(req.host_id),
             pool=req.pool,
             client_id=req.client_id,
             conf_path=req.conf_path,
@@ -240,7 +247,7 @@ class CatalogRpc:
     async def run_create(self, req: m.RunCreate) -> m.RunInfo:
         actor = wire.actor_of(req.actor)
         run_id = None if req.run_id is None else RunId(req.run_id)
-        run = await self._c.runs.create(actor, JobId(req.job_id), HostId(req.host_id), run_id)
+        run = await self._c.runs.create(actor, JobId(req.job_id), BackupHostId(req.host_id), run_id)
         return wire.run_info(run)
 
     async def run_transition(self, req: m.RunTransition) -> m.RunTransitionReply:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edgeback_core.errors import ConfigError
+from edgeback_core.ids import BackupHostId
 from edgeback_core.settings import load
 
 PREFIX = "EDGEBACK_WORKER_"
@@ -29,8 +30,8 @@ class WorkerSettings:
     """Bound of the Ceph connect (and of its calls) when a storage is checked."""
 
     @property
-    def resolved_host_id(self) -> str:
-        return self.host_id or socket.gethostname()
+    def resolved_host_id(self) -> BackupHostId:
+        return BackupHostId(self.host_id or socket.gethostname())
 
     @classmethod
     def load(cls, environ: Mapping[str, str]) -> WorkerSettings:
