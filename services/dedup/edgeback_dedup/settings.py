@@ -2,44 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, ClassVar
 
-from edgeback_core.errors import ConfigError
-from edgeback_core.settings import Secret, load
+from edgeback_core.settings import Rule, Secret, Settings, at_least, between
 
-PREFIX = "EDGEBACK_DEDUP_"
+_MIN_TOKEN = 16
+LONG_TOKEN = Rule(
+    lambda token: (
+        None if len(token.reveal()) >= _MIN_TOKEN else f"use at least {_MIN_TOKEN} characters"
+    )
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DedupSettings:
+class DedupSettings(Settings):
+    PREFIX: ClassVar[str] = "EDGEBACK_DEDUP_"
+
     data_dir: str
     """Directory holding one sub-directory per pool."""
-    token: Secret
+    token: Annotated[Secret, LONG_TOKEN]
     """Bearer token of the data API (workers, CLI)."""
     admin_token: Secret | None = None
     """Bearer token allowed to create pools over HTTP; unset disables it."""
     host: str = "127.0.0.1"
-    port: int = 8710
-    threads: int = 4
+    port: Annotated[int, between(0, 65535)] = 8710
+    threads: Annotated[int, at_least(1)] = 4
     """Threads for file I/O and upload verification."""
     max_manifest_bytes: int = 256 * 1024 * 1024
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
-
-    @classmethod
-    def load(cls, environ: Mapping[str, str]) -> DedupSettings:
-        settings = load(cls, environ, prefix=PREFIX)
-        problems = []
-        if settings.threads < 1:
-            problems.append(f"{PREFIX}THREADS: must be at least 1")
-        if not 0 <= settings.port <= 65535:
-            problems.append(f"{PREFIX}PORT: out of range")
-        if len(settings.token.reveal()) < 16:
-            problems.append(f"{PREFIX}TOKEN: use at least 16 characters")
-        if problems:
-            raise ConfigError("invalid settings: " + "; ".join(problems), problems=problems)
-        return settings
