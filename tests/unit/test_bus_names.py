@@ -20,7 +20,9 @@ from typing import get_args
 import pytest
 
 from edgeback_core.bus import topology
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog_rpc
+from edgeback_core.messages.channels import CHANNELS
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY = Path("libs/edgeback_core/bus/topology.py")
@@ -182,15 +184,21 @@ def _queue_row(spec: topology.QueueSpec) -> list[str]:
 
 def test_docs_list_every_work_queue_as_declared() -> None:
     documented = [row[:5] for row in _table_rows("topology: work queues")]
-    expected = [_queue_row(spec) for spec in topology.QUEUES]
+    per_host = [queue(BackupHostId("<host_id>")) for queue in topology.PER_HOST_QUEUES]
+    expected = [_queue_row(spec) for spec in (*topology.QUEUES, *per_host)]
     assert sorted(documented) == sorted(expected), "docs/bus.md work queues: " + "\n".join(
         "| " + " | ".join(row) + " | <purpose> |" for row in expected
     )
 
 
+def test_every_routing_key_has_its_asyncapi_channel() -> None:
+    assert {channel.routing_key for channel in CHANNELS} == set(topology.ROUTING_KEYS)
+
+
 def test_docs_list_every_routing_key() -> None:
     documented = sorted(row[0] for row in _table_rows("topology: routing keys"))
-    assert documented == sorted(f"`{key}`" for key in topology.ROUTING_KEYS)
+    per_host = topology.run_routing_key(BackupHostId("<host_id>"))
+    assert documented == sorted(f"`{key}`" for key in (*topology.ROUTING_KEYS, per_host))
 
 
 def test_docs_list_every_exchange() -> None:

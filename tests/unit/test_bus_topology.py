@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeback_core.bus.topology import QueueSpec, Topology, topic_matches
+from edgeback_core.bus.topology import QueueSpec, Topology, topic_matches, worker_runs
+from edgeback_core.ids import BackupHostId
 
 words = st.lists(st.sampled_from(["run", "job", "event", "a", "b"]), min_size=1, max_size=5)
 pattern_words = st.lists(
@@ -44,7 +46,7 @@ def test_retry_delay_repeats_the_last(delays: list[float], done: int) -> None:
 
 def test_queue_names_and_arguments_carry_the_prefix() -> None:
     top = Topology(prefix="t-1.")
-    spec = QueueSpec(name="worker.runs.h7", exchange="commands", bindings=("run.h7",))
+    spec = worker_runs(BackupHostId("h7"))
     assert top.queue(spec) == "t-1.worker.runs.h7"
     assert top.dlq(spec) == "t-1.worker.runs.h7.dlq"
     args = top.queue_arguments(spec)
@@ -64,3 +66,9 @@ def test_queue_names_and_arguments_carry_the_prefix() -> None:
         "x-dead-letter-routing-key": "t-1.worker.runs.h7",
     }
     assert spec.bindings == ("run.h7",)
+
+
+@pytest.mark.parametrize("host", ["", "a.b", "x*", "#"])
+def test_worker_queue_rejects_hosts_that_break_routing(host: str) -> None:
+    with pytest.raises(ValueError, match="host id"):
+        worker_runs(BackupHostId(host))

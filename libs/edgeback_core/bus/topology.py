@@ -3,7 +3,8 @@
 Exchanges: ``edgeback.commands`` and ``edgeback.events`` (topic, durable) and
 ``edgeback.dlx`` (direct) for dead letters. Work queues are quorum queues named
 ``<service>.<purpose>``; each dead-letters into ``<queue>.dlq`` and retries through
-``<queue>.retry.<ms>`` delay queues. Routing keys read ``<domain>.<kind>.<name>``.
+``<queue>.retry.<ms>`` delay queues. Routing keys read ``<domain>.<kind>.<name>``
+(runs: ``run.<host_id>``).
 No other module declares a queue or a routing key (``tests/unit/test_bus_names.py``
 fails if one does); RPC names live with their messages in ``edgeback_core.messages``.
 A ``prefix`` namespaces every name so tests (and several deployments on one broker)
@@ -12,8 +13,11 @@ never collide. Nothing here does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from edgeback_core.ids import BackupHostId
 
 ExchangeKind = Literal["commands", "events"]
 
@@ -55,7 +59,13 @@ HOST_HEARTBEAT = "host.event.heartbeat"
 """Event: a worker announces its backup host (``HostHeartbeat``)."""
 
 ROUTING_KEYS: tuple[str, ...] = (HOST_HEARTBEAT,)
-"""Every routing key a service publishes with."""
+"""Every fixed routing key a service publishes with (``run_routing_key`` adds one per host)."""
+
+
+def run_routing_key(host_id: BackupHostId) -> str:
+    """Routing key of the runs (VM tasks) for backup host ``host_id`` (``docs/runs.md``)."""
+    return f"run.{host_id}"
+
 
 # --- work queues (``<service>.<purpose>``) ---------------------------------------------------
 CATALOG_HEARTBEATS = QueueSpec(
@@ -64,7 +74,24 @@ CATALOG_HEARTBEATS = QueueSpec(
 """The catalog registers backup hosts and keeps them online from their heartbeats."""
 
 QUEUES: tuple[QueueSpec, ...] = (CATALOG_HEARTBEATS,)
-"""Every work queue a service consumes (``docs/bus.md`` lists them; a test holds it to this)."""
+"""Every fixed work queue a service consumes (``docs/bus.md`` lists them, a test holds
+the docs to this and to ``PER_HOST_QUEUES``)."""
+
+
+def worker_runs(host_id: BackupHostId) -> QueueSpec:
+    """Runs for one backup host; every worker of that host competes on it."""
+    if not host_id or any(c in host_id for c in ".*#"):
+        raise ValueError(f"invalid host id for a routing key: {host_id!r}")
+    return QueueSpec(
+        name=f"worker.runs.{host_id}",
+        exchange="commands",
+        bindings=(run_routing_key(host_id),),
+        prefetch=1,
+    )
+
+
+PER_HOST_QUEUES: tuple[Callable[[BackupHostId], QueueSpec], ...] = (worker_runs,)
+"""Work queues declared once per backup host."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ asks for the document to be regenerated:
 
 from __future__ import annotations
 
+from edgeback_core.bus.topology import HOST_HEARTBEAT
 from edgeback_core.messages.asyncapi import Channel, document, render
-from edgeback_core.messages.catalog import HOST_HEARTBEAT, HostHeartbeat
+from edgeback_core.messages.catalog import HostHeartbeat
 
 VERSION = "1.0.0"
 """Version of the message contract (the AsyncAPI ``info.version``)."""
