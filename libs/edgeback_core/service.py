@@ -26,7 +26,7 @@ from edgeback_core.bus.topology import Topology
 from edgeback_core.errors import ConfigError, EdgebackError
 from edgeback_core.health import serve_health
 from edgeback_core.lifecycle import ServiceRuntime, run_service
-from edgeback_core.messages.health import PING_RPC, Ping, Pong
+from edgeback_core.messages.health import Ping, Pong, ping_rpc
 from edgeback_core.settings import ProblemCollector, load, process_environ
 
 _PING_TIMEOUT_S = 1.5
@@ -73,10 +73,6 @@ def exit_on_config_error(service: str, error: ConfigError) -> NoReturn:
     """A settings problem is the operator's to fix: say what, no traceback, exit 2."""
     print(f"edgeback-{service}: {error.message}", file=sys.stderr)
     sys.exit(2)
-
-
-def ping_rpc(service: str) -> str:
-    return f"{PING_RPC}.{service}"
 
 
 def instance_name(common: CommonSettings) -> str:

@@ -1,10 +1,14 @@
 """Typed settings loaded from the environment, all errors reported at once.
 
-Each service declares a frozen dataclass; :func:`load` fills it from a mapping (the
-process environment in ``main.py``, a plain dict in tests). A field's environment name
-is ``<prefix><FIELD_NAME upper>``; fields without a default are required, and an
-empty variable counts as unset. Supported
-field types: ``str``, ``int``, ``float``, ``bool``, ``Secret`` and ``X | None`` of those.
+Every service declares its settings one way: a frozen dataclass subclassing
+:class:`Settings`, with a ``PREFIX``; ``MySettings.load(environ)`` fills it from a
+mapping (the process environment in ``main.py``, a plain dict in tests). A field's
+environment name is ``<PREFIX><FIELD_NAME upper>`` unless annotated with
+:class:`EnvName`; fields without a default are required, and an empty variable counts
+as unset. Conditions on a value are rules (:class:`Rule`) in the field's ``Annotated``
+type (``Annotated[float, POSITIVE]``), checked on defaults too. Parse errors and
+broken rules of every field come back in one :class:`ConfigError`. Supported field
+types: ``str``, ``int``, ``float``, ``bool``, ``Secret`` and ``X | None`` of those.
 This is the only module that reads ``os.environ``.
 """
 
@@ -15,7 +19,7 @@ import os
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
 
 from edgeback_core.errors import ConfigError
 
@@ -38,6 +42,32 @@ class Secret:
 
     def reveal(self) -> str:
         return self.value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rule:
+    """A condition on one setting's value: ``problem`` says what is wrong, or None."""
+
+    problem: Callable[[Any], str | None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EnvName:
+    """Read this field from ``name`` instead of ``<PREFIX><FIELD>``."""
+
+    name: str
+
+
+def at_least(low: float) -> Rule:
+    return Rule(lambda v: None if v >= low else f"must be at least {low:g}")
+
+
+def between(low: float, high: float) -> Rule:
+    return Rule(lambda v: None if low <= v <= high else f"must be between {low:g} and {high:g}")
+
+
+POSITIVE = Rule(lambda v: None if v > 0 else "must be positive")
+NOT_NEGATIVE = Rule(lambda v: None if v >= 0 else "must be 0 or more")
 
 
 def process_environ() -> Mapping[str, str]:
@@ -72,34 +102,69 @@ def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
     return kind, False
 
 
+def _annotations(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    if typing.get_origin(hint) is Annotated:
+        base, *extras = typing.get_args(hint)
+        return base, tuple(extras)
+    return hint, ()
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def _field_value(field: dataclasses.Field[Any], hint: Any, raw: str | None) -> Any:
+    """The value of one field (``MISSING`` if required and unset); ``ValueError`` says why."""
+    kind, optional = _unwrap_optional(hint)
+    if raw is not None and raw != "":  # an empty variable counts as unset
+        return _convert(raw, kind)
+    default = _default(field)
+    if default is dataclasses.MISSING and optional:
+        return None
+    if default is dataclasses.MISSING:
+        raise ValueError("required")
+    return default
+
+
 def load(cls: type[T], environ: Mapping[str, str], *, prefix: str = "EDGEBACK_") -> T:
     """Build ``cls`` from ``environ``; raise one :class:`ConfigError` listing every problem."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     values: dict[str, Any] = {}
     problems: list[str] = []
     for field in dataclasses.fields(cls):
-        name = f"{prefix}{field.name.upper()}"
-        kind, optional = _unwrap_optional(hints[field.name])
-        raw = environ.get(name)
-        if raw is None or raw == "":  # an empty variable counts as unset
-            has_default = (
-                field.default is not dataclasses.MISSING
-                or field.default_factory is not dataclasses.MISSING
-            )
-            if not has_default and not optional:
-                problems.append(f"{name}: required")
-            elif optional and not has_default:
-                values[field.name] = None
-            continue
+        hint, extras = _annotations(hints[field.name])
+        names = [extra.name for extra in extras if isinstance(extra, EnvName)]
+        name = names[0] if names else f"{prefix}{field.name.upper()}"
         try:
-            values[field.name] = _convert(raw, kind)
+            value = _field_value(field, hint, environ.get(name))
         except ValueError as exc:
             problems.append(f"{name}: {exc}")
+            continue
+        rules = [extra for extra in extras if isinstance(extra, Rule)]
+        broken = [p for rule in rules if value is not None and (p := rule.problem(value))]
+        problems += [f"{name}: {problem}" for problem in broken]
+        values[field.name] = value
     if problems:
         raise ConfigError("invalid settings: " + "; ".join(problems), problems=problems)
     return cls(**values)
+
+
+class Settings:
+    """Base of every service's settings dataclass: ``load`` reads ``<PREFIX><FIELD>``."""
+
+    __slots__ = ()
+    PREFIX: ClassVar[str] = "EDGEBACK_"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str]) -> Self:
+        """Every field from ``environ``; one :class:`ConfigError` lists every problem."""
+        return load(cls, environ, prefix=cls.PREFIX)
 
 
 class ProblemCollector:

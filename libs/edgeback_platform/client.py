@@ -40,8 +40,8 @@ from edgeback_platform import signing
 from edgeback_platform.models import (
     ErrorBody,
     Host,
-    HostId,
     HostList,
+    HypervisorId,
     PlatformInfo,
     SnapshotId,
     SnapshotRequest,
@@ -143,7 +143,9 @@ class EdgeCloudClient:
         answer = await self._json(HostList, _Call(method="GET", path="/hosts"))
         return list(answer.hosts)
 
-    async def list_vms(self, host_id: HostId | None, *, keyword: str | None = None) -> list[Vm]:
+    async def list_vms(
+        self, host_id: HypervisorId | None, *, keyword: str | None = None
+    ) -> list[Vm]:
         query: list[tuple[str, str]] = [("host_id", host_id)] if host_id else []
         if keyword:
             query.append(("keyword", keyword))

@@ -13,7 +13,7 @@ from typing import Literal, NewType
 
 import msgspec
 
-HostId = NewType("HostId", str)
+HypervisorId = NewType("HypervisorId", str)
 VmId = NewType("VmId", str)
 DiskId = NewType("DiskId", str)
 VolumeId = NewType("VolumeId", str)
@@ -32,7 +32,7 @@ VM_STATES: tuple[VmState, ...] = ("running", "stopped", "suspended", "paused", "
 class Host(msgspec.Struct, frozen=True, kw_only=True):
     """A physical machine of the edge cloud that runs VMs."""
 
-    id: HostId
+    id: HypervisorId
     name: str
     address: str = ""
     status: HostStatus = "up"
@@ -67,7 +67,7 @@ class Disk(msgspec.Struct, frozen=True, kw_only=True):
 class Vm(msgspec.Struct, frozen=True, kw_only=True):
     id: VmId
     name: str
-    host_id: HostId
+    host_id: HypervisorId
     state: VmState
     guest_agent: GuestAgent = GuestAgent()
     disks: tuple[Disk, ...] = ()

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from edgeback_platform.models import Host, HostId, PlatformInfo, SnapshotId, Vm, VmId, VmSnapshot
+from edgeback_platform.models import (
+    Host,
+    HypervisorId,
+    PlatformInfo,
+    SnapshotId,
+    Vm,
+    VmId,
+    VmSnapshot,
+)
 
 
 class CloudPlatform(Protocol):
@@ -21,7 +29,9 @@ class CloudPlatform(Protocol):
 
     async def list_hosts(self) -> list[Host]: ...
 
-    async def list_vms(self, host_id: HostId | None, *, keyword: str | None = None) -> list[Vm]:
+    async def list_vms(
+        self, host_id: HypervisorId | None, *, keyword: str | None = None
+    ) -> list[Vm]:
         """VMs of one host (all hosts when None); ``keyword`` matches name or id, any case."""
         ...
 

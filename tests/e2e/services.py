@@ -7,9 +7,8 @@ import asyncio
 
 import pymongo
 
-from edgeback_catalog.handlers import heartbeats_queue
 from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.topology import Topology
+from edgeback_core.bus.topology import CATALOG_HEARTBEATS, Topology
 
 
 def forget_deployment(amqp_url: str, mongo_url: str, *, prefix: str, database: str) -> None:
@@ -22,7 +21,7 @@ def forget_deployment(amqp_url: str, mongo_url: str, *, prefix: str, database: s
 
     async def delete_queues() -> None:
         async with AmqpBus.open(amqp_url, Topology(prefix=prefix)) as bus:
-            await bus.delete_topology([heartbeats_queue()])
+            await bus.delete_topology([CATALOG_HEARTBEATS])
 
     asyncio.run(delete_queues())
     client: pymongo.MongoClient[dict[str, object]]

@@ -25,6 +25,7 @@ from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.topology import Topology
 from edgeback_core.errors import EdgebackError, NotFoundError
 from edgeback_core.messages import catalog as m
+from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.messages import worker as w
 
 ADMIN = m.ActorRef(name="root", role="admin")
@@ -83,7 +84,7 @@ async def registered(bus: AmqpBus, host: str) -> m.HostInfo:
         while True:
             try:
                 req = m.HostGet(actor=ADMIN, host_id=host)
-                return await bus.call("catalog.host.get", req, m.HostInfo, timeout=T)
+                return await bus.call(names.HOST_GET, req, m.HostInfo, timeout=T)
             except NotFoundError:
                 await asyncio.sleep(0.1)
 
@@ -113,19 +114,19 @@ async def test_register_check_browse_through_the_worker_process(
     async with AmqpBus.open(amqp_url, Topology(prefix=prefix)) as bus:
         seen = await registered(bus, host)
         assert not seen.active and seen.online
-        refused = await code_of(bus, "catalog.platform.register", platform(host, cloud))
+        refused = await code_of(bus, names.PLATFORM_REGISTER, platform(host, cloud))
         assert refused == "host_not_active"
         await bus.call(
-            "catalog.host.activate",
+            names.HOST_ACTIVATE,
             m.HostActivate(actor=ADMIN, host_id=host),
             m.HostInfo,
             timeout=T,
         )
 
         wrong = platform(host, cloud, secret_key="sk-wrong-wrong-wrong")
-        assert await code_of(bus, "catalog.platform.register", wrong) == "platform_auth_failed"
+        assert await code_of(bus, names.PLATFORM_REGISTER, wrong) == "platform_auth_failed"
         info = await bus.call(
-            "catalog.platform.register", platform(host, cloud), m.PlatformInfo, timeout=T
+            names.PLATFORM_REGISTER, platform(host, cloud), m.PlatformInfo, timeout=T
         )
 
         missing = m.StorageAdd(
@@ -136,7 +137,7 @@ async def test_register_check_browse_through_the_worker_process(
             pool="nope-e2e",
             conf_path=ceph_conf,
         )
-        assert await code_of(bus, "catalog.storage.add", missing) == "rbd_pool_not_found"
+        assert await code_of(bus, names.STORAGE_ADD, missing) == "rbd_pool_not_found"
         good = m.StorageAdd(
             actor=ADMIN,
             platform_id=info.id,
@@ -145,15 +146,15 @@ async def test_register_check_browse_through_the_worker_process(
             pool="rbd",
             conf_path=ceph_conf,
         )
-        await bus.call("catalog.storage.add", good, m.StorageInfo, timeout=T)
+        await bus.call(names.STORAGE_ADD, good, m.StorageInfo, timeout=T)
 
         browse = m.PlatformBrowse(actor=ADMIN, platform_id=info.id, keyword="web")
-        found = await bus.call("catalog.platform.browse", browse, w.PlatformInventory, timeout=T)
+        found = await bus.call(names.PLATFORM_BROWSE, browse, w.PlatformInventory, timeout=T)
         assert [vm.name for h in found.hosts for vm in h.vms] == ["web-01"]
 
         assert procs["worker"].terminate(10.0) == 0
         started = time.monotonic()
-        gone = await code_of(bus, "catalog.platform.register", platform(host, cloud, name="edge-2"))
+        gone = await code_of(bus, names.PLATFORM_REGISTER, platform(host, cloud, name="edge-2"))
         assert gone == "backup_host_unreachable"
         assert time.monotonic() - started < 5.0
 

@@ -15,10 +15,9 @@ from tests.support.processes import ServiceProcess, free_port
 
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Envelope
-from edgeback_core.bus.topology import QueueSpec, Topology
-from edgeback_core.messages.catalog import HOST_HEARTBEAT, HostHeartbeat
-from edgeback_core.messages.health import Ping, Pong
-from edgeback_core.service import ping_rpc
+from edgeback_core.bus.topology import HOST_HEARTBEAT, QueueSpec, Topology
+from edgeback_core.messages.catalog import HostHeartbeat
+from edgeback_core.messages.health import Ping, Pong, ping_rpc
 
 GRACE_S = 10.0
 SERVICES = ("catalog", "dedup", "api", "scheduler", "worker")

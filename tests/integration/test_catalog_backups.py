@@ -16,6 +16,7 @@ from tests.integration.test_catalog_rpc import ADMIN, SERVICE, World, world  # n
 
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
+from edgeback_core.messages import catalog_rpc
 from edgeback_core.messages import jobs as j
 from edgeback_core.messages import runs as r
 
@@ -45,7 +46,7 @@ async def to_running(world: World, run_id: str) -> None:
     targets: tuple[m.RunStateName, ...] = ("queued", "running")
     for n, target in enumerate(targets):
         step = m.RunTransition(actor=SERVICE, run_id=run_id, target=target, request_id=f"t{n}")
-        await world.call("catalog.run.transition", step, m.RunTransitionReply)
+        await world.call(catalog_rpc.RUN_TRANSITION, step, m.RunTransitionReply)
 
 
 async def start(world: World, job_id: str, key: str, **kw: object) -> b.RunStartReply:

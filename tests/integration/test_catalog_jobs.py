@@ -19,6 +19,7 @@ from tests.integration.test_catalog_rpc import (  # noqa: F401
 
 from edgeback_catalog.mongo import Coll
 from edgeback_core.messages import catalog as m
+from edgeback_core.messages import catalog_rpc
 from edgeback_core.messages import jobs as j
 
 pytestmark = pytest.mark.integration
@@ -27,8 +28,10 @@ pytestmark = pytest.mark.integration
 async def setup(world: World) -> tuple[str, str]:
     """An active backup host and a platform on it: what a job refers to."""
     host = await registered_host(world)
-    await world.call("catalog.host.activate", m.HostActivate(actor=ADMIN, host_id=host), m.HostInfo)
-    platform = await world.call("catalog.platform.register", register(host), m.PlatformInfo)
+    await world.call(
+        catalog_rpc.HOST_ACTIVATE, m.HostActivate(actor=ADMIN, host_id=host), m.HostInfo
+    )
+    platform = await world.call(catalog_rpc.PLATFORM_REGISTER, register(host), m.PlatformInfo)
     return host, platform.id
 
 
@@ -75,13 +78,13 @@ async def test_job_lifecycle(world: World) -> None:
     gone = j.JobDelete(actor=ADMIN, job_id=clone.id)
     assert (await world.call(j.JOB_DELETE, gone, m.Done)).ok
     assert await world.code_of(j.JOB_GET, j.JobGet(actor=ADMIN, job_id=clone.id)) == "not_found"
-    audit = await world.call("catalog.audit.list", m.AuditList(actor=ADMIN), m.AuditListReply)
+    audit = await world.call(catalog_rpc.AUDIT_LIST, m.AuditList(actor=ADMIN), m.AuditListReply)
     actions = [e.action for e in audit.entries if e.resource.startswith("job/")]
     assert actions == [
         "job.deleted", "job.disabled", "job.cloned", "job.created", "job.updated", "job.created",
     ]  # fmt: skip
     code = await world.code_of(
-        "catalog.platform.unregister", m.PlatformUnregister(actor=ADMIN, platform_id=platform)
+        catalog_rpc.PLATFORM_UNREGISTER, m.PlatformUnregister(actor=ADMIN, platform_id=platform)
     )
     assert code == "platform_in_use"
 
@@ -112,7 +115,7 @@ async def test_list_pages_by_name_and_filters_by_host(world: World) -> None:
     host, platform = await setup(world)
     other = await registered_host(world, "h2")
     await world.call(
-        "catalog.host.activate", m.HostActivate(actor=ADMIN, host_id=other), m.HostInfo
+        catalog_rpc.HOST_ACTIVATE, m.HostActivate(actor=ADMIN, host_id=other), m.HostInfo
     )
     names = [f"job-{i:02d}" for i in range(7)]
     for i, name in enumerate(names):
@@ -158,15 +161,15 @@ async def test_operators_see_only_their_groups_jobs(world: World) -> None:
     host, platform = await setup(world)
     for group in ("ops", "dev"):
         await world.call(
-            "catalog.group.create", m.GroupCreate(actor=ADMIN, name=group), m.GroupInfo
+            catalog_rpc.GROUP_CREATE, m.GroupCreate(actor=ADMIN, name=group), m.GroupInfo
         )
     for host_or_platform in ("host", "platform"):
         if host_or_platform == "host":
             req: msgspec.Struct = m.HostAuthorize(actor=ADMIN, host_id=host, groups=["ops"])
-            await world.call("catalog.host.authorize", req, m.HostInfo)
+            await world.call(catalog_rpc.HOST_AUTHORIZE, req, m.HostInfo)
         else:
             req = m.PlatformUpdate(actor=ADMIN, platform_id=platform, groups=["ops"])
-            await world.call("catalog.platform.update", req, m.PlatformInfo)
+            await world.call(catalog_rpc.PLATFORM_UPDATE, req, m.PlatformInfo)
     ops = m.ActorRef(name="o", role="operator", groups=["ops"])
     dev = m.ActorRef(name="d", role="operator", groups=["dev"])
     job = await world.call(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edgeback_catalog.domain import Actor, HostId, PlatformId, Role
+from edgeback_catalog.domain import Actor, PlatformId, Role
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.mongo import INDEXES, SCHEMA_VERSION, CatalogDb, Coll
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
@@ -29,6 +29,7 @@ from edgeback_core.errors import (
     PlatformInUseError,
     UnknownReferenceError,
 )
+from edgeback_core.ids import BackupHostId
 from edgeback_core.settings import Secret
 
 pytestmark = pytest.mark.integration
@@ -69,15 +70,15 @@ def catalog(db: CatalogDb, clock: FakeClock) -> Catalog:
     return Catalog.build(db, box, clock=clock, offline_after=timedelta(seconds=60), probe=None)
 
 
-async def active_host(catalog: Catalog, host_id: str = "host-1") -> HostId:
-    hid = HostId(host_id)
+async def active_host(catalog: Catalog, host_id: str = "host-1") -> BackupHostId:
+    hid = BackupHostId(host_id)
     beat = Heartbeat(host_id=hid, hostname=f"{host_id}.local", version="0.1", capacity_bytes=10)
     await catalog.hosts.heartbeat(beat)
     await catalog.hosts.activate(ADMIN, hid)
     return hid
 
 
-def draft(host: HostId, name: str = "edge-1", **kw: Any) -> PlatformDraft:
+def draft(host: BackupHostId, name: str = "edge-1", **kw: Any) -> PlatformDraft:
     base = PlatformDraft(
         name=name,
         address="10.20.30.40",
@@ -105,20 +106,20 @@ async def test_migration_creates_indexes_and_is_idempotent(db: CatalogDb) -> Non
 async def test_heartbeat_registers_then_admin_activates_and_online_follows_clock(
     catalog: Catalog, clock: FakeClock
 ) -> None:
-    beat = Heartbeat(host_id=HostId("h1"), hostname="bk1", version="1.0", capacity_bytes=100)
+    beat = Heartbeat(host_id=BackupHostId("h1"), hostname="bk1", version="1.0", capacity_bytes=100)
     host = await catalog.hosts.heartbeat(beat)
     assert not host.active
-    assert (await catalog.hosts.get(ADMIN, HostId("h1"))).online
+    assert (await catalog.hosts.get(ADMIN, BackupHostId("h1"))).online
     with pytest.raises(HostNotActiveError):
-        await catalog.hosts.require_active(HostId("h1"))
+        await catalog.hosts.require_active(BackupHostId("h1"))
     operator = Actor(name="op", role=Role.OPERATOR)
     with pytest.raises(PermissionDeniedError):
-        await catalog.hosts.activate(operator, HostId("h1"))
-    assert (await catalog.hosts.activate(ADMIN, HostId("h1"))).active
+        await catalog.hosts.activate(operator, BackupHostId("h1"))
+    assert (await catalog.hosts.activate(ADMIN, BackupHostId("h1"))).active
     clock.advance(61)
-    assert not (await catalog.hosts.get(ADMIN, HostId("h1"))).online
+    assert not (await catalog.hosts.get(ADMIN, BackupHostId("h1"))).online
     await catalog.hosts.heartbeat(replace(beat, version="1.1"))
-    view = await catalog.hosts.get(ADMIN, HostId("h1"))
+    view = await catalog.hosts.get(ADMIN, BackupHostId("h1"))
     assert view.online and view.host.active and view.host.version == "1.1"
     assert view.host.registered_at < view.host.last_seen
 
@@ -203,8 +204,8 @@ async def test_ceph_storage_defaults_templates_and_references(catalog: Catalog) 
     ("change", "error"),
     [
         ({"platform_id": PlatformId("nope")}, UnknownReferenceError),
-        ({"host_id": HostId("ghost")}, UnknownReferenceError),
-        ({"host_id": HostId("idle")}, HostNotActiveError),
+        ({"host_id": BackupHostId("ghost")}, UnknownReferenceError),
+        ({"host_id": BackupHostId("idle")}, HostNotActiveError),
         ({"volume_template": "vol"}, InvalidTemplateError),
         ({"snapshot_template": "{snapshot_id}-{volume_id}"}, InvalidTemplateError),
         ({"instance_template": "{instance_id}/disk"}, InvalidTemplateError),
@@ -217,7 +218,7 @@ async def test_bad_storage_is_refused_with_a_code_and_changes_nothing(
 ) -> None:
     host = await active_host(catalog)
     await catalog.hosts.heartbeat(
-        Heartbeat(host_id=HostId("idle"), hostname="idle", version="", capacity_bytes=0)
+        Heartbeat(host_id=BackupHostId("idle"), hostname="idle", version="", capacity_bytes=0)
     )
     p = await catalog.platforms.register(ADMIN, draft(host))
     before = await snapshot(db)
@@ -235,7 +236,7 @@ async def test_bad_storage_is_refused_with_a_code_and_changes_nothing(
         ({"address": "not an address"}, "invalid_input"),
         ({"port": 70000}, "invalid_input"),
         ({"access_key": "k"}, "invalid_input"),
-        ({"default_host_id": HostId("ghost")}, "unknown_reference"),
+        ({"default_host_id": BackupHostId("ghost")}, "unknown_reference"),
         ({"groups": ("no-such-group",)}, "unknown_reference"),
         ({"tags": ("bad tag",)}, "invalid_input"),
     ],
@@ -279,14 +280,14 @@ async def test_operators_see_only_resources_of_their_groups(catalog: Catalog) ->
 async def test_bulk_activate_and_authorize_are_all_or_nothing(
     catalog: Catalog, db: CatalogDb
 ) -> None:
-    ids = [HostId(f"bulk-{i}") for i in range(3)]
+    ids = [BackupHostId(f"bulk-{i}") for i in range(3)]
     for hid in ids:
         beat = Heartbeat(host_id=hid, hostname=f"{hid}.local", version="0.1", capacity_bytes=1)
         await catalog.hosts.heartbeat(beat)
     await catalog.users.create_group(ADMIN, "ops")
     before = await snapshot(db)
     with pytest.raises(NotFoundError) as unknown:
-        await catalog.hosts.activate_many(ADMIN, [*ids, HostId("nope")])
+        await catalog.hosts.activate_many(ADMIN, [*ids, BackupHostId("nope")])
     assert unknown.value.details["host_ids"] == ["nope"]
     with pytest.raises(UnknownReferenceError):
         await catalog.hosts.authorize_many(ADMIN, ids, ["ops", "ghosts"])

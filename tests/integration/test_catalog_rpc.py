@@ -15,14 +15,16 @@ import msgspec
 import pytest
 from tests.integration.conftest import BusOpener
 
-from edgeback_catalog.handlers import CatalogRpc, heartbeats_queue, serve_catalog
+from edgeback_catalog.handlers import CatalogRpc, serve_catalog
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus
+from edgeback_core.bus.topology import CATALOG_HEARTBEATS, HOST_HEARTBEAT
 from edgeback_core.errors import EdgebackError
 from edgeback_core.messages import catalog as m
+from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.settings import Secret
 
 pytestmark = pytest.mark.integration
@@ -60,12 +62,12 @@ async def world(open_bus: BusOpener, mongo_url: str) -> AsyncIterator[World]:
         client: Bus = await stack.enter_async_context(open_bus())
         yield World(client, db)
         if isinstance(server, AmqpBus):
-            await server.delete_topology([heartbeats_queue()])
+            await server.delete_topology([CATALOG_HEARTBEATS])
 
 
 async def registered_host(world: World, host_id: str = "h1") -> str:
     beat = m.HostHeartbeat(host_id=host_id, hostname="bk1", version="1", capacity_bytes=5)
-    await world.bus.publish("events", m.HOST_HEARTBEAT, beat)
+    await world.bus.publish("events", HOST_HEARTBEAT, beat)
     async with asyncio.timeout(T):
         # the event's effect is only visible in the database: poll it
         while await world.db.find_one(Coll.BACKUP_HOSTS, {"_id": host_id}) is None:  # noqa: ASYNC110
@@ -87,25 +89,25 @@ def register(host_id: str, **kw: object) -> m.PlatformRegister:
 
 async def test_register_platform_flow(world: World) -> None:
     host = await registered_host(world)
-    listed = await world.call("catalog.host.list", m.HostList(actor=ADMIN), m.HostListReply)
+    listed = await world.call(names.HOST_LIST, m.HostList(actor=ADMIN), m.HostListReply)
     assert [(h.id, h.active, h.online) for h in listed.hosts] == [(host, False, True)]
-    assert await world.code_of("catalog.platform.register", register(host)) == "host_not_active"
-    await world.call("catalog.host.activate", m.HostActivate(actor=ADMIN, host_id=host), m.HostInfo)
-    info = await world.call("catalog.platform.register", register(host), m.PlatformInfo)
+    assert await world.code_of(names.PLATFORM_REGISTER, register(host)) == "host_not_active"
+    await world.call(names.HOST_ACTIVATE, m.HostActivate(actor=ADMIN, host_id=host), m.HostInfo)
+    info = await world.call(names.PLATFORM_REGISTER, register(host), m.PlatformInfo)
     assert (info.port, info.access_key) == (30188, "AK…1234")
     got = await world.call(
-        "catalog.platform.get", m.PlatformGet(actor=ADMIN, platform_id=info.id), m.PlatformInfo
+        names.PLATFORM_GET, m.PlatformGet(actor=ADMIN, platform_id=info.id), m.PlatformInfo
     )
     assert got == info and "SECRET" not in repr(got)
-    assert await world.code_of("catalog.platform.register", register(host)) == "name_taken"
+    assert await world.code_of(names.PLATFORM_REGISTER, register(host)) == "name_taken"
     keys = await world.call(
-        "catalog.platform.credentials",
+        names.PLATFORM_CREDENTIALS,
         m.PlatformCredentialsGet(actor=SERVICE, platform_id=info.id),
         m.PlatformCredentials,
     )
     assert keys.secret_key == "SECRET-never-shown-0000"
     storage = await world.call(
-        "catalog.storage.add",
+        names.STORAGE_ADD,
         m.StorageAdd(actor=ADMIN, platform_id=info.id, name="ceph", host_id=host, pool="rbd"),
         m.StorageInfo,
     )
@@ -114,7 +116,7 @@ async def test_register_platform_flow(world: World) -> None:
 
 async def test_malformed_requests_are_refused_with_stable_codes(world: World) -> None:
     host = await registered_host(world)
-    await world.call("catalog.host.activate", m.HostActivate(actor=ADMIN, host_id=host), m.HostInfo)
+    await world.call(names.HOST_ACTIVATE, m.HostActivate(actor=ADMIN, host_id=host), m.HostInfo)
     before = await world.db.count(Coll.PLATFORMS, {})
 
     class WithExtra(m.PlatformGet, frozen=True, kw_only=True):
@@ -125,25 +127,25 @@ async def test_malformed_requests_are_refused_with_stable_codes(world: World) ->
         platform_id: int
 
     extra = WithExtra(actor=ADMIN, platform_id="x")
-    assert await world.code_of("catalog.platform.get", extra) == "invalid_input"
+    assert await world.code_of(names.PLATFORM_GET, extra) == "invalid_input"
     wrong = WrongType(actor=ADMIN, platform_id=3)
-    assert await world.code_of("catalog.platform.get", wrong) == "invalid_input"
+    assert await world.code_of(names.PLATFORM_GET, wrong) == "invalid_input"
     bad_template = m.StorageAdd(
         actor=ADMIN, platform_id="nope", name="s", host_id=host, pool="rbd", volume_template="v"
     )
-    assert await world.code_of("catalog.storage.add", bad_template) == "invalid_template"
+    assert await world.code_of(names.STORAGE_ADD, bad_template) == "invalid_template"
     dangling = m.StorageAdd(actor=ADMIN, platform_id="nope", name="s", host_id=host, pool="rbd")
-    assert await world.code_of("catalog.storage.add", dangling) == "unknown_reference"
+    assert await world.code_of(names.STORAGE_ADD, dangling) == "unknown_reference"
     operator = m.ActorRef(name="op", role="operator")
     denied = register(host, actor=operator)
-    assert await world.code_of("catalog.platform.register", denied) == "permission_denied"
+    assert await world.code_of(names.PLATFORM_REGISTER, denied) == "permission_denied"
     assert await world.db.count(Coll.PLATFORMS, {}) == before
     assert await world.db.count(Coll.CEPH_STORAGES, {}) == 0
 
 
 async def test_run_transitions_over_the_bus(world: World) -> None:
     run = await world.call(
-        "catalog.run.create", m.RunCreate(actor=SERVICE, job_id="j", host_id="h"), m.RunInfo
+        names.RUN_CREATE, m.RunCreate(actor=SERVICE, job_id="j", host_id="h"), m.RunInfo
     )
 
     def move(target: m.RunStateName, rid: str) -> m.RunTransition:
@@ -152,7 +154,7 @@ async def test_run_transitions_over_the_bus(world: World) -> None:
     replies = await asyncio.gather(
         *(
             world.bus.call(
-                "catalog.run.transition", move("queued", f"q{i}"), m.RunTransitionReply, timeout=T
+                names.RUN_TRANSITION, move("queued", f"q{i}"), m.RunTransitionReply, timeout=T
             )
             for i in range(10)
         ),
@@ -162,5 +164,5 @@ async def test_run_transitions_over_the_bus(world: World) -> None:
     refused = [r for r in replies if isinstance(r, EdgebackError)]
     assert len(applied) == 1 and len(refused) == 9
     assert {e.code for e in refused} == {"invalid_transition"}
-    final = await world.call("catalog.run.get", m.RunGet(actor=SERVICE, run_id=run.id), m.RunInfo)
+    final = await world.call(names.RUN_GET, m.RunGet(actor=SERVICE, run_id=run.id), m.RunInfo)
     assert [s.to_state for s in final.history] == ["pending", "queued"]

@@ -19,13 +19,14 @@ from datetime import timedelta
 
 import pytest
 
-from edgeback_catalog.domain import Actor, HostId, JobId, Role, RunId
+from edgeback_catalog.domain import Actor, JobId, Role, RunId
 from edgeback_catalog.mongo import CatalogDb
 from edgeback_catalog.runs import TransitionOutcome, TransitionRequest
 from edgeback_catalog.runstate import TRANSITIONS, RunState
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.errors import InvalidTransitionError, StaleVersionError
+from edgeback_core.ids import BackupHostId
 from edgeback_core.settings import Secret
 
 pytestmark = pytest.mark.integration
@@ -72,7 +73,7 @@ async def test_concurrent_transitions_give_one_consistent_history(
 ) -> None:
     rng = random.Random(20260101)
     for round_no in range(4):
-        run = await catalogs[0].runs.create(SERVICE, JobId("job-1"), HostId("h1"))
+        run = await catalogs[0].runs.create(SERVICE, JobId("job-1"), BackupHostId("h1"))
         requests = requests_for(run.id, rng, 50)
         results = await asyncio.gather(
             *(catalogs[i % 3].runs.transition(r) for i, r in enumerate(requests)),
@@ -99,7 +100,7 @@ async def test_concurrent_transitions_give_one_consistent_history(
 
 async def test_a_sequence_of_workers_drives_a_run_to_the_end(catalogs: list[Catalog]) -> None:
     runs = catalogs[0].runs
-    run = await runs.create(SERVICE, JobId("job-2"), HostId("h1"))
+    run = await runs.create(SERVICE, JobId("job-2"), BackupHostId("h1"))
     steps = [RunState.QUEUED, RunState.RUNNING, RunState.CANCELLING, RunState.SUCCEEDED]
     for n, target in enumerate(steps):
         request = TransitionRequest(run_id=run.id, target=target, request_id=f"s{n}")

@@ -38,7 +38,7 @@ from edgeback_core.errors import (
 from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
 from edgeback_platform.client import DEFAULT_RETRY, EdgeCloudClient, PlatformEndpoint
-from edgeback_platform.models import HostId, VmId
+from edgeback_platform.models import HypervisorId, VmId
 
 AK, SK = "AK-unit", "sk-unit-very-secret"
 
@@ -114,7 +114,7 @@ async def test_unknown_ids_are_not_found(emulator: tuple[Emulator, int]) -> None
         with pytest.raises(NotFoundError):
             await client.get_vm(VmId("no-such-vm"))
         with pytest.raises(NotFoundError):
-            await client.list_vms(HostId("no-such-host"))
+            await client.list_vms(HypervisorId("no-such-host"))
 
 
 async def test_wrong_secret_is_auth_error_without_retry(emulator: tuple[Emulator, int]) -> None:

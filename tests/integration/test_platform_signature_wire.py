@@ -16,7 +16,7 @@ from edgeback_core.errors import InvalidInputError
 from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
 from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
-from edgeback_platform.models import HostId, VmId
+from edgeback_platform.models import HypervisorId, VmId
 
 ACCESS_KEY = "AK-vec"
 
@@ -52,7 +52,7 @@ async def test_the_client_sends_the_documented_headers(
 ) -> None:
     server, seen = recorder
     calls: list[Callable[[EdgeCloudClient], Awaitable[object]]] = [
-        lambda c: c.list_vms(HostId("hv-01"), keyword="web server"),
+        lambda c: c.list_vms(HypervisorId("hv-01"), keyword="web server"),
         lambda c: c.create_snapshot(VmId("vm-7"), quiesce=True),
         lambda c: c.get_vm(VmId("hé a")),
     ]

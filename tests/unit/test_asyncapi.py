@@ -11,6 +11,7 @@ import jsonschema
 import msgspec
 import pytest
 
+from edgeback_core.bus.topology import HOST_HEARTBEAT
 from edgeback_core.messages.asyncapi import Channel, document
 from edgeback_core.messages.base import Message, encode
 from edgeback_core.messages.catalog import HostHeartbeat
@@ -62,7 +63,7 @@ def _refs(node: Any) -> list[str]:
 
 def test_a_real_body_validates_and_a_broken_one_does_not() -> None:
     doc = json.loads(asyncapi_json())
-    validator = payload_validator(doc, "host.event.heartbeat")
+    validator = payload_validator(doc, HOST_HEARTBEAT)
     body = json.loads(encode(HostHeartbeat(host_id="h1", hostname="backup-1")))
     validator.validate(body)
     with pytest.raises(jsonschema.ValidationError):

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeback_core.bus.topology import QueueSpec, Topology, topic_matches, worker_runs
+from edgeback_core.ids import BackupHostId
 
 words = st.lists(st.sampled_from(["run", "job", "event", "a", "b"]), min_size=1, max_size=5)
 pattern_words = st.lists(
@@ -45,7 +46,7 @@ def test_retry_delay_repeats_the_last(delays: list[float], done: int) -> None:
 
 def test_queue_names_and_arguments_carry_the_prefix() -> None:
     top = Topology(prefix="t-1.")
-    spec = worker_runs("h7")
+    spec = worker_runs(BackupHostId("h7"))
     assert top.queue(spec) == "t-1.worker.runs.h7"
     assert top.dlq(spec) == "t-1.worker.runs.h7.dlq"
     args = top.queue_arguments(spec)
@@ -70,4 +71,4 @@ def test_queue_names_and_arguments_carry_the_prefix() -> None:
 @pytest.mark.parametrize("host", ["", "a.b", "x*", "#"])
 def test_worker_queue_rejects_hosts_that_break_routing(host: str) -> None:
     with pytest.raises(ValueError, match="host id"):
-        worker_runs(host)
+        worker_runs(BackupHostId(host))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeback_platform.models import Disk, DiskId, GuestAgent, HostId, Vm, VmId, VmState
+from edgeback_platform.models import Disk, DiskId, GuestAgent, HypervisorId, Vm, VmId, VmState
 from edgeback_worker.eligibility import GIB, FreeSpaceRule, Refusal, Skip, refusal
 
 
@@ -16,7 +16,7 @@ def vm(
     return Vm(
         id=VmId("vm-1"),
         name="web",
-        host_id=HostId("hv-1"),
+        host_id=HypervisorId("hv-1"),
         state=state,
         guest_agent=GuestAgent(installed=agent[0], running=agent[1]),
         disks=(Disk(id=DiskId("d1"), size=GIB, pool="rbd", **disk),),  # type: ignore[arg-type]
@@ -47,7 +47,7 @@ def test_refusals_carry_a_stable_code_and_name_the_vm(candidate: Vm, code: Refus
 
 
 def test_a_vm_without_disks_is_not_on_ceph() -> None:
-    bare = Vm(id=VmId("v"), name="bare", host_id=HostId("h"), state="running")
+    bare = Vm(id=VmId("v"), name="bare", host_id=HypervisorId("h"), state="running")
     verdict = refusal(bare)
     assert verdict is not None and verdict.code == Refusal.NOT_ON_CEPH
 

@@ -8,17 +8,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeback_core.errors import NotFoundError
-from edgeback_platform.models import Disk, DiskId, Host, HostId, Vm, VmId
+from edgeback_platform.models import Disk, DiskId, Host, HypervisorId, Vm, VmId
 from edgeback_worker.inventory import inventory_of
 
-HOSTS = [Host(id=HostId(f"h{i}"), name=f"node{i}") for i in range(3)]
+HOSTS = [Host(id=HypervisorId(f"h{i}"), name=f"node{i}") for i in range(3)]
 
 vms_strategy = st.lists(
     st.builds(
         lambda i, host, state, disks: Vm(
             id=VmId(f"vm{i}"),
             name=f"name{i}",
-            host_id=HostId(f"h{host}"),
+            host_id=HypervisorId(f"h{host}"),
             state=state,
             disks=tuple(
                 Disk(id=DiskId(f"d{i}-{n}"), size=1 << 20, device_index=idx, storage=kind)
@@ -57,14 +57,14 @@ def test_every_vm_of_a_known_host_is_listed_once_under_it(vms: list[Vm], keyword
 
 @given(vms_strategy)
 def test_host_filter_keeps_one_host(vms: list[Vm]) -> None:
-    got = inventory_of(HOSTS, vms, host_id="h1")
+    got = inventory_of(HOSTS, vms, hypervisor_id=HypervisorId("h1"))
     assert [h.id for h in got.hosts] == ["h1"]
     assert {vm.id for vm in got.hosts[0].vms} == {vm.id for vm in vms if vm.host_id == "h1"}
 
 
 def test_unknown_host_is_not_found() -> None:
     with pytest.raises(NotFoundError):
-        inventory_of(HOSTS, [], host_id="h9")
+        inventory_of(HOSTS, [], hypervisor_id=HypervisorId("h9"))
 
 
 def _vm(vms: list[Vm], vm_id: str) -> Vm:

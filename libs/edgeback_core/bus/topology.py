@@ -4,14 +4,20 @@ Exchanges: ``edgeback.commands`` and ``edgeback.events`` (topic, durable) and
 ``edgeback.dlx`` (direct) for dead letters. Work queues are quorum queues named
 ``<service>.<purpose>``; each dead-letters into ``<queue>.dlq`` and retries through
 ``<queue>.retry.<ms>`` delay queues. Routing keys read ``<domain>.<kind>.<name>``
-(runs: ``run.<host_id>``). A ``prefix`` namespaces every name so tests (and several
-deployments on one broker) never collide. Nothing here does I/O.
+(runs: ``run.<host_id>``).
+No other module declares a queue or a routing key (``tests/unit/test_bus_names.py``
+fails if one does); RPC names live with their messages in ``edgeback_core.messages``.
+A ``prefix`` namespaces every name so tests (and several deployments on one broker)
+never collide. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from edgeback_core.ids import BackupHostId
 
 ExchangeKind = Literal["commands", "events"]
 
@@ -48,22 +54,57 @@ class QueueSpec:
         return self.retry_delays[min(retries_done, len(self.retry_delays) - 1)]
 
 
-def catalog_events() -> QueueSpec:
-    """The catalog records every event (run state machines, audit)."""
-    return QueueSpec(name="catalog.events", exchange="events", bindings=("#",))
+# --- routing keys (``<domain>.<kind>.<name>``) ---------------------------------------------
+HOST_HEARTBEAT = "host.event.heartbeat"
+"""Event: a worker announces its backup host (``HostHeartbeat``)."""
+
+# Backup runs (edgeback_core.messages.runs):
+# StartRun goes to the catalog; PlanRun and the per-VM tasks go to the job's backup
+# host (``run_routing_key(host_id)``, consumed from ``worker_runs(host_id)``).
+START_RUN = "run.command.start"
+RUN_STARTED = "run.event.started"
+RUN_SKIPPED = "run.event.skipped"
+RUN_PROGRESS = "run.event.progress"
+RUN_FINISHED = "run.event.finished"
+VM_STARTED = "run.event.vm_started"
+VM_FINISHED = "run.event.vm_finished"
+VM_SKIPPED = "run.event.vm_skipped"
+VM_REFUSED = "run.event.vm_refused"
+BACKUP_SET_CREATED = "backup.event.set_created"
+RUN_EVENT_KEYS: dict[str, str] = {
+    "RunStarted": RUN_STARTED,
+    "RunSkipped": RUN_SKIPPED,
+    "RunProgress": RUN_PROGRESS,
+    "RunFinished": RUN_FINISHED,
+    "VmStarted": VM_STARTED,
+    "VmFinished": VM_FINISHED,
+    "VmSkipped": VM_SKIPPED,
+    "VmRefused": VM_REFUSED,
+    "BackupSetCreated": BACKUP_SET_CREATED,
+}
+"""Routing key of each run event, by its type tag."""
+
+ROUTING_KEYS: tuple[str, ...] = (HOST_HEARTBEAT, START_RUN, *RUN_EVENT_KEYS.values())
+"""Every fixed routing key a service publishes with (``run_routing_key`` adds one per host)."""
 
 
-def api_events() -> QueueSpec:
-    """The API relays events (run progress) to its clients."""
-    return QueueSpec(name="api.events", exchange="events", bindings=("#",))
+def run_routing_key(host_id: BackupHostId) -> str:
+    """Routing key of the runs (VM tasks) for backup host ``host_id`` (``docs/runs.md``)."""
+    return f"run.{host_id}"
 
 
-def scheduler_commands() -> QueueSpec:
-    """Commands addressed to the scheduler (e.g. re-plan a job)."""
-    return QueueSpec(name="scheduler.commands", exchange="commands", bindings=("schedule.#",))
+# --- work queues (``<service>.<purpose>``) ---------------------------------------------------
+CATALOG_HEARTBEATS = QueueSpec(
+    name="catalog.heartbeats", exchange="events", bindings=(HOST_HEARTBEAT,), prefetch=20
+)
+"""The catalog registers backup hosts and keeps them online from their heartbeats."""
+
+QUEUES: tuple[QueueSpec, ...] = (CATALOG_HEARTBEATS,)
+"""Every fixed work queue a service consumes (``docs/bus.md`` lists them, a test holds
+the docs to this and to ``PER_HOST_QUEUES``)."""
 
 
-def worker_runs(host_id: str) -> QueueSpec:
+def worker_runs(host_id: BackupHostId) -> QueueSpec:
     """Runs for one backup host; every worker of that host competes on it."""
     if not host_id or any(c in host_id for c in ".*#"):
         raise ValueError(f"invalid host id for a routing key: {host_id!r}")
@@ -75,9 +116,8 @@ def worker_runs(host_id: str) -> QueueSpec:
     )
 
 
-def run_routing_key(host_id: str) -> str:
-    """Routing key of a ``StartRun`` command for ``host_id``."""
-    return f"run.{host_id}"
+PER_HOST_QUEUES: tuple[Callable[[BackupHostId], QueueSpec], ...] = (worker_runs,)
+"""Work queues declared once per backup host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,30 +195,3 @@ def _match(pattern: list[str], words: list[str]) -> bool:
     if not words:
         return False
     return (head in ("*", words[0])) and _match(rest, words[1:])
-
-
-# --- backup runs (edgeback_core.messages.runs) ------------------------------------------
-# StartRun goes to the catalog; PlanRun and the per-VM tasks go to the job's backup
-# host (``run_routing_key(host_id)``, consumed from ``worker_runs(host_id)``).
-START_RUN = "run.command.start"
-RUN_STARTED = "run.event.started"
-RUN_SKIPPED = "run.event.skipped"
-RUN_PROGRESS = "run.event.progress"
-RUN_FINISHED = "run.event.finished"
-VM_STARTED = "run.event.vm_started"
-VM_FINISHED = "run.event.vm_finished"
-VM_SKIPPED = "run.event.vm_skipped"
-VM_REFUSED = "run.event.vm_refused"
-BACKUP_SET_CREATED = "backup.event.set_created"
-RUN_EVENT_KEYS: dict[str, str] = {
-    "RunStarted": RUN_STARTED,
-    "RunSkipped": RUN_SKIPPED,
-    "RunProgress": RUN_PROGRESS,
-    "RunFinished": RUN_FINISHED,
-    "VmStarted": VM_STARTED,
-    "VmFinished": VM_FINISHED,
-    "VmSkipped": VM_SKIPPED,
-    "VmRefused": VM_REFUSED,
-    "BackupSetCreated": BACKUP_SET_CREATED,
-}
-"""Routing key of each run event, by its type tag."""

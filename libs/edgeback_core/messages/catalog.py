@@ -4,7 +4,8 @@ RPC requests refuse unknown fields (``forbid_unknown_fields``): a misspelt optio
 an error, never silently ignored. Every request carries the ``actor`` it is made for
 (the API resolves it from the bearer token; other services send role ``service``).
 The heartbeat is an event and stays tolerant so newer workers talk to older catalogs.
-RPC names read ``catalog.<resource>.<verb>``.
+RPC names (``catalog.<resource>.<verb>``) are in ``catalog_rpc``; the heartbeat's
+routing key is ``edgeback_core.bus.topology.HOST_HEARTBEAT``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from datetime import datetime
 from typing import Literal
 
 from edgeback_core.messages.base import Message
-
-HOST_HEARTBEAT = "host.event.heartbeat"
 
 RoleName = Literal["admin", "operator", "service"]
 RunStateName = Literal[
@@ -361,7 +360,8 @@ class AuditListReply(Message, frozen=True, kw_only=True):
 # --- browsing a platform (reply: edgeback_core.messages.worker.PlatformInventory) -------
 class PlatformBrowse(Request, frozen=True, kw_only=True):
     """Physical hosts → VMs → disks of a platform, listed by its default backup host;
-    ``keyword`` matches VM names and ids (any case), ``host_id`` keeps one host."""
+    ``keyword`` matches VM names and ids (any case), ``host_id`` keeps one physical host
+    (a platform ``HypervisorId``, not a backup host)."""
 
     actor: ActorRef
     platform_id: str

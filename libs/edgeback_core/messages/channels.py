@@ -11,7 +11,7 @@ from __future__ import annotations
 from edgeback_core.bus import topology as t
 from edgeback_core.messages import runs as r
 from edgeback_core.messages.asyncapi import Channel, document, render
-from edgeback_core.messages.catalog import HOST_HEARTBEAT, HostHeartbeat
+from edgeback_core.messages.catalog import HostHeartbeat
 
 VERSION = "1.0.0"
 """Version of the message contract (the AsyncAPI ``info.version``)."""
@@ -19,7 +19,7 @@ VERSION = "1.0.0"
 CHANNELS: tuple[Channel, ...] = (
     Channel(
         exchange="events",
-        routing_key=HOST_HEARTBEAT,
+        routing_key=t.HOST_HEARTBEAT,
         message=HostHeartbeat,
         summary="A backup host's worker is alive (every few seconds per worker).",
     ),

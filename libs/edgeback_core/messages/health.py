@@ -7,6 +7,11 @@ from edgeback_core.messages.base import Message
 PING_RPC = "health.ping"
 
 
+def ping_rpc(service: str) -> str:
+    """The name each instance of ``service`` answers pings under."""
+    return f"{PING_RPC}.{service}"
+
+
 class Ping(Message, frozen=True, kw_only=True):
     """Ask a service whether it is alive; ``nonce`` is echoed back."""
 

@@ -11,20 +11,21 @@ from __future__ import annotations
 
 from typing import Literal
 
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages.base import Message
 
 VmStateName = Literal["running", "stopped", "suspended", "paused", "shelved"]
 
 
-def platform_check_rpc(host_id: str) -> str:
+def platform_check_rpc(host_id: BackupHostId) -> str:
     return f"worker.{host_id}.platform.check"
 
 
-def platform_inventory_rpc(host_id: str) -> str:
+def platform_inventory_rpc(host_id: BackupHostId) -> str:
     return f"worker.{host_id}.platform.inventory"
 
 
-def storage_check_rpc(host_id: str) -> str:
+def storage_check_rpc(host_id: BackupHostId) -> str:
     return f"worker.{host_id}.storage.check"
 
 
@@ -63,7 +64,7 @@ class PlatformChecked(Message, frozen=True, kw_only=True):
 # --- worker.<host>.platform.inventory ----------------------------------------------------
 class PlatformInventoryRequest(Request, frozen=True, kw_only=True):
     """Hosts, their VMs and disks; ``keyword`` matches VM name or id (any case),
-    ``host_id`` keeps one physical host (both optional)."""
+    ``host_id`` keeps one physical host, a platform ``HypervisorId`` (both optional)."""
 
     access: PlatformAccess
     keyword: str | None = None

@@ -16,7 +16,6 @@ from edgeback_catalog.domain import (
     CephStorage,
     Clock,
     GroupName,
-    HostId,
     JobId,
     Platform,
     PlatformId,
@@ -29,7 +28,8 @@ from edgeback_catalog.domain import (
     UserName,
 )
 from edgeback_catalog.runstate import RunState
-from edgeback_catalog.templates import RbdTemplates
+from edgeback_core.ids import BackupHostId
+from edgeback_platform.templates import RbdTemplates
 
 
 class PlatformDoc(TypedDict):
@@ -127,7 +127,7 @@ def stored_clock(clock: Clock) -> Clock:
 
 def host_of(doc: dict[str, Any]) -> BackupHost:
     return BackupHost(
-        id=HostId(doc["_id"]),
+        id=BackupHostId(doc["_id"]),
         hostname=doc["hostname"],
         version=doc["version"],
         capacity_bytes=int(doc["capacity_bytes"]),
@@ -146,7 +146,7 @@ def platform_of(doc: dict[str, Any]) -> Platform:
         port=int(doc["port"]),
         ssl=bool(doc["ssl"]),
         access_key_masked=doc["access_key_masked"],
-        default_host_id=HostId(doc["default_host_id"]),
+        default_host_id=BackupHostId(doc["default_host_id"]),
         tags=tuple(doc["tags"]),
         groups=frozenset(GroupName(g) for g in doc["groups"]),
         created_at=utc(doc["created_at"]),
@@ -178,7 +178,7 @@ def storage_of(doc: dict[str, Any]) -> CephStorage:
         name=doc["name"],
         client_id=doc["client_id"],
         conf_path=doc["conf_path"],
-        host_id=HostId(doc["host_id"]),
+        host_id=BackupHostId(doc["host_id"]),
         pool=doc["pool"],
         templates=RbdTemplates(
             volume=doc["volume_template"],
@@ -225,7 +225,7 @@ def run_of(doc: dict[str, Any]) -> Run:
     return Run(
         id=RunId(doc["_id"]),
         job_id=JobId(doc["job_id"]),
-        host_id=HostId(doc["host_id"]),
+        host_id=BackupHostId(doc["host_id"]),
         state=RunState(doc["state"]),
         version=int(doc["version"]),
         created_at=utc(doc["created_at"]),

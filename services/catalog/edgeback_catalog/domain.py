@@ -15,16 +15,16 @@ from datetime import UTC, datetime, timedelta
 from typing import NewType
 
 from edgeback_catalog.runstate import RunState
-from edgeback_catalog.templates import RbdTemplates
 from edgeback_catalog.vmtaskstate import VmTaskState
 from edgeback_core.errors import PermissionDeniedError
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages.backups import FailedDisk
 from edgeback_core.messages.jobs import JobSpec, PoolRef
 from edgeback_core.messages.runs import DiskStats, VmRef
+from edgeback_platform.templates import RbdTemplates
 
 PlatformId = NewType("PlatformId", str)
 StorageId = NewType("StorageId", str)
-HostId = NewType("HostId", str)
 JobId = NewType("JobId", str)
 RunId = NewType("RunId", str)
 UserName = NewType("UserName", str)
@@ -70,7 +70,7 @@ class Actor:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackupHost:
-    id: HostId
+    id: BackupHostId
     hostname: str
     version: str
     capacity_bytes: int
@@ -92,7 +92,7 @@ class Platform:
     port: int
     ssl: bool
     access_key_masked: str
-    default_host_id: HostId
+    default_host_id: BackupHostId
     tags: tuple[str, ...]
     groups: frozenset[GroupName]
     created_at: datetime
@@ -115,7 +115,7 @@ class CephStorage:
     name: str
     client_id: str
     conf_path: str
-    host_id: HostId
+    host_id: BackupHostId
     pool: str
     templates: RbdTemplates
     created_at: datetime
@@ -152,7 +152,7 @@ class RunTransition:
 class Run:
     id: RunId
     job_id: JobId
-    host_id: HostId
+    host_id: BackupHostId
     state: RunState
     version: int
     created_at: datetime
@@ -177,8 +177,8 @@ class Job:
     active_runs: tuple[RunId, ...] = ()
 
     @property
-    def host_id(self) -> HostId:
-        return HostId(self.spec.target.host_id)
+    def host_id(self) -> BackupHostId:
+        return BackupHostId(self.spec.target.host_id)
 
     @property
     def platform_ids(self) -> list[PlatformId]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from edgeback_catalog import wire
 from edgeback_catalog.backuprpc import BackupRpc
-from edgeback_catalog.domain import Actor, HostId, JobId, PlatformId, RunId, StorageId, UserName
+from edgeback_catalog.domain import Actor, JobId, PlatformId, RunId, StorageId, UserName
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.jobrpc import JobRpc
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
@@ -19,16 +19,12 @@ from edgeback_catalog.runstate import RunState
 from edgeback_catalog.service import Catalog
 from edgeback_catalog.storages import StorageDraft
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
-from edgeback_core.bus.topology import QueueSpec
+from edgeback_core.bus.topology import CATALOG_HEARTBEATS
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
+from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.messages import worker as w
-
-
-def heartbeats_queue() -> QueueSpec:
-    """Heartbeats only: the catalog's own queue, bound to the heartbeat routing key."""
-    return QueueSpec(
-        name="catalog.heartbeats", exchange="events", bindings=(m.HOST_HEARTBEAT,), prefetch=20
-    )
+from edgeback_platform.models import HypervisorId
 
 
 class CatalogRpc:
@@ -40,41 +36,41 @@ class CatalogRpc:
     def routes(self) -> list[Route]:
         r = Route
         return [
-            r("catalog.host.activate", m.HostActivate, self.host_activate),
-            r("catalog.host.authorize", m.HostAuthorize, self.host_authorize),
-            r("catalog.host.activate_many", m.HostActivateMany, self.host_activate_many),
-            r("catalog.host.authorize_many", m.HostAuthorizeMany, self.host_authorize_many),
-            r("catalog.host.get", m.HostGet, self.host_get),
-            r("catalog.host.list", m.HostList, self.host_list),
-            r("catalog.platform.register", m.PlatformRegister, self.platform_register),
-            r("catalog.platform.rename", m.PlatformRename, self.platform_rename),
-            r("catalog.platform.update", m.PlatformUpdate, self.platform_update),
-            r("catalog.platform.set_tags", m.PlatformSetTags, self.platform_set_tags),
-            r("catalog.platform.unregister", m.PlatformUnregister, self.platform_unregister),
-            r("catalog.platform.get", m.PlatformGet, self.platform_get),
-            r("catalog.platform.list", m.PlatformList, self.platform_list),
-            r("catalog.platform.credentials", m.PlatformCredentialsGet, self.credentials),
-            r("catalog.platform.browse", m.PlatformBrowse, self.platform_browse),
-            r("catalog.storage.add", m.StorageAdd, self.storage_add),
-            r("catalog.storage.remove", m.StorageRemove, self.storage_remove),
-            r("catalog.storage.get", m.StorageGet, self.storage_get),
-            r("catalog.storage.list", m.StorageList, self.storage_list),
-            r("catalog.group.create", m.GroupCreate, self.group_create),
-            r("catalog.group.list", m.GroupList, self.group_list),
-            r("catalog.user.create", m.UserCreate, self.user_create),
-            r("catalog.user.set_groups", m.UserSetGroups, self.user_set_groups),
-            r("catalog.user.get", m.UserGet, self.user_get),
-            r("catalog.run.create", m.RunCreate, self.run_create),
-            r("catalog.run.transition", m.RunTransition, self.run_transition),
-            r("catalog.run.get", m.RunGet, self.run_get),
-            r("catalog.audit.list", m.AuditList, self.audit_list),
+            r(names.HOST_ACTIVATE, m.HostActivate, self.host_activate),
+            r(names.HOST_AUTHORIZE, m.HostAuthorize, self.host_authorize),
+            r(names.HOST_ACTIVATE_MANY, m.HostActivateMany, self.host_activate_many),
+            r(names.HOST_AUTHORIZE_MANY, m.HostAuthorizeMany, self.host_authorize_many),
+            r(names.HOST_GET, m.HostGet, self.host_get),
+            r(names.HOST_LIST, m.HostList, self.host_list),
+            r(names.PLATFORM_REGISTER, m.PlatformRegister, self.platform_register),
+            r(names.PLATFORM_RENAME, m.PlatformRename, self.platform_rename),
+            r(names.PLATFORM_UPDATE, m.PlatformUpdate, self.platform_update),
+            r(names.PLATFORM_SET_TAGS, m.PlatformSetTags, self.platform_set_tags),
+            r(names.PLATFORM_UNREGISTER, m.PlatformUnregister, self.platform_unregister),
+            r(names.PLATFORM_GET, m.PlatformGet, self.platform_get),
+            r(names.PLATFORM_LIST, m.PlatformList, self.platform_list),
+            r(names.PLATFORM_CREDENTIALS, m.PlatformCredentialsGet, self.credentials),
+            r(names.PLATFORM_BROWSE, m.PlatformBrowse, self.platform_browse),
+            r(names.STORAGE_ADD, m.StorageAdd, self.storage_add),
+            r(names.STORAGE_REMOVE, m.StorageRemove, self.storage_remove),
+            r(names.STORAGE_GET, m.StorageGet, self.storage_get),
+            r(names.STORAGE_LIST, m.StorageList, self.storage_list),
+            r(names.GROUP_CREATE, m.GroupCreate, self.group_create),
+            r(names.GROUP_LIST, m.GroupList, self.group_list),
+            r(names.USER_CREATE, m.UserCreate, self.user_create),
+            r(names.USER_SET_GROUPS, m.UserSetGroups, self.user_set_groups),
+            r(names.USER_GET, m.UserGet, self.user_get),
+            r(names.RUN_CREATE, m.RunCreate, self.run_create),
+            r(names.RUN_TRANSITION, m.RunTransition, self.run_transition),
+            r(names.RUN_GET, m.RunGet, self.run_get),
+            r(names.AUDIT_LIST, m.AuditList, self.audit_list),
         ]
 
     # --- hosts --------------------------------------------------------------------
     async def on_heartbeat(self, beat: m.HostHeartbeat, _envelope: Envelope) -> None:
         await self._c.hosts.heartbeat(
             Heartbeat(
-                host_id=HostId(beat.host_id),
+                host_id=BackupHostId(beat.host_id),
                 hostname=beat.hostname,
                 version=beat.version,
                 capacity_bytes=beat.capacity_bytes,
@@ -83,31 +79,31 @@ class CatalogRpc:
 
     async def host_activate(self, req: m.HostActivate) -> m.HostInfo:
         actor = wire.actor_of(req.actor)
-        await self._c.hosts.activate(actor, HostId(req.host_id))
-        return wire.host_info(await self._c.hosts.get(actor, HostId(req.host_id)))
+        await self._c.hosts.activate(actor, BackupHostId(req.host_id))
+        return wire.host_info(await self._c.hosts.get(actor, BackupHostId(req.host_id)))
 
     async def host_authorize(self, req: m.HostAuthorize) -> m.HostInfo:
         actor = wire.actor_of(req.actor)
-        await self._c.hosts.authorize(actor, HostId(req.host_id), req.groups)
-        return wire.host_info(await self._c.hosts.get(actor, HostId(req.host_id)))
+        await self._c.hosts.authorize(actor, BackupHostId(req.host_id), req.groups)
+        return wire.host_info(await self._c.hosts.get(actor, BackupHostId(req.host_id)))
 
     async def host_activate_many(self, req: m.HostActivateMany) -> m.HostListReply:
         actor = wire.actor_of(req.actor)
-        done = await self._c.hosts.activate_many(actor, [HostId(h) for h in req.host_ids])
+        done = await self._c.hosts.activate_many(actor, [BackupHostId(h) for h in req.host_ids])
         return await self._hosts_reply(actor, [host.id for host in done])
 
     async def host_authorize_many(self, req: m.HostAuthorizeMany) -> m.HostListReply:
         actor = wire.actor_of(req.actor)
-        ids = [HostId(h) for h in req.host_ids]
+        ids = [BackupHostId(h) for h in req.host_ids]
         done = await self._c.hosts.authorize_many(actor, ids, req.groups)
         return await self._hosts_reply(actor, [host.id for host in done])
 
-    async def _hosts_reply(self, actor: Actor, host_ids: list[HostId]) -> m.HostListReply:
+    async def _hosts_reply(self, actor: Actor, host_ids: list[BackupHostId]) -> m.HostListReply:
         views = [await self._c.hosts.get(actor, host_id) for host_id in host_ids]
         return m.HostListReply(hosts=[wire.host_info(view) for view in views])
 
     async def host_get(self, req: m.HostGet) -> m.HostInfo:
-        view = await self._c.hosts.get(wire.actor_of(req.actor), HostId(req.host_id))
+        view = await self._c.hosts.get(wire.actor_of(req.actor), BackupHostId(req.host_id))
         return wire.host_info(view)
 
     async def host_list(self, req: m.HostList) -> m.HostListReply:
@@ -123,7 +119,7 @@ class CatalogRpc:
             ssl=req.ssl,
             access_key=req.access_key,
             secret_key=req.secret_key,
-            default_host_id=HostId(req.default_host_id),
+            default_host_id=BackupHostId(req.default_host_id),
             tags=tuple(req.tags),
             groups=tuple(req.groups),
         )
@@ -141,7 +137,9 @@ class CatalogRpc:
             ssl=req.ssl,
             access_key=req.access_key,
             secret_key=req.secret_key,
-            default_host_id=None if req.default_host_id is None else HostId(req.default_host_id),
+            default_host_id=None
+            if req.default_host_id is None
+            else BackupHostId(req.default_host_id),
             groups=None if req.groups is None else tuple(req.groups),
         )
         actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
@@ -173,14 +171,17 @@ class CatalogRpc:
 
     async def platform_browse(self, req: m.PlatformBrowse) -> w.PlatformInventory:
         actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
-        return await self._c.platforms.browse(actor, pid, keyword=req.keyword, host_id=req.host_id)
+        hypervisor = None if req.host_id is None else HypervisorId(req.host_id)
+        return await self._c.platforms.browse(
+            actor, pid, keyword=req.keyword, hypervisor_id=hypervisor
+        )
 
     # --- storages -----------------------------------------------------------------
     async def storage_add(self, req: m.StorageAdd) -> m.StorageInfo:
         draft = StorageDraft(
             platform_id=PlatformId(req.platform_id),
             name=req.name,
-            host_id=HostId(req.host_id),
+            host_id=BackupHostId(req.host_id),
             pool=req.pool,
             client_id=req.client_id,
             conf_path=req.conf_path,
@@ -234,7 +235,7 @@ class CatalogRpc:
     async def run_create(self, req: m.RunCreate) -> m.RunInfo:
         actor = wire.actor_of(req.actor)
         run_id = None if req.run_id is None else RunId(req.run_id)
-        run = await self._c.runs.create(actor, JobId(req.job_id), HostId(req.host_id), run_id)
+        run = await self._c.runs.create(actor, JobId(req.job_id), BackupHostId(req.host_id), run_id)
         return wire.run_info(run)
 
     async def run_transition(self, req: m.RunTransition) -> m.RunTransitionReply:
@@ -262,5 +263,5 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     """Serve every catalog RPC and consume heartbeats on ``bus``."""
     routes = [*rpc.routes(), *JobRpc(rpc.catalog).routes(), *BackupRpc(rpc.catalog).routes()]
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in routes]
-    handles.append(await bus.consume(heartbeats_queue(), rpc.on_heartbeat, m.HostHeartbeat))
+    handles.append(await bus.consume(CATALOG_HEARTBEATS, rpc.on_heartbeat, m.HostHeartbeat))
     return handles

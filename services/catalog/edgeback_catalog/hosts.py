@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from edgeback_catalog.access import AuditLog, require_groups, visibility
 from edgeback_catalog.documents import host_of
-from edgeback_catalog.domain import Actor, BackupHost, Clock, HostId, Role
+from edgeback_catalog.domain import Actor, BackupHost, Clock, Role
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_core.errors import (
     AlreadyExistsError,
@@ -22,11 +22,12 @@ from edgeback_core.errors import (
     NotFoundError,
     UnknownReferenceError,
 )
+from edgeback_core.ids import BackupHostId
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat:
-    host_id: HostId
+    host_id: BackupHostId
     hostname: str
     version: str
     capacity_bytes: int
@@ -73,7 +74,7 @@ class BackupHosts:
             await self._audit.record(system, "host.registered", _ref(beat.host_id))
         return host
 
-    async def activate(self, actor: Actor, host_id: HostId) -> BackupHost:
+    async def activate(self, actor: Actor, host_id: BackupHostId) -> BackupHost:
         actor.require_admin("activating a backup host")
         doc = await self._db.update(Coll.BACKUP_HOSTS, {"_id": host_id}, {"$set": {"active": True}})
         if doc is None:
@@ -81,7 +82,9 @@ class BackupHosts:
         await self._audit.record(actor, "host.activated", _ref(host_id))
         return host_of(doc)
 
-    async def authorize(self, actor: Actor, host_id: HostId, groups: Collection[str]) -> BackupHost:
+    async def authorize(
+        self, actor: Actor, host_id: BackupHostId, groups: Collection[str]
+    ) -> BackupHost:
         """Replace the groups allowed to use the host."""
         actor.require_admin("authorizing groups on a backup host")
         checked = await require_groups(self._db, groups)
@@ -94,13 +97,15 @@ class BackupHosts:
         await self._audit.record(actor, "host.authorized", _ref(host_id), shown)
         return host_of(doc)
 
-    async def activate_many(self, actor: Actor, host_ids: Collection[HostId]) -> list[BackupHost]:
+    async def activate_many(
+        self, actor: Actor, host_ids: Collection[BackupHostId]
+    ) -> list[BackupHost]:
         """Activate several hosts at once: all of them, or none if one is unknown."""
         actor.require_admin("activating backup hosts")
         return [await self.activate(actor, h) for h in await self._require_all(host_ids)]
 
     async def authorize_many(
-        self, actor: Actor, host_ids: Collection[HostId], groups: Collection[str]
+        self, actor: Actor, host_ids: Collection[BackupHostId], groups: Collection[str]
     ) -> list[BackupHost]:
         """Authorize the same groups on several hosts: all of them, or none."""
         actor.require_admin("authorizing groups on backup hosts")
@@ -108,7 +113,7 @@ class BackupHosts:
         hosts = await self._require_all(host_ids)
         return [await self.authorize(actor, h, groups) for h in hosts]
 
-    async def _require_all(self, host_ids: Collection[HostId]) -> list[HostId]:
+    async def _require_all(self, host_ids: Collection[BackupHostId]) -> list[BackupHostId]:
         """The distinct ids, after checking every one names a host (nothing changes if not)."""
         wanted = sorted(set(host_ids))
         if not wanted:
@@ -119,7 +124,7 @@ class BackupHosts:
             raise NotFoundError(f"backup host(s) not found: {unknown}", host_ids=unknown)
         return wanted
 
-    async def get(self, actor: Actor, host_id: HostId) -> HostView:
+    async def get(self, actor: Actor, host_id: BackupHostId) -> HostView:
         doc = await self._db.find_one(Coll.BACKUP_HOSTS, {"_id": host_id, **visibility(actor)})
         if doc is None:
             raise NotFoundError(f"backup host {host_id} not found", host_id=host_id)
@@ -129,7 +134,7 @@ class BackupHosts:
         docs = await self._db.find(Coll.BACKUP_HOSTS, visibility(actor), sort=(("hostname", 1),))
         return [self._view(host_of(doc)) for doc in docs]
 
-    async def require_active(self, host_id: HostId) -> BackupHost:
+    async def require_active(self, host_id: BackupHostId) -> BackupHost:
         """The host a platform or storage refers to: it must exist and be active."""
         doc = await self._db.find_one(Coll.BACKUP_HOSTS, {"_id": host_id})
         if doc is None:

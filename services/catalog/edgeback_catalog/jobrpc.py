@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from edgeback_catalog import wire
-from edgeback_catalog.domain import HostId, JobId
+from edgeback_catalog.domain import JobId
 from edgeback_catalog.routes import Route
 from edgeback_catalog.service import Catalog
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import jobs as j
 
@@ -34,7 +35,7 @@ class JobRpc:
         return wire.job_info(await self._jobs.get(wire.actor_of(req.actor), JobId(req.job_id)))
 
     async def list(self, req: j.JobList) -> j.JobListReply:
-        host = None if req.host_id is None else HostId(req.host_id)
+        host = None if req.host_id is None else BackupHostId(req.host_id)
         jobs, after = await self._jobs.list(
             wire.actor_of(req.actor), host_id=host, after=req.after, limit=req.limit
         )

@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 import msgspec
 
 from edgeback_catalog.access import AuditLog, check_name, new_id, require_groups, visibility
-from edgeback_catalog.domain import Actor, Clock, GroupName, HostId, Job, JobId
+from edgeback_catalog.domain import Actor, Clock, GroupName, Job, JobId
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.jobdocs import job_doc, job_of, spec_fields
 from edgeback_catalog.mongo import CatalogDb, Coll, Doc
@@ -29,6 +29,7 @@ from edgeback_core.errors import (
     StaleVersionError,
     UnknownReferenceError,
 )
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages.jobs import JobSpec
 
 MAX_PAGE = 200
@@ -69,7 +70,12 @@ class Jobs:
         return job_of(doc)
 
     async def list(
-        self, actor: Actor, *, host_id: HostId | None = None, after: str | None = None, limit: int
+        self,
+        actor: Actor,
+        *,
+        host_id: BackupHostId | None = None,
+        after: str | None = None,
+        limit: int,
     ) -> tuple[list[Job], str | None]:
         """One page in name order and the name to continue after (None: last page)."""
         if not 1 <= limit <= MAX_PAGE:
@@ -145,7 +151,7 @@ class Jobs:
             found.insert(0, f"name: {exc.message}")
         if found:
             raise InvalidInputError("invalid job: " + "; ".join(found), problems=found)
-        host = await self._hosts.require_active(HostId(spec.target.host_id))
+        host = await self._hosts.require_active(BackupHostId(spec.target.host_id))
         if not actor.can_see(host.groups):
             raise UnknownReferenceError(f"backup host {host.id} does not exist", host_id=host.id)
         wanted = {sel.platform_id for sel in spec.content.vms}

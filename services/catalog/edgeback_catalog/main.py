@@ -10,7 +10,7 @@ from edgeback_catalog.mongo import CatalogDb
 from edgeback_catalog.probes import WorkerProbe
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
-from edgeback_catalog.settings import CatalogConfig
+from edgeback_catalog.settings import CatalogSettings
 from edgeback_core.bus.port import Bus
 from edgeback_core.lifecycle import ServiceRuntime
 from edgeback_core.service import serve
@@ -18,12 +18,9 @@ from edgeback_core.service import serve
 SERVICE = "catalog"
 
 
-async def setup(runtime: ServiceRuntime, bus: Bus, config: CatalogConfig) -> None:
-    settings = config.catalog
+async def setup(runtime: ServiceRuntime, bus: Bus, settings: CatalogSettings) -> None:
     db = await runtime.stack.enter_async_context(
-        CatalogDb.open(
-            config.mongo.mongo_url, settings.database, timeout_ms=settings.mongo_timeout_ms
-        )
+        CatalogDb.open(settings.mongo_url, settings.database, timeout_ms=settings.mongo_timeout_ms)
     )
     runtime.health_checks["catalog_db"] = db.ping
     catalog = Catalog.build(
@@ -37,4 +34,4 @@ async def setup(runtime: ServiceRuntime, bus: Bus, config: CatalogConfig) -> Non
 
 
 def main() -> None:
-    serve(SERVICE, CatalogConfig.load, setup)
+    serve(SERVICE, CatalogSettings.load, setup)

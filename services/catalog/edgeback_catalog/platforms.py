@@ -29,7 +29,6 @@ from edgeback_catalog.documents import PlatformDoc, platform_of
 from edgeback_catalog.domain import (
     Actor,
     Clock,
-    HostId,
     Platform,
     PlatformCredentials,
     PlatformId,
@@ -44,7 +43,9 @@ from edgeback_core.errors import (
     PlatformInUseError,
     UnavailableError,
 )
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import worker as w
+from edgeback_platform.models import HypervisorId
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
@@ -62,7 +63,7 @@ class PlatformDraft:
     ssl: bool
     access_key: str
     secret_key: str
-    default_host_id: HostId
+    default_host_id: BackupHostId
     tags: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
 
@@ -76,7 +77,7 @@ class PlatformChanges:
     ssl: bool | None = None
     access_key: str | None = None
     secret_key: str | None = None
-    default_host_id: HostId | None = None
+    default_host_id: BackupHostId | None = None
     groups: tuple[str, ...] | None = None
 
 
@@ -225,7 +226,7 @@ class Platforms:
         pid: PlatformId,
         *,
         keyword: str | None = None,
-        host_id: str | None = None,
+        hypervisor_id: HypervisorId | None = None,
     ) -> w.PlatformInventory:
         """Physical hosts → VMs → disks as the default backup host sees them now;
         ``keyword`` matches VM names and ids. Anyone who sees the platform may browse."""
@@ -240,13 +241,13 @@ class Platforms:
                 secret_key=keys.secret_key,
             ),
             keyword=check_keyword(keyword),
-            host_id=host_id or None,
+            host_id=hypervisor_id or None,
         )
         if self._probe is None:
             raise UnavailableError("this catalog has no backup host probe: cannot browse")
         return await self._probe.inventory(platform.default_host_id, request)
 
-    async def _check(self, host_id: HostId, access: w.PlatformAccess) -> dict[str, str]:
+    async def _check(self, host_id: BackupHostId, access: w.PlatformAccess) -> dict[str, str]:
         """Ask a worker of ``host_id`` to call the platform; its refusal propagates."""
         if self._probe is None:
             return {}
@@ -266,7 +267,7 @@ class Platforms:
             access_key=_new(changes.access_key, keys.access_key),
             secret_key=_new(changes.secret_key, keys.secret_key),
         )
-        host = _new(changes.default_host_id, HostId(doc["default_host_id"]))
+        host = _new(changes.default_host_id, BackupHostId(doc["default_host_id"]))
         return await self._check(host, access)
 
     async def _doc(self, pid: PlatformId) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
-from edgeback_catalog.domain import HostId
 from edgeback_core.bus.port import Bus
 from edgeback_core.errors import BackupHostUnreachableError, DeadlineExceededError, UnroutableError
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import worker as w
 
 R = TypeVar("R", bound=msgspec.Struct)
@@ -31,16 +31,18 @@ before the catalog gives up on the host."""
 class ResourceProbe(Protocol):
     """What the catalog needs from a backup host before storing resources it names."""
 
-    async def check_platform(self, host_id: HostId, check: w.PlatformCheck) -> w.PlatformChecked:
+    async def check_platform(
+        self, host_id: BackupHostId, check: w.PlatformCheck
+    ) -> w.PlatformChecked:
         """Raise the platform's refusal (auth, unreachable, TLS) or return its info."""
         ...
 
-    async def check_storage(self, host_id: HostId, check: w.StorageCheck) -> w.StorageChecked:
+    async def check_storage(self, host_id: BackupHostId, check: w.StorageCheck) -> w.StorageChecked:
         """Raise why the host cannot use the storage, or return the cluster's space."""
         ...
 
     async def inventory(
-        self, host_id: HostId, request: w.PlatformInventoryRequest
+        self, host_id: BackupHostId, request: w.PlatformInventoryRequest
     ) -> w.PlatformInventory: ...
 
 
@@ -51,24 +53,31 @@ class WorkerProbe:
         self._bus = bus
         self._storage_timeout_s = storage_timeout_s
 
-    async def check_platform(self, host_id: HostId, check: w.PlatformCheck) -> w.PlatformChecked:
+    async def check_platform(
+        self, host_id: BackupHostId, check: w.PlatformCheck
+    ) -> w.PlatformChecked:
         timeout = check.budget_s + _MARGIN_S
         rpc = w.platform_check_rpc(host_id)
         return await self._call(host_id, rpc, check, w.PlatformChecked, timeout)
 
-    async def check_storage(self, host_id: HostId, check: w.StorageCheck) -> w.StorageChecked:
+    async def check_storage(self, host_id: BackupHostId, check: w.StorageCheck) -> w.StorageChecked:
         rpc = w.storage_check_rpc(host_id)
         return await self._call(host_id, rpc, check, w.StorageChecked, self._storage_timeout_s)
 
     async def inventory(
-        self, host_id: HostId, request: w.PlatformInventoryRequest
+        self, host_id: BackupHostId, request: w.PlatformInventoryRequest
     ) -> w.PlatformInventory:
         timeout = request.budget_s + _MARGIN_S
         rpc = w.platform_inventory_rpc(host_id)
         return await self._call(host_id, rpc, request, w.PlatformInventory, timeout)
 
     async def _call(
-        self, host_id: HostId, rpc: str, request: msgspec.Struct, reply: type[R], limit_s: float
+        self,
+        host_id: BackupHostId,
+        rpc: str,
+        request: msgspec.Struct,
+        reply: type[R],
+        limit_s: float,
     ) -> R:
         try:
             return await self._bus.call(rpc, request, reply, timeout=limit_s)

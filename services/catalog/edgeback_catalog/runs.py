@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from edgeback_catalog.access import AuditLog, new_id
 from edgeback_catalog.documents import RunDoc, run_of, transition_doc, transition_of
-from edgeback_catalog.domain import Actor, Clock, HostId, JobId, Run, RunId, RunTransition
+from edgeback_catalog.domain import Actor, Clock, JobId, Run, RunId, RunTransition
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.runstate import (
     INITIAL,
@@ -26,6 +26,7 @@ from edgeback_catalog.runstate import (
     check_transition,
 )
 from edgeback_core.errors import LockBusyError, NotFoundError, StaleVersionError
+from edgeback_core.ids import BackupHostId
 
 _MAX_ATTEMPTS = 50
 
@@ -50,7 +51,7 @@ class Runs:
         self._db, self._audit, self._clock = db, audit, clock
 
     async def create(
-        self, actor: Actor, job_id: JobId, host_id: HostId, run_id: RunId | None = None
+        self, actor: Actor, job_id: JobId, host_id: BackupHostId, run_id: RunId | None = None
     ) -> Run:
         """A new run in the initial state, with that state as the first history step."""
         now = self._clock()

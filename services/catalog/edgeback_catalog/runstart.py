@@ -18,7 +18,7 @@ import msgspec
 from edgeback_catalog.access import AuditLog, visibility
 from edgeback_catalog.backupdocs import derived_id
 from edgeback_catalog.documents import RunDoc, run_of, transition_doc
-from edgeback_catalog.domain import Actor, Clock, HostId, JobId, Run, RunId, RunTransition
+from edgeback_catalog.domain import Actor, Clock, JobId, Run, RunId, RunTransition
 from edgeback_catalog.jobdocs import job_of
 from edgeback_catalog.jobs import forget_ended_runs
 from edgeback_catalog.mongo import CatalogDb, Coll, Doc
@@ -31,6 +31,7 @@ from edgeback_core.errors import (
     JobDisabledError,
     NotFoundError,
 )
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages.jobs import PoolRef
 
 
@@ -110,7 +111,7 @@ class RunStarter:
         return RunDoc(
             _id=rid,
             job_id=job.id,
-            host_id=HostId(job.spec.target.host_id),
+            host_id=BackupHostId(job.spec.target.host_id),
             state=str(INITIAL),
             version=0,
             created_at=now,

@@ -8,41 +8,29 @@ shows offline) and ``MONGO_TIMEOUT_MS``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Annotated, ClassVar
 
 from edgeback_catalog.secretbox import SecretBox
-from edgeback_core.settings import ProblemCollector, Secret, load
+from edgeback_core.errors import ConfigError
+from edgeback_core.settings import POSITIVE, EnvName, Rule, Secret, Settings
+
+
+def _master_key_problem(master_key: Secret) -> str | None:
+    """A bad key stops the start, with the reason."""
+    try:
+        SecretBox.from_setting(master_key)
+    except ConfigError as exc:
+        return exc.message
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class MongoSettings:
-    mongo_url: str
+class CatalogSettings(Settings):
+    PREFIX: ClassVar[str] = "EDGEBACK_CATALOG_"
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CatalogSettings:
-    master_key: Secret
+    mongo_url: Annotated[str, EnvName("EDGEBACK_MONGO_URL")]
+    master_key: Annotated[Secret, Rule(_master_key_problem)]
     database: str = "edgeback"
-    host_offline_after_s: float = 90.0
-    mongo_timeout_ms: int = 5000
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CatalogConfig:
-    """Everything the catalog reads besides the common settings."""
-
-    mongo: MongoSettings
-    catalog: CatalogSettings
-
-    @classmethod
-    def load(cls, environ: Mapping[str, str]) -> CatalogConfig:
-        """Both groups, with every problem of both in one :class:`ConfigError`."""
-        problems = ProblemCollector()
-        mongo = problems.collect(lambda: load(MongoSettings, environ))
-        catalog = problems.collect(
-            lambda: load(CatalogSettings, environ, prefix="EDGEBACK_CATALOG_")
-        )
-        problems.check()
-        SecretBox.from_setting(catalog.master_key)  # a bad key stops the start, with the reason
-        return cls(mongo=mongo, catalog=catalog)
+    host_offline_after_s: Annotated[float, POSITIVE] = 90.0
+    mongo_timeout_ms: Annotated[int, POSITIVE] = 5000

@@ -21,7 +21,6 @@ from edgeback_catalog.domain import (
     Actor,
     CephStorage,
     Clock,
-    HostId,
     PlatformId,
     StorageId,
 )
@@ -29,6 +28,7 @@ from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.probes import ResourceProbe
 from edgeback_core.errors import InvalidInputError, NotFoundError, UnknownReferenceError
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import worker as w
 from edgeback_platform.templates import RbdTemplates
 
@@ -41,7 +41,7 @@ _PATH = re.compile(r"/[^\x00]{0,4095}")
 class StorageDraft:
     platform_id: PlatformId
     name: str
-    host_id: HostId
+    host_id: BackupHostId
     pool: str
     client_id: str = DEFAULT_CEPH_CLIENT
     conf_path: str = DEFAULT_CEPH_CONF

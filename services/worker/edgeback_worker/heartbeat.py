@@ -14,8 +14,10 @@ import socket
 import structlog
 
 from edgeback_core.bus.port import Bus
+from edgeback_core.bus.topology import HOST_HEARTBEAT
 from edgeback_core.errors import EdgebackError
-from edgeback_core.messages.catalog import HOST_HEARTBEAT, HostHeartbeat
+from edgeback_core.ids import BackupHostId
+from edgeback_core.messages.catalog import HostHeartbeat
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +32,9 @@ def capacity_bytes(path: str) -> int:
         return 0
 
 
-async def beat_forever(bus: Bus, *, host_id: str, interval_s: float, data_dir: str) -> None:
+async def beat_forever(
+    bus: Bus, *, host_id: BackupHostId, interval_s: float, data_dir: str
+) -> None:
     """Publish a heartbeat now and every ``interval_s`` seconds until cancelled."""
     hostname = socket.gethostname()
     while True:

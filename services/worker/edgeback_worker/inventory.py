@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from edgeback_core.errors import NotFoundError
 from edgeback_core.messages import worker as w
-from edgeback_platform.models import Disk, Host, Vm
+from edgeback_platform.models import Disk, Host, HypervisorId, Vm
 
 
 def inventory_of(
@@ -19,13 +19,15 @@ def inventory_of(
     vms: Sequence[Vm],
     *,
     keyword: str | None = None,
-    host_id: str | None = None,
+    hypervisor_id: HypervisorId | None = None,
 ) -> w.PlatformInventory:
     """Group ``vms`` under ``hosts`` (in the platform's order, VMs sorted by name)."""
-    if host_id is not None:
-        hosts = [h for h in hosts if h.id == host_id]
+    if hypervisor_id is not None:
+        hosts = [h for h in hosts if h.id == hypervisor_id]
         if not hosts:
-            raise NotFoundError(f"the platform has no physical host {host_id}", host_id=host_id)
+            raise NotFoundError(
+                f"the platform has no physical host {hypervisor_id}", host_id=hypervisor_id
+            )
     by_host: dict[str, list[Vm]] = {h.id: [] for h in hosts}
     for vm in vms:
         if vm.host_id in by_host:

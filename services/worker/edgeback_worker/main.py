@@ -6,8 +6,8 @@ from __future__ import annotations
 from edgeback_core.bus.port import Bus
 from edgeback_core.lifecycle import ServiceRuntime
 from edgeback_core.service import serve
+from edgeback_worker.handlers import serve_worker_rpcs
 from edgeback_worker.heartbeat import beat_forever
-from edgeback_worker.rpc import serve_worker_rpcs
 from edgeback_worker.settings import WorkerSettings
 
 SERVICE = "worker"

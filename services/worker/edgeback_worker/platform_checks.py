@@ -23,11 +23,12 @@ from edgeback_core.errors import (
     PlatformAuthError,
     PlatformUnreachableError,
 )
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import worker as w
 from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
 from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint, Timeouts
-from edgeback_platform.models import HostId
+from edgeback_platform.models import HypervisorId
 from edgeback_worker.inventory import inventory_of
 
 log = structlog.get_logger(__name__)
@@ -38,7 +39,7 @@ _MAX_BUDGET_S = 300.0
 class PlatformProbe:
     """Answers ``worker.<host>.platform.check`` and ``.inventory``."""
 
-    host_id: str
+    host_id: BackupHostId
     retries: int
     connect_timeout_s: float
     timeout_s: float
@@ -65,11 +66,10 @@ class PlatformProbe:
     async def inventory(self, req: w.PlatformInventoryRequest) -> w.PlatformInventory:
         client = self._client(req.access)
         async with self._within(client, req.budget_s):
+            hypervisor = None if req.host_id is None else HypervisorId(req.host_id)
             hosts = await client.list_hosts()
-            vms = await client.list_vms(
-                None if req.host_id is None else HostId(req.host_id), keyword=req.keyword
-            )
-        return inventory_of(hosts, vms, keyword=req.keyword, host_id=req.host_id)
+            vms = await client.list_vms(hypervisor, keyword=req.keyword)
+        return inventory_of(hosts, vms, keyword=req.keyword, hypervisor_id=hypervisor)
 
     @contextlib.asynccontextmanager
     async def _within(self, client: EdgeCloudClient, budget_s: float) -> AsyncIterator[None]:

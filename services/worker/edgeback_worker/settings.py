@@ -3,55 +3,39 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Annotated, ClassVar
 
-from edgeback_core.errors import ConfigError
-from edgeback_core.settings import load
+from edgeback_core.ids import BackupHostId
+from edgeback_core.settings import NOT_NEGATIVE, POSITIVE, Rule, Settings
 
-PREFIX = "EDGEBACK_WORKER_"
+
+def _routable_host(host_id: str) -> str | None:
+    """The id names queues and RPCs (``worker.<id>...``): no routing-key separators."""
+    host = host_id or socket.gethostname()
+    if not host or any(c in host for c in ".*# /"):
+        return f"{host!r} may not contain . * # / or spaces"
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerSettings:
-    host_id: str = ""
+class WorkerSettings(Settings):
+    PREFIX: ClassVar[str] = "EDGEBACK_WORKER_"
+
+    host_id: Annotated[str, Rule(_routable_host)] = ""
     """The backup host this worker serves; defaults to the machine's hostname."""
-    heartbeat_s: float = 10.0
+    heartbeat_s: Annotated[float, POSITIVE] = 10.0
     """How often the host announces itself to the catalog (online/offline follows it)."""
     data_dir: str = "/var/lib/edgeback"
     """Measured for the capacity the heartbeat reports."""
-    check_retries: int = 2
+    check_retries: Annotated[int, NOT_NEGATIVE] = 2
     """Retries of a platform check or listing: few, so a wrong address fails in seconds."""
-    platform_connect_timeout_s: float = 3.0
-    platform_timeout_s: float = 20.0
+    platform_connect_timeout_s: Annotated[float, POSITIVE] = 3.0
+    platform_timeout_s: Annotated[float, POSITIVE] = 20.0
     """Whole-request bound of one platform call made for a check or a listing."""
-    ceph_connect_timeout_s: float = 5.0
+    ceph_connect_timeout_s: Annotated[float, POSITIVE] = 5.0
     """Bound of the Ceph connect (and of its calls) when a storage is checked."""
 
     @property
-    def resolved_host_id(self) -> str:
-        return self.host_id or socket.gethostname()
-
-    @classmethod
-    def load(cls, environ: Mapping[str, str]) -> WorkerSettings:
-        settings = load(cls, environ, prefix=PREFIX)
-        problems = settings.problems()
-        if problems:
-            raise ConfigError(f"invalid settings: {'; '.join(problems)}", problems=problems)
-        return settings
-
-    def problems(self) -> list[str]:
-        found = []
-        host = self.resolved_host_id
-        if any(c in host for c in ".*# /") or not host:
-            found.append(f"{PREFIX}HOST_ID: {host!r} may not contain . * # / or spaces")
-        positive = {
-            "HEARTBEAT_S": self.heartbeat_s,
-            "PLATFORM_CONNECT_TIMEOUT_S": self.platform_connect_timeout_s,
-            "PLATFORM_TIMEOUT_S": self.platform_timeout_s,
-            "CEPH_CONNECT_TIMEOUT_S": self.ceph_connect_timeout_s,
-        }
-        found += [f"{PREFIX}{key}: must be positive" for key, v in positive.items() if v <= 0]
-        if self.check_retries < 0:
-            found.append(f"{PREFIX}CHECK_RETRIES: must be 0 or more")
-        return found
+    def resolved_host_id(self) -> BackupHostId:
+        return BackupHostId(self.host_id or socket.gethostname())

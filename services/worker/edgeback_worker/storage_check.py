@@ -19,6 +19,7 @@ from edgeback_core.errors import (
     InvalidInputError,
     RbdPoolNotFoundError,
 )
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import worker as w
 from edgeback_platform.templates import RbdTemplates
 
@@ -35,7 +36,7 @@ def read_conf_head(path: str) -> None:
 class StorageProbe:
     """Answers ``worker.<host>.storage.check``."""
 
-    host_id: str
+    host_id: BackupHostId
     connect_timeout_s: float
 
     async def check(self, req: w.StorageCheck) -> w.StorageChecked:

@@ -21,7 +21,7 @@ from tests.support.emulator.runtime import EMULATOR, ApiError, Emulator, error_r
 from tests.support.emulator.state import load
 
 from edgeback_platform import signing
-from edgeback_platform.models import HostId, HostList, PlatformInfo, VmList
+from edgeback_platform.models import HostList, HypervisorId, PlatformInfo, VmList
 
 API = "/api/v1"
 VERSION = "1.8.0-emulator"
@@ -81,7 +81,7 @@ async def list_hosts(request: web.Request) -> web.Response:
 async def list_vms(request: web.Request) -> web.Response:
     state = request.app[EMULATOR].state
     host_id = request.query.get("host_id")
-    if host_id and state.host(HostId(host_id)) is None:
+    if host_id and state.host(HypervisorId(host_id)) is None:
         raise ApiError(404, "host_not_found", f"no host {host_id}")
     keyword = request.query.get("keyword", "").lower()
     vms = [

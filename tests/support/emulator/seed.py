@@ -21,7 +21,7 @@ from edgeback_platform.models import (
     DiskId,
     GuestAgent,
     Host,
-    HostId,
+    HypervisorId,
     StorageKind,
     Vm,
     VmId,
@@ -70,7 +70,7 @@ def build(plan: SeedPlan, ceph: CephTarget) -> EmulatorState:
     host_count = plan.hosts or max(2, (plan.vms + 3) // 4)
     hosts = [
         Host(
-            id=HostId(str(uuid.uuid4())),
+            id=HypervisorId(str(uuid.uuid4())),
             name=f"node{i + 1}",
             address=f"10.0.0.{i + 11}",
         )

@@ -15,7 +15,7 @@ from typing import Literal
 
 import msgspec
 
-from edgeback_platform.models import Disk, Host, HostId, SnapshotId, Vm, VmId, VmSnapshot
+from edgeback_platform.models import Disk, Host, HypervisorId, SnapshotId, Vm, VmId, VmSnapshot
 
 EventKind = Literal[
     "fs_freeze",
@@ -64,7 +64,7 @@ class EmulatorState(msgspec.Struct, kw_only=True):
     snapshots: list[VmSnapshot] = msgspec.field(default_factory=list)
     events: list[Event] = msgspec.field(default_factory=list)
 
-    def host(self, host_id: HostId) -> Host | None:
+    def host(self, host_id: HypervisorId) -> Host | None:
         return next((h for h in self.hosts if h.id == host_id), None)
 
     def vm(self, vm_id: VmId) -> Vm | None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeback_catalog.templates import RbdTemplates, validate_template
 from edgeback_core.errors import InvalidTemplateError
+from edgeback_platform.templates import RbdTemplates, validate_template
 
 
 def test_defaults_expand_to_the_platform_names() -> None:
