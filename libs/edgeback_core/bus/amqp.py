@@ -14,9 +14,11 @@ pending RPC calls fail with ``UnavailableError`` and publishes wait up to
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import msgspec
@@ -33,7 +35,7 @@ from edgeback_core.bus.amqp_wire import envelope_of, guarded, table, wire_messag
 from edgeback_core.bus.consumer import run_delivery
 from edgeback_core.bus.port import NullTracker
 from edgeback_core.bus.rpc import answer, reply_of
-from edgeback_core.bus.topology import RETRIES_HEADER, ROUTING_KEY_HEADER
+from edgeback_core.bus.topology import PUBLISHER_HEADER, RETRIES_HEADER, ROUTING_KEY_HEADER
 from edgeback_core.errors import (
     DeadlineExceededError,
     UnavailableError,
@@ -60,7 +62,7 @@ _REPUBLISH_PAUSE = 0.1
 class _AmqpDelivery:
     def __init__(self, bus: AmqpBus, spec: QueueSpec, message: AbstractIncomingMessage) -> None:
         self._bus, self._spec, self._message = bus, spec, message
-        self.envelope = envelope_of(message)
+        self.envelope = envelope_of(message, bus.user_id)
 
     @property
     def body(self) -> bytes:
@@ -77,8 +79,12 @@ class _AmqpDelivery:
 
     async def retry(self, delay: float, retries: int) -> None:
         env = self.envelope
-        headers = {ROUTING_KEY_HEADER: env.routing_key, RETRIES_HEADER: retries}
-        parked = wire_message(self.body, env.message_id, headers=headers)
+        headers = {
+            ROUTING_KEY_HEADER: env.routing_key,
+            RETRIES_HEADER: retries,
+            PUBLISHER_HEADER: env.user_id,
+        }
+        parked = wire_message(self.body, env.message_id, headers=headers, user_id=self._bus.user_id)
         retry_queue = self._bus.topology.retry_queue(self._spec, delay)
         # publish (confirmed) before the ack: a crash in between duplicates, never loses
         await self._bus.publish_raw("", retry_queue, parked, mandatory=True)
@@ -145,9 +151,12 @@ class AmqpBus:
         channel: AbstractRobustChannel,
         topology: Topology,
         tracker: InFlightTracker | None,
+        *,
         reconnect_wait: float,
+        user_id: str,
     ) -> None:
         self._connection, self._channel = connection, channel
+        self.user_id = user_id
         self.topology = topology
         self._tracker = tracker or NullTracker()
         self._consumers: list[_AmqpConsumer] = []
@@ -165,27 +174,43 @@ class AmqpBus:
         name: str | None = None,
         reconnect_wait: float = 10.0,
         reconnect_interval: float = 1.0,
+        cafile: str | None = None,
+        declare_exchanges: bool = True,
     ) -> AsyncIterator[AmqpBus]:
         """Connect (robustly), open a confirming channel and declare the exchanges.
 
-        ``name`` is the connection name the broker shows (``rabbitmqctl
-        list_connections client_properties``); ``reconnect_interval`` the pause
-        between reconnect attempts; ``reconnect_wait`` how long a publish waits for a
-        lost connection to come back before raising ``UnavailableError``.
+        ``url`` names the broker user this bus publishes as (``user_id`` of every
+        message; the broker refuses another). ``amqps://`` URLs verify the broker's
+        certificate against ``cafile`` (or the system's CAs; aiormq also reads
+        ``?cafile=`` in the URL). ``name`` is the connection name the broker shows
+        (``rabbitmqctl list_connections client_properties``); ``reconnect_interval``
+        the pause between reconnect attempts; ``reconnect_wait`` how long a publish
+        waits for a lost connection to come back before raising ``UnavailableError``.
+        ``declare_exchanges=False`` only checks that they exist (a backup host's
+        user may not declare, hence not delete, them).
         """
         connect = aio_pika.connect_robust(
             url,
             fail_fast=True,
             reconnect_interval=reconnect_interval,
             client_properties={"connection_name": name or f"edgeback-{uuid.uuid4().hex[:8]}"},
+            ssl_context=None if cafile is None else ssl.create_default_context(cafile=cafile),
         )
         connection = await guarded("connect", connect)
         try:
             channel = await guarded(
                 "open channel", connection.channel(publisher_confirms=True, on_return_raises=True)
             )
-            bus = cls(connection, channel, topology, tracker, reconnect_wait)
-            await bus._declare_exchanges()
+            user_id = unquote(urlsplit(url).username or "guest")
+            bus = cls(
+                connection,
+                channel,
+                topology,
+                tracker,
+                reconnect_wait=reconnect_wait,
+                user_id=user_id,
+            )
+            await bus._declare_exchanges(passive=not declare_exchanges)
             try:
                 yield bus
             finally:
@@ -193,15 +218,13 @@ class AmqpBus:
         finally:
             await connection.close()
 
-    async def _declare_exchanges(self) -> None:
+    async def _declare_exchanges(self, *, passive: bool) -> None:
         topic = aio_pika.ExchangeType.TOPIC
         kinds: tuple[ExchangeKind, ...] = ("commands", "events")
         for kind in kinds:
             name = self.topology.exchange(kind)
-            await guarded(name, self._channel.declare_exchange(name, topic, durable=True))
-        dlx = self.topology.dlx
-        direct = aio_pika.ExchangeType.DIRECT
-        await guarded(dlx, self._channel.declare_exchange(dlx, direct, durable=True))
+            declare = self._channel.declare_exchange(name, topic, durable=True, passive=passive)
+            await guarded(name, declare)
 
     async def _kill_consumers(self) -> None:
         consumers, self._consumers = self._consumers, []
@@ -252,7 +275,10 @@ class AmqpBus:
         message_id: str | None = None,
     ) -> None:
         amqp_message = wire_message(
-            encode(message), message_id or uuid.uuid4().hex, type=type(message).__name__
+            encode(message),
+            message_id or uuid.uuid4().hex,
+            type=type(message).__name__,
+            user_id=self.user_id,
         )
         await self.publish_raw(
             self.topology.exchange(exchange),
@@ -267,11 +293,8 @@ class AmqpBus:
         """Declare ``spec``'s work queue, its DLQ and delay queues, and bind them (idempotent)."""
         ch, top = channel or self._channel, self.topology
         name = top.queue(spec)
-        dlq = await guarded(
-            name,
-            ch.declare_queue(top.dlq(spec), durable=True, arguments=table(top.dlq_arguments())),
-        )
-        await guarded(name, dlq.bind(top.dlx, routing_key=name))
+        dlq_args = table(top.dlq_arguments())
+        await guarded(name, ch.declare_queue(top.dlq(spec), durable=True, arguments=dlq_args))
         queue = await guarded(
             name, ch.declare_queue(name, durable=True, arguments=table(top.queue_arguments(spec)))
         )
@@ -315,7 +338,7 @@ class AmqpBus:
             names = [top.queue(spec), top.dlq(spec), *top.retry_queues(spec).values()]
             for name in names:
                 await guarded(name, self._channel.queue_delete(name))
-        for name in (top.exchange("commands"), top.exchange("events"), top.dlx):
+        for name in (top.exchange("commands"), top.exchange("events")):
             await guarded(name, self._channel.exchange_delete(name))
 
     async def serve_rpc(
@@ -330,10 +353,17 @@ class AmqpBus:
 
         async def run(message: AbstractIncomingMessage) -> None:
             async with self._tracker.track():
-                kind, body = await answer(handler, request_type, message.body, rpc=name)
+                caller = message.user_id or ""
+                kind, body = await answer(
+                    handler, request_type, message.body, rpc=name, caller=caller
+                )
                 if message.reply_to:
                     reply = wire_message(
-                        body, uuid.uuid4().hex, type=kind, correlation_id=message.correlation_id
+                        body,
+                        uuid.uuid4().hex,
+                        type=kind,
+                        correlation_id=message.correlation_id,
+                        user_id=self.user_id,
                     )
                     publish = channel.default_exchange.publish(
                         reply, message.reply_to, mandatory=False
@@ -363,6 +393,7 @@ class AmqpBus:
             reply_to=DIRECT_REPLY_TO,
             expiration=timeout,
             type=type(request).__name__,
+            user_id=self.user_id,
         )
         try:
             async with asyncio.timeout(timeout):

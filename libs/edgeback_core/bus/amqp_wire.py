@@ -9,10 +9,11 @@ import aio_pika
 import aiormq.exceptions
 
 from edgeback_core.bus.port import Envelope
-from edgeback_core.bus.topology import ROUTING_KEY_HEADER
+from edgeback_core.bus.topology import PUBLISHER_HEADER, ROUTING_KEY_HEADER
 from edgeback_core.errors import (
     ConfigError,
     EdgebackError,
+    PermissionDeniedError,
     TransientError,
     UnavailableError,
     UnroutableError,
@@ -39,7 +40,12 @@ def translate(exc: Exception, what: str) -> EdgebackError:
     if isinstance(exc, aiormq.exceptions.PublishError):
         return UnroutableError(f"{what}: no queue bound", reason=str(exc))
     if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
-        return ConfigError(f"{what}: topology differs from the broker's", reason=str(exc))
+        # other queue arguments than the broker's, or a user_id not the connection's
+        return ConfigError(f"{what}: refused by the broker: {exc}", reason=str(exc))
+    if isinstance(exc, aiormq.exceptions.ChannelAccessRefused):
+        return PermissionDeniedError(f"{what}: the broker user may not: {exc}", reason=str(exc))
+    if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
+        return ConfigError(f"{what}: not on the broker: {exc}", reason=str(exc))
     if isinstance(exc, aiormq.exceptions.DeliveryError):
         return TransientError(f"{what}: broker refused the message", reason=str(exc))
     if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
@@ -56,12 +62,22 @@ async def guarded(what: str, op: Awaitable[R]) -> R:
         raise translate(exc, what) from exc
 
 
-def envelope_of(message: AbstractIncomingMessage) -> Envelope:
+def envelope_of(message: AbstractIncomingMessage, own_user: str) -> Envelope:
+    """The envelope of a delivery to a consumer connected as ``own_user``.
+
+    ``user_id`` is the one the broker checked; a retried message was republished by
+    this consumer's service (same user), so then the first publisher's user, which it
+    kept in a header, counts. Nobody else's header is believed.
+    """
     headers: dict[str, Any] = dict(message.headers or {})
     count = headers.get("x-delivery-count", 0)
+    user_id = message.user_id or ""
+    if user_id == own_user and PUBLISHER_HEADER in headers:
+        user_id = str(headers[PUBLISHER_HEADER])
     return Envelope(
         message_id=message.message_id or "",
         routing_key=str(headers.get(ROUTING_KEY_HEADER) or message.routing_key or ""),
+        user_id=user_id,
         delivery_count=count if isinstance(count, int) else 0,
         redelivered=bool(message.redelivered),
         headers=headers,
