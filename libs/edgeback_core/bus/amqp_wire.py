@@ -35,23 +35,24 @@ _CONNECTION_ERRORS = (
 )
 
 
+# first match wins (subclasses before their bases): driver error -> ours, what it means
+_TRANSLATIONS: tuple[tuple[type[BaseException], type[EdgebackError], str], ...] = (
+    (aiormq.exceptions.PublishError, UnroutableError, "no queue bound"),
+    # other queue arguments than the broker's, or a user_id not the connection's
+    (aiormq.exceptions.ChannelPreconditionFailed, ConfigError, "refused by the broker: {exc}"),
+    (aiormq.exceptions.ChannelAccessRefused, PermissionDeniedError, "not allowed: {exc}"),
+    (aiormq.exceptions.ChannelNotFoundEntity, ConfigError, "not on the broker: {exc}"),
+    (aiormq.exceptions.DeliveryError, TransientError, "broker refused the message"),
+    (aiormq.exceptions.ProbableAuthenticationError, ConfigError, "authentication refused"),
+    (TimeoutError, UnavailableError, "broker timed out"),
+)
+
+
 def translate(exc: Exception, what: str) -> EdgebackError:
     """Our error for a driver error raised while doing ``what``."""
-    if isinstance(exc, aiormq.exceptions.PublishError):
-        return UnroutableError(f"{what}: no queue bound", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
-        # other queue arguments than the broker's, or a user_id not the connection's
-        return ConfigError(f"{what}: refused by the broker: {exc}", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.ChannelAccessRefused):
-        return PermissionDeniedError(f"{what}: the broker user may not: {exc}", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
-        return ConfigError(f"{what}: not on the broker: {exc}", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.DeliveryError):
-        return TransientError(f"{what}: broker refused the message", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
-        return ConfigError(f"{what}: authentication refused", reason=str(exc))
-    if isinstance(exc, TimeoutError):
-        return UnavailableError(f"{what}: broker timed out", reason=str(exc))
+    for driver_error, ours, meaning in _TRANSLATIONS:
+        if isinstance(exc, driver_error):
+            return ours(f"{what}: {meaning.format(exc=exc)}", reason=str(exc))
     return UnavailableError(f"{what}: broker unavailable", reason=str(exc))
 
 
