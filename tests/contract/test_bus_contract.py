@@ -286,7 +286,7 @@ async def test_envelope_carries_the_publishers_broker_user(world) -> None:
         await bus.consume(spec, seen, Note)
         await bus.publish("events", "who.event.mine", Note(text="mine"))
         await other.publish("events", "who.event.theirs", Note(text="theirs"))
-        await eventually(lambda: len(seen.seen) == 2)
+        await seen.until(2)
     users = {note.text: envelope.user_id for note, envelope in seen.seen}
     assert users == {"mine": world.user, "theirs": world.other_user}
     assert world.user != world.other_user
@@ -298,7 +298,7 @@ async def test_retried_message_keeps_its_first_publishers_user(world) -> None:
     async with world.open() as bus, world.open_other() as other:
         await bus.consume(spec, seen, Note)
         await other.publish("events", "who.event.retried", Note(text="x"))
-        await eventually(lambda: len(seen.seen) == 2)
+        await seen.until(2)
     assert [e.user_id for _, e in seen.seen] == [world.other_user, world.other_user]
     assert seen.seen[1][1].headers.get(RETRIES_HEADER) == 1
 
