@@ -127,7 +127,7 @@ async def test_a_host_cannot_open_a_bus_before_the_exchanges_exist(
 ) -> None:
     url = await broker_user(f"host-{_host()}", "host")
     with pytest.raises(ConfigError, match="NOT_FOUND"):
-        async with AmqpBus.open(url, topology, declare_exchanges=False):
+        async with AmqpBus.open(url, topology, declare_exchanges=False, exchanges_wait=1):
             pass
 
 

@@ -37,6 +37,7 @@ from edgeback_core.bus.port import NullTracker
 from edgeback_core.bus.rpc import answer, reply_of
 from edgeback_core.bus.topology import PUBLISHER_HEADER, RETRIES_HEADER, ROUTING_KEY_HEADER
 from edgeback_core.errors import (
+    ConfigError,
     DeadlineExceededError,
     UnavailableError,
 )
@@ -57,6 +58,7 @@ R = TypeVar("R")
 
 _RPC_PREFETCH = 16
 _REPUBLISH_PAUSE = 0.1
+_EXCHANGES_POLL = 0.5
 
 
 class _AmqpDelivery:
@@ -176,6 +178,7 @@ class AmqpBus:
         reconnect_interval: float = 1.0,
         cafile: str | None = None,
         declare_exchanges: bool = True,
+        exchanges_wait: float = 30.0,
     ) -> AsyncIterator[AmqpBus]:
         """Connect (robustly), open a confirming channel and declare the exchanges.
 
@@ -186,8 +189,9 @@ class AmqpBus:
         (``rabbitmqctl list_connections client_properties``); ``reconnect_interval``
         the pause between reconnect attempts; ``reconnect_wait`` how long a publish
         waits for a lost connection to come back before raising ``UnavailableError``.
-        ``declare_exchanges=False`` only checks that they exist (a backup host's
-        user may not declare, hence not delete, them).
+        ``declare_exchanges=False`` only waits (up to ``exchanges_wait`` s, then
+        ``ConfigError``) until they exist: a backup host's user may not declare, hence
+        not delete, them, and its worker may start before any service declared them.
         """
         connect = aio_pika.connect_robust(
             url,
@@ -210,7 +214,10 @@ class AmqpBus:
                 reconnect_wait=reconnect_wait,
                 user_id=user_id,
             )
-            await bus._declare_exchanges(passive=not declare_exchanges)
+            if declare_exchanges:
+                await bus._declare_exchanges()
+            else:
+                await bus._await_exchanges(exchanges_wait)
             try:
                 yield bus
             finally:
@@ -218,13 +225,35 @@ class AmqpBus:
         finally:
             await connection.close()
 
-    async def _declare_exchanges(self, *, passive: bool) -> None:
+    async def _declare_exchanges(
+        self, channel: AbstractChannel | None = None, *, passive: bool = False
+    ) -> None:
         topic = aio_pika.ExchangeType.TOPIC
         kinds: tuple[ExchangeKind, ...] = ("commands", "events")
         for kind in kinds:
             name = self.topology.exchange(kind)
-            declare = self._channel.declare_exchange(name, topic, durable=True, passive=passive)
+            declare = (channel or self._channel).declare_exchange(
+                name, topic, durable=True, passive=passive
+            )
             await guarded(name, declare)
+
+    async def _await_exchanges(self, wait: float) -> None:
+        """Passive declares, each on a throwaway channel (the broker closes the channel
+        of a passive declare that finds nothing), until both exchanges exist."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            channel = await guarded("open channel", self._connection.channel())
+            try:
+                await self._declare_exchanges(channel, passive=True)
+                return
+            except ConfigError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                log.info("bus.exchanges.missing", prefix=self.topology.prefix)
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+            await asyncio.sleep(_EXCHANGES_POLL)
 
     async def _kill_consumers(self) -> None:
         consumers, self._consumers = self._consumers, []
