@@ -131,7 +131,14 @@ drop_broker_user() {
 # the URL names the CA too (aiormq reads ?cafile=), so any client of it verifies the broker
 amqps_url() { echo "amqps://$1:$(rabbitmq_password "$1")@127.0.0.1:$AMQPS_PORT/?cafile=$RMQ_DIR/ca.pem"; }
 
+# the service users; one listing when they all exist already (each rabbitmqctl call
+# costs about a second)
 rabbitmq_users() {
-    local u
-    for u in $RMQ_SERVICE_USERS; do broker_user "$u" service >/dev/null; done
+    local u existing
+    existing=$(rabbitmqctl -q list_users | awk '{print $1}')
+    for u in $RMQ_SERVICE_USERS; do
+        if [ -s "$RMQ_DIR/users/$u" ] && grep -qx -- "$u" <<<"$existing"; then continue; fi
+        log "rabbitmq: broker user $u"
+        broker_user "$u" service >/dev/null
+    done
 }
