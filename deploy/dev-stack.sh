@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # dev-stack.sh - the services edgeback's integration tests need, on 127.0.0.1.
 #
-# Usage: dev-stack.sh up | down | status | env
+# Usage: dev-stack.sh up | down | status | env | broker-user NAME ROLE | drop-broker-user NAME
 #   up      start what is not running (idempotent; adopts what already runs):
-#           RabbitMQ (Debian's rabbitmq-server), the catalog DB (mongoeco wire server
-#           from .venv-catalogdb), the one-node Ceph cluster with radosgw
+#           RabbitMQ (Debian's rabbitmq-server) with a TLS listener (dev CA) and one
+#           broker user per service, the catalog DB (mongoeco wire server from
+#           .venv-catalogdb), the one-node Ceph cluster with radosgw
 #   down    stop only what `up` started (remembered under VAR/dev-stack/)
 #   status  one line per component; exit 1 if any is not serving
 #   env     print `export` lines for the tests and the services
+#   broker-user NAME ROLE [PREFIX]  create (or update) a broker user, ROLE service | host (a
+#           backup host's user is host-<host id>: its own queues and events only);
+#           prints its amqps:// URL
+#   drop-broker-user NAME   delete it
 #
 # Data lives under VAR (default $REPO/var). Overrides for a second instance:
 #   EDGEBACK_VAR_DIR, EDGEBACK_CATALOGDB_PORT (27017), CEPH_DEV_MON_PORT (3300),
 #   CEPH_DEV_MON_V1_PORT (6789), CEPH_DEV_RGW_PORT (7480). RabbitMQ is always the
-#   machine's one on EDGEBACK_AMQP_PORT (5672), vhost /, guest/guest.
+#   machine's one: plain AMQP on EDGEBACK_AMQP_PORT (5672, guest/guest, left as the
+#   machine has it), AMQP over TLS on EDGEBACK_AMQPS_PORT (5671); its CA, certificate,
+#   TLS config and user passwords in EDGEBACK_RABBITMQ_DIR (deploy/rabbitmq-dev.sh).
 
 set -euo pipefail
 
@@ -28,6 +35,9 @@ CATALOG_PID=$CATALOG_DIR/server.pid
 CEPH_DIR=$VAR/ceph
 STARTED=$VAR/dev-stack # one marker file per component that `up` started
 TIMEOUT=${EDGEBACK_DEV_STACK_TIMEOUT:-90}
+
+# shellcheck source=deploy/rabbitmq-dev.sh
+. "$REPO/deploy/rabbitmq-dev.sh"
 
 log() { printf '%s [%s] %s\n' "$(date +%H:%M:%S)" "$PROG" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -53,15 +63,19 @@ amqp_ping() {
 }
 
 rabbitmq_up() {
+    rabbitmq_tls_material
     if amqp_ping; then
         log "rabbitmq: answering on 127.0.0.1:$AMQP_PORT"
-        return 0
+        amqps_ping || rabbitmq_restart_for_tls
+    else
+        [ "$AMQP_PORT" = 5672 ] || die "nothing answers AMQP on $AMQP_PORT (only 5672 can be started)"
+        rabbitmq_start
+        mark_started rabbitmq
     fi
-    [ "$AMQP_PORT" = 5672 ] || die "nothing answers AMQP on $AMQP_PORT (only 5672 can be started)"
-    log "rabbitmq: starting rabbitmq-server -detached"
-    rabbitmq-server -detached
-    mark_started rabbitmq
     wait_for "$TIMEOUT" "RabbitMQ on 127.0.0.1:$AMQP_PORT" amqp_ping
+    wait_for "$TIMEOUT" "RabbitMQ over TLS on 127.0.0.1:$AMQPS_PORT" amqps_ping
+    rabbitmqctl -q await_startup
+    rabbitmq_users
 }
 
 rabbitmq_down() {
@@ -175,8 +189,8 @@ owner() { if [ -e "$STARTED/$1" ]; then echo "started by dev-stack"; else echo "
 
 cmd_status() {
     local rc=0 pid
-    if amqp_ping; then
-        echo "rabbitmq   up    127.0.0.1:$AMQP_PORT ($(owner rabbitmq))"
+    if amqp_ping && amqps_ping; then
+        echo "rabbitmq   up    127.0.0.1:$AMQP_PORT, amqps :$AMQPS_PORT ($(owner rabbitmq))"
     else
         echo "rabbitmq   down  127.0.0.1:$AMQP_PORT"
         rc=1
@@ -201,7 +215,13 @@ cmd_env() {
     key=$(bash "$CEPH_SCRIPT" env "$CEPH_DIR" | sed -n 's/^export AWS_ACCESS_KEY_ID=//p')
     secret=$(bash "$CEPH_SCRIPT" env "$CEPH_DIR" | sed -n 's/^export AWS_SECRET_ACCESS_KEY=//p')
     printf 'export %s=%q\n' \
-        EDGEBACK_AMQP_URL "amqp://guest:guest@127.0.0.1:$AMQP_PORT/" \
+        EDGEBACK_AMQP_URL "$(amqps_url edgeback-test)" \
+        EDGEBACK_AMQP_CAFILE "$RMQ_DIR/ca.pem" \
+        EDGEBACK_AMQP_URL_API "$(amqps_url api)" \
+        EDGEBACK_AMQP_URL_SCHEDULER "$(amqps_url scheduler)" \
+        EDGEBACK_AMQP_URL_CATALOG "$(amqps_url catalog)" \
+        EDGEBACK_AMQP_URL_DEDUP "$(amqps_url dedup)" \
+        EDGEBACK_AMQP_PLAIN_URL "amqp://guest:guest@127.0.0.1:$AMQP_PORT/" \
         EDGEBACK_MONGO_URL "$(mongo_url)" \
         CEPH_CONF "$CEPH_DIR/ceph.conf" \
         EDGEBACK_CEPH_POOL rbd \
@@ -216,5 +236,8 @@ up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
 env) [ -d "$CEPH_DIR" ] || die "$CEPH_DIR missing: run '$0 up' first"; cmd_env ;;
+broker-user) [ $# = 3 ] || [ $# = 4 ] || die "usage: $0 broker-user NAME service|host [PREFIX]"
+    broker_user "$2" "$3" "${4:-}" ;;
+drop-broker-user) [ $# = 2 ] || die "usage: $0 drop-broker-user NAME"; drop_broker_user "$2" ;;
 *) sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0" >&2; exit 2 ;;
 esac

@@ -16,7 +16,7 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 PROG=${0##*/}
-PACKAGES="ceph-mon ceph-osd ceph-mgr ceph-common python3-rados python3-rbd radosgw uuid-runtime rabbitmq-server"
+PACKAGES="ceph-mon ceph-osd ceph-mgr ceph-common python3-rados python3-rbd radosgw uuid-runtime rabbitmq-server openssl"
 DIST=/usr/lib/python3/dist-packages
 VENV=$REPO/.venv
 CATALOG_VENV=$REPO/.venv-catalogdb

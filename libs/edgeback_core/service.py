@@ -44,9 +44,15 @@ class CommonSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BusSettings:
-    """Where a service that uses the bus finds the broker, under ``EDGEBACK_``."""
+    """Where a service that uses the bus finds the broker, under ``EDGEBACK_``.
+
+    ``amqp_url`` names the service's own broker user (``amqps://catalog:...@host:5671/``
+    in production: identity comes from the broker); ``amqp_cafile`` is the CA that
+    signed the broker's certificate (unset: the system's CAs).
+    """
 
     amqp_url: str
+    amqp_cafile: str | None = None
     bus_prefix: str = ""
 
 
@@ -79,11 +85,22 @@ def instance_name(common: CommonSettings) -> str:
     return common.instance or f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def open_service_bus(runtime: ServiceRuntime, settings: BusSettings, instance: str) -> Bus:
-    """Connect to RabbitMQ, answer pings, add the ``bus`` health check; closed with the runtime."""
+async def open_service_bus(
+    runtime: ServiceRuntime, settings: BusSettings, instance: str, *, declare_exchanges: bool
+) -> Bus:
+    """Connect to RabbitMQ, answer pings, add the ``bus`` health check; closed with the runtime.
+
+    ``declare_exchanges=False``: only check that the exchanges exist (backup hosts,
+    whose broker users may not declare, hence not delete, them)."""
     topology = Topology(prefix=settings.bus_prefix)
     bus = await runtime.stack.enter_async_context(
-        AmqpBus.open(settings.amqp_url, topology, tracker=runtime.inflight)
+        AmqpBus.open(
+            settings.amqp_url,
+            topology,
+            tracker=runtime.inflight,
+            cafile=settings.amqp_cafile,
+            declare_exchanges=declare_exchanges,
+        )
     )
 
     async def pong(request: Ping) -> Pong:
@@ -133,7 +150,13 @@ def serve(service: str) -> None: ...
 
 
 @overload
-def serve(service: str, load_own: Callable[[Mapping[str, str]], S], setup: Setup[S]) -> None: ...
+def serve(
+    service: str,
+    load_own: Callable[[Mapping[str, str]], S],
+    setup: Setup[S],
+    *,
+    declare_exchanges: bool = True,
+) -> None: ...
 
 
 @overload
@@ -152,11 +175,12 @@ def serve(
     setup: Callable[..., Awaitable[None]] | None = None,
     *,
     bus: bool = True,
+    declare_exchanges: bool = True,
 ) -> None:
     """The whole ``main()`` of a service: settings (every problem at once, exit 2),
     logging, the bus with its ping (unless ``bus=False``), ``/healthz``, then ``setup``
     with the service's own settings (``load_own``); run until SIGTERM and exit with the
-    runner's code."""
+    runner's code. ``declare_exchanges``: see :func:`open_service_bus`."""
     environ = process_environ()
     problems = ProblemCollector()
     common, health = load_common(environ, service, problems)
@@ -169,7 +193,12 @@ def serve(
     edgeback_logging.configure(common.log_level, json=common.log_json, service=service)
 
     async def run(runtime: ServiceRuntime) -> None:
-        opened = await open_service_bus(runtime, wire, instance_name(common)) if wire else None
+        opened = None
+        if wire is not None:
+            name = instance_name(common)
+            opened = await open_service_bus(
+                runtime, wire, name, declare_exchanges=declare_exchanges
+            )
         await open_health(runtime, health)
         if setup is not None:
             await (setup(runtime, own) if opened is None else setup(runtime, opened, own))

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 
 import msgspec
 import pytest
 
 from edgeback_core.bus.port import Envelope
+from edgeback_core.bus.rpc import rpc_caller
+from edgeback_core.bus.topology import RETRIES_HEADER
 from edgeback_core.errors import (
     DeadlineExceededError,
     DeferredError,
     DiffMismatchError,
     EdgebackError,
     NotFoundError,
+    TransientError,
     UnavailableError,
     UnroutableError,
 )
@@ -272,3 +276,40 @@ async def test_amqp_broker_down_is_unavailable() -> None:
     with pytest.raises(UnavailableError):
         async with AmqpBus.open("amqp://guest:guest@127.0.0.1:1/", Topology(prefix="t-x.")):
             pass
+
+
+# --- identity: who published, as the broker saw it ------------------------------------
+async def test_envelope_carries_the_publishers_broker_user(world) -> None:
+    spec = world.spec("svc.identity", bindings=("who.#",))
+    seen = Recorder()
+    async with world.open() as bus, world.open_other() as other:
+        await bus.consume(spec, seen, Note)
+        await bus.publish("events", "who.event.mine", Note(text="mine"))
+        await other.publish("events", "who.event.theirs", Note(text="theirs"))
+        await seen.until(2)
+    users = {note.text: envelope.user_id for note, envelope in seen.seen}
+    assert users == {"mine": world.user, "theirs": world.other_user}
+    assert world.user != world.other_user
+
+
+async def test_retried_message_keeps_its_first_publishers_user(world) -> None:
+    spec = world.spec("svc.identity_retry", bindings=("who.#",))
+    seen = Recorder(fail=lambda n: TransientError("later") if n == 1 else None)
+    async with world.open() as bus, world.open_other() as other:
+        await bus.consume(spec, seen, Note)
+        await other.publish("events", "who.event.retried", Note(text="x"))
+        await seen.until(2)
+    assert [e.user_id for _, e in seen.seen] == [world.other_user, world.other_user]
+    assert seen.seen[1][1].headers.get(RETRIES_HEADER) == 1
+
+
+async def test_rpc_handler_sees_the_callers_broker_user(world) -> None:
+    async def whoami(ping: Ping) -> Pong:
+        return Pong(service="who", instance=rpc_caller(), nonce=ping.nonce)
+
+    rpc = f"whoami.{uuid.uuid4().hex[:6]}"
+    async with world.open() as server, world.open_other() as other:
+        await server.serve_rpc(rpc, whoami, Ping)
+        mine = await server.call(rpc, Ping(nonce="a"), Pong, timeout=5)
+        theirs = await other.call(rpc, Ping(nonce="b"), Pong, timeout=5)
+    assert (mine.instance, theirs.instance) == (world.user, world.other_user)

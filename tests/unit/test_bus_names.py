@@ -204,5 +204,5 @@ def test_docs_list_every_routing_key() -> None:
 def test_docs_list_every_exchange() -> None:
     names = [row[0] for row in _table_rows("topology: exchanges")]
     top = topology.Topology(prefix="<p>")
-    expected = [top.exchange(kind) for kind in get_args(topology.ExchangeKind)] + [top.dlx]
+    expected = [top.exchange(kind) for kind in get_args(topology.ExchangeKind)]
     assert all(f"`{name}`" in names for name in expected)

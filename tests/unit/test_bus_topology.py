@@ -51,8 +51,8 @@ def test_queue_names_and_arguments_carry_the_prefix() -> None:
     assert top.dlq(spec) == "t-1.worker.runs.h7.dlq"
     args = top.queue_arguments(spec)
     assert args["x-queue-type"] == "quorum"
-    assert args["x-dead-letter-exchange"] == "t-1.edgeback.dlx"
-    assert args["x-dead-letter-routing-key"] == "t-1.worker.runs.h7"
+    assert args["x-dead-letter-exchange"] == ""  # the default exchange, by the DLQ's name
+    assert args["x-dead-letter-routing-key"] == "t-1.worker.runs.h7.dlq"
     assert args["x-overflow"] == "reject-publish"
     assert set(top.retry_queues(spec).values()) == {
         "t-1.worker.runs.h7.retry.1000ms",

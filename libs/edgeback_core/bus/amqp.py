@@ -14,9 +14,11 @@ pending RPC calls fail with ``UnavailableError`` and publishes wait up to
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import msgspec
@@ -33,8 +35,9 @@ from edgeback_core.bus.amqp_wire import envelope_of, guarded, table, wire_messag
 from edgeback_core.bus.consumer import run_delivery
 from edgeback_core.bus.port import NullTracker
 from edgeback_core.bus.rpc import answer, reply_of
-from edgeback_core.bus.topology import RETRIES_HEADER, ROUTING_KEY_HEADER
+from edgeback_core.bus.topology import PUBLISHER_HEADER, RETRIES_HEADER, ROUTING_KEY_HEADER
 from edgeback_core.errors import (
+    ConfigError,
     DeadlineExceededError,
     UnavailableError,
 )
@@ -55,12 +58,13 @@ R = TypeVar("R")
 
 _RPC_PREFETCH = 16
 _REPUBLISH_PAUSE = 0.1
+_EXCHANGES_POLL = 0.5
 
 
 class _AmqpDelivery:
     def __init__(self, bus: AmqpBus, spec: QueueSpec, message: AbstractIncomingMessage) -> None:
         self._bus, self._spec, self._message = bus, spec, message
-        self.envelope = envelope_of(message)
+        self.envelope = envelope_of(message, bus.user_id)
 
     @property
     def body(self) -> bytes:
@@ -77,8 +81,12 @@ class _AmqpDelivery:
 
     async def retry(self, delay: float, retries: int) -> None:
         env = self.envelope
-        headers = {ROUTING_KEY_HEADER: env.routing_key, RETRIES_HEADER: retries}
-        parked = wire_message(self.body, env.message_id, headers=headers)
+        headers = {
+            ROUTING_KEY_HEADER: env.routing_key,
+            RETRIES_HEADER: retries,
+            PUBLISHER_HEADER: env.user_id,
+        }
+        parked = wire_message(self.body, env.message_id, headers=headers, user_id=self._bus.user_id)
         retry_queue = self._bus.topology.retry_queue(self._spec, delay)
         # publish (confirmed) before the ack: a crash in between duplicates, never loses
         await self._bus.publish_raw("", retry_queue, parked, mandatory=True)
@@ -145,9 +153,12 @@ class AmqpBus:
         channel: AbstractRobustChannel,
         topology: Topology,
         tracker: InFlightTracker | None,
+        *,
         reconnect_wait: float,
+        user_id: str,
     ) -> None:
         self._connection, self._channel = connection, channel
+        self.user_id = user_id
         self.topology = topology
         self._tracker = tracker or NullTracker()
         self._consumers: list[_AmqpConsumer] = []
@@ -165,27 +176,48 @@ class AmqpBus:
         name: str | None = None,
         reconnect_wait: float = 10.0,
         reconnect_interval: float = 1.0,
+        cafile: str | None = None,
+        declare_exchanges: bool = True,
+        exchanges_wait: float = 30.0,
     ) -> AsyncIterator[AmqpBus]:
         """Connect (robustly), open a confirming channel and declare the exchanges.
 
-        ``name`` is the connection name the broker shows (``rabbitmqctl
-        list_connections client_properties``); ``reconnect_interval`` the pause
-        between reconnect attempts; ``reconnect_wait`` how long a publish waits for a
-        lost connection to come back before raising ``UnavailableError``.
+        ``url`` names the broker user this bus publishes as (``user_id`` of every
+        message; the broker refuses another). ``amqps://`` URLs verify the broker's
+        certificate against ``cafile`` (or the system's CAs; aiormq also reads
+        ``?cafile=`` in the URL). ``name`` is the connection name the broker shows
+        (``rabbitmqctl list_connections client_properties``); ``reconnect_interval``
+        the pause between reconnect attempts; ``reconnect_wait`` how long a publish
+        waits for a lost connection to come back before raising ``UnavailableError``.
+        ``declare_exchanges=False`` only waits (up to ``exchanges_wait`` s, then
+        ``ConfigError``) until they exist: a backup host's user may not declare, hence
+        not delete, them, and its worker may start before any service declared them.
         """
         connect = aio_pika.connect_robust(
             url,
             fail_fast=True,
             reconnect_interval=reconnect_interval,
             client_properties={"connection_name": name or f"edgeback-{uuid.uuid4().hex[:8]}"},
+            ssl_context=None if cafile is None else ssl.create_default_context(cafile=cafile),
         )
         connection = await guarded("connect", connect)
         try:
             channel = await guarded(
                 "open channel", connection.channel(publisher_confirms=True, on_return_raises=True)
             )
-            bus = cls(connection, channel, topology, tracker, reconnect_wait)
-            await bus._declare_exchanges()
+            user_id = unquote(urlsplit(url).username or "guest")
+            bus = cls(
+                connection,
+                channel,
+                topology,
+                tracker,
+                reconnect_wait=reconnect_wait,
+                user_id=user_id,
+            )
+            if declare_exchanges:
+                await bus._declare_exchanges()
+            else:
+                await bus._await_exchanges(exchanges_wait)
             try:
                 yield bus
             finally:
@@ -193,15 +225,35 @@ class AmqpBus:
         finally:
             await connection.close()
 
-    async def _declare_exchanges(self) -> None:
+    async def _declare_exchanges(
+        self, channel: AbstractChannel | None = None, *, passive: bool = False
+    ) -> None:
         topic = aio_pika.ExchangeType.TOPIC
         kinds: tuple[ExchangeKind, ...] = ("commands", "events")
         for kind in kinds:
             name = self.topology.exchange(kind)
-            await guarded(name, self._channel.declare_exchange(name, topic, durable=True))
-        dlx = self.topology.dlx
-        direct = aio_pika.ExchangeType.DIRECT
-        await guarded(dlx, self._channel.declare_exchange(dlx, direct, durable=True))
+            declare = (channel or self._channel).declare_exchange(
+                name, topic, durable=True, passive=passive
+            )
+            await guarded(name, declare)
+
+    async def _await_exchanges(self, wait: float) -> None:
+        """Passive declares, each on a throwaway channel (the broker closes the channel
+        of a passive declare that finds nothing), until both exchanges exist."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            channel = await guarded("open channel", self._connection.channel())
+            try:
+                await self._declare_exchanges(channel, passive=True)
+                return
+            except ConfigError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                log.info("bus.exchanges.missing", prefix=self.topology.prefix)
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+            await asyncio.sleep(_EXCHANGES_POLL)
 
     async def _kill_consumers(self) -> None:
         consumers, self._consumers = self._consumers, []
@@ -252,7 +304,10 @@ class AmqpBus:
         message_id: str | None = None,
     ) -> None:
         amqp_message = wire_message(
-            encode(message), message_id or uuid.uuid4().hex, type=type(message).__name__
+            encode(message),
+            message_id or uuid.uuid4().hex,
+            type=type(message).__name__,
+            user_id=self.user_id,
         )
         await self.publish_raw(
             self.topology.exchange(exchange),
@@ -267,11 +322,8 @@ class AmqpBus:
         """Declare ``spec``'s work queue, its DLQ and delay queues, and bind them (idempotent)."""
         ch, top = channel or self._channel, self.topology
         name = top.queue(spec)
-        dlq = await guarded(
-            name,
-            ch.declare_queue(top.dlq(spec), durable=True, arguments=table(top.dlq_arguments())),
-        )
-        await guarded(name, dlq.bind(top.dlx, routing_key=name))
+        dlq_args = table(top.dlq_arguments())
+        await guarded(name, ch.declare_queue(top.dlq(spec), durable=True, arguments=dlq_args))
         queue = await guarded(
             name, ch.declare_queue(name, durable=True, arguments=table(top.queue_arguments(spec)))
         )
@@ -315,7 +367,7 @@ class AmqpBus:
             names = [top.queue(spec), top.dlq(spec), *top.retry_queues(spec).values()]
             for name in names:
                 await guarded(name, self._channel.queue_delete(name))
-        for name in (top.exchange("commands"), top.exchange("events"), top.dlx):
+        for name in (top.exchange("commands"), top.exchange("events")):
             await guarded(name, self._channel.exchange_delete(name))
 
     async def serve_rpc(
@@ -330,10 +382,17 @@ class AmqpBus:
 
         async def run(message: AbstractIncomingMessage) -> None:
             async with self._tracker.track():
-                kind, body = await answer(handler, request_type, message.body, rpc=name)
+                caller = message.user_id or ""
+                kind, body = await answer(
+                    handler, request_type, message.body, rpc=name, caller=caller
+                )
                 if message.reply_to:
                     reply = wire_message(
-                        body, uuid.uuid4().hex, type=kind, correlation_id=message.correlation_id
+                        body,
+                        uuid.uuid4().hex,
+                        type=kind,
+                        correlation_id=message.correlation_id,
+                        user_id=self.user_id,
                     )
                     publish = channel.default_exchange.publish(
                         reply, message.reply_to, mandatory=False
@@ -363,6 +422,7 @@ class AmqpBus:
             reply_to=DIRECT_REPLY_TO,
             expiration=timeout,
             type=type(request).__name__,
+            user_id=self.user_id,
         )
         try:
             async with asyncio.timeout(timeout):

@@ -9,10 +9,11 @@ import aio_pika
 import aiormq.exceptions
 
 from edgeback_core.bus.port import Envelope
-from edgeback_core.bus.topology import ROUTING_KEY_HEADER
+from edgeback_core.bus.topology import PUBLISHER_HEADER, ROUTING_KEY_HEADER
 from edgeback_core.errors import (
     ConfigError,
     EdgebackError,
+    PermissionDeniedError,
     TransientError,
     UnavailableError,
     UnroutableError,
@@ -34,18 +35,24 @@ _CONNECTION_ERRORS = (
 )
 
 
+# first match wins (subclasses before their bases): driver error -> ours, what it means
+_TRANSLATIONS: tuple[tuple[type[BaseException], type[EdgebackError], str], ...] = (
+    (aiormq.exceptions.PublishError, UnroutableError, "no queue bound"),
+    # other queue arguments than the broker's, or a user_id not the connection's
+    (aiormq.exceptions.ChannelPreconditionFailed, ConfigError, "refused by the broker: {exc}"),
+    (aiormq.exceptions.ChannelAccessRefused, PermissionDeniedError, "not allowed: {exc}"),
+    (aiormq.exceptions.ChannelNotFoundEntity, ConfigError, "not on the broker: {exc}"),
+    (aiormq.exceptions.DeliveryError, TransientError, "broker refused the message"),
+    (aiormq.exceptions.ProbableAuthenticationError, ConfigError, "authentication refused"),
+    (TimeoutError, UnavailableError, "broker timed out"),
+)
+
+
 def translate(exc: Exception, what: str) -> EdgebackError:
     """Our error for a driver error raised while doing ``what``."""
-    if isinstance(exc, aiormq.exceptions.PublishError):
-        return UnroutableError(f"{what}: no queue bound", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
-        return ConfigError(f"{what}: topology differs from the broker's", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.DeliveryError):
-        return TransientError(f"{what}: broker refused the message", reason=str(exc))
-    if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError):
-        return ConfigError(f"{what}: authentication refused", reason=str(exc))
-    if isinstance(exc, TimeoutError):
-        return UnavailableError(f"{what}: broker timed out", reason=str(exc))
+    for driver_error, ours, meaning in _TRANSLATIONS:
+        if isinstance(exc, driver_error):
+            return ours(f"{what}: {meaning.format(exc=exc)}", reason=str(exc))
     return UnavailableError(f"{what}: broker unavailable", reason=str(exc))
 
 
@@ -56,12 +63,22 @@ async def guarded(what: str, op: Awaitable[R]) -> R:
         raise translate(exc, what) from exc
 
 
-def envelope_of(message: AbstractIncomingMessage) -> Envelope:
+def envelope_of(message: AbstractIncomingMessage, own_user: str) -> Envelope:
+    """The envelope of a delivery to a consumer connected as ``own_user``.
+
+    ``user_id`` is the one the broker checked; a retried message was republished by
+    this consumer's service (same user), so then the first publisher's user, which it
+    kept in a header, counts. Nobody else's header is believed.
+    """
     headers: dict[str, Any] = dict(message.headers or {})
     count = headers.get("x-delivery-count", 0)
+    user_id = message.user_id or ""
+    if user_id == own_user and PUBLISHER_HEADER in headers:
+        user_id = str(headers[PUBLISHER_HEADER])
     return Envelope(
         message_id=message.message_id or "",
         routing_key=str(headers.get(ROUTING_KEY_HEADER) or message.routing_key or ""),
+        user_id=user_id,
         delivery_count=count if isinstance(count, int) else 0,
         redelivered=bool(message.redelivered),
         headers=headers,

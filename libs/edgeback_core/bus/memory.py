@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from edgeback_core.bus.port import ConsumerHandle, Handler, InFlightTracker, RpcHandler
 
 T = TypeVar("T", bound=msgspec.Struct)
+
+DEFAULT_USER = "guest"
+"""The identity of a client opened without one (RabbitMQ's default user)."""
 Req = TypeVar("Req", bound=msgspec.Struct)
 Resp = TypeVar("Resp", bound=msgspec.Struct)
 
@@ -140,6 +143,7 @@ class _MemoryDelivery:
         fresh = Envelope(
             message_id=self.envelope.message_id,
             routing_key=self.envelope.routing_key,
+            user_id=self.envelope.user_id,
             headers=headers,
         )
         self._broker.later(delay, self._queue, _Stored(body=self.body, envelope=fresh))
@@ -198,12 +202,23 @@ class _MemoryConsumer:
 
 
 class MemoryBus:
-    """One client of a :class:`MemoryBroker`; satisfies :class:`~edgeback_core.bus.port.Bus`."""
+    """One client of a :class:`MemoryBroker`; satisfies :class:`~edgeback_core.bus.port.Bus`.
+
+    ``user_id`` is the client's identity, the broker user of an AMQP connection: every
+    message it publishes and every RPC it calls carries it, and nothing it sends can
+    carry another one.
+    """
 
     def __init__(
-        self, broker: MemoryBroker, topology: Topology, tracker: InFlightTracker | None = None
+        self,
+        broker: MemoryBroker,
+        topology: Topology,
+        tracker: InFlightTracker | None = None,
+        *,
+        user_id: str = DEFAULT_USER,
     ) -> None:
         self.broker = broker
+        self.user_id = user_id
         self.topology = topology
         self._tracker = tracker or NullTracker()
         self._consumers: list[_MemoryConsumer] = []
@@ -212,9 +227,14 @@ class MemoryBus:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, broker: MemoryBroker, topology: Topology, tracker: InFlightTracker | None = None
+        cls,
+        broker: MemoryBroker,
+        topology: Topology,
+        tracker: InFlightTracker | None = None,
+        *,
+        user_id: str = DEFAULT_USER,
     ) -> AsyncIterator[MemoryBus]:
-        bus = cls(broker, topology, tracker)
+        bus = cls(broker, topology, tracker, user_id=user_id)
         try:
             yield bus
         finally:
@@ -235,7 +255,11 @@ class MemoryBus:
         message_id: str | None = None,
     ) -> None:
         body = encode(message)
-        envelope = Envelope(message_id=message_id or uuid.uuid4().hex, routing_key=routing_key)
+        envelope = Envelope(
+            message_id=message_id or uuid.uuid4().hex,
+            routing_key=routing_key,
+            user_id=self.user_id,
+        )
         queues = self.broker.route(exchange, routing_key)
         if not queues and exchange == "commands":
             raise UnroutableError(f"no queue bound for command {routing_key!r}")
@@ -274,7 +298,9 @@ class MemoryBus:
         *,
         timeout: float,  # noqa: ASYNC109 - the deadline also sets the request's expiration
     ) -> Resp:
-        return await self.broker.rpc.call(name, request, response_type, timeout=timeout)
+        return await self.broker.rpc.call(
+            name, request, response_type, timeout=timeout, caller=self.user_id
+        )
 
     async def dead_letters(self, spec: QueueSpec) -> list[bytes]:
         queue = self.broker.declare(self.topology.queue(spec), spec)

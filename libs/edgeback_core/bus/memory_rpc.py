@@ -36,15 +36,17 @@ class _Server:
         self._answer, self._request_type, self._tracker = answer, request_type, tracker
         self._tasks: set[asyncio.Task[tuple[str, bytes]]] = set()
 
-    def start(self, body: bytes) -> asyncio.Task[tuple[str, bytes]]:
-        task = asyncio.get_running_loop().create_task(self._serve(body))
+    def start(self, body: bytes, caller: str) -> asyncio.Task[tuple[str, bytes]]:
+        task = asyncio.get_running_loop().create_task(self._serve(body, caller))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _serve(self, body: bytes) -> tuple[str, bytes]:
+    async def _serve(self, body: bytes, caller: str) -> tuple[str, bytes]:
         async with self._tracker.track():
-            return await answer(self._answer, self._request_type, body, rpc=self.name)
+            return await answer(
+                self._answer, self._request_type, body, rpc=self.name, caller=caller
+            )
 
     async def stop(self) -> None:
         self._rpc.remove(self)
@@ -101,12 +103,14 @@ class MemoryRpc:
         response_type: type[Resp],
         *,
         timeout: float,  # noqa: ASYNC109 - the deadline also sets the request's expiration
+        caller: str,
     ) -> Resp:
+        """Call ``name`` as broker user ``caller``."""
         servers = self._servers.get(name)
         if not servers:
             raise UnroutableError(f"no server for rpc {name!r}")
         server = servers[next(self._turn) % len(servers)]
-        task = server.start(encode(request))
+        task = server.start(encode(request), caller)
         try:
             async with asyncio.timeout(timeout):
                 kind, reply = await asyncio.shield(task)

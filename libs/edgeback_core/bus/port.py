@@ -28,11 +28,15 @@ class Envelope:
     """What the broker says about a delivered message, beside its body.
 
     ``delivery_count`` counts earlier failed deliveries (0 on the first one);
-    ``redelivered`` is set when the message was handed out before.
+    ``redelivered`` is set when the message was handed out before. ``user_id`` is the
+    publisher's broker user, which RabbitMQ checked against the publishing connection
+    (the in-memory bus: the identity its client was opened with); authorize by it,
+    never by what the body claims.
     """
 
     message_id: str
     routing_key: str
+    user_id: str = ""
     delivery_count: int = 0
     redelivered: bool = False
     headers: Mapping[str, Any] = field(default_factory=dict)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
@@ -24,11 +25,22 @@ Resp = TypeVar("Resp", bound=msgspec.Struct)
 REPLY_OK = "result"
 REPLY_ERROR = "error"
 
+_caller: ContextVar[str] = ContextVar("edgeback_rpc_caller")
+
+
+def rpc_caller() -> str:
+    """The broker user that sent the RPC request being answered (checked by the broker:
+    RabbitMQ refuses a ``user_id`` that is not the connection's user). Call it from an
+    RPC handler; elsewhere it raises ``LookupError``."""
+    return _caller.get()
+
 
 async def answer(
-    handler: RpcHandler[Req], request_type: type[Req], body: bytes, *, rpc: str
+    handler: RpcHandler[Req], request_type: type[Req], body: bytes, *, rpc: str, caller: str
 ) -> tuple[str, bytes]:
-    """Run an RPC handler on a JSON request; the reply's kind and JSON body."""
+    """Run an RPC handler on a JSON request from broker user ``caller`` (see
+    :func:`rpc_caller`); the reply's kind and JSON body."""
+    _caller.set(caller)  # the caller runs each request in a task (a context) of its own
     try:
         try:
             request = decoder(request_type).decode(body)

@@ -1,8 +1,10 @@
 """All AMQP topology of edgeback in one place: exchanges, queues, their arguments.
 
-Exchanges: ``edgeback.commands`` and ``edgeback.events`` (topic, durable) and
-``edgeback.dlx`` (direct) for dead letters. Work queues are quorum queues named
-``<service>.<purpose>``; each dead-letters into ``<queue>.dlq`` and retries through
+Exchanges: ``edgeback.commands`` and ``edgeback.events`` (topic, durable). Work queues
+are quorum queues named ``<service>.<purpose>``; each dead-letters into ``<queue>.dlq``
+through the default exchange (no binding: a backup host's broker user needs no right on
+a shared dead-letter exchange, where it could bind its queue to another queue's dead
+letters) and retries through
 ``<queue>.retry.<ms>`` delay queues. Routing keys read ``<domain>.<kind>.<name>``
 (runs: ``run.<host_id>``).
 No other module declares a queue or a routing key (``tests/unit/test_bus_names.py``
@@ -23,6 +25,9 @@ ExchangeKind = Literal["commands", "events"]
 
 RETRIES_HEADER = "x-edgeback-retries"
 ROUTING_KEY_HEADER = "x-edgeback-routing-key"
+PUBLISHER_HEADER = "x-edgeback-user-id"
+"""On a retried message: the broker user of its first publisher (the retry itself is
+published by the consumer, so the broker sets the consumer's user)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,10 +134,6 @@ class Topology:
     def exchange(self, kind: ExchangeKind) -> str:
         return f"{self.prefix}edgeback.{kind}"
 
-    @property
-    def dlx(self) -> str:
-        return f"{self.prefix}edgeback.dlx"
-
     def queue(self, spec: QueueSpec) -> str:
         return f"{self.prefix}{spec.name}"
 
@@ -150,7 +151,8 @@ class Topology:
         return f"{self.prefix}rpc.{name}"
 
     def queue_arguments(self, spec: QueueSpec) -> dict[str, str | int]:
-        """Quorum queue with a delivery limit, dead-lettering at-least-once to the DLQ.
+        """Quorum queue with a delivery limit, dead-lettering at-least-once to the DLQ
+        (through the default exchange, by the DLQ's name).
 
         ``at-least-once`` keeps a dead-lettered message in the source queue until the
         DLQ confirmed it (``at-most-once`` may lose it if the DLQ is unavailable); the
@@ -159,8 +161,8 @@ class Topology:
         return {
             "x-queue-type": "quorum",
             "x-delivery-limit": spec.delivery_limit,
-            "x-dead-letter-exchange": self.dlx,
-            "x-dead-letter-routing-key": self.queue(spec),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.dlq(spec),
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         }

@@ -26,4 +26,5 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: WorkerSettings) -> 
 
 
 def main() -> None:
-    serve(SERVICE, WorkerSettings.load, setup)
+    # a backup host's broker user may not declare (nor delete) the shared exchanges
+    serve(SERVICE, WorkerSettings.load, setup, declare_exchanges=False)
