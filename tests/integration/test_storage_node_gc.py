@@ -103,14 +103,14 @@ async def test_scrub_moves_bad_and_vanished_chunks_out_of_the_index(node: Node) 
     async with node.client("dd") as client, node.client("dd", token=ADMIN_TOKEN) as admin:
         for digest, record, _ in (good, bad, gone):
             await client.put_chunk(digest, record)
+        sampled = await admin.scrub(sample=1)
+        assert (sampled.checked, sampled.bad) == (1, ())
         chunks = node.data_dir / "dd" / "chunks"
         damaged = chunks / bad[0].hex()[:2] / bad[0].hex()
         data = bytearray(damaged.read_bytes())
         data[-10] ^= 0x40
         damaged.write_bytes(data)
         os.unlink(chunks / gone[0].hex()[:2] / gone[0].hex())
-        sampled = await admin.scrub(sample=1)
-        assert sampled.checked == 1
         report = await admin.scrub()
         assert report.checked == 3 and not report.outer_only
         found = {item.digest: item.code for item in report.bad}
