@@ -26,7 +26,16 @@ import msgspec
 from edgeback_blocks.chunk import ChunkHeader
 from edgeback_blocks.http_connections import Body, HttpConnections
 from edgeback_blocks.ids import DIGEST_SIZE, ChunkDigest
-from edgeback_blocks.pool_wire import CreatePool, ManifestItem, PoolKind, PoolStatus
+from edgeback_blocks.pool_wire import (
+    CollectGarbage,
+    CreatePool,
+    GcReport,
+    ManifestItem,
+    PoolKind,
+    PoolStatus,
+    Scrub,
+    ScrubReport,
+)
 from edgeback_core import errors
 from edgeback_core.errors import (
     DigestMismatchError,
@@ -48,6 +57,8 @@ DEFAULT_RETRY: Final = RetryPolicy(retries=2, base_delay=0.1, multiplier=4.0)
 """Three attempts within half a second: a dropped connection, not a node restart."""
 
 _status_decoder: Final = msgspec.json.Decoder(PoolStatus)
+_gc_decoder: Final = msgspec.json.Decoder(GcReport)
+_scrub_decoder: Final = msgspec.json.Decoder(ScrubReport)
 _statuses_decoder: Final = msgspec.json.Decoder(list[PoolStatus])
 _manifests_decoder: Final = msgspec.json.Decoder(list[ManifestItem])
 _problem_decoder: Final = msgspec.json.Decoder(errors.ErrorBody)
@@ -148,6 +159,10 @@ class PoolClient:
         _, body = await self._call("GET", f"{self._pool_path}/manifests", query)
         return _manifests_decoder.decode(body)
 
+    async def delete_manifest(self, vm: str, disk: str, version: str) -> None:
+        """Delete a committed manifest (retention; the node's admin right)."""
+        await self._call("DELETE", self._manifest_path(vm, disk, version))
+
     async def put_checkpoint(self, vm: str, disk: str, version: str, data: bytes) -> None:
         path = self._manifest_path(vm, disk, version, kind="checkpoints")
         await self._call("PUT", path, None, data, OCTETS)
@@ -179,6 +194,22 @@ class PoolClient:
         headers = {"Content-Type": "application/json"}
         _, answer = await self._call("POST", "/v1/pools", None, body, headers)
         return _status_decoder.decode(answer)
+
+    async def collect_garbage(
+        self, *, grace_s: float | None = None, dry_run: bool = False
+    ) -> GcReport:
+        """Garbage-collect this pool (admin right); what was removed."""
+        body = msgspec.json.encode(CollectGarbage(grace_s=grace_s, dry_run=dry_run))
+        return _gc_decoder.decode(await self._post_json(f"{self._pool_path}/gc", body))
+
+    async def scrub(self, *, sample: int | None = None) -> ScrubReport:
+        """Re-check this pool's chunks on the node (admin right); what was found bad."""
+        body = msgspec.json.encode(Scrub(sample=sample))
+        return _scrub_decoder.decode(await self._post_json(f"{self._pool_path}/scrub", body))
+
+    async def _post_json(self, path: str, body: bytes) -> bytes:
+        _, answer = await self._call("POST", path, None, body, {"Content-Type": "application/json"})
+        return answer
 
     # --- transport ----------------------------------------------------------------
 

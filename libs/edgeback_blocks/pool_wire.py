@@ -75,3 +75,63 @@ class ManifestItem(msgspec.Struct, frozen=True, kw_only=True):
     size: int
     modified: str
     """ISO 8601, UTC."""
+
+
+class CollectGarbage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/pools/{pool}/gc`` (admin token)."""
+
+    grace_s: float | None = None
+    """Unreferenced chunk files younger than this stay; None: the node's default."""
+    dry_run: bool = False
+    """Count what would go, remove nothing."""
+
+
+class GcReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What one garbage collection of a pool did."""
+
+    pool: str
+    dry_run: bool
+    grace_s: float
+    manifests: int
+    """Manifests marked from (quarantined ones included)."""
+    checkpoints: int
+    """Checkpoints (runs in progress) marked from."""
+    referenced: int
+    """Distinct chunks they reference."""
+    examined: int
+    """Chunks in the pool's index when the sweep started."""
+    kept_recent: int
+    """Unreferenced, but written within the grace period."""
+    kept_pinned: int
+    """Unreferenced, but vouched for to a client recently (present answer, upload)."""
+    removed_chunks: int
+    removed_bytes: int
+    versions_removed: int = 0
+    """Standard pools: version directories without a manifest or checkpoint."""
+    duration_s: float
+
+
+class Scrub(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/pools/{pool}/scrub`` (admin token)."""
+
+    sample: int | None = None
+    """Check this many chunks picked at random; None: every chunk."""
+
+
+class BadChunk(msgspec.Struct, frozen=True, kw_only=True):
+    digest: str
+    code: str
+    """``not_found`` (file gone) or the check's error code (``digest_mismatch``, ...)."""
+    message: str
+
+
+class ScrubReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What one scrub of a pool found; bad chunks are out of the index and under ``bad/``."""
+
+    pool: str
+    checked: int
+    checked_bytes: int
+    bad: tuple[BadChunk, ...]
+    outer_only: bool
+    """An encrypted pool: only each record's structure and outer checksum were checked."""
+    duration_s: float

@@ -48,6 +48,9 @@ def check(spec: JobSpec) -> JobSpec:
     return spec
 
 
+MAX_KEEP = 100_000
+
+
 def problems(spec: JobSpec) -> list[str]:
     """Every problem of ``spec`` as ``"<field path>: <what is wrong>"``; empty if none."""
     return [*_content(spec), *_target(spec), *_options(spec.options, spec.type)]
@@ -100,6 +103,10 @@ def _options(opts: JobOptions, job_type: str) -> Iterator[str]:
         yield f"options.keep_latest_snapshot: a {job_type} backup needs the latest snapshot kept"
     yield from _windows("options.backup_speed", opts.backup_speed)
     yield from _windows("options.transfer_speed", opts.transfer_speed)
+    for rule in ("keep_last", "keep_daily", "keep_weekly", "keep_monthly"):
+        count = getattr(opts.retention, rule)
+        if count is not None and not 1 <= count <= MAX_KEEP:
+            yield f"options.retention.{rule}: 1-{MAX_KEEP}, or null for no such rule"
     for name in ("precondition", "pre_script", "post_script"):
         script = getattr(opts, name)
         if script is not None:

@@ -7,17 +7,26 @@ per chunk at start-up and ~100 bytes of memory per chunk; a persistent index is 
 next step for pools of many millions of chunks.
 
 Methods marked *blocking* run in the node's thread pool; the index and counters are
-only changed on the event loop (:meth:`added`), so they need no lock.
+only changed on the event loop (:meth:`added`, :meth:`dropped`), so they need no lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeback_blocks.ids import ChunkDigest
-from edgeback_pools.files import TEMP_SUFFIX, read_bytes, remove_stale_temp, write_atomic
+from edgeback_pools.files import (
+    TEMP_SUFFIX,
+    ensure_dir,
+    fsync_dir,
+    read_bytes,
+    remove_stale_temp,
+    write_atomic,
+)
 
 _FANOUT_NAME_LEN = 2
 _HEX_LEN = 64
@@ -63,6 +72,41 @@ class ChunkDirectory:
     def read(self, digest: ChunkDigest) -> bytes:
         """*Blocking*: the stored record; ``NotFoundError`` if absent."""
         return read_bytes(self.path(digest))
+
+    def entries(self) -> list[tuple[ChunkDigest, int]]:
+        """A snapshot of the index: (digest, stored size) of every chunk."""
+        return list(self._index.items())
+
+    def dropped(self, digest: ChunkDigest) -> int | None:
+        """Forget ``digest`` on the event loop (before its file goes); its size, or None."""
+        size = self._index.pop(digest, None)
+        if size is not None:
+            self._stored_bytes -= size
+        return size
+
+    def remove(self, digests: list[ChunkDigest], aside: Path | None = None) -> None:
+        """*Blocking*: delete the chunks' files, or move them into ``aside`` (bad chunks).
+
+        A file already gone is not an error (scrub drops chunks whose file vanished).
+        """
+        if aside is not None:
+            ensure_dir(aside)
+        for digest in digests:
+            path = self.path(digest)
+            with contextlib.suppress(FileNotFoundError):
+                if aside is None:
+                    path.unlink()
+                else:
+                    os.replace(path, aside / f"{path.name}.{time.time_ns()}")
+        if aside is not None:
+            fsync_dir(aside)
+
+    def age_s(self, digest: ChunkDigest, now: float) -> float:
+        """*Blocking*: seconds since the chunk's file was written (inf if it is gone)."""
+        try:
+            return now - self.path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
 
     def added(self, digest: ChunkDigest, size: int) -> None:
         """Record on the event loop that :meth:`write` stored ``digest`` (``size`` bytes)."""

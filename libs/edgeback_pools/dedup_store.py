@@ -2,7 +2,9 @@
 
 A chunk that is already present is never written again (server-side dedup), and two
 concurrent uploads of the same new chunk write it once: the second waits for the
-first (or retries if the first fails). File I/O runs in the node's thread pool.
+first (or retries if the first fails). Removal (GC, scrub) uses the same pending
+guard, so an upload never races the unlink of the same file. File I/O runs in the
+node's thread pool.
 """
 
 from __future__ import annotations
@@ -78,3 +80,48 @@ class DedupChunkStore:
 
     def counts(self) -> ChunkCounts:
         return self._chunks.counts()
+
+    def entries(self) -> list[tuple[ChunkDigest, int]]:
+        return self._chunks.entries()
+
+    def path(self, digest: ChunkDigest) -> Path:
+        return self._chunks.path(digest)
+
+    def ages(self, digests: Sequence[ChunkDigest], now: float) -> list[float]:
+        """*Blocking*: seconds since each chunk's file was written (inf if gone)."""
+        return [self._chunks.age_s(digest, now) for digest in digests]
+
+    async def remove(
+        self, digests: Sequence[ChunkDigest], aside: Path | None = None
+    ) -> ChunkCounts:
+        """Drop chunks (GC, or bad ones moved ``aside``); how many and their bytes.
+
+        The index forgets them first, on the loop, so from then on ``missing`` answers
+        them missing and the manifest check refuses them. While the files go they are
+        pending: an upload of one waits, then writes it anew (never racing the unlink).
+        A chunk being uploaded right now is skipped. Unlinks are not fsynced: after a
+        crash a removed file may come back, and is indexed and collected again.
+        """
+        sizes: dict[ChunkDigest, int] = {}
+        for digest in digests:
+            if digest not in self._pending:
+                size = self._chunks.dropped(digest)
+                if size is not None:
+                    sizes[digest] = size
+        if not sizes:
+            return ChunkCounts(chunks=0, stored_bytes=0)
+        finished = asyncio.get_running_loop().create_future()
+        for digest in sizes:
+            self._pending[digest] = finished
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._chunks.remove, list(sizes), aside)
+        except BaseException:
+            for digest, size in sizes.items():  # files may still be there: keep them counted
+                self._chunks.added(digest, size)
+            raise
+        finally:
+            for digest in sizes:
+                del self._pending[digest]
+            finished.set_result(None)
+        return ChunkCounts(chunks=len(sizes), stored_bytes=sum(sizes.values()))

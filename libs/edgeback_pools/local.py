@@ -46,7 +46,7 @@ class LocalPool:
     async def missing(
         self, digests: Iterable[ChunkDigest], *, version: str | None = None
     ) -> set[ChunkDigest]:
-        return set(self.pool.chunks.missing(list(dict.fromkeys(digests)), _version(version)))
+        return set(self.pool.missing(list(dict.fromkeys(digests)), _version(version)))
 
     async def put_chunk(
         self, digest: ChunkDigest, record: ChunkRecord, *, version: str | None = None

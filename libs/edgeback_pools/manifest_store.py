@@ -30,7 +30,7 @@ from edgeback_blocks.ids import ChunkDigest
 from edgeback_blocks.manifest_codec import summarize
 from edgeback_blocks.pool_wire import ManifestItem, QuarantinedItem
 from edgeback_core.errors import ConflictError, EdgebackError, ManifestFormatError, QuarantinedError
-from edgeback_pools.files import read_bytes, remove_stale_temp, write_atomic
+from edgeback_pools.files import fsync_dir, read_bytes, remove_stale_temp, write_atomic
 from edgeback_pools.names import SafeName
 
 MANIFESTS_DIR = "manifests"
@@ -173,6 +173,25 @@ class ManifestStore:
             )
         return await self._run(read_bytes, self._manifests / name.relative())
 
+    async def delete(self, name: ManifestName) -> int:
+        """Remove a committed (or quarantined) manifest; its size. ``NotFoundError`` if absent.
+
+        Only retention and operators call this (the node's admin right): chunks it
+        referenced stay until garbage collection finds them unreferenced.
+        """
+        label = f"{name.vm}/{name.disk}/{name.version}"
+        path = self._manifests / name.relative()
+        data = await self._run(read_bytes, path)
+        facts = None if label in self.quarantined else await self._run(self._reader, data)
+        await self._run(_unlink_synced, path)
+        if facts is None:
+            del self.quarantined[label]
+        else:
+            self.logical_bytes -= facts.logical_bytes
+            self.stored_bytes -= len(data)
+            self.count -= 1
+        return len(data)
+
     async def list(
         self, vm: SafeName | None = None, disk: SafeName | None = None
     ) -> list[ManifestEntry]:
@@ -211,6 +230,11 @@ def _list(root: Path, vm: str | None, disk: str | None, *, sweep: bool) -> list[
                     )
                 )
     return entries
+
+
+def _unlink_synced(path: Path) -> None:
+    path.unlink()
+    fsync_dir(path.parent)
 
 
 def _subdirs(parent: Path, only: str | None) -> list[Path]:

@@ -9,8 +9,9 @@ uploads in flight have reserved. A chunk the pool already holds is still verifie
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeback_blocks import sealed
@@ -24,12 +25,16 @@ from edgeback_pools.chunk_store import ChunkStore
 from edgeback_pools.dedup_store import CHUNKS_DIR, DedupChunkStore
 from edgeback_pools.manifest_store import ManifestFacts, ManifestName, ManifestStore
 from edgeback_pools.names import SafeName
+from edgeback_pools.pins import RecentDigests
 from edgeback_pools.pool_meta import PoolInfo, read_pool
 from edgeback_pools.standard_store import StandardChunkStore
 from edgeback_pools.verify import verify_upload
 
 MAX_RECORD_SIZE = HEADER_SIZE + CHUNK_SIZE + sealed.OVERHEAD
 """The largest record: a raw 4 MiB chunk, sealed (encrypted pools)."""
+
+DEFAULT_PIN_TTL_S = 24 * 3600.0
+"""How long a chunk the node vouched for (present answer, upload) is safe from GC."""
 
 
 @dataclass(kw_only=True)
@@ -41,10 +46,15 @@ class Pool:
     manifests: ManifestStore
     checkpoints: CheckpointStore
     executor: Executor
+    pins: RecentDigests
     reserved: int = 0
+    maintenance: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held by GC and scrub: one maintenance pass of a pool at a time."""
 
     @classmethod
-    async def open(cls, directory: Path, executor: Executor) -> Pool:
+    async def open(
+        cls, directory: Path, executor: Executor, *, pin_ttl_s: float = DEFAULT_PIN_TTL_S
+    ) -> Pool:
         loop = asyncio.get_running_loop()
         info, key = await loop.run_in_executor(executor, read_pool, directory)
         chunks: ChunkStore
@@ -64,6 +74,7 @@ class Pool:
             manifests=manifests,
             checkpoints=checkpoints,
             executor=executor,
+            pins=RecentDigests(pin_ttl_s),
         )
 
     @property
@@ -77,15 +88,27 @@ class Pool:
             + self.checkpoints.stored_bytes
         )
 
+    def missing(
+        self, digests: Sequence[ChunkDigest], version: SafeName | None
+    ) -> list[ChunkDigest]:
+        """Those of ``digests`` the pool lacks; the others are pinned against GC."""
+        absent = self.chunks.missing(digests, version)
+        if version is None and len(absent) < len(digests):
+            gone = set(absent)
+            self.pins.add(d for d in digests if d not in gone)
+        return absent
+
     async def put_chunk(
         self, digest: ChunkDigest, record: bytes | memoryview, version: SafeName | None
     ) -> bool:
         """Verify and store an uploaded record; ``True`` if it was new."""
         if len(record) > MAX_RECORD_SIZE:
             raise InvalidInputError("chunk record too large", length=len(record))
+        # pinned before any await: GC decides on the loop, so it sees this pin
+        self.pins.add((digest,))
         loop = asyncio.get_running_loop()
         if self.chunks.holds(digest, version):
-            await loop.run_in_executor(self.executor, self._verify, record, digest)
+            await loop.run_in_executor(self.executor, self.verify, record, digest)
             return False
         # counters are read here on the loop: threads get a snapshot, never the live dicts
         size, reserved, used = len(record), self.reserved, self.pool_bytes()
@@ -100,10 +123,10 @@ class Pool:
         self, record: bytes | memoryview, digest: ChunkDigest, reserved: int, used: int
     ) -> None:
         """*Blocking*: verify, then check the space (quota and filesystem) for ``record``."""
-        self._verify(record, digest)
+        self.verify(record, digest)
         self._capacity(used).admit(len(record), reserved=reserved, pool=self.name)
 
-    def _verify(self, record: bytes | memoryview, digest: ChunkDigest) -> None:
+    def verify(self, record: bytes | memoryview, digest: ChunkDigest) -> None:
         """*Blocking*: what the node can check of an upload (``verify_upload``)."""
         verify_upload(record, digest, self.key, sealed=self.info.encrypted)
 
@@ -119,6 +142,10 @@ class Pool:
     async def put_manifest(self, name: ManifestName, data: bytes) -> bool:
         await self._admit_small(len(data))
         return await self.manifests.put(name, data, check=lambda facts: self._check(name, facts))
+
+    async def delete_manifest(self, name: ManifestName) -> int:
+        """Remove a committed manifest (retention); its chunks wait for GC. Its size."""
+        return await self.manifests.delete(name)
 
     async def put_checkpoint(self, name: ManifestName, data: bytes, writer: Writer) -> None:
         """Store a checkpoint owned by ``writer``, counted against the quota."""
@@ -141,6 +168,9 @@ class Pool:
                 disk=name.disk,
             )
         absent = [d for d in facts.digests if not self.chunks.holds(d, name.version)]
+        if not absent and self.maintenance.locked():
+            # committed while GC may be past its mark: keep what it references
+            self.pins.add(facts.digests)
         if absent:
             raise ConflictError(
                 f"the manifest references {len(absent)} chunk(s) the pool does not hold",

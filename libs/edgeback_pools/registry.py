@@ -18,7 +18,7 @@ import structlog
 
 from edgeback_blocks.pool_wire import PoolKind, QuarantinedItem
 from edgeback_core.errors import EdgebackError, NotFoundError, QuarantinedError, UnavailableError
-from edgeback_pools.pool import Pool
+from edgeback_pools.pool import DEFAULT_PIN_TTL_S, Pool
 from edgeback_pools.pool_meta import POOL_FILE, create_pool
 
 log = structlog.get_logger(__name__)
@@ -31,28 +31,33 @@ class PoolRegistry:
         pools: dict[str, Pool],
         executor: Executor,
         quarantined: dict[str, QuarantinedItem] | None = None,
+        *,
+        pin_ttl_s: float = DEFAULT_PIN_TTL_S,
     ) -> None:
         self.data_dir = data_dir
         self._pools = pools
         self._executor = executor
         self._lock = asyncio.Lock()
         self.quarantined = quarantined or {}
+        self._pin_ttl_s = pin_ttl_s
 
     @classmethod
-    async def open(cls, data_dir: Path, executor: Executor) -> PoolRegistry:
+    async def open(
+        cls, data_dir: Path, executor: Executor, *, pin_ttl_s: float = DEFAULT_PIN_TTL_S
+    ) -> PoolRegistry:
         loop = asyncio.get_running_loop()
         names = await loop.run_in_executor(executor, _pool_dirs, data_dir)
         pools, quarantined = {}, {}
         for name in names:
             try:
-                pools[name] = await Pool.open(data_dir / name, executor)
+                pools[name] = await Pool.open(data_dir / name, executor, pin_ttl_s=pin_ttl_s)
             except (EdgebackError, OSError) as exc:
                 error = exc if isinstance(exc, EdgebackError) else UnavailableError(str(exc))
                 quarantined[name] = QuarantinedItem(
                     what="pool", name=name, code=error.code, message=error.message
                 )
                 log.error("pool.quarantined", pool=name, code=error.code, error=error.message)
-        return cls(data_dir, pools, executor, quarantined)
+        return cls(data_dir, pools, executor, quarantined, pin_ttl_s=pin_ttl_s)
 
     def names(self) -> list[str]:
         return sorted(self._pools)
@@ -83,7 +88,7 @@ class PoolRegistry:
                     self.data_dir, name, kind, quota_bytes=quota_bytes, encrypted=encrypted
                 ),
             )
-            pool = await Pool.open(self.data_dir / name, self._executor)
+            pool = await Pool.open(self.data_dir / name, self._executor, pin_ttl_s=self._pin_ttl_s)
             self._pools[name] = pool
             return pool
 

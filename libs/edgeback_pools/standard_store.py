@@ -12,7 +12,11 @@ a repeated chunk is stored once. Uploads and queries must name the version.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
+import shutil
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from pathlib import Path
@@ -34,6 +38,8 @@ class StandardChunkStore:
         self._versions = versions
         self._executor = executor
         self._opening: dict[SafeName, asyncio.Future[DedupChunkStore]] = {}
+        self._touched: dict[SafeName, float] = {}
+        self._clock = time.monotonic
 
     @classmethod
     async def open(cls, pool_dir: Path, executor: Executor) -> StandardChunkStore:
@@ -46,7 +52,7 @@ class StandardChunkStore:
     def missing(
         self, digests: Sequence[ChunkDigest], version: SafeName | None
     ) -> list[ChunkDigest]:
-        store = self._versions.get(_required(version))
+        store = self._versions.get(self._touch(version))
         return list(digests) if store is None else store.missing(digests, version)
 
     def holds(self, digest: ChunkDigest, version: SafeName | None) -> bool:
@@ -56,7 +62,7 @@ class StandardChunkStore:
     async def put(
         self, digest: ChunkDigest, record: bytes | memoryview, version: SafeName | None
     ) -> bool:
-        store = await self._version_store(_required(version))
+        store = await self._version_store(self._touch(version))
         return await store.put(digest, record, version)
 
     async def get(self, digest: ChunkDigest, version: SafeName | None) -> bytes:
@@ -76,6 +82,41 @@ class StandardChunkStore:
         return ChunkCounts(
             chunks=sum(p.chunks for p in parts), stored_bytes=sum(p.stored_bytes for p in parts)
         )
+
+    # --- garbage collection (edgeback_pools.gc) -------------------------------------
+
+    def version_names(self) -> list[SafeName]:
+        return sorted(self._versions)
+
+    def version_counts(self, version: SafeName) -> ChunkCounts:
+        return self._versions[version].counts()
+
+    def touched_within(self, version: SafeName, window_s: float) -> bool:
+        """Whether a client asked about or uploaded to ``version`` in the last ``window_s``."""
+        touched = self._touched.get(version)
+        return touched is not None and self._clock() - touched <= window_s
+
+    def version_age_s(self, version: SafeName, now: float) -> float:
+        """*Blocking*: seconds since the newest file of the version was written."""
+        newest = 0.0
+        for path in (self._root / version).rglob("*"):
+            with contextlib.suppress(FileNotFoundError):
+                newest = max(newest, path.stat().st_mtime)
+        return now - newest
+
+    async def remove_version(self, version: SafeName) -> None:
+        """Forget a version, then delete its directory (no upload can be writing to it:
+        GC removes only versions not touched within the pin window)."""
+        self._versions.pop(version, None)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            self._executor, functools.partial(shutil.rmtree, self._root / version, True)
+        )
+
+    def _touch(self, version: SafeName | None) -> SafeName:
+        name = _required(version)
+        self._touched[name] = self._clock()
+        return name
 
     async def _version_store(self, version: SafeName) -> DedupChunkStore:
         store = self._versions.get(version)

@@ -76,6 +76,21 @@ class Script(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     timeout_s: int = 300
 
 
+class RetentionPolicy(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which restore points of a job to keep (``docs/retention.md``); None = no such rule.
+
+    With every rule None (the default) everything is kept. Otherwise a restore point is
+    kept when any rule selects it; days, weeks and months are those of the backup
+    host's time zone. Protected points, the newest point and the newest full are
+    always kept (the next incremental and cumulative need them).
+    """
+
+    keep_last: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+
+
 class JobOptions(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Every option of the guide's general (B5) and advanced (B6) backup options."""
 
@@ -103,6 +118,8 @@ class JobOptions(Message, frozen=True, kw_only=True, forbid_unknown_fields=True)
     request_retries: int = 15
     vm_retries: int = 3
     vm_retry_interval_s: int = 300
+    retention: RetentionPolicy = RetentionPolicy()
+    """Default: keep every restore point."""
 
 
 class JobSpec(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -61,7 +61,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="dedup-io")
     try:
-        registry = app[REGISTRY] = await PoolRegistry.open(settings.data_path, executor)
+        registry = app[REGISTRY] = await PoolRegistry.open(
+            settings.data_path, executor, pin_ttl_s=settings.pin_ttl_s
+        )
         log.info(
             "pools.opened",
             pools=registry.names(),

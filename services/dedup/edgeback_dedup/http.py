@@ -1,4 +1,4 @@
-"""Handlers of the data API ``/v1``: pools, chunks, manifests and checkpoints.
+"""Handlers of the data API ``/v1``: pools, chunks, manifests, checkpoints, GC and scrub.
 
 Every path parameter goes through :mod:`edgeback_pools.names` before use; bodies are
 read with an explicit size limit per route (a chunk record, a digest batch, a
@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Final, TypeVar
 
 import msgspec
+import structlog
 from aiohttp import web
 
 from edgeback_blocks.ids import DIGEST_SIZE
-from edgeback_blocks.pool_wire import CreatePool
+from edgeback_blocks.pool_wire import CollectGarbage, CreatePool, Scrub
 from edgeback_core.errors import InvalidInputError
 from edgeback_dedup.access import GRANT, Handler, require
 from edgeback_dedup.admission import BodyBudget
 from edgeback_dedup.bodies import BodyBuffers, read_body
 from edgeback_dedup.settings import DedupSettings
 from edgeback_dedup.tokens import Right
+from edgeback_pools import gc, scrub
 from edgeback_pools.checkpoint_store import Writer
 from edgeback_pools.manifest_store import ManifestName
 from edgeback_pools.names import SafeName, parse_digest_hex, safe_name, split_digests
@@ -43,6 +45,10 @@ OCTETS: Final = "application/octet-stream"
 
 
 _create_decoder: Final = msgspec.json.Decoder(CreatePool)
+_gc_decoder: Final = msgspec.json.Decoder(CollectGarbage)
+_scrub_decoder: Final = msgspec.json.Decoder(Scrub)
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 
 Route = tuple[str, str, Handler, Right | None]
@@ -53,7 +59,7 @@ handler checks itself)."""
 def route_table() -> list[Route]:
     manifest = "/v1/pools/{pool}/manifests/{vm}/{disk}/{version}"
     checkpoint = "/v1/pools/{pool}/checkpoints/{vm}/{disk}/{version}"
-    read, write = Right.READ, Right.WRITE
+    read, write, admin = Right.READ, Right.WRITE, Right.ADMIN
     return [
         ("GET", "/v1/pools", list_pools, None),
         ("POST", "/v1/pools", create_pool, None),
@@ -64,6 +70,9 @@ def route_table() -> list[Route]:
         ("GET", "/v1/pools/{pool}/manifests", list_manifests, read),
         ("PUT", manifest, put_manifest, write),
         ("GET", manifest, get_manifest, read),
+        ("DELETE", manifest, delete_manifest, admin),
+        ("POST", "/v1/pools/{pool}/gc", collect_garbage, admin),
+        ("POST", "/v1/pools/{pool}/scrub", scrub_pool, admin),
         ("PUT", checkpoint, put_checkpoint, write),
         ("GET", checkpoint, get_checkpoint, read),
         ("DELETE", checkpoint, delete_checkpoint, write),
@@ -89,13 +98,7 @@ async def list_pools(request: web.Request) -> web.Response:
 
 
 async def create_pool(request: web.Request) -> web.Response:
-    async with _received(request, 64 * 1024) as body:
-        try:
-            spec = _create_decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            raise InvalidInputError(f"invalid pool: {exc}") from exc
-        except msgspec.DecodeError as exc:
-            raise InvalidInputError("body is not JSON") from exc
+    spec = await _decoded(request, _create_decoder)
     name = safe_name(spec.name, what="pool")
     require(request[GRANT], name, Right.ADMIN)
     pool = await request.app[REGISTRY].create(
@@ -112,7 +115,7 @@ async def missing_chunks(request: web.Request) -> web.Response:
     pool = _pool(request)
     async with _received(request, MAX_MISSING_BATCH * DIGEST_SIZE) as body:
         digests = split_digests(body)
-    absent = pool.chunks.missing(digests, _version(request))
+    absent = pool.missing(digests, _version(request))
     return web.Response(body=b"".join(absent), content_type=OCTETS)
 
 
@@ -167,6 +170,41 @@ async def get_manifest(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type=OCTETS)
 
 
+async def delete_manifest(request: web.Request) -> web.Response:
+    """Retention's (and operators') deletion of a restore point; audited in the node log."""
+    pool, name = _pool(request), _manifest_name(request)
+    size = await pool.delete_manifest(name)
+    log.info(
+        "manifest.deleted",
+        pool=pool.name,
+        vm=name.vm,
+        disk=name.disk,
+        version=name.version,
+        size=size,
+        by=request[GRANT].identity,
+    )
+    return web.Response(status=204)
+
+
+async def collect_garbage(request: web.Request) -> web.Response:
+    pool = _pool(request)
+    spec = await _decoded(request, _gc_decoder)
+    grace_s = request.app[SETTINGS].gc_grace_s if spec.grace_s is None else spec.grace_s
+    if grace_s < 0:
+        raise InvalidInputError("grace_s must not be negative", grace_s=grace_s)
+    log.info("pool.gc_started", pool=pool.name, grace_s=grace_s, by=request[GRANT].identity)
+    return _json(await gc.collect_garbage(pool, grace_s=grace_s, dry_run=spec.dry_run))
+
+
+async def scrub_pool(request: web.Request) -> web.Response:
+    pool = _pool(request)
+    spec = await _decoded(request, _scrub_decoder)
+    if spec.sample is not None and spec.sample < 1:
+        raise InvalidInputError("sample must be at least 1", sample=spec.sample)
+    log.info("pool.scrub_started", pool=pool.name, sample=spec.sample, by=request[GRANT].identity)
+    return _json(await scrub.scrub(pool, sample=spec.sample))
+
+
 async def put_checkpoint(request: web.Request) -> web.Response:
     pool, name = _pool(request), _manifest_name(request)
     async with _received(request, request.app[SETTINGS].max_manifest_bytes) as data:
@@ -191,6 +229,17 @@ async def _received(request: web.Request, limit: int) -> AsyncIterator[bytes]:
     size = limit if length is None else min(length, limit)
     async with request.app[BUDGET].hold(size):
         yield await read_body(request, limit, request.app[SETTINGS].body_read_timeout_s)
+
+
+async def _decoded(request: web.Request, decoder: msgspec.json.Decoder[T]) -> T:
+    """A small JSON body (an empty one counts as ``{}``), decoded and checked."""
+    async with _received(request, 64 * 1024) as body:
+        try:
+            return decoder.decode(body or b"{}")
+        except msgspec.ValidationError as exc:
+            raise InvalidInputError(f"invalid request: {exc}") from exc
+        except msgspec.DecodeError as exc:
+            raise InvalidInputError("body is not JSON") from exc
 
 
 def _writer(request: web.Request) -> Writer:

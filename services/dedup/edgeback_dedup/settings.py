@@ -18,6 +18,7 @@ from edgeback_core.settings import (
     load,
 )
 from edgeback_dedup.tokens import MIN_TOKEN_LENGTH
+from edgeback_pools.pool import DEFAULT_PIN_TTL_S
 
 LONG_TOKEN = Rule(
     lambda token: (
@@ -54,6 +55,10 @@ class DedupSettings(Settings):
     """Longest wait for room under ``body_bytes_in_flight``, then 503 + Retry-After."""
     body_read_timeout_s: Annotated[float, POSITIVE] = 30.0
     """Longest wait for the next bytes of a request body, then 408."""
+    gc_grace_s: Annotated[float, at_least(0)] = 6 * 3600.0
+    """GC keeps unreferenced chunk files younger than this (a request may say otherwise)."""
+    pin_ttl_s: Annotated[float, POSITIVE] = DEFAULT_PIN_TTL_S
+    """GC keeps chunks answered present or uploaded within this window."""
 
     @property
     def data_path(self) -> Path:
