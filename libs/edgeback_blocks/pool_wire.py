@@ -135,3 +135,47 @@ class ScrubReport(msgspec.Struct, frozen=True, kw_only=True):
     outer_only: bool
     """An encrypted pool: only each record's structure and outer checksum were checked."""
     duration_s: float
+
+
+class CreateCapability(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/pools/{pool}/capabilities``: a capability URL for one disk version.
+
+    ``manifest_mac_key`` is the pool's manifest MAC key (64 hex, derived from the pool
+    secret; not the secret): the node checks the manifest's MAC with it once, here, and
+    does not keep it (``docs/instant-restore.md``).
+    """
+
+    vm: str
+    disk: str
+    version: str
+    manifest_mac_key: str
+    ttl_s: float = 3600.0
+
+
+class CapabilityItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One capability as listed (``GET /v1/pools/{pool}/capabilities``); no id in it."""
+
+    handle: str
+    """Public name of the capability (audit log, revocation); not its secret id."""
+    pool: str
+    vm: str
+    disk: str
+    version: str
+    size: int
+    """Image size in bytes."""
+    created: str
+    expires: str
+    created_by: str
+    revoked: str | None = None
+
+
+class CapabilityCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``POST /v1/pools/{pool}/capabilities`` (201): the only time the id
+    is shown."""
+
+    id: str
+    path: str
+    """``/v1/images/<id>``: join it to the node's URL."""
+    url: str
+    """The same, joined to the scheme and ``Host`` this request used."""
+    capability: CapabilityItem

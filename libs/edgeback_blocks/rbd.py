@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import enum
 import json
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -140,6 +141,39 @@ class _Offload:
                 return await asyncio.wrap_future(fut)
             except (rados.Error, rbd.Error) as exc:
                 raise _translate(exc, target, op) from exc
+
+    async def run_long(self, op: str, target: _Target, fn: Callable[..., T], *args: Any) -> T:
+        """Like :meth:`run`, on a thread of its own: for calls that last minutes (a
+        migration's execute), which must not hold one of the pool's slots meanwhile."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except (rados.Error, rbd.Error) as exc:
+            raise _translate(exc, target, op) from exc
+
+
+class MigrationState(enum.IntEnum):
+    """librbd's ``RBD_IMAGE_MIGRATION_STATE_*``."""
+
+    UNKNOWN = rbd.RBD_IMAGE_MIGRATION_STATE_UNKNOWN
+    ERROR = rbd.RBD_IMAGE_MIGRATION_STATE_ERROR
+    PREPARING = rbd.RBD_IMAGE_MIGRATION_STATE_PREPARING
+    PREPARED = rbd.RBD_IMAGE_MIGRATION_STATE_PREPARED
+    EXECUTING = rbd.RBD_IMAGE_MIGRATION_STATE_EXECUTING
+    EXECUTED = rbd.RBD_IMAGE_MIGRATION_STATE_EXECUTED
+    ABORTING = rbd.RBD_IMAGE_MIGRATION_STATE_ABORTING
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MigrationStatus:
+    state: MigrationState
+    description: str
+    dest_image: str
+    source_image: str
+    """Empty for an import (the source is a stream, not an image)."""
+
+
+MigrationProgress = Callable[[int, int], None]
+"""Called on the event loop with (bytes done, bytes in all) while a migration runs."""
 
 
 class RbdCluster:
@@ -278,6 +312,58 @@ class RbdPool:
             return False
         return True
 
+    async def rename_image(self, name: str, new_name: str) -> None:
+        """Rename an image (to move a restore target aside, and back)."""
+        target = _Target(details=(("pool", self.name), ("image", name), ("new_name", new_name)))
+        await self._offload.run("rbd.rename", target, rbd.RBD().rename, self._ioctx, name, new_name)
+
+    async def migration_prepare_import(self, source_spec: Mapping[str, Any], name: str) -> None:
+        """Create image ``name`` linked to an external source (Ceph's import-only live
+        migration): readable and writable at once, reads of data not yet copied go to
+        the source. E.g. ``{"type": "raw", "stream": {"type": "http", "url": ...}}``."""
+        spec = json.dumps(source_spec)
+        await self._offload.run(
+            "rbd.migration_prepare_import", self._target(name),
+            rbd.RBD().migration_prepare_import, spec, self._ioctx, name,
+        )  # fmt: skip
+
+    async def migration_execute(
+        self, name: str, on_progress: MigrationProgress | None = None
+    ) -> None:
+        """Copy every block of the source into ``name`` (minutes for large disks); runs
+        on a thread of its own, reporting progress on the event loop."""
+        await self._offload.run_long(
+            "rbd.migration_execute", self._target(name), rbd.RBD().migration_execute,
+            self._ioctx, name, _progress_bridge(on_progress),
+        )  # fmt: skip
+
+    async def migration_commit(self, name: str) -> None:
+        """Cut ``name`` loose from its source once executed: it no longer reads it."""
+        await self._offload.run_long(
+            "rbd.migration_commit", self._target(name), rbd.RBD().migration_commit,
+            self._ioctx, name,
+        )  # fmt: skip
+
+    async def migration_abort(self, name: str) -> None:
+        """Undo a prepared (or interrupted) import: the target image is removed."""
+        await self._offload.run_long(
+            "rbd.migration_abort", self._target(name), rbd.RBD().migration_abort,
+            self._ioctx, name,
+        )  # fmt: skip
+
+    async def migration_status(self, name: str) -> MigrationStatus:
+        """Where the migration of ``name`` stands (``InvalidInputError``: none)."""
+        raw = await self._offload.run(
+            "rbd.migration_status", self._target(name), rbd.RBD().migration_status,
+            self._ioctx, name,
+        )  # fmt: skip
+        return MigrationStatus(
+            state=MigrationState(raw["state"]),
+            description=raw.get("state_description", ""),
+            dest_image=raw.get("dest_image_name", ""),
+            source_image=raw.get("source_image_name", ""),
+        )
+
     @contextlib.asynccontextmanager
     async def open_image(
         self, name: str, *, snapshot: str | None = None, read_only: bool = True
@@ -303,6 +389,19 @@ class RbdPool:
             yield wrapper
         finally:
             await wrapper.aclose()
+
+
+def _progress_bridge(on_progress: MigrationProgress | None) -> Callable[[int, int], int] | None:
+    """librbd's progress callback (its own thread) handing over to the event loop."""
+    if on_progress is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def report(done: int, total: int) -> int:
+        loop.call_soon_threadsafe(on_progress, done, total)
+        return 0
+
+    return report
 
 
 def _probe(ioctx: rados.Ioctx, name: str) -> None:

@@ -425,3 +425,40 @@ class LeaseLostError(ConflictError):
     it guarded and acquire again."""
 
     code = "lease_lost"
+
+
+class GoneError(PermanentError):
+    """The thing existed but may no longer be used (HTTP 410)."""
+
+    code = "gone"
+
+
+class CapabilityNotFoundError(NotFoundError):
+    """No image capability has this id (never had, or purged after it expired)."""
+
+    code = "capability_not_found"
+
+
+class CapabilityExpiredError(GoneError):
+    """The image capability's expiry has passed."""
+
+    code = "capability_expired"
+
+
+class CapabilityRevokedError(GoneError):
+    """The image capability was revoked."""
+
+    code = "capability_revoked"
+
+
+class PoolEncryptedError(ConflictError):
+    """The storage node cannot do this on an encrypted pool: it holds none of its keys
+    (serving a disk version as a raw image needs the chunks' plaintext)."""
+
+    code = "pool_encrypted"
+
+
+class RangeNotSatisfiableError(InvalidInputError):
+    """A byte range lies past the end of what was asked for (HTTP 416)."""
+
+    code = "range_not_satisfiable"

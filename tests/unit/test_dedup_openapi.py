@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeback_dedup.http import route_table
+from edgeback_dedup.app import route_table
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "storage-node.openapi.json"
 

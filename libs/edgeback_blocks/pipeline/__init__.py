@@ -18,8 +18,8 @@ from edgeback_blocks.pipeline.restore import RestoreOptions, restore_disk
 from edgeback_blocks.pipeline.stages import DedupMode
 from edgeback_blocks.pipeline.stats import BackupStats, RestoreStats
 from edgeback_blocks.pipeline.target import CheckpointSink, ChunkSource, ChunkTarget
-from edgeback_blocks.pipeline.throttle import UNLIMITED, NoThrottle, Throttle, TokenBucket
 from edgeback_blocks.pipeline.verify import BadChunk, VerifyReport, verify_disk
+from edgeback_core.throttle import UNLIMITED, NoThrottle, Throttle, TokenBucket
 
 __all__ = [
     "UNLIMITED",

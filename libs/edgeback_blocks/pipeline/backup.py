@@ -34,8 +34,8 @@ from edgeback_blocks.pipeline.sampling import DEFAULT_CAP, DEFAULT_FRACTION, sam
 from edgeback_blocks.pipeline.stages import BackupStages, DedupMode, StageLimits
 from edgeback_blocks.pipeline.stats import BackupCounters, BackupStats
 from edgeback_blocks.pipeline.target import CheckpointSink, ChunkTarget
-from edgeback_blocks.pipeline.throttle import UNLIMITED, Throttle
 from edgeback_core.errors import DiffMismatchError, EdgebackError, InvalidInputError
+from edgeback_core.throttle import UNLIMITED, Throttle
 
 log = structlog.get_logger(__name__)
 

@@ -2,7 +2,7 @@
 
 A job lists windows (local start-end, a rate in bytes per second, 0 = no limit) in the
 backup host's time zone. :func:`rate_at` is the pure rule; :class:`WindowedThrottle`
-is a :class:`~edgeback_blocks.pipeline.throttle.Throttle` that re-reads the rule on
+is a :class:`~edgeback_core.throttle.Throttle` that re-reads the rule on
 each ``acquire`` and retunes one token bucket, so a window that opens or closes in the
 middle of a disk takes effect at the next chunk.
 
@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from datetime import time as clock_time
 from zoneinfo import ZoneInfo
 
-from edgeback_blocks.pipeline.throttle import TokenBucket
 from edgeback_core.errors import InvalidInputError
+from edgeback_core.throttle import TokenBucket
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,8 +27,8 @@ from edgeback_blocks.pipeline.progress import ProgressCallback, ProgressMeter
 from edgeback_blocks.pipeline.stages import run_workers
 from edgeback_blocks.pipeline.stats import RestoreStats
 from edgeback_blocks.pipeline.target import ChunkSource
-from edgeback_blocks.pipeline.throttle import UNLIMITED, Throttle
 from edgeback_core.errors import IntegrityError, InvalidInputError
+from edgeback_core.throttle import UNLIMITED, Throttle
 
 log = structlog.get_logger(__name__)
 

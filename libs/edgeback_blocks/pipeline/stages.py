@@ -28,7 +28,7 @@ from edgeback_blocks.pipeline.memory import Trimmer
 from edgeback_blocks.pipeline.progress import ProgressMeter
 from edgeback_blocks.pipeline.stats import BackupCounters
 from edgeback_blocks.pipeline.target import ChunkTarget
-from edgeback_blocks.pipeline.throttle import Throttle
+from edgeback_core.throttle import Throttle
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -34,6 +34,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 TOKENS: Final = web.AppKey("tokens", TokenTable)
 ROUTE_RIGHTS: Final = web.AppKey("route_rights", Mapping[Handler, Right])
+PUBLIC: Final = web.AppKey("public", frozenset[Handler])
+"""Handlers that take no bearer token (their path holds a capability, ``images.py``)."""
 GRANT: Final = web.RequestKey("grant", Grant)
 
 
@@ -62,6 +64,8 @@ def _setting_grant(
 
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.match_info.handler in request.app[PUBLIC]:
+        return await handler(request)
     grant = request.app[TOKENS].authenticate(_bearer(request))
     if grant is None:
         raise UnauthenticatedError("missing or wrong bearer token")

@@ -29,12 +29,22 @@ from edgeback_core.errors import (
     IntegrityError,
     OverloadedError,
     PoolFullError,
+    RangeNotSatisfiableError,
 )
 from edgeback_core.listener import Listening, listen
-from edgeback_dedup.access import ROUTE_RIGHTS, TOKENS, Handler, access_middleware, token_table
+from edgeback_dedup import images
+from edgeback_dedup.access import (
+    PUBLIC,
+    ROUTE_RIGHTS,
+    TOKENS,
+    Handler,
+    access_middleware,
+    token_table,
+)
 from edgeback_dedup.admission import BodyBudget
 from edgeback_dedup.bodies import BodyBuffers
-from edgeback_dedup.http import BODIES, BUDGET, REGISTRY, SETTINGS, rights, routes
+from edgeback_dedup.http import BODIES, BUDGET, REGISTRY, SETTINGS, Route, rights, routes
+from edgeback_dedup.http import route_table as data_routes
 from edgeback_dedup.problems import status_of
 from edgeback_dedup.settings import DedupSettings
 from edgeback_pools.pool import MAX_RECORD_SIZE
@@ -48,13 +58,21 @@ def build_app(settings: DedupSettings) -> web.Application:
     app = web.Application(middlewares=[problem_middleware, access_middleware])
     app[SETTINGS] = settings
     app[TOKENS] = token_table(settings)
-    app[ROUTE_RIGHTS] = rights()
+    table = route_table()
+    app[ROUTE_RIGHTS] = rights(table)
+    app[PUBLIC] = images.PUBLIC
     app[BUDGET] = BodyBudget(settings.body_bytes_in_flight, wait_s=settings.body_wait_s)
     # idle upload buffers kept: about the uploads the thread pool can work on at once
     app[BODIES] = BodyBuffers(MAX_RECORD_SIZE, keep=2 * settings.threads)
-    app.add_routes(routes())
+    app.add_routes(routes(table))
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(images.serving_context)
     return app
+
+
+def route_table() -> list[Route]:
+    """Every route of the node: the data API and the disk images (``images.py``)."""
+    return [*data_routes(), *images.route_table()]
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
@@ -98,6 +116,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 def _headers(exc: EdgebackError, status: int) -> dict[str, str] | None:
     if status == 401:
         return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RangeNotSatisfiableError):
+        return {"Content-Range": f"bytes */{exc.details.get('size', '*')}"}
     if isinstance(exc, OverloadedError):
         return {"Retry-After": str(exc.details.get("retry_after_s", 1))}
     return None

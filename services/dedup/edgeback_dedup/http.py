@@ -79,15 +79,16 @@ def route_table() -> list[Route]:
     ]
 
 
-def routes() -> list[web.RouteDef]:
+def routes(table: list[Route] | None = None) -> list[web.RouteDef]:
     return [
         web.get(path, handler) if method == "GET" else web.route(method, path, handler)
-        for method, path, handler, _ in route_table()
+        for method, path, handler, _ in (route_table() if table is None else table)
     ]
 
 
-def rights() -> dict[Handler, Right]:
-    return {handler: right for _, _, handler, right in route_table() if right is not None}
+def rights(table: list[Route] | None = None) -> dict[Handler, Right]:
+    chosen = route_table() if table is None else table
+    return {handler: right for _, _, handler, right in chosen if right is not None}
 
 
 async def list_pools(request: web.Request) -> web.Response:

@@ -59,6 +59,14 @@ class DedupSettings(Settings):
     """GC keeps unreferenced chunk files younger than this (a request may say otherwise)."""
     pin_ttl_s: Annotated[float, POSITIVE] = DEFAULT_PIN_TTL_S
     """GC keeps chunks answered present or uploaded within this window."""
+    image_streams: Annotated[int, at_least(1)] = 16
+    """Disk-image reads (capability URLs) served at once; the others wait their turn."""
+    image_cache_bytes: Annotated[int, at_least(0)] = 256 * 1024 * 1024
+    """Decoded, verified chunks kept for disk-image reads (least recently used out)."""
+    image_bytes_per_s: Annotated[float, at_least(0)] = 0.0
+    """Throughput limit of all disk-image reads together; 0: none."""
+    capability_max_ttl_s: Annotated[float, POSITIVE] = 7 * 24 * 3600.0
+    """Longest lifetime a disk-image capability may be given."""
 
     @property
     def data_path(self) -> Path:

@@ -1,7 +1,8 @@
-"""Throttles for the data path: an async ``acquire(nbytes)`` protocol and a token bucket.
+"""Throttles: an async ``acquire(nbytes)`` protocol and a token bucket (no I/O, no driver).
 
-Backups and restores call ``acquire`` before each disk read or write (the "read" throttle,
-backup/restore speed) and before each network transfer (the "network" throttle). A
+Backups and restores call ``acquire`` before each disk read or write (the "read"
+throttle, backup/restore speed) and before each network transfer (the "network"
+throttle); the storage node before it sends bytes of a disk image. A
 token bucket refills at ``rate`` bytes per second up to ``burst`` bytes; a request takes
 its bytes at once, possibly into debt, and waits until the debt is paid, so any size is
 accepted and the long-run rate holds. Time-of-day windows belong to the caller: it
