@@ -23,19 +23,18 @@ from msgspec.structs import asdict
 from edgeback_core.errors import (
     BodyIncompleteError,
     BodyTimeoutError,
-    ConfigError,
     EdgebackError,
     ErrorBody,
     IntegrityError,
     OverloadedError,
     PoolFullError,
 )
-from edgeback_core.listener import Listening, listen
+from edgeback_core.listener import Listening, listen, tls_context
+from edgeback_core.problems import status_of
 from edgeback_dedup.access import ROUTE_RIGHTS, TOKENS, Handler, access_middleware, token_table
 from edgeback_dedup.admission import BodyBudget
 from edgeback_dedup.bodies import BodyBuffers
 from edgeback_dedup.http import BODIES, BUDGET, REGISTRY, SETTINGS, rights, routes
-from edgeback_dedup.problems import status_of
 from edgeback_dedup.settings import DedupSettings
 from edgeback_pools.pool import MAX_RECORD_SIZE
 from edgeback_pools.registry import PoolRegistry
@@ -127,13 +126,4 @@ async def serve(settings: DedupSettings) -> AsyncIterator[RunningNode]:
 
 
 def _tls_context(settings: DedupSettings) -> ssl.SSLContext | None:
-    """The server's TLS context (TLS 1.2 or later) when a certificate is configured."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load the node's TLS certificate or key: {exc}") from exc
-    return context
+    return tls_context(settings.tls_cert_file, settings.tls_key_file, who="the node")
