@@ -274,6 +274,14 @@ class UnauthenticatedError(PermanentError):
     code = "unauthenticated"
 
 
+class LoginThrottledError(UnauthenticatedError):
+    """Too many failed logins for this user or from this address: try again after
+    ``details["retry_after_s"]``."""
+
+    code = "login_throttled"
+    retryable = True
+
+
 class PermissionDeniedError(PermanentError):
     """The caller is known but not allowed to do this."""
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from edgeback_core.errors import ConfigError
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Listening:
@@ -45,3 +47,16 @@ async def listen(
         yield Listening(host=str(bound_host), port=int(bound_port))
     finally:
         await runner.cleanup()
+
+
+def tls_context(cert_file: str | None, key_file: str | None, *, who: str) -> ssl.SSLContext | None:
+    """A server's TLS context (TLS 1.2 or later) when a certificate is configured."""
+    if cert_file is None or key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load {who}'s TLS certificate or key: {exc}") from exc
+    return context

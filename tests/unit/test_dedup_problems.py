@@ -8,7 +8,7 @@ import pytest
 from edgeback_blocks.pool_client import error_from_problem
 from edgeback_core import errors
 from edgeback_core.errors import EdgebackError, registered
-from edgeback_dedup.problems import status_of
+from edgeback_core.problems import status_of
 
 
 @pytest.mark.parametrize(

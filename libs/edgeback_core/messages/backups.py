@@ -286,3 +286,23 @@ class LeaseInfo(Message, frozen=True, kw_only=True):
 class LeaseReply(Message, frozen=True, kw_only=True):
     lease: LeaseInfo | None = None
     """None: every slot is held by others; try again later."""
+
+
+# --- runs of a job, listed ----------------------------------------------------------------
+RUN_LIST = "catalog.run.list"
+
+
+class RunList(Request, frozen=True, kw_only=True):
+    """Runs of one job visible to the actor, newest first; pass the reply's
+    ``next_before`` as ``before`` for the next page."""
+
+    actor: ActorRef
+    job_id: str
+    state: RunStateName | None = None
+    before: datetime | None = None
+    limit: int = 50
+
+
+class RunListReply(Message, frozen=True, kw_only=True):
+    runs: list[RunInfo]
+    next_before: datetime | None = None

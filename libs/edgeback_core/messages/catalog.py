@@ -345,12 +345,16 @@ class AuditEntry(Message, frozen=True, kw_only=True):
     role: str
     action: str
     resource: str
+    id: str = ""
+    """Time-ordered; pass the last one seen as ``AuditList.before`` for older entries."""
 
 
 class AuditList(Request, frozen=True, kw_only=True):
     actor: ActorRef
     resource: str | None = None
     limit: int = 100
+    before: str | None = None
+    """Only entries older than this entry id."""
 
 
 class AuditListReply(Message, frozen=True, kw_only=True):

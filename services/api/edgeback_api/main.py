@@ -1,9 +1,41 @@
-"""Composition root of the api service: bus, ping and health for now."""
+"""Composition root of the api service: settings → bus → the first admin (if
+configured) → the HTTP listener (TLS when a certificate is configured)."""
 
 from __future__ import annotations
 
-from edgeback_core.service import serve
+import structlog
+
+from edgeback_api.app import build_app, serve
+from edgeback_api.routing import Api
+from edgeback_api.session import bootstrap_admin
+from edgeback_api.settings import ApiSettings
+from edgeback_core.bus.port import Bus
+from edgeback_core.lifecycle import ServiceRuntime
+from edgeback_core.listener import tls_context
+from edgeback_core.service import serve as serve_service
+
+SERVICE = "api"
+log = structlog.get_logger(__name__)
+
+
+async def setup(runtime: ServiceRuntime, bus: Bus, settings: ApiSettings) -> None:
+    api = Api(
+        bus=bus,
+        rpc_timeout_s=settings.rpc_timeout_s,
+        slow_rpc_timeout_s=settings.slow_rpc_timeout_s,
+        session_ttl_s=settings.session_ttl_s,
+    )
+    if settings.bootstrap_admin is not None and settings.bootstrap_password is not None:
+        created = await bootstrap_admin(
+            api, settings.bootstrap_admin, settings.bootstrap_password.reveal()
+        )
+        log.info("api.bootstrap", admin=settings.bootstrap_admin, created=created)
+    app = build_app(api, max_body_bytes=settings.max_body_bytes)
+    tls = tls_context(settings.tls_cert_file, settings.tls_key_file, who="the API")
+    await runtime.stack.enter_async_context(
+        serve(app, host=settings.host, port=settings.port, tls=tls)
+    )
 
 
 def main() -> None:
-    serve("api")
+    serve_service(SERVICE, ApiSettings.load, setup)

@@ -83,9 +83,11 @@ class AuditLog:
             doc["details"] = dict(details)
         await self._db.insert(Coll.AUDIT_LOG, doc)
 
-    async def entries(self, *, resource: str | None = None, limit: int = 100) -> list[AuditDoc]:
-        query = {} if resource is None else {"resource": resource}
-        docs = await self._db.find(
-            Coll.AUDIT_LOG, query, sort=(("at", -1), ("_id", -1)), limit=limit
-        )
+    async def entries(
+        self, *, resource: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[AuditDoc]:
+        query: dict[str, Any] = {} if resource is None else {"resource": resource}
+        if before is not None:
+            query["_id"] = {"$lt": before}
+        docs = await self._db.find(Coll.AUDIT_LOG, query, sort=(("_id", -1),), limit=limit)
         return [AuditDoc(**doc) for doc in docs]  # type: ignore[typeddict-item]

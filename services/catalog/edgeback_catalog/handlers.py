@@ -8,6 +8,7 @@ handler runs, so it changes nothing.
 from __future__ import annotations
 
 from edgeback_catalog import wire
+from edgeback_catalog.authrpc import AuthRpc
 from edgeback_catalog.backuprpc import BackupRpc
 from edgeback_catalog.domain import Actor, JobId, PlatformId, RunId, StorageId, UserName
 from edgeback_catalog.hosts import Heartbeat
@@ -256,12 +257,17 @@ class CatalogRpc:
 
     async def audit_list(self, req: m.AuditList) -> m.AuditListReply:
         wire.actor_of(req.actor).require_admin("reading the audit log")
-        return await wire.audit_entries(self._c.audit, req.resource, req.limit)
+        return await wire.audit_entries(self._c.audit, req.resource, req.limit, req.before)
 
 
 async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     """Serve every catalog RPC and consume heartbeats on ``bus``."""
-    routes = [*rpc.routes(), *JobRpc(rpc.catalog).routes(), *BackupRpc(rpc.catalog).routes()]
+    routes = [
+        *rpc.routes(),
+        *JobRpc(rpc.catalog).routes(),
+        *BackupRpc(rpc.catalog).routes(),
+        *AuthRpc(rpc.catalog).routes(),
+    ]
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in routes]
     handles.append(await bus.consume(CATALOG_HEARTBEATS, rpc.on_heartbeat, m.HostHeartbeat))
     return handles

@@ -57,6 +57,7 @@ class Coll(enum.StrEnum):
     TOKENS = "tokens"
     AUDIT_LOG = "audit_log"
     LEASES = "leases"
+    LOGIN_FAILURES = "login_failures"
     VM_TASKS = "vm_tasks"
     SCHEMA = "schema"
 

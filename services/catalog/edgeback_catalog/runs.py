@@ -13,6 +13,8 @@ for queries across runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from edgeback_catalog.access import AuditLog, new_id
 from edgeback_catalog.documents import RunDoc, run_of, transition_doc, transition_of
@@ -83,6 +85,20 @@ class Runs:
         if doc is None:
             raise NotFoundError(f"run {run_id} not found", run_id=run_id)
         return run_of(doc)
+
+    async def of_job(
+        self, job_id: JobId, *, state: str | None, before: datetime | None, limit: int
+    ) -> list[Run]:
+        """Runs of ``job_id``, newest first, created before ``before``."""
+        query: dict[str, Any] = {"job_id": job_id}
+        if state is not None:
+            query["state"] = state
+        if before is not None:
+            query["created_at"] = {"$lt": before}
+        sort = (("created_at", -1), ("_id", -1))
+        return [
+            run_of(doc) for doc in await self._db.find(Coll.RUNS, query, sort=sort, limit=limit)
+        ]
 
     async def transition(self, request: TransitionRequest) -> TransitionOutcome:
         for _ in range(_MAX_ATTEMPTS):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from edgeback_catalog.access import AuditLog
+from edgeback_catalog.auth import Auth
 from edgeback_catalog.backupsets import BackupSets
 from edgeback_catalog.documents import stored_clock
 from edgeback_catalog.domain import Clock, utc_now
@@ -37,6 +38,7 @@ class Catalog:
     run_tasks: RunTasks
     backup_sets: BackupSets
     leases: Leases
+    auth: Auth
 
     @classmethod
     def build(
@@ -57,17 +59,19 @@ class Catalog:
         hosts = BackupHosts(db, audit, clock, offline_after=offline_after)
         runs = Runs(db, audit, clock)
         sets = BackupSets(db, clock)
+        users = Users(db, audit, clock)
         return cls(
             db=db,
             audit=audit,
             hosts=hosts,
             platforms=Platforms(db, audit, hosts, box, clock, probe=probe),
             storages=CephStorages(db, audit, hosts, clock, probe=probe),
-            users=Users(db, audit, clock),
+            users=users,
             runs=runs,
             jobs=Jobs(db, audit, hosts, clock),
             run_starter=RunStarter(db, audit, runs, clock),
             run_tasks=RunTasks(db, runs, sets, clock),
             backup_sets=sets,
             leases=Leases(db, clock),
+            auth=Auth(db, audit, users, clock),
         )

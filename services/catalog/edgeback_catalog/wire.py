@@ -126,8 +126,13 @@ def job_info(job: Job) -> j.JobInfo:
     )
 
 
-async def audit_entries(audit: AuditLog, resource: str | None, limit: int) -> m.AuditListReply:
-    docs = await audit.entries(resource=resource, limit=max(1, min(limit, 1000)))
+async def audit_entries(
+    audit: AuditLog, resource: str | None, limit: int, before: str | None = None
+) -> m.AuditListReply:
+    docs = await audit.entries(resource=resource, limit=max(1, min(limit, 1000)), before=before)
     keep: tuple[str, ...] = ("at", "actor", "role", "action", "resource")
-    entries = [m.AuditEntry(**{k: cast(dict[str, Any], doc)[k] for k in keep}) for doc in docs]
+    entries = [
+        m.AuditEntry(id=doc["_id"], **{k: cast(dict[str, Any], doc)[k] for k in keep})
+        for doc in docs
+    ]
     return m.AuditListReply(entries=entries)

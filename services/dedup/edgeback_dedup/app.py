@@ -23,7 +23,6 @@ from msgspec.structs import asdict
 from edgeback_core.errors import (
     BodyIncompleteError,
     BodyTimeoutError,
-    ConfigError,
     EdgebackError,
     ErrorBody,
     IntegrityError,
@@ -31,7 +30,8 @@ from edgeback_core.errors import (
     PoolFullError,
     RangeNotSatisfiableError,
 )
-from edgeback_core.listener import Listening, listen
+from edgeback_core.listener import Listening, listen, tls_context
+from edgeback_core.problems import status_of
 from edgeback_dedup import images
 from edgeback_dedup.access import (
     PUBLIC,
@@ -45,7 +45,6 @@ from edgeback_dedup.admission import BodyBudget
 from edgeback_dedup.bodies import BodyBuffers
 from edgeback_dedup.http import BODIES, BUDGET, REGISTRY, SETTINGS, Route, rights, routes
 from edgeback_dedup.http import route_table as data_routes
-from edgeback_dedup.problems import status_of
 from edgeback_dedup.settings import DedupSettings
 from edgeback_pools.pool import MAX_RECORD_SIZE
 from edgeback_pools.registry import PoolRegistry
@@ -149,13 +148,4 @@ async def serve(settings: DedupSettings) -> AsyncIterator[RunningNode]:
 
 
 def _tls_context(settings: DedupSettings) -> ssl.SSLContext | None:
-    """The server's TLS context (TLS 1.2 or later) when a certificate is configured."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load the node's TLS certificate or key: {exc}") from exc
-    return context
+    return tls_context(settings.tls_cert_file, settings.tls_key_file, who="the node")

@@ -1,4 +1,5 @@
-"""HTTP status and JSON problem body of each of our errors. Pure.
+"""The HTTP status of each of our errors, for every HTTP server (the storage node, the
+API). Pure.
 
 Problem bodies are ``edgeback_core.errors.ErrorBody`` (``EdgebackError.to_dict``);
 clients rebuild the error class from it, so the status is for humans and proxies.
@@ -16,6 +17,7 @@ from edgeback_core.errors import (
     GoneError,
     IntegrityError,
     InvalidInputError,
+    LoginThrottledError,
     NotFoundError,
     PermanentError,
     PermissionDeniedError,
@@ -23,9 +25,12 @@ from edgeback_core.errors import (
     RangeNotSatisfiableError,
     TransientError,
     UnauthenticatedError,
+    UnknownReferenceError,
+    UnroutableError,
 )
 
 _STATUS: Final[dict[type[EdgebackError], int]] = {
+    LoginThrottledError: 429,
     UnauthenticatedError: 401,
     BodyTimeoutError: 408,
     PermissionDeniedError: 403,
@@ -33,7 +38,9 @@ _STATUS: Final[dict[type[EdgebackError], int]] = {
     GoneError: 410,
     RangeNotSatisfiableError: 416,
     ConflictError: 409,
+    UnknownReferenceError: 422,  # well-formed, but names what does not exist
     InvalidInputError: 400,
+    UnroutableError: 503,  # no service consumes the command (yet)
     PoolFullError: 507,
     PermanentError: 400,
     IntegrityError: 422,

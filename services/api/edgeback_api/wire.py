@@ -1,0 +1,120 @@
+"""The API's own wire types: bodies, query strings and replies that are not catalog
+messages. Catalog requests are used as they are (the API fills ``actor`` and the
+path's fields), so their schema is written once, in ``edgeback_core.messages``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from edgeback_api.paging import Limit
+from edgeback_core.messages.auth import TokenInfo
+from edgeback_core.messages.base import Message
+from edgeback_core.messages.catalog import RunStateName, UserInfo
+from edgeback_core.messages.runs import BackupType
+
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class Body(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of the API's own request bodies and query strings: unknown fields refused."""
+
+
+class LoginBody(Body, frozen=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    password: Password
+
+
+class Session(Message, frozen=True, kw_only=True):
+    token: str
+    """Send it as ``Authorization: Bearer <token>``; shown once, stored hashed."""
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme, not a secret
+    expires_at: datetime | None
+    user: UserInfo
+
+
+class PasswordBody(Body, frozen=True, kw_only=True):
+    password: Password
+
+
+class TokenBody(Body, frozen=True, kw_only=True):
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    ttl_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    """Null: the token lasts until revoked."""
+
+
+class NewToken(Message, frozen=True, kw_only=True):
+    token: str
+    """Shown once: store it where your automation reads secrets."""
+    info: TokenInfo
+
+
+class StartBody(Body, frozen=True, kw_only=True):
+    backup_type: BackupType | None = None
+    """Override the job's backup type for this run only."""
+
+
+class RunRequested(Message, frozen=True, kw_only=True):
+    job_id: str
+    idempotency_key: str
+    """Repeat the request with this ``Idempotency-Key`` header: the same run, never two."""
+
+
+class Health(Message, frozen=True, kw_only=True):
+    status: Literal["ok", "degraded"]
+    catalog: bool
+
+
+# --- query strings ---------------------------------------------------------------------
+class PageQuery(Body, frozen=True, kw_only=True):
+    limit: Limit = 50
+    cursor: str | None = None
+
+
+class HostQuery(PageQuery, frozen=True, kw_only=True):
+    active: bool | None = None
+    online: bool | None = None
+    group: str | None = None
+
+
+class PlatformQuery(PageQuery, frozen=True, kw_only=True):
+    tag: str | None = None
+    name: str | None = None
+    """Part of the name, any case."""
+
+
+class JobQuery(PageQuery, frozen=True, kw_only=True):
+    host_id: str | None = None
+
+
+class RunQuery(PageQuery, frozen=True, kw_only=True):
+    state: RunStateName | None = None
+
+
+class BackupSetQuery(PageQuery, frozen=True, kw_only=True):
+    """At least one of ``job_id``, ``vm_id``, ``run_id``."""
+
+    job_id: str | None = None
+    vm_id: str | None = None
+    run_id: str | None = None
+    complete: bool | None = None
+    """True: restore points only."""
+
+
+class UserQuery(PageQuery, frozen=True, kw_only=True):
+    role: Literal["admin", "operator"] | None = None
+    group: str | None = None
+
+
+class AuditQuery(PageQuery, frozen=True, kw_only=True):
+    resource: str | None = None
+    """e.g. ``platform/<id>``, ``user/<name>``, ``job/<id>``."""
+
+
+class BrowseQuery(Body, frozen=True, kw_only=True):
+    keyword: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    """Matches VM names and ids, any case."""
+    host_id: str | None = None
+    """Keep one physical host of the platform."""

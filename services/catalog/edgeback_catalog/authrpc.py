@@ -1,0 +1,94 @@
+"""The catalog's RPCs for the API: logins, passwords, tokens, the first admin, and the
+lists the API pages through (users, runs of a job)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from edgeback_catalog import wire
+from edgeback_catalog.auth import LoginAttempt, Token
+from edgeback_catalog.domain import JobId
+from edgeback_catalog.routes import Route
+from edgeback_catalog.service import Catalog
+from edgeback_core.messages import auth as a
+from edgeback_core.messages import backups as b
+from edgeback_core.messages import catalog as m
+
+
+class AuthRpc:
+    def __init__(self, catalog: Catalog) -> None:
+        self._c = catalog
+        self._auth = catalog.auth
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(a.USER_LIST, a.UserList, self.user_list),
+            Route(a.USER_SET_PASSWORD, a.UserSetPassword, self.set_password),
+            Route(a.USER_BOOTSTRAP, a.UserBootstrap, self.bootstrap),
+            Route(a.LOGIN, a.Login, self.login),
+            Route(a.TOKEN_CREATE, a.TokenCreate, self.token_create),
+            Route(a.TOKEN_RESOLVE, a.TokenResolve, self.token_resolve),
+            Route(a.TOKEN_LIST, a.TokenList, self.token_list),
+            Route(a.TOKEN_REVOKE, a.TokenRevoke, self.token_revoke),
+            Route(b.RUN_LIST, b.RunList, self.run_list),
+        ]
+
+    async def user_list(self, req: a.UserList) -> a.UserListReply:
+        users = await self._auth.list_users(wire.actor_of(req.actor))
+        return a.UserListReply(users=[wire.user_info(u) for u in users])
+
+    async def set_password(self, req: a.UserSetPassword) -> m.Done:
+        await self._auth.set_password(wire.actor_of(req.actor), req.name, req.password)
+        return m.Done()
+
+    async def bootstrap(self, req: a.UserBootstrap) -> a.UserBootstrapReply:
+        applied = await self._auth.bootstrap(wire.actor_of(req.actor), req.name, req.password)
+        return a.UserBootstrapReply(applied=applied)
+
+    async def login(self, req: a.Login) -> a.LoginReply:
+        attempt = LoginAttempt(
+            name=req.name,
+            password=req.password,
+            client=req.client,
+            token_hash=req.token_hash,
+            ttl_s=req.ttl_s,
+        )
+        user, token = await self._auth.login(wire.actor_of(req.actor), attempt)
+        return a.LoginReply(user=wire.user_info(user), token=_token_info(token))
+
+    async def token_create(self, req: a.TokenCreate) -> a.TokenInfo:
+        actor = wire.actor_of(req.actor)
+        return _token_info(
+            await self._auth.create_token(actor, req.label, req.token_hash, req.ttl_s)
+        )
+
+    async def token_resolve(self, req: a.TokenResolve) -> a.TokenIdentity:
+        user, token = await self._auth.resolve(wire.actor_of(req.actor), req.token_hash)
+        return a.TokenIdentity(user=wire.user_info(user), token=_token_info(token))
+
+    async def token_list(self, req: a.TokenList) -> a.TokenListReply:
+        tokens = await self._auth.tokens(wire.actor_of(req.actor), req.user)
+        return a.TokenListReply(tokens=[_token_info(t) for t in tokens])
+
+    async def token_revoke(self, req: a.TokenRevoke) -> m.Done:
+        await self._auth.revoke(wire.actor_of(req.actor), req.token_id, logout=req.logout)
+        return m.Done()
+
+    async def run_list(self, req: b.RunList) -> b.RunListReply:
+        """The job must be visible to the actor (``not_found`` otherwise)."""
+        job = await self._c.jobs.get(wire.actor_of(req.actor), JobId(req.job_id))
+        limit = max(1, min(req.limit, 200))
+        runs = await self._c.runs.of_job(job.id, state=req.state, before=req.before, limit=limit)
+        after = runs[-1].created_at if len(runs) == limit else None
+        return b.RunListReply(runs=[wire.run_info(r) for r in runs], next_before=after)
+
+
+def _token_info(token: Token) -> a.TokenInfo:
+    return a.TokenInfo(
+        id=token.id,
+        user=token.user,
+        kind=cast(a.TokenKind, token.kind),
+        label=token.label,
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+    )

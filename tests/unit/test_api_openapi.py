@@ -1,0 +1,63 @@
+"""The API's OpenAPI document is the route table, and its pure parts behave."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeback_api.openapi import document
+from edgeback_api.paging import decode_cursor, page_of
+from edgeback_api.routing import Access
+from edgeback_api.table import route_table
+from edgeback_api.tokens import bearer_of, new_token, token_hash
+from edgeback_catalog.loginthrottle import delay_s
+from edgeback_core.errors import InvalidInputError
+
+
+def test_the_document_lists_exactly_the_route_table() -> None:
+    doc = document(route_table())
+    documented = {(m.upper(), p) for p, item in doc["paths"].items() for m in item}
+    assert documented == {(r.method, r.url) for r in route_table()}
+    assert doc["openapi"] == "3.1.0"
+
+
+def test_no_documented_body_lets_a_client_name_the_actor() -> None:
+    schemas = document(route_table())["components"]["schemas"]
+    bodies = {name: s for name, s in schemas.items() if name.endswith("Body")}
+    assert "PlatformRegisterBody" in bodies
+    for name, schema in bodies.items():
+        assert "actor" not in schema.get("properties", {}), name
+
+
+def test_every_protected_operation_requires_the_bearer_scheme() -> None:
+    doc = document(route_table())
+    for route in route_table():
+        op = doc["paths"][route.url][route.method.lower()]
+        assert (op["security"] == []) == (route.access is Access.PUBLIC), route.operation
+        assert {"401", "403"} <= set(op["responses"]) or route.access is Access.PUBLIC
+
+
+def test_pages_follow_their_cursor_to_the_end() -> None:
+    items = [f"i{n:03}" for n in range(25)]
+    seen, cursor = [], None
+    while True:
+        page = page_of(items, lambda s: (s,), cursor, 10)
+        seen += page.items
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == items
+    with pytest.raises(InvalidInputError):
+        decode_cursor("not-a-cursor!")
+
+
+def test_tokens_are_random_and_only_well_formed_bearers_are_read() -> None:
+    token = new_token()
+    assert token != new_token() and len(token_hash(token)) == 64
+    assert bearer_of(f"Bearer {token}") == token
+    assert bearer_of(f"Basic {token}") is None and bearer_of("Bearer short") is None
+
+
+def test_failed_logins_wait_longer_and_longer_up_to_a_bound() -> None:
+    waits = [delay_s(n) for n in range(1, 15)]
+    assert waits[:3] == [0, 0, 0] and waits[3] == 1.0
+    assert waits == sorted(waits) and max(waits) == 300.0
