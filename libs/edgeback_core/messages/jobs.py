@@ -4,8 +4,9 @@ A ``JobSpec`` is what a user saves (features B1-B8): which VMs (content), where 
 (target), which backup type, and every option of the guide with its default. The
 structs only type-check; the ranges and the rules between fields are checked by
 ``jobrules.problems``, which names every problem at once. RPC names are the
-constants ``JOB_*`` (``catalog.job.<verb>``). A ``schedule`` field will be added to
-``JobSpec`` (with a default) by the scheduling work; nothing here depends on it.
+constants ``JOB_*`` (``catalog.job.<verb>``). A job's ``schedule`` is one of the seven
+kinds of ``edgeback_core.messages.schedule`` (default ``manual``); the catalog keeps, beside
+it, when it was set (``schedule_anchor``), when it is due next and when it last fired.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Literal
 
 from edgeback_core.messages.base import Message
 from edgeback_core.messages.catalog import ActorRef, Request
+from edgeback_core.messages.schedule import Manual, Schedule
 
 JOB_CREATE = "catalog.job.create"
 JOB_GET = "catalog.job.get"
@@ -131,6 +133,8 @@ class JobSpec(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     content: JobContent
     target: JobTarget
     options: JobOptions = JobOptions()
+    schedule: Schedule = Manual()
+    """When the scheduler starts the job by itself (``docs/schedules.md``); ``manual``: never."""
 
 
 # --- catalog RPCs -----------------------------------------------------------------------
@@ -144,6 +148,13 @@ class JobInfo(Message, frozen=True, kw_only=True):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    schedule_anchor: datetime | None = None
+    """When the schedule was set (creation, or the edit that changed it): ``next_run``'s anchor."""
+    next_due: datetime | None = None
+    """When the scheduler fires the job next; None: never (manual, spent, or disabled)."""
+    last_fired: datetime | None = None
+    """When the scheduler last fired it (the due time it fired for is ``last_due``)."""
+    last_due: datetime | None = None
 
 
 class JobCreate(Request, frozen=True, kw_only=True):

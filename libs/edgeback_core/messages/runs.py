@@ -70,6 +70,11 @@ class StartRun(Versioned, frozen=True, kw_only=True):
     idempotency_key: str
     backup_type: BackupType | None = None
     """Override the job's backup type for this run (None = the job's)."""
+    due_at: datetime | None = None
+    """Set by the scheduler: the due time of the schedule slot this run is for."""
+    late_by_s: float = 0.0
+    """Set by the scheduler: how long after ``due_at`` it fired. A slot that fell due while
+    no scheduler ran fires once, late, with this saying by how much (``docs/scheduler.md``)."""
 
 
 class PlanRun(Versioned, frozen=True, kw_only=True):

@@ -164,7 +164,9 @@ class Run:
 class Job:
     """A saved backup job. ``spec`` is the user's definition (the versioned wire value,
     kept whole so that what was saved reads back exactly); ``revision`` grows with each
-    edit of it, ``active_runs`` lists the runs started and not yet ended."""
+    edit of it, ``active_runs`` lists the runs started and not yet ended. The schedule's
+    state: ``schedule_anchor`` (when it was set), ``next_due`` (None: never),
+    ``last_due`` / ``last_fired`` (the slot the scheduler fired last, and when)."""
 
     id: JobId
     revision: int
@@ -175,6 +177,10 @@ class Job:
     created_at: datetime
     updated_at: datetime
     active_runs: tuple[RunId, ...] = ()
+    schedule_anchor: datetime | None = None
+    next_due: datetime | None = None
+    last_due: datetime | None = None
+    last_fired: datetime | None = None
 
     @property
     def host_id(self) -> BackupHostId:

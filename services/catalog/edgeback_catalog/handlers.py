@@ -17,6 +17,7 @@ from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
 from edgeback_catalog.routes import Route
 from edgeback_catalog.runs import TransitionRequest
 from edgeback_catalog.runstate import RunState
+from edgeback_catalog.schedulerpc import ScheduleRpc
 from edgeback_catalog.service import Catalog
 from edgeback_catalog.storages import StorageDraft
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
@@ -267,6 +268,7 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
         *JobRpc(rpc.catalog).routes(),
         *BackupRpc(rpc.catalog).routes(),
         *AuthRpc(rpc.catalog).routes(),
+        *ScheduleRpc(rpc.catalog).routes(),
     ]
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in routes]
     handles.append(await bus.consume(CATALOG_HEARTBEATS, rpc.on_heartbeat, m.HostHeartbeat))

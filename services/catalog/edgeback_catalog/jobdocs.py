@@ -4,7 +4,10 @@ A job document keeps the fields the catalog queries and enforces on (name, host,
 platforms, groups, revision, active runs) as its own top-level fields, and the user's
 definition whole under ``spec`` with ``spec_version``: a definition is a user's
 document that must read back exactly as saved, and a future reshaping of it is a
-migration guarded by ``spec_version``.
+migration guarded by ``spec_version``. The schedule's state (``schedule_anchor``,
+``next_due``, ``last_due``, ``last_fired``, see ``jobschedule.py``) and ``fence_token``
+(the highest scheduler fencing token that marked a fire of the job) are top-level too:
+``next_due`` is what the scheduler's one indexed query reads.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ class JobDoc(TypedDict):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    schedule_anchor: datetime | None
+    next_due: datetime | None
+    last_due: datetime | None
+    last_fired: datetime | None
+    fence_token: int
 
 
 def spec_fields(spec: JobSpec) -> dict[str, Any]:
@@ -64,6 +72,11 @@ def job_doc(job: Job) -> JobDoc:
         created_by=job.created_by,
         created_at=job.created_at,
         updated_at=job.updated_at,
+        schedule_anchor=job.schedule_anchor,
+        next_due=job.next_due,
+        last_due=job.last_due,
+        last_fired=job.last_fired,
+        fence_token=0,
     )
 
 
@@ -78,4 +91,12 @@ def job_of(doc: dict[str, Any]) -> Job:
         created_at=utc(doc["created_at"]),
         updated_at=utc(doc["updated_at"]),
         active_runs=tuple(RunId(r) for r in doc.get("active_runs", [])),
+        schedule_anchor=_maybe_utc(doc.get("schedule_anchor")),
+        next_due=_maybe_utc(doc.get("next_due")),
+        last_due=_maybe_utc(doc.get("last_due")),
+        last_fired=_maybe_utc(doc.get("last_fired")),
     )
+
+
+def _maybe_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)

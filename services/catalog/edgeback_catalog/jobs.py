@@ -18,6 +18,7 @@ from edgeback_catalog.access import AuditLog, check_name, new_id, require_groups
 from edgeback_catalog.domain import Actor, Clock, GroupName, Job, JobId
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.jobdocs import job_doc, job_of, spec_fields
+from edgeback_catalog.jobschedule import due_from, schedule_fields
 from edgeback_catalog.mongo import CatalogDb, Coll, Doc
 from edgeback_catalog.runstate import TERMINAL
 from edgeback_core import jobrules
@@ -49,6 +50,7 @@ class Jobs:
     ) -> Job:
         await self._check(actor, spec)
         now = self._clock()
+        when = schedule_fields(spec.schedule, anchor=now, enabled=enabled)
         job = Job(
             id=JobId(new_id()),
             revision=1,
@@ -58,6 +60,7 @@ class Jobs:
             created_by=actor.name,
             created_at=now,
             updated_at=now,
+            **when,
         )
         await self._db.insert(Coll.JOBS, job_doc(job))
         await self._audit.record(actor, "job.created", _ref(job.id), {"name": spec.name})
@@ -90,14 +93,16 @@ class Jobs:
         return jobs, (jobs[-1].spec.name if len(docs) > limit else None)
 
     async def update(self, actor: Actor, job_id: JobId, revision: int, spec: JobSpec) -> Job:
-        """Replace the definition if the job is still at ``revision``."""
-        await self.get(actor, job_id)
+        """Replace the definition if the job is still at ``revision``. A changed schedule
+        is anchored anew (now) and its next due time recomputed; other edits keep both."""
+        current = await self.get(actor, job_id)
         await self._check(actor, spec)
+        now = self._clock()
+        fields = {**spec_fields(spec), "updated_at": now}
+        if spec.schedule != current.spec.schedule:  # compared at `revision` (the condition)
+            fields |= schedule_fields(spec.schedule, anchor=now, enabled=current.enabled)
         condition = {"_id": job_id, "revision": revision}
-        change = {
-            "$set": {**spec_fields(spec), "updated_at": self._clock()},
-            "$inc": {"revision": 1},
-        }
+        change = {"$set": fields, "$inc": {"revision": 1}}
         doc = await self._db.update(Coll.JOBS, condition, change)
         if doc is None:
             current = await self.get(actor, job_id)
@@ -118,11 +123,19 @@ class Jobs:
         return copy
 
     async def set_enabled(self, actor: Actor, job_id: JobId, enabled: bool) -> Job:
-        await self.get(actor, job_id)
-        change = {"$set": {"enabled": enabled, "updated_at": self._clock()}}
-        doc = await self._db.update(Coll.JOBS, {"_id": job_id}, change)
-        if doc is None:
-            raise NotFoundError(f"job {job_id} not found", job_id=job_id)
+        """Enable or disable; a disabled job is never due, an enabled one is due at its
+        next slot from now (what fell due while it was off does not fire)."""
+        for _ in range(3):  # an edit of the schedule in between: read it again
+            job, now = await self.get(actor, job_id), self._clock()
+            anchor = job.schedule_anchor or job.created_at
+            due = due_from(job.spec.schedule, anchor, now) if enabled else None
+            change = {"$set": {"enabled": enabled, "updated_at": now, "next_due": due}}
+            condition = {"_id": job_id, "revision": job.revision}
+            doc = await self._db.update(Coll.JOBS, condition, change)
+            if doc is not None:
+                break
+        else:
+            raise StaleVersionError(f"job {job_id} keeps changing: try again")
         action = "job.enabled" if enabled else "job.disabled"
         await self._audit.record(actor, action, _ref(job_id))
         return job_of(doc)

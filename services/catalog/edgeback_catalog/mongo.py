@@ -59,6 +59,7 @@ class Coll(enum.StrEnum):
     LEASES = "leases"
     LOGIN_FAILURES = "login_failures"
     VM_TASKS = "vm_tasks"
+    LEADERS = "leaders"
     SCHEMA = "schema"
 
 
@@ -88,6 +89,7 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.JOBS, "name", unique=True),
     _ix(Coll.JOBS, "platform_ids"),
     _ix(Coll.JOBS, "host_id", "name"),
+    _ix(Coll.JOBS, "next_due", "_id"),
     _ix(Coll.RUNS, "job_id", "-created_at"),
     _ix(Coll.RUNS, "state"),
     _ix(Coll.RUN_EVENTS, "run_id", "seq", unique=True),

@@ -10,8 +10,10 @@ from edgeback_catalog.auth import Auth
 from edgeback_catalog.backupsets import BackupSets
 from edgeback_catalog.documents import stored_clock
 from edgeback_catalog.domain import Clock, utc_now
+from edgeback_catalog.duejobs import DueJobs
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.jobs import Jobs
+from edgeback_catalog.leadership import Leadership
 from edgeback_catalog.leasing import Leases
 from edgeback_catalog.mongo import CatalogDb
 from edgeback_catalog.platforms import Platforms
@@ -39,6 +41,8 @@ class Catalog:
     backup_sets: BackupSets
     leases: Leases
     auth: Auth
+    leadership: Leadership
+    due_jobs: DueJobs
 
     @classmethod
     def build(
@@ -60,6 +64,7 @@ class Catalog:
         runs = Runs(db, audit, clock)
         sets = BackupSets(db, clock)
         users = Users(db, audit, clock)
+        leadership = Leadership(db, clock)
         return cls(
             db=db,
             audit=audit,
@@ -74,4 +79,6 @@ class Catalog:
             backup_sets=sets,
             leases=Leases(db, clock),
             auth=Auth(db, audit, users, clock),
+            leadership=leadership,
+            due_jobs=DueJobs(db, leadership),
         )

@@ -123,6 +123,10 @@ def job_info(job: Job) -> j.JobInfo:
         created_by=job.created_by,
         created_at=job.created_at,
         updated_at=job.updated_at,
+        schedule_anchor=job.schedule_anchor,
+        next_due=job.next_due,
+        last_fired=job.last_fired,
+        last_due=job.last_due,
     )
 
 

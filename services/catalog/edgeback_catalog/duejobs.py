@@ -1,0 +1,114 @@
+"""Due jobs for the scheduler: which jobs are due before a time, and marking them fired.
+
+``due`` is one query on the ``(next_due, _id)`` index, whatever the number of jobs;
+pages continue after the last ``(next_due, _id)`` seen. ``mark_fired`` first checks
+the caller's fencing token against the scheduler's lease (``leadership.py``), then per
+job reads the schedule and writes the next due time with one conditional update: on
+``next_due`` still being the fired slot (fired once, whoever else tries), on the
+anchor read (an edit of the schedule in between wins) and on ``fence_token`` not being
+newer than the caller's (a stale scheduler cannot overwrite its successor's mark,
+even if its token check passed just before the takeover).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from edgeback_catalog.documents import utc
+from edgeback_catalog.domain import JobId
+from edgeback_catalog.jobdocs import job_of
+from edgeback_catalog.jobschedule import due_after_fire
+from edgeback_catalog.leadership import Leadership
+from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_core.errors import InvalidInputError
+from edgeback_core.messages.scheduling import MAX_DUE_PAGE, SCHEDULER_ROLE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DueJob:
+    job_id: JobId
+    due: datetime
+    revision: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fired:
+    job_id: JobId
+    applied: bool
+    next_due: datetime | None = None
+
+
+def due_query(before: datetime, after_due: datetime | None, after_id: str) -> dict[str, Any]:
+    """Enabled jobs due at or before ``before``, after the cursor ``(after_due, after_id)``."""
+    query: dict[str, Any] = {"next_due": {"$lte": before}, "enabled": True}
+    if after_due is not None:
+        query["$or"] = [
+            {"next_due": {"$gt": after_due}},
+            {"next_due": after_due, "_id": {"$gt": after_id}},
+        ]
+    return query
+
+
+def _ms(value: datetime) -> datetime:
+    """At the precision BSON keeps, so what is written compares equal when read back."""
+    return utc(value).replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+class DueJobs:
+    def __init__(self, db: CatalogDb, leadership: Leadership) -> None:
+        self._db, self._leadership = db, leadership
+
+    async def due(
+        self, before: datetime, *, after_due: datetime | None, after_id: str, limit: int
+    ) -> tuple[list[DueJob], bool]:
+        """One page by (due, id) and whether more may follow."""
+        if not 1 <= limit <= MAX_DUE_PAGE:
+            raise InvalidInputError(f"limit must be 1-{MAX_DUE_PAGE}", field="limit")
+        docs = await self._db.find(
+            Coll.JOBS,
+            due_query(before, after_due, after_id),
+            sort=(("next_due", 1), ("_id", 1)),
+            limit=limit + 1,
+        )
+        page = [
+            DueJob(job_id=JobId(d["_id"]), due=utc(d["next_due"]), revision=int(d["revision"]))
+            for d in docs[:limit]
+        ]
+        return page, len(docs) > limit
+
+    async def mark_fired(
+        self, holder: str, token: int, fired_at: datetime, fires: Sequence[tuple[JobId, datetime]]
+    ) -> list[Fired]:
+        """Move each job's next due time past ``fired_at``; ``lease_lost`` if ``token`` is
+        not the scheduler's current one."""
+        if len(fires) > MAX_DUE_PAGE:
+            raise InvalidInputError(f"at most {MAX_DUE_PAGE} fires at once", field="fires")
+        await self._leadership.require(SCHEDULER_ROLE, holder, token)
+        return [await self._mark(job_id, _ms(due), token, _ms(fired_at)) for job_id, due in fires]
+
+    async def _mark(self, job_id: JobId, due: datetime, token: int, fired_at: datetime) -> Fired:
+        doc = await self._db.find_one(Coll.JOBS, {"_id": job_id, "next_due": due})
+        if doc is None:
+            return Fired(job_id=job_id, applied=False)
+        job = job_of(doc)
+        anchor = job.schedule_anchor or job.created_at
+        nxt = due_after_fire(job.spec.schedule, anchor, due, fired_at)
+        condition = {
+            "_id": job_id,
+            "next_due": due,
+            "schedule_anchor": doc.get("schedule_anchor"),
+            "fence_token": {"$lte": token},
+        }
+        change = {
+            "$set": {
+                "next_due": nxt,
+                "last_due": due,
+                "last_fired": fired_at,
+                "fence_token": token,
+            }
+        }
+        written = await self._db.update(Coll.JOBS, condition, change)
+        return Fired(job_id=job_id, applied=written is not None, next_due=nxt if written else None)
