@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from edgeback_catalog.documents import utc
@@ -25,6 +25,8 @@ from edgeback_catalog.leadership import Leadership
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_core.errors import InvalidInputError
 from edgeback_core.messages.scheduling import MAX_DUE_PAGE, SCHEDULER_ROLE
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,7 +45,8 @@ class Fired:
 
 def due_query(before: datetime, after_due: datetime | None, after_id: str) -> dict[str, Any]:
     """Enabled jobs due at or before ``before``, after the cursor ``(after_due, after_id)``."""
-    query: dict[str, Any] = {"next_due": {"$lte": before}, "enabled": True}
+    # a closed range: MongoDB never matches null to `$lte: <date>`, but mongoeco does
+    query: dict[str, Any] = {"next_due": {"$gt": EPOCH, "$lte": before}, "enabled": True}
     if after_due is not None:
         query["$or"] = [
             {"next_due": {"$gt": after_due}},
