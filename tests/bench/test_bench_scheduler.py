@@ -1,0 +1,26 @@
+"""The scheduler benchmark runs end to end at a tiny size and reports every figure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.bench.bench_scheduler import main
+
+pytestmark = pytest.mark.integration
+
+FIGURES = {"lag_p50_s", "lag_p99_s", "catalog_db_ops_per_due_run", "started", "doubled"}
+
+
+def test_benchmark_with_200_jobs_writes_every_figure(
+    amqp_url: str, mongo_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--jobs", "200", "--due", "40", "--window-s", "2", "--lead-s", "2",
+            "--tick-s", "0.2", "--json", str(out)]  # fmt: skip
+    assert main(args) == 0
+    figures = json.loads(out.read_text())
+    assert set(figures) >= FIGURES
+    assert (figures["started"], figures["doubled"]) == (40, 0)
+    assert 0 <= figures["lag_p50_s"] <= figures["lag_p99_s"] < 5
