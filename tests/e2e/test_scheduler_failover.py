@@ -71,7 +71,7 @@ async def test_sigkill_of_the_active_scheduler_loses_and_doubles_nothing(
 ) -> None:
     prefix, origin = f"t-{uuid.uuid4().hex[:10]}.", time.time()
     anchor = datetime.fromtimestamp(origin, UTC).replace(microsecond=0)
-    schedules = [
+    schedules: list[Hourly | Daily] = [
         *(Hourly(tz="UTC", start=wall(0, 7 * k), end=wall(23, 59), every=1) for k in range(6)),
         Daily(tz="Europe/Berlin", at=wall(9, 30)),
     ]
