@@ -8,20 +8,20 @@ import asyncio
 import pymongo
 
 from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.topology import CATALOG_HEARTBEATS, Topology
+from edgeback_core.bus.topology import QUEUES, Topology
 
 
 def forget_deployment(amqp_url: str, mongo_url: str, *, prefix: str, database: str) -> None:
     """Remove what a test's services left on the shared broker and catalog DB server.
 
-    The services' durable queues (the catalog's heartbeat queue is the only one they
-    declare so far) outlive them; the catalog's database too. Called from fixture
+    The services' durable queues (every fixed queue of the topology) outlive them; the
+    catalog's database too. Called from fixture
     teardown, outside any running event loop.
     """
 
     async def delete_queues() -> None:
         async with AmqpBus.open(amqp_url, Topology(prefix=prefix)) as bus:
-            await bus.delete_topology([CATALOG_HEARTBEATS])
+            await bus.delete_topology(list(QUEUES))
 
     asyncio.run(delete_queues())
     client: pymongo.MongoClient[dict[str, object]]
