@@ -17,6 +17,7 @@ from edgeback_blocks.keys import read_secret_file, write_secret_file
 from edgeback_blocks.manifest import BackupType
 from edgeback_blocks.pipeline import DedupMode
 from edgeback_cli import commands
+from edgeback_cli.catalog_import import run_import
 from edgeback_cli.refs import ImageRef, ManifestRef, PoolLocation, check_name, read_key
 from edgeback_core import logging as edgeback_logging
 from edgeback_core.errors import (
@@ -26,6 +27,7 @@ from edgeback_core.errors import (
     InvalidInputError,
     PermanentError,
 )
+from edgeback_core.messages.catalog import ActorRef
 from edgeback_core.settings import process_environ
 
 EXIT_FAILED, EXIT_INPUT, EXIT_INTEGRITY = 1, 2, 3
@@ -118,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("manifest", metavar="MANIFEST_REF")
     verify.add_argument("--sample", type=int, help="check only this many random chunks")
     _pool_options(verify, "--from")
+    catalog = groups.add_parser("catalog", help="the catalog service, over the bus")
+    catalog_verbs = catalog.add_subparsers(dest="verb", required=True)
+    imp = catalog_verbs.add_parser(
+        "import", help="recreate backup sets from a pool's manifests (into an empty catalog)"
+    )
+    imp.add_argument("--actor", default="edgeback-cli", help="admin name in the audit log")
+    _pool_options(imp, "--from")
     keys = groups.add_parser("key", help="pool secrets of the backup hosts")
     key_verbs = keys.add_subparsers(dest="verb", required=True)
     create = key_verbs.add_parser("create", help="write a new random pool secret (mode 0600)")
@@ -178,6 +187,11 @@ async def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int
         write_secret_file(Path(args.file))
         commands.note(f"wrote a new pool secret to {args.file}: back it up (docs/encryption.md)")
         return 0
+    if args.group == "catalog":
+        actor = ActorRef(name=args.actor, role="admin")
+        summary = await run_import(_access(args, environ), environ, actor)
+        commands.emit(summary, as_json=args.json)
+        return EXIT_INTEGRITY if summary["rejected"] else 0
     if args.verb == "backup":
         summary = await commands.run_backup(_backup_request(args, environ))
     elif args.verb == "restore":

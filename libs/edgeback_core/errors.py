@@ -470,3 +470,34 @@ class RangeNotSatisfiableError(InvalidInputError):
     """A byte range lies past the end of what was asked for (HTTP 416)."""
 
     code = "range_not_satisfiable"
+
+
+class InvalidRestoreError(InvalidInputError):
+    """A restore request breaks its rules; ``details``: ``codes`` (stable, from
+    ``messages.restores``) and ``problems`` (one text each)."""
+
+    code = "invalid_restore"
+
+
+class VerificationCodeError(PermanentError):
+    """The verification code of a restore is wrong: nothing changed (the try is audited)."""
+
+    code = "verification_code_wrong"
+
+
+class VerificationCodeExpiredError(VerificationCodeError):
+    """The restore's verification code expired before it was used: create it again."""
+
+    code = "verification_code_expired"
+
+
+class VerificationCodeUsedError(VerificationCodeError):
+    """The restore's verification code was used already (it is single-use)."""
+
+    code = "verification_code_used"
+
+
+class CatalogNotEmptyError(ConflictError):
+    """A pool import needs a catalog without backup sets of its own runs."""
+
+    code = "catalog_not_empty"

@@ -14,6 +14,7 @@ from edgeback_catalog.domain import Actor, JobId, PlatformId, RunId, StorageId, 
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.jobrpc import JobRpc
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
+from edgeback_catalog.restorerpc import RestoreRpc
 from edgeback_catalog.routes import Route
 from edgeback_catalog.runs import TransitionRequest
 from edgeback_catalog.runstate import RunState
@@ -263,12 +264,14 @@ class CatalogRpc:
 
 async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     """Serve every catalog RPC and consume heartbeats on ``bus``."""
+    c = rpc.catalog
     routes = [
         *rpc.routes(),
-        *JobRpc(rpc.catalog).routes(),
-        *BackupRpc(rpc.catalog).routes(),
-        *AuthRpc(rpc.catalog).routes(),
-        *ScheduleRpc(rpc.catalog).routes(),
+        *JobRpc(c).routes(),
+        *BackupRpc(c).routes(),
+        *AuthRpc(c).routes(),
+        *ScheduleRpc(c).routes(),
+        *RestoreRpc(c.restores, c.pool_import, bus).routes(),
     ]
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in routes]
     handles.append(await bus.consume(CATALOG_HEARTBEATS, rpc.on_heartbeat, m.HostHeartbeat))

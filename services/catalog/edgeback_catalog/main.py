@@ -28,6 +28,7 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: CatalogSettings) ->
         SecretBox.from_setting(settings.master_key),
         offline_after=timedelta(seconds=settings.host_offline_after_s),
         probe=WorkerProbe(bus),
+        restore_code_ttl=timedelta(seconds=settings.restore_code_ttl_s),
     )
     for handle in await serve_catalog(bus, CatalogRpc(catalog)):
         runtime.on_stop_intake(handle.stop)

@@ -60,6 +60,7 @@ class Coll(enum.StrEnum):
     LOGIN_FAILURES = "login_failures"
     VM_TASKS = "vm_tasks"
     LEADERS = "leaders"
+    RESTORES = "restores"
     SCHEMA = "schema"
 
 
@@ -108,6 +109,9 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.LEASES, "scope", "holder"),
     _ix(Coll.VM_TASKS, "run_id", "vm_id", unique=True),
     _ix(Coll.BACKUP_SETS, "vm_id", "job_id", "-taken_at"),
+    _ix(Coll.BACKUP_SETS, "complete", "-taken_at"),
+    _ix(Coll.RESTORES, "state", "-created_at"),
+    _ix(Coll.RESTORES, "created_by", "-created_at"),
 )
 
 

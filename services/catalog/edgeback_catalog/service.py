@@ -17,7 +17,9 @@ from edgeback_catalog.leadership import Leadership
 from edgeback_catalog.leasing import Leases
 from edgeback_catalog.mongo import CatalogDb
 from edgeback_catalog.platforms import Platforms
+from edgeback_catalog.poolimport import PoolImport
 from edgeback_catalog.probes import ResourceProbe
+from edgeback_catalog.restores import DEFAULT_CODE_TTL, Restores
 from edgeback_catalog.runs import Runs
 from edgeback_catalog.runstart import RunStarter
 from edgeback_catalog.runtasks import RunTasks
@@ -43,6 +45,8 @@ class Catalog:
     auth: Auth
     leadership: Leadership
     due_jobs: DueJobs
+    restores: Restores
+    pool_import: PoolImport
 
     @classmethod
     def build(
@@ -53,6 +57,7 @@ class Catalog:
         clock: Clock = utc_now,
         offline_after: timedelta = timedelta(seconds=90),
         probe: ResourceProbe | None,
+        restore_code_ttl: timedelta = DEFAULT_CODE_TTL,
     ) -> Catalog:
         """``probe`` checks platforms and storages from their backup host before they
         are stored (``WorkerProbe`` in the service). ``probe=None`` must be said out
@@ -81,4 +86,6 @@ class Catalog:
             auth=Auth(db, audit, users, clock),
             leadership=leadership,
             due_jobs=DueJobs(db, leadership),
+            restores=Restores(db, audit, hosts, clock, code_ttl=restore_code_ttl),
+            pool_import=PoolImport(db, audit, clock),
         )

@@ -3,7 +3,8 @@
 ``EDGEBACK_MONGO_URL``: the MongoDB (or catalog DB server) URL. Under
 ``EDGEBACK_CATALOG_``: ``MASTER_KEY`` (32 bytes, base64; seals platform keys at rest),
 ``DATABASE``, ``HOST_OFFLINE_AFTER_S`` (a backup host without heartbeat for this long
-shows offline) and ``MONGO_TIMEOUT_MS``.
+shows offline), ``MONGO_TIMEOUT_MS`` and ``RESTORE_CODE_TTL_S`` (how long a
+restore's verification code stays valid, default 600).
 """
 
 from __future__ import annotations
@@ -34,3 +35,4 @@ class CatalogSettings(Settings):
     database: str = "edgeback"
     host_offline_after_s: Annotated[float, POSITIVE] = 90.0
     mongo_timeout_ms: Annotated[int, POSITIVE] = 5000
+    restore_code_ttl_s: Annotated[float, POSITIVE] = 600.0

@@ -1,0 +1,163 @@
+"""The restore as the catalog holds it: its domain value, its MongoDB document, and the
+restore points (complete backup sets with their disks) it is made of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import msgspec
+
+from edgeback_catalog.backupdocs import backup_set_of, disk_version_of
+from edgeback_catalog.documents import utc
+from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_catalog.restorecodes import Verification
+from edgeback_catalog.restorestate import RestoreState
+from edgeback_core.errors import InvalidRestoreError
+from edgeback_core.messages import restores as r
+from edgeback_core.restorerules import PointSummary
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Restore:
+    id: str
+    state: RestoreState
+    version: int
+    spec: r.RestoreSpec
+    points: tuple[r.RestorePoint, ...]
+    verification: Verification
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    reason: str = ""
+
+    @property
+    def host_id(self) -> str:
+        return self.spec.options.host_id
+
+
+def restore_doc(restore: Restore) -> dict[str, Any]:
+    v = restore.verification
+    return {
+        "_id": restore.id,
+        "state": str(restore.state),
+        "version": restore.version,
+        "spec": msgspec.to_builtins(restore.spec),
+        "points": msgspec.to_builtins(list(restore.points)),
+        "verification": {
+            "code_hash": v.code_hash,
+            "request_hash": v.request_hash,
+            "expires_at": v.expires_at,
+            "used_at": v.used_at,
+        },
+        "created_by": restore.created_by,
+        "created_at": restore.created_at,
+        "updated_at": restore.updated_at,
+        "reason": restore.reason,
+        "history": [],
+    }
+
+
+def restore_of(doc: dict[str, Any]) -> Restore:
+    v = doc["verification"]
+    used = v.get("used_at")
+    return Restore(
+        id=doc["_id"],
+        state=RestoreState(doc["state"]),
+        version=int(doc["version"]),
+        spec=msgspec.convert(doc["spec"], r.RestoreSpec),
+        points=tuple(msgspec.convert(doc["points"], list[r.RestorePoint])),
+        verification=Verification(
+            code_hash=v["code_hash"],
+            request_hash=v["request_hash"],
+            expires_at=utc(v["expires_at"]),
+            used_at=None if used is None else utc(used),
+        ),
+        created_by=doc["created_by"],
+        created_at=utc(doc["created_at"]),
+        updated_at=utc(doc["updated_at"]),
+        reason=doc.get("reason", ""),
+    )
+
+
+def restore_info(restore: Restore) -> r.RestoreInfo:
+    pending = restore.state is RestoreState.PENDING_VERIFICATION
+    return r.RestoreInfo(
+        id=restore.id,
+        state=cast(r.RestoreStateName, str(restore.state)),
+        version=restore.version,
+        spec=restore.spec,
+        points=list(restore.points),
+        created_by=restore.created_by,
+        created_at=restore.created_at,
+        updated_at=restore.updated_at,
+        code_expires_at=restore.verification.expires_at if pending else None,
+        reason=restore.reason,
+    )
+
+
+def summary_of(point: r.RestorePoint) -> PointSummary:
+    return PointSummary(
+        backup_set_id=point.backup_set_id, vm_id=point.vm.vm_id, disks=tuple(point.disks)
+    )
+
+
+async def point_of(db: CatalogDb, set_doc: dict[str, Any]) -> r.RestorePoint:
+    found = backup_set_of(set_doc)
+    disk_docs = await db.find(
+        Coll.DISK_VERSIONS, {"backup_set_id": found.id}, sort=(("disk_id", 1),)
+    )
+    disks = [disk_version_of(d) for d in disk_docs]
+    return r.RestorePoint(
+        backup_set_id=found.id,
+        vm=found.vm,
+        backup_type=found.backup_type,
+        pool=found.pool,
+        taken_at=found.taken_at,
+        disks=[
+            r.PointDisk(
+                disk_id=d.disk_id,
+                size_bytes=d.size_bytes,
+                manifest_name=d.manifest_name,
+                manifest_version=d.manifest_version,
+            )
+            for d in disks
+        ],
+    )
+
+
+async def restore_points(db: CatalogDb, set_ids: list[str]) -> list[r.RestorePoint]:
+    """The complete backup sets named, in the order named; ``not_found`` names the rest."""
+    docs = await db.find(Coll.BACKUP_SETS, {"_id": {"$in": set_ids}, "complete": True})
+    by_id = {doc["_id"]: doc for doc in docs}
+    missing = [s for s in set_ids if s not in by_id]
+    if missing:
+        raise InvalidRestoreError(
+            f"not a restore point (a complete backup set): {', '.join(missing)}",
+            codes=[r.POINT_NOT_RESTORABLE],
+            problems=[f"backup_set_ids: {s} is not a restore point" for s in missing],
+        )
+    return [await point_of(db, by_id[s]) for s in dict.fromkeys(set_ids)]
+
+
+async def browse(db: CatalogDb, query: r.RestorePointsQuery) -> list[r.RestorePoint]:
+    """Restore points newest first, by VM, pool and time (S1)."""
+    filters: dict[str, Any] = {"complete": True}
+    if query.vm_id is not None:
+        filters["vm_id"] = query.vm_id
+    if query.pool is not None:
+        filters["pool.node_url"] = query.pool.node_url
+        filters["pool.name"] = query.pool.name
+    taken: dict[str, datetime] = {}
+    if query.taken_after is not None:
+        taken["$gte"] = query.taken_after
+    if query.taken_before is not None:
+        taken["$lt"] = query.taken_before
+    if taken:
+        filters["taken_at"] = taken
+    limit = max(1, min(query.limit, 1000))
+    docs = await db.find(
+        Coll.BACKUP_SETS, filters, sort=(("taken_at", -1), ("_id", 1)), limit=limit
+    )
+    return [await point_of(db, doc) for doc in docs]

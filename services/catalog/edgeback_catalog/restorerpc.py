@@ -1,0 +1,78 @@
+"""The catalog's restore RPCs (``catalog.restore.*``), restore points and pool import.
+
+Start publishes ``PlanRestore`` to the backup host's run queue
+(``run_routing_key(host_id)``) once the verified restore is queued; if the broker
+cannot take it, the restore fails with the publish error's code (its code is spent:
+the user creates the restore again).
+"""
+
+from __future__ import annotations
+
+from edgeback_catalog import wire
+from edgeback_catalog.poolimport import PoolImport
+from edgeback_catalog.restoredocs import browse, restore_info
+from edgeback_catalog.restores import Restores
+from edgeback_catalog.restorestate import RestoreState
+from edgeback_catalog.routes import Route
+from edgeback_core.bus.port import Bus
+from edgeback_core.bus.topology import run_routing_key
+from edgeback_core.errors import EdgebackError
+from edgeback_core.ids import BackupHostId
+from edgeback_core.messages import restores as r
+
+
+class RestoreRpc:
+    def __init__(self, restores: Restores, pool_import: PoolImport, bus: Bus) -> None:
+        self._restores, self._import, self._bus = restores, pool_import, bus
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(r.RESTORE_CREATE, r.RestoreCreate, self.create),
+            Route(r.RESTORE_START, r.RestoreStart, self.start),
+            Route(r.RESTORE_GET, r.RestoreGet, self.get),
+            Route(r.RESTORE_LIST, r.RestoreList, self.list),
+            Route(r.RESTORE_CANCEL, r.RestoreCancel, self.cancel),
+            Route(r.RESTORE_POINTS, r.RestorePointsQuery, self.points),
+            Route(r.BACKUP_SET_IMPORT, r.BackupSetImport, self.pool_import),
+        ]
+
+    async def create(self, req: r.RestoreCreate) -> r.RestoreCreated:
+        created = await self._restores.create(wire.actor_of(req.actor), req.spec)
+        return r.RestoreCreated(
+            restore=restore_info(created.restore), verification_code=created.code
+        )
+
+    async def start(self, req: r.RestoreStart) -> r.RestoreInfo:
+        actor = wire.actor_of(req.actor)
+        restore = await self._restores.start(actor, req.restore_id, req.verification_code)
+        if restore.state is not RestoreState.QUEUED:
+            return restore_info(restore)
+        command = r.PlanRestore(restore_id=restore.id, host_id=restore.host_id)
+        key = run_routing_key(BackupHostId(restore.host_id))
+        try:
+            await self._bus.publish("commands", key, command, message_id=f"plan:{restore.id}")
+        except EdgebackError as exc:
+            failed = await self._restores.transition(
+                restore.id, RestoreState.FAILED, f"{exc.code}: {exc.message}"
+            )
+            return restore_info(failed)
+        return restore_info(restore)
+
+    async def get(self, req: r.RestoreGet) -> r.RestoreInfo:
+        return restore_info(await self._restores.get(wire.actor_of(req.actor), req.restore_id))
+
+    async def list(self, req: r.RestoreList) -> r.RestoreListReply:
+        found = await self._restores.list(wire.actor_of(req.actor), req.state, req.limit)
+        return r.RestoreListReply(restores=[restore_info(x) for x in found])
+
+    async def cancel(self, req: r.RestoreCancel) -> r.RestoreInfo:
+        actor = wire.actor_of(req.actor)
+        return restore_info(await self._restores.cancel(actor, req.restore_id))
+
+    async def points(self, req: r.RestorePointsQuery) -> r.RestorePointsReply:
+        wire.actor_of(req.actor)
+        return r.RestorePointsReply(points=await browse(self._restores.db, req))
+
+    async def pool_import(self, req: r.BackupSetImport) -> r.BackupSetImportReply:
+        sets, versions = await self._import.run(wire.actor_of(req.actor), req.pool, req.disks)
+        return r.BackupSetImportReply(backup_sets_added=sets, disk_versions_added=versions)

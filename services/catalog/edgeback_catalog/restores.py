@@ -1,0 +1,203 @@
+"""Restores in the catalog: create (returns the verification code), start with the
+code, read, list, cancel (S1-S6).
+
+A restore is checked at create against its restore points (``restorerules.check``)
+and its backup host (exists, active, visible). Its verification code is returned once
+and stored hashed (``restorecodes``). Start judges the code with the clock: a wrong
+code changes nothing but the audit log; an expired one ends the restore ``expired``;
+the right one is consumed by the same conditional update that moves the state, so it
+starts at most one restore. Publishing the worker's command is the caller's
+(``restorerpc``), after the state moved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, NoReturn
+
+import msgspec
+
+from edgeback_catalog import restorecodes as codes
+from edgeback_catalog.access import AuditLog, new_id
+from edgeback_catalog.domain import Actor, Clock
+from edgeback_catalog.hosts import BackupHosts
+from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_catalog.restoredocs import (
+    Restore,
+    restore_doc,
+    restore_of,
+    restore_points,
+    summary_of,
+)
+from edgeback_catalog.restorestate import (
+    INITIAL,
+    RestoreState,
+    allowed_from,
+    cancel_target,
+    check_transition,
+)
+from edgeback_core import restorerules
+from edgeback_core.errors import (
+    LockBusyError,
+    NotFoundError,
+    UnknownReferenceError,
+    VerificationCodeError,
+    VerificationCodeExpiredError,
+    VerificationCodeUsedError,
+)
+from edgeback_core.ids import BackupHostId
+from edgeback_core.messages import restores as r
+from edgeback_core.messages.schedule import Immediate
+
+DEFAULT_CODE_TTL = timedelta(minutes=10)
+_MAX_ATTEMPTS = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Created:
+    restore: Restore
+    code: str
+
+
+class Restores:
+    def __init__(
+        self,
+        db: CatalogDb,
+        audit: AuditLog,
+        hosts: BackupHosts,
+        clock: Clock,
+        *,
+        code_ttl: timedelta = DEFAULT_CODE_TTL,
+    ) -> None:
+        self.db, self._db, self._audit, self._hosts = db, db, audit, hosts
+        self._clock = clock
+        self._code_ttl = code_ttl
+
+    async def create(self, actor: Actor, spec: r.RestoreSpec) -> Created:
+        points = await restore_points(self._db, list(spec.backup_set_ids))
+        restorerules.check(spec, [summary_of(p) for p in points])
+        host = await self._hosts.require_active(BackupHostId(spec.options.host_id))
+        if not actor.can_see(host.groups):
+            raise UnknownReferenceError(f"backup host {host.id} does not exist", host_id=host.id)
+        rid, now, code = new_id(), self._clock(), codes.new_code()
+        restore = Restore(
+            id=rid,
+            state=INITIAL,
+            version=0,
+            spec=spec,
+            points=tuple(points),
+            verification=codes.issue(rid, msgspec.json.encode(spec), now + self._code_ttl, code),
+            created_by=actor.name,
+            created_at=now,
+            updated_at=now,
+        )
+        await self._db.insert(Coll.RESTORES, restore_doc(restore))
+        await self._audit.record(
+            actor, "restore.created", f"restore/{rid}", {"points": len(points)}
+        )
+        return Created(restore=restore, code=code)
+
+    async def get(self, actor: Actor, restore_id: str) -> Restore:
+        doc = await self._db.find_one(Coll.RESTORES, {"_id": restore_id, **_visible(actor)})
+        if doc is None:
+            raise NotFoundError(f"restore {restore_id} not found", restore_id=restore_id)
+        return restore_of(doc)
+
+    async def list(self, actor: Actor, state: str | None, limit: int) -> list[Restore]:
+        query: dict[str, Any] = dict(_visible(actor))
+        if state is not None:
+            query["state"] = state
+        docs = await self._db.find(
+            Coll.RESTORES,
+            query,
+            sort=(("created_at", -1), ("_id", 1)),
+            limit=max(1, min(limit, 500)),
+        )
+        return [restore_of(doc) for doc in docs]
+
+    async def start(self, actor: Actor, restore_id: str, offered: str) -> Restore:
+        """Consume the code and queue (or schedule) the restore; errors change nothing
+        but the audit log, except an expired code, which ends the restore."""
+        restore = await self.get(actor, restore_id)
+        now = self._clock()
+        verdict = codes.judge(restore.id, restore.verification, offered, now)
+        if verdict is not codes.Verdict.ACCEPTED:
+            await self._refuse(actor, restore, verdict)
+        target = (
+            RestoreState.QUEUED
+            if isinstance(restore.spec.schedule, Immediate)
+            else RestoreState.SCHEDULED
+        )
+        check_transition(restore.state, target)
+        consumed = {
+            "verification.used_at": now,
+            "verification.code_hash": "",
+        }
+        after = await self._apply(restore, target, "verified", extra=consumed, unused_code=True)
+        if after is None:  # someone else consumed the code first
+            await self._refuse(actor, restore, codes.Verdict.USED)
+        details = {"to": str(target)}
+        await self._audit.record(actor, "restore.verified", f"restore/{restore.id}", details)
+        return after
+
+    async def _refuse(self, actor: Actor, restore: Restore, verdict: codes.Verdict) -> NoReturn:
+        resource = f"restore/{restore.id}"
+        await self._audit.record(actor, "restore.code_refused", resource, {"verdict": str(verdict)})
+        if verdict is codes.Verdict.USED:
+            raise VerificationCodeUsedError(f"the code of restore {restore.id} was used already")
+        if verdict is codes.Verdict.EXPIRED:
+            if restore.state is RestoreState.PENDING_VERIFICATION:
+                await self.transition(restore.id, RestoreState.EXPIRED, "verification code expired")
+            raise VerificationCodeExpiredError(f"the code of restore {restore.id} expired")
+        raise VerificationCodeError(f"wrong verification code for restore {restore.id}")
+
+    async def cancel(self, actor: Actor, restore_id: str) -> Restore:
+        restore = await self.get(actor, restore_id)
+        moved = await self.transition(restore.id, cancel_target(restore.state), f"by {actor.name}")
+        await self._audit.record(actor, "restore.cancelled", f"restore/{restore.id}")
+        return moved
+
+    async def transition(self, restore_id: str, target: RestoreState, reason: str) -> Restore:
+        """Move the restore to ``target`` (checked, then conditional on what was read)."""
+        for _ in range(_MAX_ATTEMPTS):
+            doc = await self._db.find_one(Coll.RESTORES, {"_id": restore_id})
+            if doc is None:
+                raise NotFoundError(f"restore {restore_id} not found", restore_id=restore_id)
+            restore = restore_of(doc)
+            check_transition(restore.state, target)
+            after = await self._apply(restore, target, reason)
+            if after is not None:
+                return after
+        raise LockBusyError(f"restore {restore_id} kept changing; try again")
+
+    async def _apply(
+        self,
+        restore: Restore,
+        target: RestoreState,
+        reason: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        unused_code: bool = False,
+    ) -> Restore | None:
+        now = self._clock()
+        condition: dict[str, Any] = {
+            "_id": restore.id,
+            "version": restore.version,
+            "state": {"$in": sorted(allowed_from(target))},
+        }
+        if unused_code:
+            condition["verification.used_at"] = None
+        step = {"from": str(restore.state), "to": str(target), "reason": reason, "at": now}
+        change = {
+            "$set": {"state": str(target), "updated_at": now, "reason": reason, **(extra or {})},
+            "$inc": {"version": 1},
+            "$push": {"history": step},
+        }
+        doc = await self._db.update(Coll.RESTORES, condition, change)
+        return None if doc is None else restore_of(doc)
+
+
+def _visible(actor: Actor) -> dict[str, str]:
+    """Admins and services see every restore; an operator the ones it created."""
+    return {} if actor.sees_everything else {"created_by": actor.name}
