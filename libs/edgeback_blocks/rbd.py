@@ -485,6 +485,17 @@ class RbdImage:
             "rbd.rollback_to_snap", self._image.rollback_to_snap, name, target=self._snap(name)
         )
 
+    async def metadata_get(self, key: str) -> str | None:
+        """The image metadata value of ``key`` (kept with the image, not its snapshots)."""
+        return await self._run("rbd.metadata_get", _metadata_get, self._image, key)
+
+    async def metadata_set(self, key: str, value: str) -> None:
+        await self._run("rbd.metadata_set", self._image.metadata_set, key, value)
+
+    async def metadata_remove(self, key: str) -> None:
+        """Remove ``key``; an absent key is fine."""
+        await self._run("rbd.metadata_remove", _metadata_remove, self._image, key)
+
     async def diff_extents(
         self, from_snap: str | None, *, whole_object: bool = False
     ) -> list[Extent]:
@@ -538,3 +549,16 @@ def _diff(image: rbd.Image, from_snap: str | None, whole_object: bool) -> list[E
 
     image.diff_iterate(0, image.size(), from_snap, collect, whole_object=whole_object)
     return extents
+
+
+def _metadata_get(image: rbd.Image, key: str) -> str | None:
+    try:
+        value: str = image.metadata_get(key)
+    except KeyError:
+        return None
+    return value
+
+
+def _metadata_remove(image: rbd.Image, key: str) -> None:
+    with contextlib.suppress(KeyError):
+        image.metadata_remove(key)

@@ -60,6 +60,12 @@ class PoolHandle(Protocol):
     async def status(self) -> PoolStatus: ...
 
 
+class ManifestSource(Protocol):
+    """Where committed manifests are read from."""
+
+    async def get_manifest(self, vm: str, disk: str, version: str) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PoolAccess:
     """Where the pool is (a node URL, or a pool directory) and how to talk to it."""
@@ -151,8 +157,19 @@ async def load_manifest(
     legacy = access.allow_unauthenticated
     if ref.path is not None:
         return Manifest.decode(ref.path.read_bytes(), keys.manifest, allow_unauthenticated=legacy)
+    return await fetch_manifest(ref, client, keys, allow_unauthenticated=legacy)
+
+
+async def fetch_manifest(
+    ref: ManifestRef,
+    client: ManifestSource,
+    keys: ClientKeys,
+    *,
+    allow_unauthenticated: bool = False,
+) -> Manifest:
+    """The pool's manifest ``vm/disk/version``, authenticated, and of what its name says."""
     data = await client.get_manifest(ref.vm, ref.disk, ref.version)
-    manifest = Manifest.decode(data, keys.manifest, allow_unauthenticated=legacy)
+    manifest = Manifest.decode(data, keys.manifest, allow_unauthenticated=allow_unauthenticated)
     header = manifest.header
     named = (header.vm_id, header.disk_id, header.version or ref.version)
     if named != (ref.vm, ref.disk, ref.version):

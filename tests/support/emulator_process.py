@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +39,16 @@ def emulator_process(
     disk_mib: str = "4",
     access_key: str = "AK-resources",
     secret_key: str = "sk-resources-0123456789",  # noqa: S107 - the emulator's test key
+    prepare: Callable[[Path], None] | None = None,
 ) -> Iterator[EmulatorProcess]:
-    """Seed ``vms`` VMs (small disks), serve them, and remove their images afterwards."""
+    """Seed ``vms`` VMs (small disks), serve them, and remove their images afterwards;
+    ``prepare(state_file)`` may change the seeded cloud before it is served."""
     workdir.mkdir(parents=True, exist_ok=True)
     state_file = workdir / "cloud.json"
     seed = ["seed", "--vms", str(vms), "--conf", ceph_conf, "--pool", "rbd"]
     _cli(*seed, "--state", str(state_file), "--disk-mib", disk_mib, "--fill", "0.3")
+    if prepare is not None:
+        prepare(state_file)
     port = free_port()
     cmd = [sys.executable, "-m", "tests.support.emulator", "serve", "--port", str(port)]
     cmd += ["--state", str(state_file), "--access-key", access_key, "--secret-key", secret_key]

@@ -5,14 +5,19 @@ Workers fetch chunk records with many requests in flight, decode them on the CPU
 write the data, so a corrupt chunk stops the restore with an ``IntegrityError`` naming
 the chunk and nothing wrong is ever written. Runs of zero chunks become one
 ``write_zeroes`` each, or nothing when the target is a new image known to be empty.
+
+Resume: the work is a list of segments in chunk order (one data chunk, or a run of
+zero chunks). With a ``checkpoint`` sink the restore flushes the image every
+``checkpoint_interval_s`` and hands the sink its watermark, the first chunk index
+whose segment is not yet written (every chunk below it is on the image). A restore
+given that index as ``resume_from`` skips every segment that ends at or below it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -33,6 +38,10 @@ from edgeback_core.throttle import UNLIMITED, Throttle
 log = structlog.get_logger(__name__)
 
 
+RestoreCheckpointSink = Callable[[int], Awaitable[None]]
+"""Stores a restore's watermark: every chunk below it is written and flushed."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestoreOptions:
     in_flight: int = 8
@@ -50,6 +59,10 @@ class RestoreOptions:
     progress_interval_s: float = 0.5
     seal: SealKey | None = None
     """The chunk sealing key of an encrypted pool."""
+    resume_from: int = 0
+    """Every chunk below this index is on the image already (a checkpoint's watermark)."""
+    checkpoint: RestoreCheckpointSink | None = None
+    checkpoint_interval_s: float = 5.0
 
 
 def zero_runs(entries: tuple[ChunkDigest | None, ...]) -> Iterator[tuple[int, int]]:
@@ -73,8 +86,51 @@ class _Tally:
     bytes_zeroed: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Chunks ``first`` .. ``first + count - 1``: one data chunk, or a run of zero chunks."""
+
+    first: int
+    count: int
+    zero: bool
+
+    @property
+    def end(self) -> int:
+        return self.first + self.count
+
+
+def segments(
+    entries: tuple[ChunkDigest | None, ...], *, zero_step: int, with_zeroes: bool = True
+) -> list[Segment]:
+    """The work of a restore in chunk order; zero runs cut every ``zero_step`` chunks."""
+    found = [Segment(i, 1, zero=False) for i, entry in enumerate(entries) if entry is not None]
+    if with_zeroes:
+        for first, count in zero_runs(entries):
+            for start in range(first, first + count, zero_step):
+                found.append(Segment(start, min(first + count, start + zero_step) - start, True))
+    return sorted(found, key=lambda seg: seg.first)
+
+
+class Watermark:
+    """The first chunk index whose segment is not done yet, as segments finish in any order."""
+
+    def __init__(self, work: list[Segment], total: int) -> None:
+        self._work, self._total = work, total
+        self._done = [False] * len(work)
+        self._next = 0
+
+    def finish(self, position: int) -> None:
+        self._done[position] = True
+        while self._next < len(self._work) and self._done[self._next]:
+            self._next += 1
+
+    @property
+    def value(self) -> int:
+        return self._work[self._next].first if self._next < len(self._work) else self._total
+
+
 class _Restore:
-    """The work of one restore: zero ranges and data chunks, shared by the workers."""
+    """The work of one restore: segments in chunk order, shared by the workers."""
 
     def __init__(
         self,
@@ -87,27 +143,51 @@ class _Restore:
         self.manifest, self.image, self.source, self.key, self.opts = (
             manifest, image, source, key, opts,
         )  # fmt: skip
-        self.data = [i for i, entry in enumerate(manifest.entries) if entry is not None]
-        self.zeroes = [] if opts.target_is_zero else _zero_ranges(manifest)
-        total = sum(manifest.chunk_span(i)[1] for i in self.data)
-        total += sum(length for _, length in self.zeroes)
-        self.meter = ProgressMeter(total, opts.progress, interval_s=opts.progress_interval_s)
+        step = max(1, (1 << 30) // manifest.header.chunk_size)
+        every = segments(manifest.entries, zero_step=step, with_zeroes=not opts.target_is_zero)
+        self.work = [seg for seg in every if seg.end > opts.resume_from]
+        self.meter = ProgressMeter(
+            sum(self._span(seg)[1] for seg in self.work),
+            opts.progress,
+            interval_s=opts.progress_interval_s,
+        )
         self.tally = _Tally()
+        self.mark = Watermark(self.work, len(manifest.entries))
         self._writes = asyncio.Semaphore(max(1, opts.writes))
-        self._jobs: Iterator[Awaitable[None]] = iter(())
+        self._jobs: Iterator[tuple[int, Segment]] = iter(())
+        self._saved, self._saving = opts.resume_from, asyncio.Lock()
+        self._last_save = time.monotonic()
+
+    def _span(self, seg: Segment) -> tuple[int, int]:
+        offset = self.manifest.chunk_span(seg.first)[0]
+        return offset, sum(self.manifest.chunk_span(seg.end - 1)) - offset
 
     async def run(self, executor: Executor) -> None:
-        # coroutines are created lazily, one per job as a worker takes it
-        self._jobs = itertools.chain(
-            (self._zero(offset, length) for offset, length in self.zeroes),
-            (self._chunk(index, executor) for index in self.data),
-        )
-        count = len(self.zeroes) + len(self.data)
-        await run_workers(self.opts.in_flight, count, self._worker)
+        self._jobs = iter(enumerate(self.work))
+        await run_workers(self.opts.in_flight, len(self.work), lambda: self._worker(executor))
 
-    async def _worker(self) -> None:
-        for job in self._jobs:
-            await job
+    async def _worker(self, executor: Executor) -> None:
+        for position, seg in self._jobs:
+            if seg.zero:
+                await self._zero(*self._span(seg))
+            else:
+                await self._chunk(seg.first, executor)
+            self.mark.finish(position)
+            await self.checkpoint()
+
+    async def checkpoint(self, *, final: bool = False) -> None:
+        sink = self.opts.checkpoint
+        due = time.monotonic() - self._last_save >= self.opts.checkpoint_interval_s
+        if sink is None or not (due or final) or self._saving.locked():
+            return
+        async with self._saving:
+            mark = self.mark.value
+            if mark <= self._saved:
+                return
+            # only what a flush made durable may be claimed as written
+            await self.image.flush()
+            await sink(mark)
+            self._saved, self._last_save = mark, time.monotonic()
 
     async def _zero(self, offset: int, length: int) -> None:
         async with self._writes:
@@ -160,6 +240,7 @@ async def restore_disk(
     with cpu.cpu_executor(opts.cpu_threads) as executor:
         await work.run(executor)
     await image.flush()
+    await work.checkpoint(final=True)
     work.meter.finish()
     tally = work.tally
     stats = RestoreStats(
@@ -187,19 +268,6 @@ async def _fit_target(image: rbd.RbdImage, manifest: Manifest, *, grow: bool) ->
             disk_size=needed,
         )
     await image.resize(needed)
-
-
-def _zero_ranges(manifest: Manifest) -> list[tuple[int, int]]:
-    """Byte ranges of zero runs, cut at 1 GiB so no single call runs too long."""
-    ranges: list[tuple[int, int]] = []
-    step = max(1, (1 << 30) // manifest.header.chunk_size)
-    for first, count in zero_runs(manifest.entries):
-        for start in range(first, first + count, step):
-            last = min(first + count, start + step) - 1
-            offset = manifest.chunk_span(start)[0]
-            end = sum(manifest.chunk_span(last))
-            ranges.append((offset, end - offset))
-    return ranges
 
 
 def _at_index(exc: IntegrityError, index: int, offset: int, *, image: str) -> IntegrityError:

@@ -1,0 +1,404 @@
+"""Restore ONE VM from one restore point (docs/restores.md, the worker's part).
+
+Explicit inputs: the restore point's disks (manifests in a pool, sizes), the target VM
+(the source VM itself on the original path; an existing VM and a disk mapping on a new
+path), the options, and the resources (platform, pool, Ceph, templates, throttles).
+Every refusal is checked before anything is written (``restorechecks`` on the target,
+the pool asked for every manifest and every chunk). Then: the safety snapshot through
+the platform (quiesced by the guest agent) when asked, the VM stopped if it runs, the
+disks written by ``restore_disk`` with checkpoints in the target image's metadata
+(``restoremarks``), the part of a larger target beyond the source zeroed, and the VM
+started if asked. A failed disk rolls EVERY target disk back to the safety snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from edgeback_blocks.ids import ChunkDigest
+from edgeback_blocks.keys import ClientKeys
+from edgeback_blocks.manifest import Manifest
+from edgeback_blocks.pipeline import (
+    ChunkSource,
+    Progress,
+    RestoreOptions,
+    RestoreStats,
+    restore_disk,
+)
+from edgeback_blocks.pipeline.rate_windows import RateWindow, WindowedThrottle
+from edgeback_blocks.rbd import RbdCluster, RbdImage
+from edgeback_cli.commands import ManifestSource, fetch_manifest
+from edgeback_cli.refs import ManifestRef
+from edgeback_core.errors import EdgebackError, NotFoundError
+from edgeback_core.throttle import UNLIMITED, Throttle
+from edgeback_platform.models import Disk, SnapshotId, Vm, VmId
+from edgeback_platform.port import CloudPlatform
+from edgeback_platform.templates import RbdTemplates
+from edgeback_worker import restoremarks as marks
+from edgeback_worker.restorechecks import (
+    REFUSE_POINT_INCOMPLETE,
+    REFUSE_TARGET_VM_GONE,
+    DiskPair,
+    Refusal,
+    pairs,
+    refusals,
+)
+
+log = structlog.get_logger(__name__)
+
+Status = Literal["succeeded", "refused", "failed"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointDisk:
+    """One disk of the restore point: its manifest in the pool and its size in bytes."""
+
+    disk_id: str
+    size: int
+    manifest: ManifestRef
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VmRestoreOptions:
+    snapshot_before: bool = False
+    keep_snapshot: bool = False
+    """Keep the safety snapshot after a success (it is always removed after a rollback)."""
+    start_vm_after: bool = False
+    disks_per_vm: int = 2
+    streams_per_disk: int = 4
+    restore_speed: tuple[RateWindow, ...] = ()
+    """Writes into the target images, bytes per second by time of day."""
+    transfer_speed: tuple[RateWindow, ...] = ()
+    """Chunk records fetched from the storage node."""
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    reconnect_s: float = 600.0
+    """How long a disk retries a dependency that went away (node, Ceph) from its checkpoint."""
+    checkpoint_interval_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VmRestoreRequest:
+    restore_id: str
+    """Stable across redeliveries: names the checkpoints and the safety snapshot marks."""
+    disks: tuple[PointDisk, ...]
+    target_vm_id: VmId
+    mapping: tuple[tuple[str, str], ...] | None = None
+    """(source disk, target disk) pairs of a new path; None: the original path."""
+    options: VmRestoreOptions = field(default_factory=VmRestoreOptions)
+
+
+class PointPool(ManifestSource, ChunkSource, Protocol):
+    """What a restore uses of the pool: manifests, chunks, and which chunks it lacks."""
+
+    async def missing(self, digests: Iterable[ChunkDigest]) -> set[ChunkDigest]: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreResources:
+    platform: CloudPlatform
+    pool: PointPool
+    keys: ClientKeys
+    cluster: RbdCluster
+    templates: RbdTemplates
+    write_throttle: Throttle = UNLIMITED
+    net_throttle: Throttle = UNLIMITED
+    progress: Callable[[str, Progress], None] | None = None
+    """(target disk id, progress) as each disk advances."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VmRestoreOutcome:
+    status: Status
+    code: str = ""
+    message: str = ""
+    refusals: tuple[Refusal, ...] = ()
+    rolled_back: tuple[str, ...] = ()
+    """Target disks returned to the safety snapshot after a failure."""
+    snapshot_id: str | None = None
+    """The safety snapshot, when it was kept."""
+    stats: dict[str, RestoreStats] = field(default_factory=dict)
+    started: bool = False
+
+
+def throttles(options: VmRestoreOptions) -> tuple[Throttle, Throttle]:
+    """(write, network) throttles of the options' speed windows."""
+    write = WindowedThrottle(options.restore_speed, options.zone) if options.restore_speed else None
+    net = WindowedThrottle(options.transfer_speed, options.zone) if options.transfer_speed else None
+    return write or UNLIMITED, net or UNLIMITED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    pair: DiskPair
+    pool: str
+    image: str
+    manifest: Manifest
+    ref: str
+    """The manifest's ``vm/disk/version``: what a checkpoint on the image belongs to."""
+
+
+async def restore_vm(request: VmRestoreRequest, res: RestoreResources) -> VmRestoreOutcome:
+    """Restore the VM, or say why not (``refused``, nothing written) or what failed."""
+    try:
+        vm = await res.platform.get_vm(request.target_vm_id)
+    except NotFoundError as exc:
+        return _refused([Refusal(code=REFUSE_TARGET_VM_GONE, reason=exc.message)])
+    sources = [(d.disk_id, d.size) for d in request.disks]
+    disk_pairs: list[DiskPair] = []
+    safety: marks.SafetyMark | None = None
+    if not refusals(sources, vm, request.mapping, needs_agent=False):
+        disk_pairs = pairs(sources, vm, request.mapping)
+        safety = await _safety_mark(res, vm, disk_pairs[0].target, request.restore_id)
+    # a resumed restore took its snapshot already (and stopped the VM, and its agent)
+    needs_agent = request.options.snapshot_before and safety is None
+    found = refusals(sources, vm, request.mapping, needs_agent=needs_agent)
+    manifests, incomplete = await _check_point(request.disks, res)
+    if found or incomplete:
+        return _refused([*found, *incomplete])
+    points = {d.disk_id: d for d in request.disks}
+    targets = [
+        _target(res.templates, vm, p, points[p.source_id], manifests[p.source_id])
+        for p in disk_pairs
+    ]
+    return await _Run(request=request, res=res, vm=vm, targets=targets).run(safety)
+
+
+def _refused(found: list[Refusal]) -> VmRestoreOutcome:
+    log.warning("vm_restore.refused", codes=[r.code for r in found])
+    return VmRestoreOutcome(
+        status="refused",
+        code=found[0].code,
+        message="; ".join(r.reason for r in found),
+        refusals=tuple(found),
+    )
+
+
+def _image_name(templates: RbdTemplates, vm: Vm, disk: Disk) -> str:
+    if disk.volume_id is None:
+        return templates.instance_image(vm.id)
+    return templates.volume_image(disk.volume_id)
+
+
+def _target(
+    templates: RbdTemplates, vm: Vm, pair: DiskPair, point: PointDisk, manifest: Manifest
+) -> Target:
+    ref = point.manifest
+    return Target(
+        pair=pair, pool=pair.target.pool, image=_image_name(templates, vm, pair.target),
+        manifest=manifest, ref=f"{ref.vm}/{ref.disk}/{ref.version}",
+    )  # fmt: skip
+
+
+async def _safety_mark(
+    res: RestoreResources, vm: Vm, disk: Disk, restore_id: str
+) -> marks.SafetyMark | None:
+    """The safety snapshot an earlier attempt of this restore took (it outlives a worker)."""
+    async with (
+        res.cluster.open_pool(disk.pool) as pool,
+        pool.open_image(_image_name(res.templates, vm, disk), read_only=True) as opened,
+    ):
+        return marks.decode_safety(await opened.metadata_get(marks.safety_key(restore_id)))
+
+
+async def _check_point(
+    disks: tuple[PointDisk, ...], res: RestoreResources
+) -> tuple[dict[str, Manifest], list[Refusal]]:
+    """Every manifest of the point, and a refusal for each one or any chunk not in the pool."""
+    manifests: dict[str, Manifest] = {}
+    found: list[Refusal] = []
+    for disk in disks:
+        try:
+            manifests[disk.disk_id] = await fetch_manifest(disk.manifest, res.pool, res.keys)
+        except EdgebackError as exc:
+            if exc.retryable:
+                raise
+            reason = f"manifest {disk.manifest.vm}/{disk.manifest.disk}/{disk.manifest.version}"
+            found.append(
+                Refusal(
+                    code=REFUSE_POINT_INCOMPLETE,
+                    reason=f"{reason}: {exc.code}: {exc.message}",
+                    disk_id=disk.disk_id,
+                )
+            )
+    wanted: set[ChunkDigest] = {
+        digest for m in manifests.values() for digest in m.entries if digest is not None
+    }
+    missing = await res.pool.missing(wanted) if wanted else set()
+    if missing:
+        named = ", ".join(sorted(d.hex() for d in missing)[:3])
+        found.append(
+            Refusal(
+                code=REFUSE_POINT_INCOMPLETE,
+                reason=f"{len(missing)} chunk(s) of the restore point are not in the pool: {named}",
+            )
+        )
+    return manifests, found
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Run:
+    """The writing part, once nothing refuses the restore."""
+
+    request: VmRestoreRequest
+    res: RestoreResources
+    vm: Vm
+    targets: list[Target]
+
+    async def run(self, safety: marks.SafetyMark | None) -> VmRestoreOutcome:
+        opts = self.request.options
+        if opts.snapshot_before and safety is None:
+            safety = await self._snapshot()
+        if self.vm.state == "running":
+            await self.res.platform.stop_vm(self.vm.id)
+        try:
+            stats = await self._disks()
+        except EdgebackError as exc:
+            return await self._failed(exc, safety)
+        await self._clear_marks()
+        kept = None
+        if safety is not None and opts.keep_snapshot:
+            kept = safety.snapshot_id
+        elif safety is not None:
+            await self.res.platform.delete_snapshot(self.vm.id, SnapshotId(safety.snapshot_id))
+        if opts.start_vm_after:
+            await self.res.platform.start_vm(self.vm.id)
+        log.info("vm_restore.succeeded", vm=self.vm.id, disks=len(stats), snapshot_kept=kept)
+        return VmRestoreOutcome(
+            status="succeeded", stats=stats, snapshot_id=kept, started=opts.start_vm_after
+        )
+
+    async def _snapshot(self) -> marks.SafetyMark:
+        """Snapshot every target disk at once, quiesced; mark each image with it first."""
+        snapshot = await self.res.platform.create_snapshot(self.vm.id, quiesce=True)
+        mark = marks.SafetyMark(snapshot_id=snapshot.id, rbd_snap="")
+        for target in self.targets:
+            rbd_snap = self.res.templates.snapshot_name(snapshot.for_disk(target.pair.target.id))
+            async with self._image(target, read_only=False) as image:
+                await image.metadata_set(
+                    marks.safety_key(self.request.restore_id),
+                    marks.encode_safety(snapshot.id, rbd_snap),
+                )
+        log.info("vm_restore.snapshot_taken", vm=self.vm.id, snapshot=snapshot.id)
+        return mark
+
+    @contextlib.asynccontextmanager
+    async def _image(self, target: Target, *, read_only: bool) -> AsyncIterator[RbdImage]:
+        async with (
+            self.res.cluster.open_pool(target.pool) as pool,
+            pool.open_image(target.image, read_only=read_only) as image,
+        ):
+            yield image
+
+    async def _disks(self) -> dict[str, RestoreStats]:
+        gate = asyncio.Semaphore(max(1, self.request.options.disks_per_vm))
+
+        async def one(target: Target) -> RestoreStats:
+            async with gate:
+                return await self._disk_retrying(target)
+
+        # a TaskGroup cancels the other disks at the first failure: they are rolled back
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = {t.pair.target.id: group.create_task(one(t)) for t in self.targets}
+        except BaseExceptionGroup as failure:
+            first = failure.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+        return {disk: task.result() for disk, task in tasks.items()}
+
+    async def _disk_retrying(self, target: Target) -> RestoreStats:
+        """Retry a dependency that went away until the reconnect time runs out; each
+        try resumes from the disk's checkpoint."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request.options.reconnect_s
+        while True:
+            try:
+                return await self._disk(target)
+            except EdgebackError as exc:
+                if not exc.retryable or loop.time() >= deadline:
+                    raise
+                log.warning("vm_restore.disk_retry", disk=target.pair.target.id, code=exc.code)
+                await asyncio.sleep(min(5.0, max(0.0, deadline - loop.time())))
+
+    async def _disk(self, target: Target) -> RestoreStats:
+        manifest, key = target.manifest, marks.checkpoint_key(self.request.restore_id)
+        name = target.ref
+        async with self._image(target, read_only=False) as image:
+            resume = marks.resume_index(await image.metadata_get(key), name)
+
+            async def save(next_index: int) -> None:
+                await image.metadata_set(key, marks.encode_mark(name, next_index))
+
+            stats = await restore_disk(
+                manifest, image, source=self.res.pool, key=self.res.keys.digest,
+                options=self._options(target, resume, save),
+            )  # fmt: skip
+            await _zero_tail(image, manifest.header.image_size)
+        return stats
+
+    def _options(
+        self, target: Target, resume: int, save: Callable[[int], Awaitable[None]]
+    ) -> RestoreOptions:
+        streams, disk = self.request.options.streams_per_disk, target.pair.target.id
+        report = self.res.progress
+
+        def progress(p: Progress) -> None:
+            if report is not None:
+                report(disk, p)
+
+        return RestoreOptions(
+            in_flight=max(2, 2 * streams), writes=max(1, streams), grow=False,
+            write_throttle=self.res.write_throttle, net_throttle=self.res.net_throttle,
+            progress=progress, seal=self.res.keys.chunk_seal, resume_from=resume,
+            checkpoint=save, checkpoint_interval_s=self.request.options.checkpoint_interval_s,
+        )  # fmt: skip
+
+    async def _failed(
+        self, exc: EdgebackError, safety: marks.SafetyMark | None
+    ) -> VmRestoreOutcome:
+        rolled: list[str] = []
+        if safety is not None:
+            for target in self.targets:
+                await self._rollback(target)
+                rolled.append(target.pair.target.id)
+            await self.res.platform.delete_snapshot(self.vm.id, SnapshotId(safety.snapshot_id))
+            # the images hold their old content again: their checkpoints no longer apply
+            await self._clear_marks()
+        log.error(
+            "vm_restore.failed", vm=self.vm.id, code=exc.code, error=exc.message,
+            rolled_back=rolled,
+        )  # fmt: skip
+        note = f" (rolled back: {', '.join(rolled)})" if rolled else " (not rolled back)"
+        return VmRestoreOutcome(
+            status="failed", code=exc.code, message=exc.message + note, rolled_back=tuple(rolled)
+        )
+
+    async def _rollback(self, target: Target) -> None:
+        key = marks.safety_key(self.request.restore_id)
+        async with self._image(target, read_only=False) as image:
+            mark = marks.decode_safety(await image.metadata_get(key))
+            if mark is None:
+                raise AssertionError(f"no safety snapshot mark on {target.image}")
+            await image.rollback_to_snap(mark.rbd_snap)
+
+    async def _clear_marks(self) -> None:
+        for target in self.targets:
+            async with self._image(target, read_only=False) as image:
+                await image.metadata_remove(marks.checkpoint_key(self.request.restore_id))
+                await image.metadata_remove(marks.safety_key(self.request.restore_id))
+
+
+async def _zero_tail(image: RbdImage, source_size: int) -> None:
+    """A target larger than the source reads as zeros past the source's end."""
+    size = await image.size()
+    if size > source_size:
+        await image.write_zeroes(source_size, size - source_size)
+        await image.flush()
