@@ -30,18 +30,18 @@ from edgeback_blocks.pipeline import backup_disk
 from edgeback_blocks.pool_client import PoolClient
 from edgeback_blocks.rbd import RbdCluster
 from edgeback_cli.commands import fetch_manifest
-from edgeback_cli.refs import ManifestRef
 from edgeback_core.errors import UnavailableError
+from edgeback_core.messages import restores as r
+from edgeback_core.messages.restores import DiskMap, PointDisk
 from edgeback_core.settings import Secret
 from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
 from edgeback_platform.models import Vm, VmId
 from edgeback_platform.templates import RbdTemplates
-from edgeback_worker import restorechecks as rc
 from edgeback_worker.vm_restore import (
-    PointDisk,
     RestoreResources,
     VmRestoreOptions,
     VmRestoreRequest,
+    manifest_ref,
     restore_vm,
 )
 
@@ -154,9 +154,10 @@ async def _back_up(site: Site) -> tuple[tuple[PointDisk, ...], dict[str, bytes]]
             )
             point.append(
                 PointDisk(
-                    disk_id=disk.id, size=disk.size, manifest=ManifestRef(vm.id, disk.id, VERSION)
+                    disk_id=disk.id, size_bytes=disk.size,
+                    manifest_name=f"{vm.id}/{disk.id}/{VERSION}", manifest_version=VERSION,
                 )
-            )
+            )  # fmt: skip
             content[disk.id] = site.read(name, snap)
     return tuple(point), content
 
@@ -191,7 +192,10 @@ def _request(
 ) -> VmRestoreRequest:
     return VmRestoreRequest(
         restore_id=f"r-{os.urandom(4).hex()}", disks=site.point if disks is None else disks,
-        target_vm_id=target.id, mapping=mapping, options=options or VmRestoreOptions(),
+        target_vm_id=target.id, options=options or VmRestoreOptions(),
+        mapping=None if mapping is None else tuple(
+            DiskMap(source_disk_id=source, target_disk_id=disk) for source, disk in mapping
+        ),
     )  # fmt: skip
 
 
@@ -270,7 +274,7 @@ async def test_corrupt_chunk_fails_naming_it_and_rolls_back_every_disk(site: Sit
 
 
 async def _manifest(site: Site, res: RestoreResources, index: int) -> Manifest:
-    return await fetch_manifest(site.point[index].manifest, res.pool, res.keys)
+    return await fetch_manifest(manifest_ref(site.point[index]), res.pool, res.keys)
 
 
 @dataclass
@@ -317,7 +321,7 @@ async def test_restarted_disk_restore_rewrites_only_what_its_checkpoint_does_not
     # the second attempt fetched only what the first one's checkpoint did not cover
     assert 0 < fetched <= data_chunks - data_chunks // 2 + 2, (fetched, data_chunks)
     data = site.read(site.image_name(target, 1))
-    assert data[: src.size] == site.source_images[src.disk_id]
+    assert data[: src.size_bytes] == site.source_images[src.disk_id]
 
 
 @asynccontextmanager
@@ -349,23 +353,22 @@ async def _refusal_cases(
     big, one = site.vm(1), site.vm(2)
     ghost = msgspec.structs.replace(big, id=VmId("no-such-vm"))
     twice = ((src[0], big.disks[0].id), (src[1], big.disks[0].id))
-    huge = tuple(replace(d, size=64 * MIB) for d in site.point)
-    vm_of = site.source.id
-    gone = (site.point[0], replace(site.point[1], manifest=ManifestRef(vm_of, src[1], "gone")))
+    huge = tuple(msgspec.structs.replace(d, size_bytes=64 * MIB) for d in site.point)
+    gone = (site.point[0], msgspec.structs.replace(site.point[1], manifest_version="gone"))
     snap = VmRestoreOptions(snapshot_before=True)
     other, no_agent = site.vm(7), site.vm(3)
     return [
-        ({rc.REFUSE_TARGET_VM_GONE}, _request(site, ghost)),
-        ({rc.REFUSE_TARGET_NOT_ON_CEPH}, _request(site, other, mapping=_onto(site, other))),
-        ({rc.REFUSE_GUEST_AGENT_DOWN},
+        ({r.REFUSE_TARGET_VM_GONE}, _request(site, ghost)),
+        ({r.REFUSE_TARGET_NOT_ON_CEPH}, _request(site, other, mapping=_onto(site, other))),
+        ({r.REFUSE_GUEST_AGENT_DOWN},
          _request(site, no_agent, mapping=_onto(site, no_agent), options=snap)),
-        ({rc.REFUSE_MAPPING_DISK_TWICE}, _request(site, big, mapping=twice)),
-        ({rc.REFUSE_TARGET_DISK_SMALLER},
+        ({r.MAPPING_TARGET_TWICE}, _request(site, big, mapping=twice)),
+        ({r.REFUSE_TARGET_DISK_SMALLER},
          _request(site, big, mapping=_onto(site, big), disks=huge)),
         # one disk for two: the second source disk has no target either
-        ({rc.REFUSE_TARGET_TOO_FEW_DISKS, rc.REFUSE_TARGET_DISK_GONE},
+        ({r.REFUSE_TARGET_TOO_FEW_DISKS, r.REFUSE_TARGET_DISK_GONE},
          _request(site, one, mapping=((src[0], one.disks[0].id),))),
-        ({rc.REFUSE_POINT_INCOMPLETE}, _request(site, big, mapping=_onto(site, big), disks=gone)),
+        ({r.REFUSE_POINT_INCOMPLETE}, _request(site, big, mapping=_onto(site, big), disks=gone)),
     ]  # fmt: skip
 
 
@@ -378,9 +381,9 @@ async def test_each_refusal_is_found_before_anything_is_written(site: Site, tmp_
         cases = await _refusal_cases(site, res)
         outcomes = [await restore_vm(request, res) for _, request in cases]
         states = (
-            ("suspended", rc.REFUSE_TARGET_SUSPENDED),
-            ("paused", rc.REFUSE_TARGET_PAUSED),
-            ("shelved", rc.REFUSE_TARGET_SHELVED),
+            ("suspended", r.REFUSE_TARGET_SUSPENDED),
+            ("paused", r.REFUSE_TARGET_PAUSED),
+            ("shelved", r.REFUSE_TARGET_SHELVED),
         )
         for state, code in states:
             await site.patch(big, {"state": state})
@@ -389,7 +392,7 @@ async def test_each_refusal_is_found_before_anything_is_written(site: Site, tmp_
         await site.patch(big, {"state": "running"})
         async with _pool_missing_a_chunk(site, tmp_path) as lossy:
             cases.append(
-                ({rc.REFUSE_POINT_INCOMPLETE}, _request(site, big, mapping=_onto(site, big)))
+                ({r.REFUSE_POINT_INCOMPLETE}, _request(site, big, mapping=_onto(site, big)))
             )
             outcomes.append(await restore_vm(cases[-1][1], replace(res, pool=lossy)))
     for (codes, _), outcome in zip(cases, outcomes, strict=True):

@@ -38,7 +38,7 @@ def inventory_of(
             name=h.name,
             address=h.address,
             status=h.status,
-            vms=[_vm(vm) for vm in sorted(by_host[h.id], key=lambda v: (v.name, v.id))],
+            vms=[inventory_vm(vm) for vm in sorted(by_host[h.id], key=lambda v: (v.name, v.id))],
         )
         for h in hosts
         if not keyword or by_host[h.id]
@@ -46,7 +46,7 @@ def inventory_of(
     return w.PlatformInventory(hosts=listed, keyword=keyword or None)
 
 
-def _vm(vm: Vm) -> w.InventoryVm:
+def inventory_vm(vm: Vm) -> w.InventoryVm:
     return w.InventoryVm(
         id=vm.id,
         name=vm.name,

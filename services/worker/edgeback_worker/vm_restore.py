@@ -37,32 +37,24 @@ from edgeback_blocks.rbd import RbdCluster, RbdImage
 from edgeback_cli.commands import ManifestSource, fetch_manifest
 from edgeback_cli.refs import ManifestRef
 from edgeback_core.errors import EdgebackError, NotFoundError
+from edgeback_core.messages import restores as r
 from edgeback_core.throttle import UNLIMITED, Throttle
 from edgeback_platform.models import Disk, SnapshotId, Vm, VmId
 from edgeback_platform.port import CloudPlatform
 from edgeback_platform.templates import RbdTemplates
 from edgeback_worker import restoremarks as marks
-from edgeback_worker.restorechecks import (
-    REFUSE_POINT_INCOMPLETE,
-    REFUSE_TARGET_VM_GONE,
-    DiskPair,
-    Refusal,
-    pairs,
-    refusals,
-)
+from edgeback_worker.restorechecks import DiskPair, Refusal, pairs, refusals
 
 log = structlog.get_logger(__name__)
 
 Status = Literal["succeeded", "refused", "failed"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PointDisk:
-    """One disk of the restore point: its manifest in the pool and its size in bytes."""
-
-    disk_id: str
-    size: int
-    manifest: ManifestRef
+def manifest_ref(disk: r.PointDisk) -> ManifestRef:
+    """Where a restore point's disk is in the pool: ``manifest_name`` is ``vm/disk``
+    (imported) or ``vm/disk/version`` (runs); ``manifest_version`` names the version."""
+    vm, _, rest = disk.manifest_name.partition("/")
+    return ManifestRef(vm, rest.partition("/")[0], disk.manifest_version)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,10 +79,11 @@ class VmRestoreOptions:
 class VmRestoreRequest:
     restore_id: str
     """Stable across redeliveries: names the checkpoints and the safety snapshot marks."""
-    disks: tuple[PointDisk, ...]
+    disks: tuple[r.PointDisk, ...]
+    """The restore point's disks (``RestorePoint.disks``)."""
     target_vm_id: VmId
-    mapping: tuple[tuple[str, str], ...] | None = None
-    """(source disk, target disk) pairs of a new path; None: the original path."""
+    mapping: tuple[r.DiskMap, ...] | None = None
+    """A new path's disk mapping; None: the original path (the source VM's own disks)."""
     options: VmRestoreOptions = field(default_factory=VmRestoreOptions)
 
 
@@ -149,24 +142,20 @@ async def restore_vm(request: VmRestoreRequest, res: RestoreResources) -> VmRest
     try:
         vm = await res.platform.get_vm(request.target_vm_id)
     except NotFoundError as exc:
-        return _refused([Refusal(code=REFUSE_TARGET_VM_GONE, reason=exc.message)])
-    sources = [(d.disk_id, d.size) for d in request.disks]
+        return _refused([Refusal(code=r.REFUSE_TARGET_VM_GONE, reason=exc.message)])
+    disks = request.disks
     disk_pairs: list[DiskPair] = []
     safety: marks.SafetyMark | None = None
-    if not refusals(sources, vm, request.mapping, needs_agent=False):
-        disk_pairs = pairs(sources, vm, request.mapping)
+    if not refusals(disks, vm, request.mapping, needs_agent=False):
+        disk_pairs = pairs(disks, vm, request.mapping)
         safety = await _safety_mark(res, vm, disk_pairs[0].target, request.restore_id)
     # a resumed restore took its snapshot already (and stopped the VM, and its agent)
     needs_agent = request.options.snapshot_before and safety is None
-    found = refusals(sources, vm, request.mapping, needs_agent=needs_agent)
+    found = refusals(disks, vm, request.mapping, needs_agent=needs_agent)
     manifests, incomplete = await _check_point(request.disks, res)
     if found or incomplete:
         return _refused([*found, *incomplete])
-    points = {d.disk_id: d for d in request.disks}
-    targets = [
-        _target(res.templates, vm, p, points[p.source_id], manifests[p.source_id])
-        for p in disk_pairs
-    ]
+    targets = [_target(res.templates, vm, p, manifests[p.source.disk_id]) for p in disk_pairs]
     return await _Run(request=request, res=res, vm=vm, targets=targets).run(safety)
 
 
@@ -186,10 +175,8 @@ def _image_name(templates: RbdTemplates, vm: Vm, disk: Disk) -> str:
     return templates.volume_image(disk.volume_id)
 
 
-def _target(
-    templates: RbdTemplates, vm: Vm, pair: DiskPair, point: PointDisk, manifest: Manifest
-) -> Target:
-    ref = point.manifest
+def _target(templates: RbdTemplates, vm: Vm, pair: DiskPair, manifest: Manifest) -> Target:
+    ref = manifest_ref(pair.source)
     return Target(
         pair=pair, pool=pair.target.pool, image=_image_name(templates, vm, pair.target),
         manifest=manifest, ref=f"{ref.vm}/{ref.disk}/{ref.version}",
@@ -208,21 +195,22 @@ async def _safety_mark(
 
 
 async def _check_point(
-    disks: tuple[PointDisk, ...], res: RestoreResources
+    disks: tuple[r.PointDisk, ...], res: RestoreResources
 ) -> tuple[dict[str, Manifest], list[Refusal]]:
     """Every manifest of the point, and a refusal for each one or any chunk not in the pool."""
     manifests: dict[str, Manifest] = {}
     found: list[Refusal] = []
     for disk in disks:
+        ref = manifest_ref(disk)
         try:
-            manifests[disk.disk_id] = await fetch_manifest(disk.manifest, res.pool, res.keys)
+            manifests[disk.disk_id] = await fetch_manifest(ref, res.pool, res.keys)
         except EdgebackError as exc:
             if exc.retryable:
                 raise
-            reason = f"manifest {disk.manifest.vm}/{disk.manifest.disk}/{disk.manifest.version}"
+            reason = f"manifest {ref.vm}/{ref.disk}/{ref.version}"
             found.append(
                 Refusal(
-                    code=REFUSE_POINT_INCOMPLETE,
+                    code=r.REFUSE_POINT_INCOMPLETE,
                     reason=f"{reason}: {exc.code}: {exc.message}",
                     disk_id=disk.disk_id,
                 )
@@ -235,7 +223,7 @@ async def _check_point(
         named = ", ".join(sorted(d.hex() for d in missing)[:3])
         found.append(
             Refusal(
-                code=REFUSE_POINT_INCOMPLETE,
+                code=r.REFUSE_POINT_INCOMPLETE,
                 reason=f"{len(missing)} chunk(s) of the restore point are not in the pool: {named}",
             )
         )
