@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as wall
 from typing import Any
 
+from tests.integration.conftest import TEST_IDENTITIES
 from tests.support.scheduled import StartRunCounter, insert_job
 
 from edgeback_catalog.handlers import CatalogRpc, serve_catalog
@@ -117,7 +118,7 @@ async def _run(
     box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
     runs, lags = StartRunCounter(), []
     async with AmqpBus.open(amqp, topology) as bus:
-        await serve_catalog(bus, CatalogRpc(Catalog.build(db, box, probe=None)))
+        await serve_catalog(bus, CatalogRpc(Catalog.build(db, box, probe=None), TEST_IDENTITIES))
         await runs.consume(bus, "bench.start_runs")
         client = CatalogClient(bus, "bench", timeout_s=30)
         firing = Firing(bus, client, lambda: datetime.now(UTC), page_size=200, late_after_s=60)

@@ -28,7 +28,7 @@ from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.messages import worker as w
 
-ADMIN = m.ActorRef(name="root", role="admin")
+ADMIN = m.ActorRef()  # the tests' broker user (EDGEBACK_CATALOG_TEST_USERS)
 T = 30.0
 
 
@@ -48,6 +48,7 @@ def stack(
         "catalog": {
             "EDGEBACK_MONGO_URL": mongo_url,
             "EDGEBACK_CATALOG_DATABASE": database,
+            "EDGEBACK_CATALOG_TEST_USERS": "edgeback-test",
             "EDGEBACK_CATALOG_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
         },
         "worker": {

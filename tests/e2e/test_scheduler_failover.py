@@ -15,6 +15,7 @@ from datetime import time as wall
 from pathlib import Path
 
 import pytest
+from tests.integration.conftest import TEST_IDENTITIES
 from tests.support.processes import ServiceProcess, free_port
 from tests.support.scheduled import StartRunCounter, insert_job
 
@@ -80,7 +81,9 @@ async def test_sigkill_of_the_active_scheduler_loses_and_doubles_nothing(
     runs = StartRunCounter()
     async with AsyncExitStack() as stack:
         bus = await stack.enter_async_context(AmqpBus.open(amqp_url, Topology(prefix=prefix)))
-        await serve_catalog(bus, CatalogRpc(Catalog.build(catalog_db, box, probe=None)))
+        await serve_catalog(
+            bus, CatalogRpc(Catalog.build(catalog_db, box, probe=None), TEST_IDENTITIES)
+        )
         await runs.consume(bus, "test.failover.start_runs")
         procs = [scheduler(n, prefix, amqp_url, origin, tmp_path) for n in ("a", "b")]
         for proc in procs:

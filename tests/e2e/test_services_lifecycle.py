@@ -55,6 +55,7 @@ def service_env(
         "EDGEBACK_DEDUP_TOKEN": "e2e-token-0123456789",
         "EDGEBACK_DEDUP_PORT": "0",
         "EDGEBACK_MONGO_URL": mongo_url,
+        "EDGEBACK_CATALOG_TEST_USERS": "edgeback-test",
         "EDGEBACK_CATALOG_DATABASE": f"e2e_{prefix.strip('.').replace('-', '_')}",
         "EDGEBACK_CATALOG_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
     }

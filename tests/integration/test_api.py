@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
+from tests.integration.conftest import TEST_IDENTITIES
 
 from edgeback_api.app import build_app
 from edgeback_api.routing import Access, Api
@@ -59,7 +60,7 @@ async def world(amqp_url: str, mongo_url: str) -> AsyncIterator[World]:
         stack.push_async_callback(db.drop)
         server = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
         catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
-        await serve_catalog(server, CatalogRpc(catalog))
+        await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
         bus = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
         api = Api(bus=bus, rpc_timeout_s=10, slow_rpc_timeout_s=20, session_ttl_s=3600)
         assert await bootstrap_admin(api, "root", ADMIN_PASSWORD)

@@ -15,6 +15,7 @@ from pathlib import Path
 import aio_pika
 import aiormq
 import pytest
+from tests.integration.conftest import dev_stack
 
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.topology import HOST_HEARTBEAT, Topology, worker_runs
@@ -22,23 +23,7 @@ from edgeback_core.errors import ConfigError, PermissionDeniedError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages.catalog import HostHeartbeat
 
-DEV_STACK = Path(__file__).resolve().parents[2] / "deploy" / "dev-stack.sh"
-
 MakeUser = Callable[[str, str], Awaitable[str]]
-
-
-async def _dev_stack(*args: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "bash",
-        str(DEV_STACK),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return out.decode().strip()
 
 
 @pytest.fixture
@@ -53,11 +38,11 @@ async def broker_user(amqp_url: str, topology: Topology) -> AsyncIterator[MakeUs
 
     async def make(name: str, role: str) -> str:
         made.append(name)
-        return await _dev_stack("broker-user", name, role, topology.prefix)
+        return await dev_stack("broker-user", name, role, topology.prefix)
 
     yield make
     for name in made:
-        await _dev_stack("drop-broker-user", name)
+        await dev_stack("drop-broker-user", name)
 
 
 def _host() -> str:

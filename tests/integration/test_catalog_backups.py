@@ -232,7 +232,7 @@ async def test_leases_over_the_bus(world: World) -> None:
     assert (await world.call(b.LEASE_RELEASE, release, m.Done)).ok
     assert not (await world.call(b.LEASE_RELEASE, release, m.Done)).ok
     assert (await world.call(b.LEASE_ACQUIRE, other, b.LeaseReply)).lease is not None
-    as_user = msgspec.structs.replace(acquire, actor=ADMIN)
+    as_user = msgspec.structs.replace(acquire, actor=m.ActorRef(user="root"))
     assert await world.code_of(b.LEASE_ACQUIRE, as_user) == "permission_denied"
 
 

@@ -170,8 +170,10 @@ async def test_operators_see_only_their_groups_jobs(world: World) -> None:
         else:
             req = m.PlatformUpdate(actor=ADMIN, platform_id=platform, groups=["ops"])
             await world.call(catalog_rpc.PLATFORM_UPDATE, req, m.PlatformInfo)
-    ops = m.ActorRef(name="o", role="operator", groups=["ops"])
-    dev = m.ActorRef(name="d", role="operator", groups=["dev"])
+    for name, group in (("o", "ops"), ("d", "dev")):
+        user = m.UserCreate(actor=ADMIN, name=name, role="operator", groups=[group])
+        await world.call(catalog_rpc.USER_CREATE, user, m.UserInfo)
+    ops, dev = m.ActorRef(user="o"), m.ActorRef(user="d")
     job = await world.call(
         j.JOB_CREATE, j.JobCreate(actor=ops, spec=spec(host, platform)), j.JobInfo
     )

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import msgspec
 import pytest
-from tests.integration.conftest import BusOpener
+from tests.integration.conftest import TEST_IDENTITIES, BusOpener
 
 from edgeback_catalog.handlers import CatalogRpc, serve_catalog
 from edgeback_catalog.mongo import CatalogDb, Coll
@@ -29,8 +29,8 @@ from edgeback_core.settings import Secret
 
 pytestmark = pytest.mark.integration
 
-ADMIN = m.ActorRef(name="root", role="admin")
-SERVICE = m.ActorRef(name="worker", role="service")
+ADMIN = SERVICE = m.ActorRef()
+"""The tests' broker user names nobody: it acts as every service (``TEST_IDENTITIES``)."""
 T = 10.0
 R = TypeVar("R", bound=msgspec.Struct)
 
@@ -58,7 +58,7 @@ async def world(open_bus: BusOpener, mongo_url: str) -> AsyncIterator[World]:
         stack.push_async_callback(db.drop)
         server: Bus = await stack.enter_async_context(open_bus())
         catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
-        await serve_catalog(server, CatalogRpc(catalog))
+        await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
         client: Bus = await stack.enter_async_context(open_bus())
         yield World(client, db)
         if isinstance(server, AmqpBus):
@@ -136,7 +136,7 @@ async def test_malformed_requests_are_refused_with_stable_codes(world: World) ->
     assert await world.code_of(names.STORAGE_ADD, bad_template) == "invalid_template"
     dangling = m.StorageAdd(actor=ADMIN, platform_id="nope", name="s", host_id=host, pool="rbd")
     assert await world.code_of(names.STORAGE_ADD, dangling) == "unknown_reference"
-    operator = m.ActorRef(name="op", role="operator")
+    operator = m.ActorRef(user="op")  # no such user
     denied = register(host, actor=operator)
     assert await world.code_of(names.PLATFORM_REGISTER, denied) == "permission_denied"
     assert await world.db.count(Coll.PLATFORMS, {}) == before

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import pytest
-from tests.integration.conftest import BusOpener
+from tests.integration.conftest import TEST_IDENTITIES, BusOpener
 from tests.support.emulator_process import EmulatorProcess, emulator_process
 from tests.support.processes import free_port
 
@@ -37,7 +37,7 @@ from edgeback_worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
 
-ADMIN = m.ActorRef(name="root", role="admin")
+ADMIN = m.ActorRef()  # the tests' broker user, acting as every service
 T = 30.0
 R = TypeVar("R", bound=msgspec.Struct)
 
@@ -119,7 +119,7 @@ async def world(
         stack.push_async_callback(db.drop)
         catalog_bus: Bus = await stack.enter_async_context(open_bus())
         catalog = Catalog.build(db, box, probe=WorkerProbe(catalog_bus))
-        await serve_catalog(catalog_bus, CatalogRpc(catalog))
+        await serve_catalog(catalog_bus, CatalogRpc(catalog, TEST_IDENTITIES))
         worker_bus: Bus = await stack.enter_async_context(open_bus())
         host = f"bk-{uuid.uuid4().hex[:8]}"
         await serve_worker_rpcs(worker_bus, WorkerSettings(host_id=host))
@@ -243,7 +243,10 @@ async def test_browse_follows_visibility_and_refuses_a_host_unknown_to_the_platf
     world: World,
 ) -> None:
     info = await world.call(names.PLATFORM_REGISTER, world.register(), m.PlatformInfo)
-    stranger = m.ActorRef(name="eve", role="operator", groups=["elsewhere"])
+    await world.call(names.GROUP_CREATE, m.GroupCreate(actor=ADMIN, name="elsewhere"), m.GroupInfo)
+    eve = m.UserCreate(actor=ADMIN, name="eve", role="operator", groups=["elsewhere"])
+    await world.call(names.USER_CREATE, eve, m.UserInfo)
+    stranger = m.ActorRef(user="eve")
     hidden = m.PlatformBrowse(actor=stranger, platform_id=info.id)
     assert await world.code_of(names.PLATFORM_BROWSE, hidden) == "not_found"
     unknown = m.PlatformBrowse(actor=ADMIN, platform_id=info.id, host_id="no-such-host")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from tests.integration.conftest import TEST_IDENTITIES
 from tests.support.scheduled import StartRunCounter, insert_job
 
 from edgeback_catalog.domain import Actor, JobId, Role
@@ -76,7 +77,7 @@ async def rig(mongo_url: str) -> AsyncIterator[Rig]:
         box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
         catalog = Catalog.build(db, box, clock=clock, probe=None)
         server = await stack.enter_async_context(MemoryBus.open(broker, topology))
-        await serve_catalog(server, CatalogRpc(catalog))
+        await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
         bus = await stack.enter_async_context(MemoryBus.open(broker, topology))
         runs = StartRunCounter()
         await runs.consume(bus, "test.start_runs")

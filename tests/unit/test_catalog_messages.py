@@ -8,7 +8,7 @@ import pytest
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages.base import decoder, encode
 
-ADMIN = {"name": "root", "role": "admin"}
+ADMIN = {"user": "root"}
 
 
 def test_unknown_fields_are_refused() -> None:
@@ -33,12 +33,12 @@ def test_wrong_types_and_unknown_roles_are_refused() -> None:
             )
         )
     with pytest.raises(msgspec.ValidationError):
-        decoder(m.HostList).decode(msgspec.json.encode({"actor": {"name": "x", "role": "root"}}))
+        decoder(m.HostList).decode(msgspec.json.encode({"actor": {"user": "x", "role": "root"}}))
 
 
 def test_register_defaults_port_30188_and_round_trips() -> None:
     req = m.PlatformRegister(
-        actor=m.ActorRef(name="root", role="admin"),
+        actor=m.ActorRef(user="root"),
         name="edge-1",
         address="10.0.0.1",
         access_key="AK",

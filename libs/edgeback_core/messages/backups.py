@@ -39,7 +39,7 @@ VmTaskStateName = Literal["pending", "running", "succeeded", "failed", "skipped"
 class RunStart(Request, frozen=True, kw_only=True):
     """Create the run a ``StartRun`` command asks for (once per idempotency key)."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     job_id: str
     requested_by: str
     idempotency_key: str
@@ -93,7 +93,7 @@ class VmTaskInfo(Message, frozen=True, kw_only=True):
 
 
 class RunDetailGet(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str
 
 
@@ -109,7 +109,7 @@ class RunFinish(Request, frozen=True, kw_only=True):
     partially_succeeded, none → failed. Refused while a VM is pending or running
     unless ``abandon_unfinished`` (they then count as failed)."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str
     request_id: str
     abandon_unfinished: bool = False
@@ -119,7 +119,7 @@ class RunFinish(Request, frozen=True, kw_only=True):
 class VmPlan(Request, frozen=True, kw_only=True):
     """The VMs a run will back up, as listed at its start: each becomes a pending task."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str
     vms: list[VmRef]
 
@@ -133,7 +133,7 @@ class VmStart(Request, frozen=True, kw_only=True):
     under its ``worker_id``: a fresh start or a takeover (``applied``), or its own claim
     again. Another worker's live claim: not held, defer and try later."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str
     vm: VmRef
     attempt: int = 1
@@ -144,7 +144,7 @@ class VmStart(Request, frozen=True, kw_only=True):
 class VmRenew(Request, frozen=True, kw_only=True):
     """Extend the claim on a running attempt; ``lease_lost`` if another worker took it."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str
     vm_id: str
     attempt: int = 1
@@ -153,7 +153,7 @@ class VmRenew(Request, frozen=True, kw_only=True):
 
 
 class VmFinish(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str
     vm_id: str
     attempt: int = 1
@@ -177,7 +177,7 @@ class VmTaskReply(Message, frozen=True, kw_only=True):
 class DiskCommit(Request, frozen=True, kw_only=True):
     """Record one disk version of the VM's backup set (created with the first disk)."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str
     vm_id: str
     disk_id: str
@@ -215,14 +215,14 @@ class BackupSetInfo(Message, frozen=True, kw_only=True):
 
 
 class BackupSetGet(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     backup_set_id: str
 
 
 class BackupSetList(Request, frozen=True, kw_only=True):
     """Newest first; at least one filter."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str | None = None
     vm_id: str | None = None
     job_id: str | None = None
@@ -237,7 +237,7 @@ class BackupSetBaseGet(Request, frozen=True, kw_only=True):
     """The base of the next backup of a VM: for ``incremental`` the last complete set
     of any type, for ``cumulative`` the last complete full; same job and pool."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     vm_id: str
     job_id: str
     pool: PoolRef
@@ -252,7 +252,7 @@ class BackupSetWithDisks(Message, frozen=True, kw_only=True):
 
 # --- leases -----------------------------------------------------------------------------
 class LeaseAcquire(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     scope: str
     """``run:<run_id>``, ``hypervisor:<platform_id>/<physical_host_id>``, ..."""
     holder: str
@@ -262,7 +262,7 @@ class LeaseAcquire(Request, frozen=True, kw_only=True):
 
 
 class LeaseRenew(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     scope: str
     slot: int
     holder: str
@@ -270,7 +270,7 @@ class LeaseRenew(Request, frozen=True, kw_only=True):
 
 
 class LeaseRelease(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     scope: str
     slot: int
     holder: str

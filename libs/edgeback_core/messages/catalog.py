@@ -1,8 +1,9 @@
 """Wire structs of the catalog: its RPC requests and replies, and the host heartbeat.
 
 RPC requests refuse unknown fields (``forbid_unknown_fields``): a misspelt option is
-an error, never silently ignored. Every request carries the ``actor`` it is made for
-(the API resolves it from the bearer token; other services send role ``service``).
+an error, never silently ignored. The catalog authorizes by the broker user that
+sends a request; its ``actor`` only names the end user the API speaks for (services
+and backup hosts leave it out), see ``ActorRef`` and ``docs/catalog.md``.
 The heartbeat is an event and stays tolerant so newer workers talk to older catalogs.
 RPC names (``catalog.<resource>.<verb>``) are in ``catalog_rpc``; the heartbeat's
 routing key is ``edgeback_core.bus.topology.HOST_HEARTBEAT``.
@@ -33,9 +34,14 @@ class Request(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
 
 class ActorRef(Request, frozen=True, kw_only=True):
-    name: str
-    role: RoleName
-    groups: list[str] = []
+    """Who a request is for, beside the broker user that sends it (which the catalog
+    authorizes by). ``user``: the end user the API speaks for (the catalog loads their
+    role and groups; only the API's broker user may name one); None: the caller itself,
+    a service or a backup host. ``role`` is never believed: a request carrying one is
+    refused (``permission_denied``) and audited."""
+
+    user: str | None = None
+    role: RoleName | None = None
 
 
 class Done(Message, frozen=True, kw_only=True):
@@ -67,14 +73,14 @@ class HostInfo(Message, frozen=True, kw_only=True):
 
 
 class HostActivate(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     host_id: str
 
 
 class HostAuthorize(Request, frozen=True, kw_only=True):
     """Replace the user groups allowed to use the host."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     host_id: str
     groups: list[str]
 
@@ -82,25 +88,25 @@ class HostAuthorize(Request, frozen=True, kw_only=True):
 class HostActivateMany(Request, frozen=True, kw_only=True):
     """Activate several backup hosts: all or none (an unknown id changes nothing)."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     host_ids: list[str]
 
 
 class HostAuthorizeMany(Request, frozen=True, kw_only=True):
     """Replace the user groups allowed on several backup hosts: all or none."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     host_ids: list[str]
     groups: list[str]
 
 
 class HostGet(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     host_id: str
 
 
 class HostList(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
 
 
 class HostListReply(Message, frozen=True, kw_only=True):
@@ -123,7 +129,7 @@ class PlatformInfo(Message, frozen=True, kw_only=True):
 
 
 class PlatformRegister(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     name: str
     address: str
     port: int = 30188
@@ -136,7 +142,7 @@ class PlatformRegister(Request, frozen=True, kw_only=True):
 
 
 class PlatformRename(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     platform_id: str
     name: str
 
@@ -144,7 +150,7 @@ class PlatformRename(Request, frozen=True, kw_only=True):
 class PlatformUpdate(Request, frozen=True, kw_only=True):
     """Change settings; a field left out (null) stays as it is."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     platform_id: str
     address: str | None = None
     port: int | None = None
@@ -156,23 +162,23 @@ class PlatformUpdate(Request, frozen=True, kw_only=True):
 
 
 class PlatformSetTags(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     platform_id: str
     tags: list[str]
 
 
 class PlatformUnregister(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     platform_id: str
 
 
 class PlatformGet(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     platform_id: str
 
 
 class PlatformList(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     tag: str | None = None
 
 
@@ -181,9 +187,10 @@ class PlatformListReply(Message, frozen=True, kw_only=True):
 
 
 class PlatformCredentialsGet(Request, frozen=True, kw_only=True):
-    """Services only (role ``service``): the keys in clear, to call the platform."""
+    """Backup hosts only: the keys in clear, to call the platform (its default backup
+    host or the host of one of its jobs)."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     platform_id: str
 
 
@@ -210,7 +217,7 @@ class StorageInfo(Message, frozen=True, kw_only=True):
 
 
 class StorageAdd(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     platform_id: str
     name: str
     storage_type: Literal["ceph"] = "ceph"
@@ -224,17 +231,17 @@ class StorageAdd(Request, frozen=True, kw_only=True):
 
 
 class StorageRemove(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     storage_id: str
 
 
 class StorageGet(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     storage_id: str
 
 
 class StorageList(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     platform_id: str
 
 
@@ -250,13 +257,13 @@ class GroupInfo(Message, frozen=True, kw_only=True):
 
 
 class GroupCreate(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     name: str
     description: str = ""
 
 
 class GroupList(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
 
 
 class GroupListReply(Message, frozen=True, kw_only=True):
@@ -271,20 +278,20 @@ class UserInfo(Message, frozen=True, kw_only=True):
 
 
 class UserCreate(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     name: str
     role: Literal["admin", "operator"]
     groups: list[str] = []
 
 
 class UserSetGroups(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     name: str
     groups: list[str]
 
 
 class UserGet(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     name: str
 
 
@@ -310,7 +317,7 @@ class RunInfo(Message, frozen=True, kw_only=True):
 
 
 class RunCreate(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     job_id: str
     host_id: str
     run_id: str | None = None
@@ -320,7 +327,7 @@ class RunTransition(Request, frozen=True, kw_only=True):
     """Move a run to ``target``; ``request_id`` makes a redelivery harmless, and
     ``expected_version`` (optional) refuses the change if the run moved meanwhile."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str
     target: RunStateName
     request_id: str
@@ -334,7 +341,7 @@ class RunTransitionReply(Message, frozen=True, kw_only=True):
 
 
 class RunGet(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     run_id: str
 
 
@@ -350,7 +357,7 @@ class AuditEntry(Message, frozen=True, kw_only=True):
 
 
 class AuditList(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     resource: str | None = None
     limit: int = 100
     before: str | None = None
@@ -367,7 +374,7 @@ class PlatformBrowse(Request, frozen=True, kw_only=True):
     ``keyword`` matches VM names and ids (any case), ``host_id`` keeps one physical host
     (a platform ``HypervisorId``, not a backup host)."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     platform_id: str
     keyword: str | None = None
     host_id: str | None = None

@@ -158,7 +158,7 @@ class JobInfo(Message, frozen=True, kw_only=True):
 
 
 class JobCreate(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     spec: JobSpec
     enabled: bool = True
     groups: list[str] | None = None
@@ -166,14 +166,14 @@ class JobCreate(Request, frozen=True, kw_only=True):
 
 
 class JobGet(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     job_id: str
 
 
 class JobList(Request, frozen=True, kw_only=True):
     """Jobs in name order, ``limit`` at a time; pass the reply's ``next_after`` on."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     host_id: str | None = None
     after: str | None = None
     limit: int = 50
@@ -188,7 +188,7 @@ class JobListReply(Message, frozen=True, kw_only=True):
 class JobUpdate(Request, frozen=True, kw_only=True):
     """Replace the definition; refused with ``stale_version`` if ``revision`` moved."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     job_id: str
     revision: int
     spec: JobSpec
@@ -198,17 +198,17 @@ class JobClone(Request, frozen=True, kw_only=True):
     """A copy under a new name, created disabled (it would otherwise run beside its
     original until edited)."""
 
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     job_id: str
     name: str
 
 
 class JobDelete(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     job_id: str
 
 
 class JobSetEnabled(Request, frozen=True, kw_only=True):
-    actor: ActorRef
+    actor: ActorRef = ActorRef()
     job_id: str
     enabled: bool

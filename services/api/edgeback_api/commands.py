@@ -37,7 +37,7 @@ async def start_run(call: Call) -> RunRequested:
     key = idempotency_key(call.headers.get(IDEMPOTENCY_HEADER))
     command = StartRun(
         job_id=job_id,
-        requested_by=call.actor.name,
+        requested_by=call.user_name,
         idempotency_key=key,
         backup_type=body.backup_type,
     )

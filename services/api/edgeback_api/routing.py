@@ -61,10 +61,14 @@ class Call:
     @property
     def actor(self) -> ActorRef:
         """The signed-in user, named in every catalog request made for them."""
+        return ActorRef(user=self.user_name)  # the catalog loads their role and groups
+
+    @property
+    def user_name(self) -> str:
+        """The signed-in user's name."""
         if self.identity is None:
             raise InvalidInputError("this route needs a signed-in user")
-        user = self.identity.user
-        return ActorRef(name=user.name, role=user.role, groups=user.groups)
+        return self.identity.user.name
 
     def request_as(self, kind: type[S]) -> S:
         if not isinstance(self.request, kind):

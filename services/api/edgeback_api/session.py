@@ -17,8 +17,9 @@ from edgeback_core.messages import auth as a
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages.health import Ping, Pong, ping_rpc
 
-API_ACTOR = m.ActorRef(name="api", role="service")
-"""Who the API is when it acts for nobody yet (logins, resolving tokens, the first admin)."""
+API_ACTOR = m.ActorRef()
+"""The API acting for nobody yet (logins, resolving tokens, the first admin): the catalog
+knows it by its broker user."""
 
 
 async def login(call: Call) -> Session:
@@ -49,7 +50,7 @@ async def me(call: Call) -> m.UserInfo:
 
 async def set_my_password(call: Call) -> None:
     body = call.request_as(PasswordBody)
-    request = a.UserSetPassword(actor=call.actor, name=call.actor.name, password=body.password)
+    request = a.UserSetPassword(actor=call.actor, name=call.user_name, password=body.password)
     await call.api.call(a.USER_SET_PASSWORD, request, m.Done)
 
 

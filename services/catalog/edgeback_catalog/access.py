@@ -70,12 +70,23 @@ class AuditLog:
     async def record(
         self, actor: Actor, action: str, resource: str, details: Mapping[str, Any] | None = None
     ) -> None:
+        await self.record_as(actor.name, str(actor.role), action, resource, details)
+
+    async def record_as(
+        self,
+        name: str,
+        role: str,
+        action: str,
+        resource: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """An entry for a caller that is no ``Actor`` (a refused broker user)."""
         doc = AuditDoc(
             # time-ordered id: entries written in the same (injected) instant keep order
             _id=f"{time.time_ns():020d}-{new_id()[:8]}",
             at=self._clock(),
-            actor=actor.name,
-            role=str(actor.role),
+            actor=name,
+            role=role,
             action=action,
             resource=resource,
         )

@@ -8,6 +8,7 @@ from typing import cast
 from edgeback_catalog import wire
 from edgeback_catalog.auth import LoginAttempt, Token
 from edgeback_catalog.domain import JobId
+from edgeback_catalog.gate import current_actor
 from edgeback_catalog.routes import Route
 from edgeback_catalog.service import Catalog
 from edgeback_core.messages import auth as a
@@ -34,15 +35,15 @@ class AuthRpc:
         ]
 
     async def user_list(self, req: a.UserList) -> a.UserListReply:
-        users = await self._auth.list_users(wire.actor_of(req.actor))
+        users = await self._auth.list_users(current_actor())
         return a.UserListReply(users=[wire.user_info(u) for u in users])
 
     async def set_password(self, req: a.UserSetPassword) -> m.Done:
-        await self._auth.set_password(wire.actor_of(req.actor), req.name, req.password)
+        await self._auth.set_password(current_actor(), req.name, req.password)
         return m.Done()
 
     async def bootstrap(self, req: a.UserBootstrap) -> a.UserBootstrapReply:
-        applied = await self._auth.bootstrap(wire.actor_of(req.actor), req.name, req.password)
+        applied = await self._auth.bootstrap(current_actor(), req.name, req.password)
         return a.UserBootstrapReply(applied=applied)
 
     async def login(self, req: a.Login) -> a.LoginReply:
@@ -53,30 +54,30 @@ class AuthRpc:
             token_hash=req.token_hash,
             ttl_s=req.ttl_s,
         )
-        user, token = await self._auth.login(wire.actor_of(req.actor), attempt)
+        user, token = await self._auth.login(current_actor(), attempt)
         return a.LoginReply(user=wire.user_info(user), token=_token_info(token))
 
     async def token_create(self, req: a.TokenCreate) -> a.TokenInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         return _token_info(
             await self._auth.create_token(actor, req.label, req.token_hash, req.ttl_s)
         )
 
     async def token_resolve(self, req: a.TokenResolve) -> a.TokenIdentity:
-        user, token = await self._auth.resolve(wire.actor_of(req.actor), req.token_hash)
+        user, token = await self._auth.resolve(current_actor(), req.token_hash)
         return a.TokenIdentity(user=wire.user_info(user), token=_token_info(token))
 
     async def token_list(self, req: a.TokenList) -> a.TokenListReply:
-        tokens = await self._auth.tokens(wire.actor_of(req.actor), req.user)
+        tokens = await self._auth.tokens(current_actor(), req.user)
         return a.TokenListReply(tokens=[_token_info(t) for t in tokens])
 
     async def token_revoke(self, req: a.TokenRevoke) -> m.Done:
-        await self._auth.revoke(wire.actor_of(req.actor), req.token_id, logout=req.logout)
+        await self._auth.revoke(current_actor(), req.token_id, logout=req.logout)
         return m.Done()
 
     async def run_list(self, req: b.RunList) -> b.RunListReply:
         """The job must be visible to the actor (``not_found`` otherwise)."""
-        job = await self._c.jobs.get(wire.actor_of(req.actor), JobId(req.job_id))
+        job = await self._c.jobs.get(current_actor(), JobId(req.job_id))
         limit = max(1, min(req.limit, 200))
         runs = await self._c.runs.of_job(job.id, state=req.state, before=req.before, limit=limit)
         after = runs[-1].created_at if len(runs) == limit else None

@@ -15,6 +15,7 @@ from edgeback_catalog import backupwire as bw
 from edgeback_catalog import wire
 from edgeback_catalog.backupsets import DiskCommitRequest
 from edgeback_catalog.domain import DiskVersion, JobId, RunId
+from edgeback_catalog.gate import current_actor
 from edgeback_catalog.routes import Route
 from edgeback_catalog.runstart import StartRequest
 from edgeback_catalog.runtasks import VmResult
@@ -55,7 +56,7 @@ class BackupRpc:
             idempotency_key=req.idempotency_key,
             backup_type=req.backup_type,
         )
-        started = await self._c.run_starter.start(wire.actor_of(req.actor), request)
+        started = await self._c.run_starter.start(current_actor(), request)
         return b.RunStartReply(
             run=wire.run_info(started.run),
             applied=started.applied,
@@ -80,7 +81,7 @@ class BackupRpc:
         )
 
     async def run_finish(self, req: b.RunFinish) -> m.RunTransitionReply:
-        wire.actor_of(req.actor).require_service("ending a run")
+        current_actor().require_service("ending a run")
         outcome = await self._c.run_tasks.finish_run(
             RunId(req.run_id), req.request_id, abandon_unfinished=req.abandon_unfinished
         )
@@ -88,26 +89,26 @@ class BackupRpc:
 
     # --- VM tasks -------------------------------------------------------------------
     async def vm_plan(self, req: b.VmPlan) -> b.VmPlanReply:
-        wire.actor_of(req.actor).require_service("planning a run's VMs")
+        current_actor().require_service("planning a run's VMs")
         tasks = await self._c.run_tasks.plan(RunId(req.run_id), req.vms)
         return b.VmPlanReply(vms=[bw.task_info(t) for t in tasks])
 
     async def vm_start(self, req: b.VmStart) -> b.VmTaskReply:
-        wire.actor_of(req.actor).require_service("starting a VM task")
+        current_actor().require_service("starting a VM task")
         done = await self._c.run_tasks.start(
             RunId(req.run_id), req.vm, req.attempt, req.worker_id, req.claim_s
         )
         return b.VmTaskReply(task=bw.task_info(done.task), applied=done.applied)
 
     async def vm_renew(self, req: b.VmRenew) -> b.VmTaskReply:
-        wire.actor_of(req.actor).require_service("renewing a VM task")
+        current_actor().require_service("renewing a VM task")
         task = await self._c.run_tasks.renew(
             RunId(req.run_id), req.vm_id, req.attempt, req.worker_id, req.claim_s
         )
         return b.VmTaskReply(task=bw.task_info(task), applied=True)
 
     async def vm_finish(self, req: b.VmFinish) -> b.VmTaskReply:
-        wire.actor_of(req.actor).require_service("finishing a VM task")
+        current_actor().require_service("finishing a VM task")
         result = VmResult(
             run_id=RunId(req.run_id),
             vm_id=req.vm_id,
@@ -124,7 +125,7 @@ class BackupRpc:
 
     # --- disk versions and backup sets ----------------------------------------------
     async def disk_commit(self, req: b.DiskCommit) -> b.DiskCommitReply:
-        wire.actor_of(req.actor).require_service("committing a disk version")
+        current_actor().require_service("committing a disk version")
         version = DiskVersion(
             id="",
             backup_set_id="",
@@ -175,18 +176,18 @@ class BackupRpc:
 
     # --- leases ---------------------------------------------------------------------
     async def lease_acquire(self, req: b.LeaseAcquire) -> b.LeaseReply:
-        wire.actor_of(req.actor).require_service("taking a lease")
+        current_actor().require_service("taking a lease")
         lease = await self._c.leases.acquire(req.scope, req.holder, req.limit, req.ttl_s)
         return bw.lease_reply(lease)
 
     async def lease_renew(self, req: b.LeaseRenew) -> b.LeaseReply:
-        wire.actor_of(req.actor).require_service("renewing a lease")
+        current_actor().require_service("renewing a lease")
         return bw.lease_reply(
             await self._c.leases.renew(req.scope, req.slot, req.holder, req.ttl_s)
         )
 
     async def lease_release(self, req: b.LeaseRelease) -> m.Done:
-        wire.actor_of(req.actor).require_service("releasing a lease")
+        current_actor().require_service("releasing a lease")
         released = await self._c.leases.release(req.scope, req.slot, req.holder)
         return m.Done(ok=released)
 

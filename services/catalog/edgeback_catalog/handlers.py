@@ -11,10 +11,12 @@ from edgeback_catalog import wire
 from edgeback_catalog.authrpc import AuthRpc
 from edgeback_catalog.backuprpc import BackupRpc
 from edgeback_catalog.domain import Actor, JobId, PlatformId, RunId, StorageId, UserName
+from edgeback_catalog.gate import Gate, current_actor
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.jobrpc import JobRpc
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
 from edgeback_catalog.restorerpc import RestoreRpc
+from edgeback_catalog.principals import Identities
 from edgeback_catalog.routes import Route
 from edgeback_catalog.runs import TransitionRequest
 from edgeback_catalog.runstate import RunState
@@ -33,8 +35,9 @@ from edgeback_platform.models import HypervisorId
 class CatalogRpc:
     """One method per RPC; :meth:`routes` names them."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, identities: Identities) -> None:
         self._c = self.catalog = catalog
+        self.gate = Gate(catalog.db, catalog.audit, catalog.users, identities)
 
     def routes(self) -> list[Route]:
         r = Route
@@ -70,7 +73,8 @@ class CatalogRpc:
         ]
 
     # --- hosts --------------------------------------------------------------------
-    async def on_heartbeat(self, beat: m.HostHeartbeat, _envelope: Envelope) -> None:
+    async def on_heartbeat(self, beat: m.HostHeartbeat, envelope: Envelope) -> None:
+        await self.gate.heartbeat(envelope, beat.host_id)
         await self._c.hosts.heartbeat(
             Heartbeat(
                 host_id=BackupHostId(beat.host_id),
@@ -81,22 +85,22 @@ class CatalogRpc:
         )
 
     async def host_activate(self, req: m.HostActivate) -> m.HostInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         await self._c.hosts.activate(actor, BackupHostId(req.host_id))
         return wire.host_info(await self._c.hosts.get(actor, BackupHostId(req.host_id)))
 
     async def host_authorize(self, req: m.HostAuthorize) -> m.HostInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         await self._c.hosts.authorize(actor, BackupHostId(req.host_id), req.groups)
         return wire.host_info(await self._c.hosts.get(actor, BackupHostId(req.host_id)))
 
     async def host_activate_many(self, req: m.HostActivateMany) -> m.HostListReply:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         done = await self._c.hosts.activate_many(actor, [BackupHostId(h) for h in req.host_ids])
         return await self._hosts_reply(actor, [host.id for host in done])
 
     async def host_authorize_many(self, req: m.HostAuthorizeMany) -> m.HostListReply:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         ids = [BackupHostId(h) for h in req.host_ids]
         done = await self._c.hosts.authorize_many(actor, ids, req.groups)
         return await self._hosts_reply(actor, [host.id for host in done])
@@ -106,11 +110,11 @@ class CatalogRpc:
         return m.HostListReply(hosts=[wire.host_info(view) for view in views])
 
     async def host_get(self, req: m.HostGet) -> m.HostInfo:
-        view = await self._c.hosts.get(wire.actor_of(req.actor), BackupHostId(req.host_id))
+        view = await self._c.hosts.get(current_actor(), BackupHostId(req.host_id))
         return wire.host_info(view)
 
     async def host_list(self, req: m.HostList) -> m.HostListReply:
-        views = await self._c.hosts.list(wire.actor_of(req.actor))
+        views = await self._c.hosts.list(current_actor())
         return m.HostListReply(hosts=[wire.host_info(v) for v in views])
 
     # --- platforms ----------------------------------------------------------------
@@ -126,11 +130,11 @@ class CatalogRpc:
             tags=tuple(req.tags),
             groups=tuple(req.groups),
         )
-        platform = await self._c.platforms.register(wire.actor_of(req.actor), draft)
+        platform = await self._c.platforms.register(current_actor(), draft)
         return wire.platform_info(platform)
 
     async def platform_rename(self, req: m.PlatformRename) -> m.PlatformInfo:
-        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        actor, pid = current_actor(), PlatformId(req.platform_id)
         return wire.platform_info(await self._c.platforms.rename(actor, pid, req.name))
 
     async def platform_update(self, req: m.PlatformUpdate) -> m.PlatformInfo:
@@ -145,35 +149,35 @@ class CatalogRpc:
             else BackupHostId(req.default_host_id),
             groups=None if req.groups is None else tuple(req.groups),
         )
-        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        actor, pid = current_actor(), PlatformId(req.platform_id)
         return wire.platform_info(await self._c.platforms.update(actor, pid, changes))
 
     async def platform_set_tags(self, req: m.PlatformSetTags) -> m.PlatformInfo:
-        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        actor, pid = current_actor(), PlatformId(req.platform_id)
         return wire.platform_info(await self._c.platforms.set_tags(actor, pid, req.tags))
 
     async def platform_unregister(self, req: m.PlatformUnregister) -> m.Done:
-        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        actor, pid = current_actor(), PlatformId(req.platform_id)
         await self._c.platforms.unregister(actor, pid)
         return m.Done()
 
     async def platform_get(self, req: m.PlatformGet) -> m.PlatformInfo:
-        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        actor, pid = current_actor(), PlatformId(req.platform_id)
         return wire.platform_info(await self._c.platforms.get(actor, pid))
 
     async def platform_list(self, req: m.PlatformList) -> m.PlatformListReply:
-        found = await self._c.platforms.list(wire.actor_of(req.actor), tag=req.tag)
+        found = await self._c.platforms.list(current_actor(), tag=req.tag)
         return m.PlatformListReply(platforms=[wire.platform_info(p) for p in found])
 
     async def credentials(self, req: m.PlatformCredentialsGet) -> m.PlatformCredentials:
-        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        actor, pid = current_actor(), PlatformId(req.platform_id)
         keys = await self._c.platforms.credentials(actor, pid)
         return m.PlatformCredentials(
             platform_id=keys.platform_id, access_key=keys.access_key, secret_key=keys.secret_key
         )
 
     async def platform_browse(self, req: m.PlatformBrowse) -> w.PlatformInventory:
-        actor, pid = wire.actor_of(req.actor), PlatformId(req.platform_id)
+        actor, pid = current_actor(), PlatformId(req.platform_id)
         hypervisor = None if req.host_id is None else HypervisorId(req.host_id)
         return await self._c.platforms.browse(
             actor, pid, keyword=req.keyword, hypervisor_id=hypervisor
@@ -192,57 +196,57 @@ class CatalogRpc:
             snapshot_template=req.snapshot_template,
             instance_template=req.instance_template,
         )
-        storage = await self._c.storages.add(wire.actor_of(req.actor), draft)
+        storage = await self._c.storages.add(current_actor(), draft)
         return wire.storage_info(storage)
 
     async def storage_remove(self, req: m.StorageRemove) -> m.Done:
-        await self._c.storages.remove(wire.actor_of(req.actor), StorageId(req.storage_id))
+        await self._c.storages.remove(current_actor(), StorageId(req.storage_id))
         return m.Done()
 
     async def storage_get(self, req: m.StorageGet) -> m.StorageInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         return wire.storage_info(await self._c.storages.get(actor, StorageId(req.storage_id)))
 
     async def storage_list(self, req: m.StorageList) -> m.StorageListReply:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         found = await self._c.storages.list(actor, PlatformId(req.platform_id))
         return m.StorageListReply(storages=[wire.storage_info(s) for s in found])
 
     # --- users and groups ---------------------------------------------------------
     async def group_create(self, req: m.GroupCreate) -> m.GroupInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         group = await self._c.users.create_group(actor, req.name, req.description)
         return wire.group_info(group)
 
     async def group_list(self, req: m.GroupList) -> m.GroupListReply:
-        wire.actor_of(req.actor).require_admin("listing groups")
+        current_actor().require_admin("listing groups")
         groups = await self._c.users.groups()
         return m.GroupListReply(groups=[wire.group_info(g) for g in groups])
 
     async def user_create(self, req: m.UserCreate) -> m.UserInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         user = await self._c.users.create_user(actor, req.name, req.role, req.groups)
         return wire.user_info(user)
 
     async def user_set_groups(self, req: m.UserSetGroups) -> m.UserInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         return wire.user_info(await self._c.users.set_groups(actor, req.name, req.groups))
 
     async def user_get(self, req: m.UserGet) -> m.UserInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         if actor.name != req.name:
             actor.require_admin("reading another user")
         return wire.user_info(await self._c.users.get(UserName(req.name)))
 
     # --- runs and audit -----------------------------------------------------------
     async def run_create(self, req: m.RunCreate) -> m.RunInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         run_id = None if req.run_id is None else RunId(req.run_id)
         run = await self._c.runs.create(actor, JobId(req.job_id), BackupHostId(req.host_id), run_id)
         return wire.run_info(run)
 
     async def run_transition(self, req: m.RunTransition) -> m.RunTransitionReply:
-        wire.actor_of(req.actor).require_service("changing a run's state")
+        current_actor().require_service("changing a run's state")
         outcome = await self._c.runs.transition(
             TransitionRequest(
                 run_id=RunId(req.run_id),
@@ -258,12 +262,13 @@ class CatalogRpc:
         return wire.run_info(await self._c.runs.get(RunId(req.run_id)))
 
     async def audit_list(self, req: m.AuditList) -> m.AuditListReply:
-        wire.actor_of(req.actor).require_admin("reading the audit log")
+        current_actor().require_admin("reading the audit log")
         return await wire.audit_entries(self._c.audit, req.resource, req.limit, req.before)
 
 
 async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
-    """Serve every catalog RPC and consume heartbeats on ``bus``."""
+    """Serve every catalog RPC and consume heartbeats on ``bus``, all behind the gate
+    (``gate.py``): who may call what is decided by the caller's broker user."""
     c = rpc.catalog
     routes = [
         *rpc.routes(),
@@ -273,6 +278,7 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
         *ScheduleRpc(c).routes(),
         *RestoreRpc(c.restores, c.pool_import, bus).routes(),
     ]
-    handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in routes]
+    guarded = [rpc.gate.guard(route) for route in routes]
+    handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in guarded]
     handles.append(await bus.consume(CATALOG_HEARTBEATS, rpc.on_heartbeat, m.HostHeartbeat))
     return handles

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgeback_catalog import wire
 from edgeback_catalog.domain import JobId
+from edgeback_catalog.gate import current_actor
 from edgeback_catalog.routes import Route
 from edgeback_catalog.service import Catalog
 from edgeback_core.ids import BackupHostId
@@ -27,32 +28,32 @@ class JobRpc:
         ]
 
     async def create(self, req: j.JobCreate) -> j.JobInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         job = await self._jobs.create(actor, req.spec, enabled=req.enabled, groups=req.groups)
         return wire.job_info(job)
 
     async def get(self, req: j.JobGet) -> j.JobInfo:
-        return wire.job_info(await self._jobs.get(wire.actor_of(req.actor), JobId(req.job_id)))
+        return wire.job_info(await self._jobs.get(current_actor(), JobId(req.job_id)))
 
     async def list(self, req: j.JobList) -> j.JobListReply:
         host = None if req.host_id is None else BackupHostId(req.host_id)
         jobs, after = await self._jobs.list(
-            wire.actor_of(req.actor), host_id=host, after=req.after, limit=req.limit
+            current_actor(), host_id=host, after=req.after, limit=req.limit
         )
         return j.JobListReply(jobs=[wire.job_info(job) for job in jobs], next_after=after)
 
     async def update(self, req: j.JobUpdate) -> j.JobInfo:
-        actor, job_id = wire.actor_of(req.actor), JobId(req.job_id)
+        actor, job_id = current_actor(), JobId(req.job_id)
         return wire.job_info(await self._jobs.update(actor, job_id, req.revision, req.spec))
 
     async def clone(self, req: j.JobClone) -> j.JobInfo:
-        actor, job_id = wire.actor_of(req.actor), JobId(req.job_id)
+        actor, job_id = current_actor(), JobId(req.job_id)
         return wire.job_info(await self._jobs.clone(actor, job_id, req.name))
 
     async def delete(self, req: j.JobDelete) -> m.Done:
-        await self._jobs.delete(wire.actor_of(req.actor), JobId(req.job_id))
+        await self._jobs.delete(current_actor(), JobId(req.job_id))
         return m.Done()
 
     async def set_enabled(self, req: j.JobSetEnabled) -> j.JobInfo:
-        actor, job_id = wire.actor_of(req.actor), JobId(req.job_id)
+        actor, job_id = current_actor(), JobId(req.job_id)
         return wire.job_info(await self._jobs.set_enabled(actor, job_id, req.enabled))

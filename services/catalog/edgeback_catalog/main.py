@@ -30,7 +30,7 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: CatalogSettings) ->
         probe=WorkerProbe(bus),
         restore_code_ttl=timedelta(seconds=settings.restore_code_ttl_s),
     )
-    for handle in await serve_catalog(bus, CatalogRpc(catalog)):
+    for handle in await serve_catalog(bus, CatalogRpc(catalog, settings.identities())):
         runtime.on_stop_intake(handle.stop)
 
 

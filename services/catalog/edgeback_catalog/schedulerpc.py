@@ -3,8 +3,8 @@ its fenced lease and the due jobs. All need the ``service`` role."""
 
 from __future__ import annotations
 
-from edgeback_catalog import wire
 from edgeback_catalog.domain import JobId
+from edgeback_catalog.gate import current_actor
 from edgeback_catalog.routes import Route
 from edgeback_catalog.service import Catalog
 from edgeback_core.messages import catalog as m
@@ -24,7 +24,7 @@ class ScheduleRpc:
         ]
 
     async def leader_acquire(self, req: s.LeaderAcquire) -> s.LeaderInfo:
-        wire.actor_of(req.actor).require_service("taking a leadership lease")
+        current_actor().require_service("taking a leadership lease")
         leader, granted = await self._leadership.acquire(req.role, req.holder, req.ttl_s)
         return s.LeaderInfo(
             role=leader.role,
@@ -35,11 +35,11 @@ class ScheduleRpc:
         )
 
     async def leader_release(self, req: s.LeaderRelease) -> m.Done:
-        wire.actor_of(req.actor).require_service("releasing a leadership lease")
+        current_actor().require_service("releasing a leadership lease")
         return m.Done(ok=await self._leadership.release(req.role, req.holder, req.token))
 
     async def due(self, req: s.DueJobs) -> s.DueJobsReply:
-        wire.actor_of(req.actor).require_service("listing due jobs")
+        current_actor().require_service("listing due jobs")
         page, more = await self._due.due(
             req.before, after_due=req.after_due, after_id=req.after_id, limit=req.limit
         )
@@ -47,7 +47,7 @@ class ScheduleRpc:
         return s.DueJobsReply(jobs=jobs, more=more)
 
     async def mark_fired(self, req: s.MarkFired) -> s.MarkFiredReply:
-        wire.actor_of(req.actor).require_service("marking schedules fired")
+        current_actor().require_service("marking schedules fired")
         fires = [(JobId(f.job_id), f.due) for f in req.fires]
         done = await self._due.mark_fired(req.holder, req.token, req.fired_at, fires)
         results = [

@@ -6,13 +6,10 @@ from typing import Any, cast
 
 from edgeback_catalog.access import AuditLog
 from edgeback_catalog.domain import (
-    Actor,
     CephStorage,
     Group,
-    GroupName,
     Job,
     Platform,
-    Role,
     Run,
     RunTransition,
     User,
@@ -20,12 +17,6 @@ from edgeback_catalog.domain import (
 from edgeback_catalog.hosts import HostView
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import jobs as j
-
-
-def actor_of(ref: m.ActorRef) -> Actor:
-    return Actor(
-        name=ref.name, role=Role(ref.role), groups=frozenset(GroupName(g) for g in ref.groups)
-    )
 
 
 def host_info(view: HostView) -> m.HostInfo:

@@ -20,7 +20,7 @@ R = TypeVar("R", bound=msgspec.Struct)
 class CatalogClient:
     def __init__(self, bus: Bus, holder: str, *, timeout_s: float) -> None:
         self._bus, self.holder, self._timeout = bus, holder, timeout_s
-        self._actor = m.ActorRef(name=holder, role="service")
+        self._actor = m.ActorRef()  # the catalog knows the scheduler by its broker user
 
     async def _call(self, name: str, request: msgspec.Struct, reply: type[R]) -> R:
         return await self._bus.call(name, request, reply, timeout=self._timeout)

@@ -1,0 +1,112 @@
+"""The catalog's door: every RPC and every heartbeat passes here before its handler.
+
+The caller is the broker user RabbitMQ validated (``rpc_caller()``, ``Envelope.user_id``),
+mapped to a principal by ``principals``; the request's ``actor`` only names the end
+user the API speaks for. A refusal answers ``permission_denied`` and is written to the
+audit log (action ``access.denied``) with the broker user and what the request claimed.
+Handlers read the admitted caller with :func:`current_actor`.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any, NoReturn
+
+import msgspec
+import structlog
+
+from edgeback_catalog.access import AuditLog
+from edgeback_catalog.domain import Actor, Role, UserName
+from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_catalog.principals import Identities, Kind, Principal, Scope, judge, rule_of
+from edgeback_catalog.routes import Route
+from edgeback_catalog.users import Users
+from edgeback_core.bus.port import Envelope
+from edgeback_core.bus.rpc import rpc_caller
+from edgeback_core.errors import NotFoundError, PermissionDeniedError
+from edgeback_core.ids import BackupHostId
+
+log = structlog.get_logger(__name__)
+
+DENIED = "access.denied"
+
+_actor: ContextVar[Actor] = ContextVar("edgeback_catalog_actor")
+
+
+def current_actor() -> Actor:
+    """Who the RPC being answered is for, as the gate admitted it."""
+    return _actor.get()
+
+
+class Gate:
+    def __init__(self, db: CatalogDb, audit: AuditLog, users: Users, ids: Identities) -> None:
+        self._db, self._audit, self._users, self._ids = db, audit, users, ids
+
+    def guard(self, route: Route) -> Route:
+        """``route`` with its handler behind the gate."""
+
+        async def guarded(request: Any) -> msgspec.Struct:
+            _actor.set(await self.admit(route.name, request))  # one task per request
+            return await route.handler(request)
+
+        return Route(route.name, route.request_type, guarded)
+
+    async def admit(self, rpc: str, request: msgspec.Struct) -> Actor:
+        """The actor ``request`` from the current RPC caller is answered for."""
+        principal = self._ids.principal_of(rpc_caller())
+        ref = getattr(request, "actor", None)
+        user, role = getattr(ref, "user", None), getattr(ref, "role", None)
+        claim = {"claimed_user": user, "claimed_role": role}
+        verdict = judge(principal, rule_of(rpc), user=user, role=role)
+        if verdict.refused:
+            await self._refuse(principal, f"rpc/{rpc}", verdict.refused, claim)
+        if verdict.user is not None:
+            try:
+                return await self._users.actor_of(UserName(verdict.user))
+            except NotFoundError:
+                await self._refuse(principal, f"rpc/{rpc}", "no such user", claim)
+        if verdict.scope is not None and not await self._owns(principal, verdict.scope, request):
+            await self._refuse(principal, f"rpc/{rpc}", f"not this host's {verdict.scope}", claim)
+        return Actor(name=principal.broker_user, role=Role.SERVICE)
+
+    async def heartbeat(self, envelope: Envelope, host_id: str) -> None:
+        """Refuse (and audit) a heartbeat not sent by the host it names."""
+        principal = self._ids.principal_of(envelope.user_id)
+        if principal.kind is not Kind.TEST and principal.host_id != host_id:
+            claim = {"claimed_host": host_id}
+            await self._refuse(principal, "event/host.heartbeat", "not this host's id", claim)
+
+    async def _owns(self, principal: Principal, scope: Scope, request: msgspec.Struct) -> bool:
+        host = principal.host_id
+        if scope is Scope.ANY:
+            return True
+        if scope is Scope.RUN:
+            return await self._host_of(Coll.RUNS, getattr(request, "run_id", None)) == host
+        if scope is Scope.JOB:
+            return await self._host_of(Coll.JOBS, getattr(request, "job_id", None)) == host
+        platform_id = getattr(request, "platform_id", None)
+        return host is not None and await self._serves_platform(host, platform_id)
+
+    async def _host_of(self, coll: Coll, doc_id: str | None) -> str | None:
+        doc = None if doc_id is None else await self._db.find_one(coll, {"_id": doc_id})
+        return None if doc is None else str(doc["host_id"])
+
+    async def _serves_platform(self, host: BackupHostId, platform_id: str | None) -> bool:
+        """The platform's default backup host, or the target of one of its jobs."""
+        if platform_id is None:
+            return False
+        found = await self._db.find_one(Coll.PLATFORMS, {"_id": platform_id})
+        if found is None:
+            return False
+        if found["default_host_id"] == host:
+            return True
+        return await self._db.count(Coll.JOBS, {"platform_ids": platform_id, "host_id": host}) > 0
+
+    async def _refuse(
+        self, principal: Principal, resource: str, reason: str, claim: dict[str, Any]
+    ) -> NoReturn:
+        details = {"reason": reason, **{k: v for k, v in claim.items() if v is not None}}
+        user, kind = principal.broker_user, str(principal.kind)
+        await self._audit.record_as(user, kind, DENIED, resource, details)
+        log.warning("catalog.access_denied", broker_user=user, resource=resource, **details)
+        raise PermissionDeniedError(f"{resource}: {reason}", broker_user=user)
