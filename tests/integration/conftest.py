@@ -61,7 +61,7 @@ class BrokerUsers:
         self._made: dict[str, str] = {}
 
     async def url(self, user: str | None) -> str:
-        if user is None:
+        if user is None or user == TEST_USER:
             return self._url
         service = os.environ.get(f"EDGEBACK_AMQP_URL_{user.upper()}")
         if service:

@@ -3,7 +3,8 @@
 The caller is the broker user RabbitMQ validated (``rpc_caller()``, ``Envelope.user_id``),
 mapped to a principal by ``principals``; the request's ``actor`` only names the end
 user the API speaks for. A refusal answers ``permission_denied`` and is written to the
-audit log (action ``access.denied``) with the broker user and what the request claimed.
+audit log (action ``access.denied``) with the broker user and what the request claimed;
+so is a ``permission_denied`` of a handler (an operator asking for an admin's right).
 Handlers read the admitted caller with :func:`current_actor`.
 """
 
@@ -46,8 +47,14 @@ class Gate:
         """``route`` with its handler behind the gate."""
 
         async def guarded(request: Any) -> msgspec.Struct:
-            _actor.set(await self.admit(route.name, request))  # one task per request
-            return await route.handler(request)
+            actor = await self.admit(route.name, request)
+            _actor.set(actor)  # the bus answers each request in a task of its own
+            try:
+                return await route.handler(request)
+            except PermissionDeniedError as exc:  # the user's role or groups fall short
+                details = {"reason": exc.message, "broker_user": rpc_caller()}
+                await self._audit.record(actor, DENIED, f"rpc/{route.name}", details)
+                raise
 
         return Route(route.name, route.request_type, guarded)
 
