@@ -78,7 +78,8 @@ async def rig(mongo_url: str) -> AsyncIterator[Rig]:
         catalog = Catalog.build(db, box, clock=clock, probe=None)
         server = await stack.enter_async_context(MemoryBus.open(broker, topology))
         await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
-        bus = await stack.enter_async_context(MemoryBus.open(broker, topology))
+        # the scheduler's own identity: the catalog answers it only what a scheduler may ask
+        bus = await stack.enter_async_context(MemoryBus.open(broker, topology, user_id="scheduler"))
         runs = StartRunCounter()
         await runs.consume(bus, "test.start_runs")
         yield Rig(db, catalog, bus, clock, runs)

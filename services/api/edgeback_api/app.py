@@ -133,8 +133,8 @@ async def _request_of(
             raise InvalidInputError(f"unknown field(s) in the body: {sorted(filled)}")
     fields |= {k: v for k, v in request.match_info.items() if k in route.request.__struct_fields__}
     if ACTOR_FIELD in route.request.__struct_fields__ and identity is not None:
-        user = identity.user
-        fields[ACTOR_FIELD] = {"name": user.name, "role": user.role, "groups": user.groups}
+        # the catalog loads the user's role and groups itself (it believes no role here)
+        fields[ACTOR_FIELD] = {"user": identity.user.name}
     return _convert(fields, route.request, strict=True)
 
 
