@@ -6,7 +6,8 @@ name says: ``commands.load_manifest``), and sends what passed to the catalog's
 ``catalog.backup_set.import`` RPC over the bus. A manifest that fails its checks is
 reported and left out; the catalog makes a repeated import add nothing. The bus is
 ``EDGEBACK_AMQP_URL`` (``EDGEBACK_AMQP_CAFILE``) under ``EDGEBACK_BUS_PREFIX``, as for
-the services; the caller acts as an admin (``--actor``).
+the services; the catalog authorizes by that broker user: ``--actor`` names the admin
+the import is for (only from the API's broker user, ``docs/catalog.md``).
 """
 
 from __future__ import annotations

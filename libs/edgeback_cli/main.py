@@ -125,7 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp = catalog_verbs.add_parser(
         "import", help="recreate backup sets from a pool's manifests (into an empty catalog)"
     )
-    imp.add_argument("--actor", default="edgeback-cli", help="admin name in the audit log")
+    imp.add_argument(
+        "--actor",
+        default=None,
+        help="the admin user the import is made for (the catalog accepts a named user only "
+        "from the API's broker user: run the CLI with that EDGEBACK_AMQP_URL)",
+    )
     _pool_options(imp, "--from")
     keys = groups.add_parser("key", help="pool secrets of the backup hosts")
     key_verbs = keys.add_subparsers(dest="verb", required=True)
@@ -188,7 +193,7 @@ async def _dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int
         commands.note(f"wrote a new pool secret to {args.file}: back it up (docs/encryption.md)")
         return 0
     if args.group == "catalog":
-        actor = ActorRef(name=args.actor, role="admin")
+        actor = ActorRef(user=args.actor)
         summary = await run_import(_access(args, environ), environ, actor)
         commands.emit(summary, as_json=args.json)
         return EXIT_INTEGRITY if summary["rejected"] else 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.bench.images import DataMaker, remove_image, write_chunk
+from tests.integration.conftest import TEST_IDENTITIES
 from tests.integration.test_catalog_rpc import ADMIN
 from tests.support.cli_runner import cli
 from tests.support.storage_node import Node, make_pools, running_node
@@ -55,7 +56,7 @@ async def catalog_bus(
         )
         stack.push_async_callback(db.drop)
         bus = await stack.enter_async_context(AmqpBus.open(amqp_url, Topology(prefix=prefix)))
-        await serve_catalog(bus, CatalogRpc(Catalog.build(db, box, probe=None)))
+        await serve_catalog(bus, CatalogRpc(Catalog.build(db, box, probe=None), TEST_IDENTITIES))
         yield bus
         await bus.delete_topology([CATALOG_HEARTBEATS])
 

@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tests.integration.conftest import BusOpener
+from tests.integration.conftest import TEST_IDENTITIES, BusOpener
 from tests.integration.test_catalog_rpc import ADMIN, World, registered_host
 
 from edgeback_catalog.handlers import CatalogRpc, serve_catalog
@@ -59,7 +59,7 @@ async def world(open_bus: BusOpener, mongo_url: str) -> AsyncIterator[RestoreWor
         stack.push_async_callback(db.drop)
         server: Bus = await stack.enter_async_context(open_bus())
         catalog = Catalog.build(db, box, clock=clock, probe=None)
-        await serve_catalog(server, CatalogRpc(catalog))
+        await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
         client: Bus = await stack.enter_async_context(open_bus())
         world = RestoreWorld(client, db)
         world.clock = clock

@@ -15,8 +15,8 @@ from edgeback_catalog.gate import Gate, current_actor
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.jobrpc import JobRpc
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
-from edgeback_catalog.restorerpc import RestoreRpc
 from edgeback_catalog.principals import Identities
+from edgeback_catalog.restorerpc import RestoreRpc
 from edgeback_catalog.routes import Route
 from edgeback_catalog.runs import TransitionRequest
 from edgeback_catalog.runstate import RunState

@@ -8,7 +8,7 @@ the user creates the restore again).
 
 from __future__ import annotations
 
-from edgeback_catalog import wire
+from edgeback_catalog.gate import current_actor
 from edgeback_catalog.poolimport import PoolImport
 from edgeback_catalog.restoredocs import browse, restore_info
 from edgeback_catalog.restores import Restores
@@ -37,13 +37,13 @@ class RestoreRpc:
         ]
 
     async def create(self, req: r.RestoreCreate) -> r.RestoreCreated:
-        created = await self._restores.create(wire.actor_of(req.actor), req.spec)
+        created = await self._restores.create(current_actor(), req.spec)
         return r.RestoreCreated(
             restore=restore_info(created.restore), verification_code=created.code
         )
 
     async def start(self, req: r.RestoreStart) -> r.RestoreInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         restore = await self._restores.start(actor, req.restore_id, req.verification_code)
         if restore.state is not RestoreState.QUEUED:
             return restore_info(restore)
@@ -59,20 +59,20 @@ class RestoreRpc:
         return restore_info(restore)
 
     async def get(self, req: r.RestoreGet) -> r.RestoreInfo:
-        return restore_info(await self._restores.get(wire.actor_of(req.actor), req.restore_id))
+        return restore_info(await self._restores.get(current_actor(), req.restore_id))
 
     async def list(self, req: r.RestoreList) -> r.RestoreListReply:
-        found = await self._restores.list(wire.actor_of(req.actor), req.state, req.limit)
+        found = await self._restores.list(current_actor(), req.state, req.limit)
         return r.RestoreListReply(restores=[restore_info(x) for x in found])
 
     async def cancel(self, req: r.RestoreCancel) -> r.RestoreInfo:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         return restore_info(await self._restores.cancel(actor, req.restore_id))
 
     async def points(self, req: r.RestorePointsQuery) -> r.RestorePointsReply:
-        wire.actor_of(req.actor)
+        current_actor()  # admitted by the gate: any end user may browse points
         return r.RestorePointsReply(points=await browse(self._restores.db, req))
 
     async def pool_import(self, req: r.BackupSetImport) -> r.BackupSetImportReply:
-        sets, versions = await self._import.run(wire.actor_of(req.actor), req.pool, req.disks)
+        sets, versions = await self._import.run(current_actor(), req.pool, req.disks)
         return r.BackupSetImportReply(backup_sets_added=sets, disk_versions_added=versions)
