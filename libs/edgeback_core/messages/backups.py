@@ -120,7 +120,7 @@ class RunFinish(Request, frozen=True, kw_only=True):
 class RunCancel(Request, frozen=True, kw_only=True):
     """Ask a run to stop: a pending run is cancelled at once, a queued or running one
     becomes ``cancelling`` (its workers see it and stop). Repeating it is answered with
-    ``applied=false``; an ended run answers ``invalid_transition``."""
+    ``applied=false``; a run that ended otherwise answers ``invalid_transition``."""
 
     actor: ActorRef
     run_id: str
@@ -206,7 +206,8 @@ class VmTaskReply(Message, frozen=True, kw_only=True):
     task: VmTaskInfo
     applied: bool
     run_state: RunStateName | None = None
-    """After a finish: the run's state; terminal when this VM was the last one."""
+    """The run's state after the step: on a start or a renewal ``cancelling`` tells the
+    worker to stop; after a finish, terminal when this VM was the last one."""
 
 
 # --- disk versions and backup sets ------------------------------------------------------

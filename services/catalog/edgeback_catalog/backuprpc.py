@@ -120,14 +120,20 @@ class BackupRpc:
         done = await self._c.run_tasks.start(
             RunId(req.run_id), req.vm, req.attempt, req.worker_id, req.claim_s
         )
-        return b.VmTaskReply(task=bw.task_info(done.task), applied=done.applied)
+        state = await self._run_state(req.run_id)
+        return b.VmTaskReply(task=bw.task_info(done.task), applied=done.applied, run_state=state)
 
     async def vm_renew(self, req: b.VmRenew) -> b.VmTaskReply:
         wire.actor_of(req.actor).require_service("renewing a VM task")
         task = await self._c.run_tasks.renew(
             RunId(req.run_id), req.vm_id, req.attempt, req.worker_id, req.claim_s
         )
-        return b.VmTaskReply(task=bw.task_info(task), applied=True)
+        state = await self._run_state(req.run_id)
+        return b.VmTaskReply(task=bw.task_info(task), applied=True, run_state=state)
+
+    async def _run_state(self, run_id: str) -> m.RunStateName:
+        """Told to the worker on each start and renewal: ``cancelling`` means stop."""
+        return cast(m.RunStateName, str((await self._c.runs.get(RunId(run_id))).state))
 
     async def vm_finish(self, req: b.VmFinish) -> b.VmTaskReply:
         wire.actor_of(req.actor).require_service("finishing a VM task")

@@ -101,7 +101,12 @@ class RunStarter:
         claimed = await self._db.update(Coll.JOBS, condition, {"$push": {"active_runs": rid}})
         if claimed is not None:
             return claimed
-        job = job_of(await self._db.find_one(Coll.JOBS, query) or found)
+        current = await self._db.find_one(Coll.JOBS, query) or found
+        job = job_of(current)
+        if rid in job.active_runs:
+            # claimed by this same command: a concurrent delivery, or one that stopped
+            # before inserting the run; inserting it is safe (the insert is keyed by id)
+            return current
         if not job.enabled:
             raise JobDisabledError(f"job {job_id} is disabled", job_id=job_id)
         runs = list(job.active_runs)
