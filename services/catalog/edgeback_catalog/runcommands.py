@@ -40,9 +40,12 @@ from edgeback_core.messages import runs as r
 
 log = structlog.get_logger(__name__)
 
-STARTER = Actor(name="catalog", role=Role.SERVICE)
-"""Who starts runs from ``StartRun``: the command's publisher was authorized by the
-broker (per-user permissions on the commands exchange); ``requested_by`` is audited."""
+
+def starter(envelope: Envelope) -> Actor:
+    """Who starts a run from ``StartRun``: the publisher's broker user (RabbitMQ checked
+    it; only service users may publish ``run.command.start``), audited beside the
+    command's ``requested_by``."""
+    return Actor(name=envelope.user_id or "catalog", role=Role.SERVICE)
 
 
 def skipped_message_id(command: r.StartRun) -> str:
@@ -54,7 +57,7 @@ class RunMessages:
     def __init__(self, catalog: Catalog, bus: Bus) -> None:
         self._c, self._bus = catalog, bus
 
-    async def on_start_run(self, command: r.StartRun, _envelope: Envelope) -> None:
+    async def on_start_run(self, command: r.StartRun, envelope: Envelope) -> None:
         request = StartRequest(
             job_id=JobId(command.job_id),
             requested_by=command.requested_by,
@@ -62,7 +65,7 @@ class RunMessages:
             backup_type=command.backup_type,
         )
         try:
-            started = await self._c.run_starter.start(STARTER, request)
+            started = await self._c.run_starter.start(starter(envelope), request)
         except (JobBusyError, JobDisabledError) as exc:
             await self._skipped(command, exc.code, [str(x) for x in exc.details.get("runs", [])])
             return
