@@ -21,7 +21,7 @@ from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus
-from edgeback_core.bus.topology import CATALOG_HEARTBEATS, HOST_HEARTBEAT
+from edgeback_core.bus.topology import HOST_HEARTBEAT, QUEUES
 from edgeback_core.errors import EdgebackError
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as names
@@ -57,12 +57,14 @@ async def world(open_bus: BusOpener, mongo_url: str) -> AsyncIterator[World]:
         )
         stack.push_async_callback(db.drop)
         server: Bus = await stack.enter_async_context(open_bus())
-        catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
+        catalog = Catalog.build(
+            db, box, offline_after=timedelta(seconds=60), probe=None, events=server
+        )
         await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
         client: Bus = await stack.enter_async_context(open_bus())
         yield World(client, db)
         if isinstance(server, AmqpBus):
-            await server.delete_topology([CATALOG_HEARTBEATS])
+            await server.delete_topology(list(QUEUES))
 
 
 async def registered_host(world: World, host_id: str = "h1") -> str:

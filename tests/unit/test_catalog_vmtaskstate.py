@@ -46,6 +46,15 @@ def test_no_vm_is_a_failed_run() -> None:
     assert run_outcome([]) is RunState.FAILED
 
 
+@given(st.lists(st.sampled_from(list(V)), max_size=12))
+def test_a_cancelled_run_ends_cancelled_unless_every_vm_succeeded(
+    states: list[VmTaskState],
+) -> None:
+    done = bool(states) and all(s is V.SUCCEEDED for s in states)
+    expected = RunState.SUCCEEDED if done else RunState.CANCELLED
+    assert run_outcome(states, cancelling=True) is expected
+
+
 steps = st.lists(
     st.tuples(
         st.sampled_from(["start", "finish"]),

@@ -104,7 +104,20 @@ CATALOG_HEARTBEATS = QueueSpec(
 )
 """The catalog registers backup hosts and keeps them online from their heartbeats."""
 
-QUEUES: tuple[QueueSpec, ...] = (CATALOG_HEARTBEATS,)
+CATALOG_RUN_STARTS = QueueSpec(
+    name="catalog.run_starts", exchange="commands", bindings=(START_RUN,)
+)
+"""The catalog creates the run a ``StartRun`` asks for and sends ``PlanRun`` to its host."""
+
+CATALOG_RUN_LOG = QueueSpec(
+    name="catalog.run_log",
+    exchange="events",
+    bindings=tuple(RUN_EVENT_KEYS.values()),
+    prefetch=20,
+)
+"""The catalog records every run event in the run's event log (``catalog.run.events``)."""
+
+QUEUES: tuple[QueueSpec, ...] = (CATALOG_HEARTBEATS, CATALOG_RUN_STARTS, CATALOG_RUN_LOG)
 """Every fixed work queue a service consumes (``docs/bus.md`` lists them, a test holds
 the docs to this and to ``PER_HOST_QUEUES``)."""
 

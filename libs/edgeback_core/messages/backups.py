@@ -15,11 +15,13 @@ from typing import Literal
 from edgeback_core.messages.base import Message
 from edgeback_core.messages.catalog import ActorRef, Request, RunInfo, RunStateName
 from edgeback_core.messages.jobs import PoolRef
-from edgeback_core.messages.runs import BackupType, DiskStats, VmOutcome, VmRef
+from edgeback_core.messages.runs import BackupType, DiskStats, RunEvent, VmOutcome, VmRef
 
 RUN_START = "catalog.run.start"
 RUN_DETAIL = "catalog.run.detail"
 RUN_FINISH = "catalog.run.finish"
+RUN_CANCEL = "catalog.run.cancel"
+RUN_EVENTS = "catalog.run.events"
 VM_PLAN = "catalog.run.vm.plan"
 VM_START = "catalog.run.vm.start"
 VM_FINISH = "catalog.run.vm.finish"
@@ -115,6 +117,40 @@ class RunFinish(Request, frozen=True, kw_only=True):
     abandon_unfinished: bool = False
 
 
+class RunCancel(Request, frozen=True, kw_only=True):
+    """Ask a run to stop: a pending run is cancelled at once, a queued or running one
+    becomes ``cancelling`` (its workers see it and stop). Repeating it is answered with
+    ``applied=false``; a run that ended otherwise answers ``invalid_transition``."""
+
+    actor: ActorRef
+    run_id: str
+    reason: str = ""
+
+
+class RunEventsGet(Request, frozen=True, kw_only=True):
+    """One page of the event log of a run (``run_id``) or of every run of a job
+    (``job_id``, which also holds its ``RunSkipped``), oldest first; exactly one of the two."""
+
+    actor: ActorRef
+    run_id: str | None = None
+    job_id: str | None = None
+    after: str | None = None
+    """``next_after`` of the previous page."""
+    limit: int = 100
+
+
+class RunLogEntry(Message, frozen=True, kw_only=True):
+    message_id: str
+    received_at: datetime
+    event: RunEvent
+
+
+class RunEventsReply(Message, frozen=True, kw_only=True):
+    events: list[RunLogEntry]
+    next_after: str | None = None
+    """None: this was the last page."""
+
+
 # --- VM tasks ---------------------------------------------------------------------------
 class VmPlan(Request, frozen=True, kw_only=True):
     """The VMs a run will back up, as listed at its start: each becomes a pending task."""
@@ -170,7 +206,8 @@ class VmTaskReply(Message, frozen=True, kw_only=True):
     task: VmTaskInfo
     applied: bool
     run_state: RunStateName | None = None
-    """After a finish: the run's state; terminal when this VM was the last one."""
+    """The run's state after the step: on a start or a renewal ``cancelling`` tells the
+    worker to stop; after a finish, terminal when this VM was the last one."""
 
 
 # --- disk versions and backup sets ------------------------------------------------------

@@ -113,13 +113,15 @@ class RunStarted(Versioned, frozen=True, kw_only=True):
 
 
 class RunSkipped(Versioned, frozen=True, kw_only=True):
-    """A ``StartRun`` that started nothing: the job is disabled or already running."""
+    """A ``StartRun`` that started nothing: the job is disabled, already running, or
+    the command cannot be carried out (no such job, a malformed key)."""
 
     job_id: str
     requested_by: str
     idempotency_key: str
     code: str
-    """``job_busy`` or ``job_disabled``."""
+    """``job_busy`` or ``job_disabled`` (the command is done with); ``not_found`` (no
+    such job) or ``invalid_input``: the command is also dead-lettered."""
     active_run_ids: list[str] = []
     at: datetime
 

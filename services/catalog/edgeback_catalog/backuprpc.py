@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import cast
 
-import msgspec
-
 from edgeback_catalog import backupwire as bw
 from edgeback_catalog import wire
 from edgeback_catalog.backupsets import DiskCommitRequest
@@ -23,7 +21,7 @@ from edgeback_catalog.service import Catalog
 from edgeback_catalog.vmtaskstate import VmTaskState
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
-from edgeback_core.messages.runs import BackupType, DiskStats
+from edgeback_core.messages.runs import BackupType
 
 
 class BackupRpc:
@@ -35,6 +33,8 @@ class BackupRpc:
             Route(b.RUN_START, b.RunStart, self.run_start),
             Route(b.RUN_DETAIL, b.RunDetailGet, self.run_detail),
             Route(b.RUN_FINISH, b.RunFinish, self.run_finish),
+            Route(b.RUN_CANCEL, b.RunCancel, self.run_cancel),
+            Route(b.RUN_EVENTS, b.RunEventsGet, self.run_events),
             Route(b.VM_PLAN, b.VmPlan, self.vm_plan),
             Route(b.VM_START, b.VmStart, self.vm_start),
             Route(b.VM_FINISH, b.VmFinish, self.vm_finish),
@@ -77,7 +77,7 @@ class BackupRpc:
             run=wire.run_info(run),
             vms=[bw.task_info(t) for t in tasks],
             backup_set_ids=sets,
-            stats=_total(disks),
+            stats=bw.total_stats(disks),
         )
 
     async def run_finish(self, req: b.RunFinish) -> m.RunTransitionReply:
@@ -86,6 +86,29 @@ class BackupRpc:
             RunId(req.run_id), req.request_id, abandon_unfinished=req.abandon_unfinished
         )
         return m.RunTransitionReply(run=wire.run_info(outcome.run), applied=outcome.applied)
+
+    async def run_cancel(self, req: b.RunCancel) -> m.RunTransitionReply:
+        actor = current_actor()
+        outcome = await self._c.run_cancels.cancel(actor, RunId(req.run_id), req.reason)
+        return m.RunTransitionReply(run=wire.run_info(outcome.run), applied=outcome.applied)
+
+    async def run_events(self, req: b.RunEventsGet) -> b.RunEventsReply:
+        actor = current_actor()
+        if req.run_id is not None and not actor.sees_everything:
+            await self._c.jobs.get(actor, (await self._c.runs.get(RunId(req.run_id))).job_id)
+        elif req.job_id is not None:
+            await self._c.jobs.get(actor, JobId(req.job_id))
+        entries, after = await self._c.run_log.page(
+            run_id=None if req.run_id is None else RunId(req.run_id),
+            job_id=None if req.job_id is None else JobId(req.job_id),
+            after=req.after,
+            limit=req.limit,
+        )
+        found = [
+            b.RunLogEntry(message_id=e.message_id, received_at=e.received_at, event=e.event)
+            for e in entries
+        ]
+        return b.RunEventsReply(events=found, next_after=after)
 
     # --- VM tasks -------------------------------------------------------------------
     async def vm_plan(self, req: b.VmPlan) -> b.VmPlanReply:
@@ -98,14 +121,20 @@ class BackupRpc:
         done = await self._c.run_tasks.start(
             RunId(req.run_id), req.vm, req.attempt, req.worker_id, req.claim_s
         )
-        return b.VmTaskReply(task=bw.task_info(done.task), applied=done.applied)
+        state = await self._run_state(req.run_id)
+        return b.VmTaskReply(task=bw.task_info(done.task), applied=done.applied, run_state=state)
 
     async def vm_renew(self, req: b.VmRenew) -> b.VmTaskReply:
         current_actor().require_service("renewing a VM task")
         task = await self._c.run_tasks.renew(
             RunId(req.run_id), req.vm_id, req.attempt, req.worker_id, req.claim_s
         )
-        return b.VmTaskReply(task=bw.task_info(task), applied=True)
+        state = await self._run_state(req.run_id)
+        return b.VmTaskReply(task=bw.task_info(task), applied=True, run_state=state)
+
+    async def _run_state(self, run_id: str) -> m.RunStateName:
+        """Told to the worker on each start and renewal: ``cancelling`` means stop."""
+        return cast(m.RunStateName, str((await self._c.runs.get(RunId(run_id))).state))
 
     async def vm_finish(self, req: b.VmFinish) -> b.VmTaskReply:
         current_actor().require_service("finishing a VM task")
@@ -190,9 +219,3 @@ class BackupRpc:
         current_actor().require_service("releasing a lease")
         released = await self._c.leases.release(req.scope, req.slot, req.holder)
         return m.Done(ok=released)
-
-
-def _total(disks: list[DiskVersion]) -> DiskStats:
-    fields = [f for f in DiskStats.__struct_fields__]
-    sums = {f: sum(getattr(d.stats, f) for d in disks) for f in fields}
-    return msgspec.convert(sums, DiskStats)

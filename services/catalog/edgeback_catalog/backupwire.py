@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
+
+import msgspec
 
 from edgeback_catalog.domain import BackupSet, DiskVersion, VmTask
 from edgeback_catalog.leases import Lease
 from edgeback_core.messages import backups as b
-from edgeback_core.messages.runs import BackupType
+from edgeback_core.messages.runs import BackupType, DiskStats
 
 
 def task_info(task: VmTask) -> b.VmTaskInfo:
@@ -66,3 +69,10 @@ def lease_reply(lease: Lease | None) -> b.LeaseReply:
         scope=lease.scope, slot=lease.slot, holder=lease.holder, expires_at=lease.expires_at
     )
     return b.LeaseReply(lease=info)
+
+
+def total_stats(disks: Sequence[DiskVersion]) -> DiskStats:
+    """The sum of the disk versions' stats (a run's totals)."""
+    fields = [f for f in DiskStats.__struct_fields__]
+    sums = {f: sum(getattr(d.stats, f) for d in disks) for f in fields}
+    return msgspec.convert(sums, DiskStats)

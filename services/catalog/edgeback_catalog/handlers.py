@@ -1,4 +1,5 @@
-"""The catalog's RPC handlers and its heartbeat consumer, and how they go on a bus.
+"""The catalog's RPC handlers and its consumers (heartbeats, ``StartRun``, run
+events), and how they go on a bus.
 
 Requests refuse unknown fields; the bus answers a malformed one (unknown field, wrong
 type, missing field) with ``invalid_input`` and the decoder's reason before any
@@ -6,6 +7,8 @@ handler runs, so it changes nothing.
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 from edgeback_catalog import wire
 from edgeback_catalog.authrpc import AuthRpc
@@ -18,16 +21,18 @@ from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
 from edgeback_catalog.principals import Identities
 from edgeback_catalog.restorerpc import RestoreRpc
 from edgeback_catalog.routes import Route
+from edgeback_catalog.runcommands import RunMessages
 from edgeback_catalog.runs import TransitionRequest
 from edgeback_catalog.runstate import RunState
 from edgeback_catalog.schedulerpc import ScheduleRpc
 from edgeback_catalog.service import Catalog
 from edgeback_catalog.storages import StorageDraft
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
-from edgeback_core.bus.topology import CATALOG_HEARTBEATS
+from edgeback_core.bus.topology import CATALOG_HEARTBEATS, CATALOG_RUN_LOG, CATALOG_RUN_STARTS
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as names
+from edgeback_core.messages import runs as r
 from edgeback_core.messages import worker as w
 from edgeback_platform.models import HypervisorId
 
@@ -267,8 +272,9 @@ class CatalogRpc:
 
 
 async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
-    """Serve every catalog RPC and consume heartbeats on ``bus``, all behind the gate
-    (``gate.py``): who may call what is decided by the caller's broker user."""
+    """Serve every catalog RPC, consume heartbeats, ``StartRun`` and run events on ``bus``,
+    all behind the gate (``gate.py``): who may call what is decided by the caller's
+    broker user."""
     c = rpc.catalog
     routes = [
         *rpc.routes(),
@@ -281,4 +287,9 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     guarded = [rpc.gate.guard(route) for route in routes]
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in guarded]
     handles.append(await bus.consume(CATALOG_HEARTBEATS, rpc.on_heartbeat, m.HostHeartbeat))
+    runs = RunMessages(rpc.catalog, bus)
+    handles.append(await bus.consume(CATALOG_RUN_STARTS, runs.on_start_run, r.StartRun))
+    # RunEvent is a tagged union of structs: the decoder picks the class by its tag
+    events = cast("type[r.RunStarted]", r.RunEvent)
+    handles.append(await bus.consume(CATALOG_RUN_LOG, runs.on_run_event, events))
     return handles

@@ -29,9 +29,11 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: CatalogSettings) ->
         offline_after=timedelta(seconds=settings.host_offline_after_s),
         probe=WorkerProbe(bus),
         restore_code_ttl=timedelta(seconds=settings.restore_code_ttl_s),
+        events=bus,
     )
     for handle in await serve_catalog(bus, CatalogRpc(catalog, settings.identities())):
         runtime.on_stop_intake(handle.stop)
+    await catalog.run_ends.announce_missed()
 
 
 def main() -> None:

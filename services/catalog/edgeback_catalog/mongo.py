@@ -50,6 +50,7 @@ class Coll(enum.StrEnum):
     JOBS = "jobs"
     RUNS = "runs"
     RUN_EVENTS = "run_events"
+    RUN_LOG = "run_log"
     BACKUP_SETS = "backup_sets"
     DISK_VERSIONS = "disk_versions"
     USERS = "users"
@@ -94,6 +95,8 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.RUNS, "job_id", "-created_at"),
     _ix(Coll.RUNS, "state"),
     _ix(Coll.RUN_EVENTS, "run_id", "seq", unique=True),
+    _ix(Coll.RUN_LOG, "run_id", "key"),
+    _ix(Coll.RUN_LOG, "job_id", "key"),
     _ix(Coll.BACKUP_SETS, "run_id"),
     _ix(Coll.BACKUP_SETS, "vm_id", "-created_at"),
     _ix(Coll.DISK_VERSIONS, "backup_set_id", "disk_id", unique=True),

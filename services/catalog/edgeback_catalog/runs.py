@@ -12,6 +12,7 @@ for queries across runs.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,9 +49,16 @@ class TransitionOutcome:
     applied: bool  # False: this request id had already been applied (a redelivery)
 
 
+OnEnd = Callable[[RunId], Awaitable[object]]
+
+
 class Runs:
-    def __init__(self, db: CatalogDb, audit: AuditLog, clock: Clock) -> None:
-        self._db, self._audit, self._clock = db, audit, clock
+    def __init__(
+        self, db: CatalogDb, audit: AuditLog, clock: Clock, *, on_end: OnEnd | None = None
+    ) -> None:
+        """``on_end`` runs after a step into a terminal state, and again when a repeated
+        request finds the run ended (``RunEnds.announce``: it acts once per run)."""
+        self._db, self._audit, self._clock, self._on_end = db, audit, clock, on_end
 
     async def create(
         self, actor: Actor, job_id: JobId, host_id: BackupHostId, run_id: RunId | None = None
@@ -104,6 +112,7 @@ class Runs:
         for _ in range(_MAX_ATTEMPTS):
             run = await self.get(request.run_id)
             if any(step.request_id == request.request_id for step in run.history):
+                await self.ended(run)
                 return TransitionOutcome(run=run, applied=False)
             if request.expected_version not in (None, run.version):
                 raise StaleVersionError(
@@ -113,8 +122,14 @@ class Runs:
             check_transition(run.state, request.target)
             after = await self._apply(run, request)
             if after is not None:
+                await self.ended(after)
                 return TransitionOutcome(run=after, applied=True)
         raise LockBusyError(f"run {request.run_id} kept changing; try again")
+
+    async def ended(self, run: Run) -> None:
+        """Tell ``on_end`` about ``run`` if it has ended."""
+        if self._on_end is not None and run.state in TERMINAL:
+            await self._on_end(run.id)
 
     async def _apply(self, run: Run, request: TransitionRequest) -> Run | None:
         now = self._clock()

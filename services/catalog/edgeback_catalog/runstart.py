@@ -62,6 +62,11 @@ def started_of(doc: Doc, applied: bool) -> Started:
     )
 
 
+def run_id_for(job_id: JobId, idempotency_key: str) -> RunId:
+    """The id of the run a ``StartRun`` of ``job_id`` with this key creates."""
+    return RunId(derived_id("run", job_id, idempotency_key))
+
+
 class RunStarter:
     def __init__(self, db: CatalogDb, audit: AuditLog, runs: Runs, clock: Clock) -> None:
         self._db, self._audit, self._runs, self._clock = db, audit, runs, clock
@@ -69,7 +74,7 @@ class RunStarter:
     async def start(self, actor: Actor, request: StartRequest) -> Started:
         if not 1 <= len(request.idempotency_key) <= 200:
             raise InvalidInputError("idempotency_key: 1-200 characters")
-        rid = RunId(derived_id("run", request.job_id, request.idempotency_key))
+        rid = run_id_for(request.job_id, request.idempotency_key)
         existing = await self._db.find_one(Coll.RUNS, {"_id": rid})
         if existing is not None:
             return started_of(existing, applied=False)
@@ -96,7 +101,12 @@ class RunStarter:
         claimed = await self._db.update(Coll.JOBS, condition, {"$push": {"active_runs": rid}})
         if claimed is not None:
             return claimed
-        job = job_of(await self._db.find_one(Coll.JOBS, query) or found)
+        current = await self._db.find_one(Coll.JOBS, query) or found
+        job = job_of(current)
+        if rid in job.active_runs:
+            # claimed by this same command: a concurrent delivery, or one that stopped
+            # before inserting the run; inserting it is safe (the insert is keyed by id)
+            return current
         if not job.enabled:
             raise JobDisabledError(f"job {job_id} is disabled", job_id=job_id)
         runs = list(job.active_runs)

@@ -161,6 +161,7 @@ class RunTasks:
                 raise NotFoundError(f"VM {result.vm_id} is not part of run {result.run_id}")
             if not decide_finish(_point(task), result.attempt, result.outcome, result.code):
                 await self._complete_set(task)  # a repeat: finish what a crash interrupted
+                await self._runs.ended(await self._runs.get(result.run_id))
                 return TaskOutcome(task=task, applied=False)
             doc = await self._conditional(task, result.outcome, self._finish_change(result))
             if doc is not None:
@@ -183,7 +184,9 @@ class RunTasks:
             return run.state
         request = TransitionRequest(
             run_id=run_id,
-            target=run_outcome(t.state for t in tasks),
+            target=run_outcome(
+                (t.state for t in tasks), cancelling=run.state is RunState.CANCELLING
+            ),
             request_id=f"vms-ended:{run_id}",
             reason=_counts(tasks),
         )
@@ -233,7 +236,8 @@ class RunTasks:
         open_ = [t.vm.vm_id for t in tasks if t.state in UNFINISHED]
         if open_ and not abandon_unfinished:
             raise ConflictError(f"run {run_id} still has unfinished VMs: {open_[:10]}")
-        target = run_outcome(t.state for t in tasks)
+        run = await self._runs.get(run_id)
+        target = run_outcome((t.state for t in tasks), cancelling=run.state is RunState.CANCELLING)
         return await self._runs.transition(
             TransitionRequest(
                 run_id=run_id, target=target, request_id=request_id, reason=_counts(tasks)

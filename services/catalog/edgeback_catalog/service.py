@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from edgeback_catalog.access import AuditLog
 from edgeback_catalog.auth import Auth
@@ -20,6 +21,9 @@ from edgeback_catalog.platforms import Platforms
 from edgeback_catalog.poolimport import PoolImport
 from edgeback_catalog.probes import ResourceProbe
 from edgeback_catalog.restores import DEFAULT_CODE_TTL, Restores
+from edgeback_catalog.runcancel import RunCancels
+from edgeback_catalog.runends import RunEnds
+from edgeback_catalog.runlog import RunLog
 from edgeback_catalog.runs import Runs
 from edgeback_catalog.runstart import RunStarter
 from edgeback_catalog.runtasks import RunTasks
@@ -27,10 +31,14 @@ from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.storages import CephStorages
 from edgeback_catalog.users import Users
 
+if TYPE_CHECKING:
+    from edgeback_core.bus.port import Bus
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Catalog:
     db: CatalogDb
+    clock: Clock
     audit: AuditLog
     hosts: BackupHosts
     platforms: Platforms
@@ -47,6 +55,9 @@ class Catalog:
     due_jobs: DueJobs
     restores: Restores
     pool_import: PoolImport
+    run_ends: RunEnds
+    run_log: RunLog
+    run_cancels: RunCancels
 
     @classmethod
     def build(
@@ -58,27 +69,32 @@ class Catalog:
         offline_after: timedelta = timedelta(seconds=90),
         probe: ResourceProbe | None,
         restore_code_ttl: timedelta = DEFAULT_CODE_TTL,
+        events: Bus | None = None,
     ) -> Catalog:
         """``probe`` checks platforms and storages from their backup host before they
         are stored (``WorkerProbe`` in the service). ``probe=None`` must be said out
         loud: resources are then stored unchecked and browsing is unavailable (tests of
-        the catalog's own rules)."""
+        the catalog's own rules). ``events`` is where the catalog publishes the
+        ``RunFinished`` of runs it ends (``runends.py``); None publishes none."""
         clock = stored_clock(clock)
         audit = AuditLog(db, clock)
         hosts = BackupHosts(db, audit, clock, offline_after=offline_after)
-        runs = Runs(db, audit, clock)
         sets = BackupSets(db, clock)
         users = Users(db, audit, clock)
         leadership = Leadership(db, clock)
+        ends = RunEnds(db, sets, clock, events)
+        runs = Runs(db, audit, clock, on_end=ends.announce)
+        jobs = Jobs(db, audit, hosts, clock)
         return cls(
             db=db,
+            clock=clock,
             audit=audit,
             hosts=hosts,
             platforms=Platforms(db, audit, hosts, box, clock, probe=probe),
             storages=CephStorages(db, audit, hosts, clock, probe=probe),
             users=users,
             runs=runs,
-            jobs=Jobs(db, audit, hosts, clock),
+            jobs=jobs,
             run_starter=RunStarter(db, audit, runs, clock),
             run_tasks=RunTasks(db, runs, sets, clock),
             backup_sets=sets,
@@ -88,4 +104,7 @@ class Catalog:
             due_jobs=DueJobs(db, leadership),
             restores=Restores(db, audit, hosts, clock, code_ttl=restore_code_ttl),
             pool_import=PoolImport(db, audit, clock),
+            run_ends=ends,
+            run_log=RunLog(db, clock),
+            run_cancels=RunCancels(runs, jobs, audit),
         )

@@ -131,11 +131,14 @@ def run_over(tasks: Iterable[tuple[VmTaskState, bool]]) -> bool:
     return all(s not in UNFINISHED and not (s is _V.FAILED and retrying) for s, retrying in tasks)
 
 
-def run_outcome(states: Iterable[VmTaskState]) -> RunState:
+def run_outcome(states: Iterable[VmTaskState], *, cancelling: bool = False) -> RunState:
     """All VMs succeeded → succeeded; some → partially succeeded; none (or no VM) → failed.
-    Skipped, refused and unfinished VMs count as not succeeded."""
+    Skipped, refused and unfinished VMs count as not succeeded. A run being cancelled
+    ends ``cancelled`` unless every VM succeeded before the cancel was seen."""
     seen = list(states)
     ok = sum(1 for s in seen if s is _V.SUCCEEDED)
     if seen and ok == len(seen):
         return RunState.SUCCEEDED
+    if cancelling:
+        return RunState.CANCELLED
     return RunState.PARTIALLY_SUCCEEDED if ok else RunState.FAILED

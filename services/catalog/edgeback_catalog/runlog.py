@@ -1,0 +1,95 @@
+"""The event log of runs: every run event on the bus, kept per run and per job.
+
+Workers (and the catalog itself) publish ``RunStarted``, ``VmFinished``, ...; the
+catalog consumes them from its own queue and keeps each once, keyed by its message id
+(a redelivery or a republish under the same id changes nothing). The body is kept as
+the JSON it came in, so a read gives back exactly the event that was published. Entries
+sort by ``key`` = event time then message id (a string that sorts like the pair), which
+is also the page cursor: oldest first, stable while new events arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from edgeback_catalog.documents import utc
+from edgeback_catalog.domain import Clock, JobId, RunId
+from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_core.errors import InvalidInputError
+from edgeback_core.messages import runs as r
+from edgeback_core.messages.base import decoder, encode
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogEntry:
+    message_id: str
+    received_at: datetime
+    event: r.RunEvent
+    key: str
+
+
+def entry_key(at: datetime, message_id: str) -> str:
+    """Sorts as (``at`` in UTC, ``message_id``): fixed-width time, then the id."""
+    moment = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S.%f}Z|{message_id}"
+
+
+def run_of_event(event: r.RunEvent) -> str | None:
+    """The run an event belongs to; None for a ``RunSkipped`` (no run was made)."""
+    return None if isinstance(event, r.RunSkipped) else event.run_id
+
+
+class RunLog:
+    def __init__(self, db: CatalogDb, clock: Clock) -> None:
+        self._db, self._clock = db, clock
+
+    async def record(self, event: r.RunEvent, message_id: str) -> bool:
+        """Keep ``event`` once per message id; False when it was kept already."""
+        if not message_id:
+            raise InvalidInputError("a run event needs a message id to be kept once")
+        fields = {
+            "run_id": run_of_event(event),
+            "job_id": event.job_id,
+            "type": type(event).__name__,
+            "at": event.at,
+            "key": entry_key(event.at, message_id),
+            "received_at": self._clock(),
+            "body": encode(event).decode(),
+        }
+        before = await self._db.find_one(Coll.RUN_LOG, {"_id": message_id})
+        if before is not None:
+            return False
+        # an upsert, so two deliveries racing past the read still keep one entry
+        await self._db.upsert(Coll.RUN_LOG, {"_id": message_id}, {"$setOnInsert": fields})
+        return True
+
+    async def page(
+        self,
+        *,
+        run_id: RunId | None = None,
+        job_id: JobId | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[LogEntry], str | None]:
+        """One page, oldest first, and the cursor of the next one (None: last page)."""
+        if (run_id is None) == (job_id is None):
+            raise InvalidInputError("read the event log of one run or of one job")
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInputError(f"limit must be 1-{MAX_PAGE}", field="limit")
+        query: dict[str, object] = {"run_id": run_id} if run_id else {"job_id": job_id}
+        if after is not None:
+            query["key"] = {"$gt": after}
+        docs = await self._db.find(Coll.RUN_LOG, query, sort=(("key", 1),), limit=limit + 1)
+        entries = [
+            LogEntry(
+                message_id=doc["_id"],
+                received_at=utc(doc["received_at"]),
+                event=decoder(r.RunEvent).decode(doc["body"]),  # type: ignore[arg-type]
+                key=doc["key"],
+            )
+            for doc in docs[:limit]
+        ]
+        return entries, (entries[-1].key if len(docs) > limit else None)
