@@ -11,6 +11,7 @@ from edgeback_catalog.backupsets import BackupSets
 from edgeback_catalog.documents import stored_clock
 from edgeback_catalog.domain import Clock, utc_now
 from edgeback_catalog.duejobs import DueJobs
+from edgeback_catalog.expiry import Retention
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.jobs import Jobs
 from edgeback_catalog.leadership import Leadership
@@ -47,6 +48,7 @@ class Catalog:
     due_jobs: DueJobs
     restores: Restores
     pool_import: PoolImport
+    retention: Retention
 
     @classmethod
     def build(
@@ -70,6 +72,7 @@ class Catalog:
         sets = BackupSets(db, clock)
         users = Users(db, audit, clock)
         leadership = Leadership(db, clock)
+        jobs = Jobs(db, audit, hosts, clock)
         return cls(
             db=db,
             audit=audit,
@@ -78,7 +81,7 @@ class Catalog:
             storages=CephStorages(db, audit, hosts, clock, probe=probe),
             users=users,
             runs=runs,
-            jobs=Jobs(db, audit, hosts, clock),
+            jobs=jobs,
             run_starter=RunStarter(db, audit, runs, clock),
             run_tasks=RunTasks(db, runs, sets, clock),
             backup_sets=sets,
@@ -88,4 +91,5 @@ class Catalog:
             due_jobs=DueJobs(db, leadership),
             restores=Restores(db, audit, hosts, clock, code_ttl=restore_code_ttl),
             pool_import=PoolImport(db, audit, clock),
+            retention=Retention(db, audit, leadership, jobs, clock),
         )
