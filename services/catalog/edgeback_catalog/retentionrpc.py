@@ -9,10 +9,10 @@ from typing import Any
 
 import msgspec
 
-from edgeback_catalog import wire
 from edgeback_catalog.documents import utc
 from edgeback_catalog.domain import JobId
 from edgeback_catalog.expiry import Retention
+from edgeback_catalog.gate import current_actor
 from edgeback_catalog.routes import Route
 from edgeback_core.messages import retention as rt
 from edgeback_core.messages.jobs import PoolRef
@@ -31,12 +31,12 @@ class RetentionRpc:
         ]
 
     async def jobs(self, req: rt.RetentionJobs) -> rt.RetentionJobsReply:
-        wire.actor_of(req.actor).require_service("listing jobs with retention")
+        current_actor().require_service("listing jobs with retention")
         ids, more = await self._retention.jobs_with_policy(req.after, req.limit)
         return rt.RetentionJobsReply(job_ids=list(ids), more=more)
 
     async def plan(self, req: rt.RetentionPlan) -> rt.RetentionPlanReply:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         done = await self._retention.plan(actor, JobId(req.job_id), req.holder, req.token)
         return rt.RetentionPlanReply(
             job_id=req.job_id,
@@ -46,14 +46,14 @@ class RetentionRpc:
         )
 
     async def confirm(self, req: rt.RetentionConfirm) -> rt.RetentionConfirmReply:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         deleted, already = await self._retention.confirm(
             actor, req.holder, req.token, req.backup_set_ids
         )
         return rt.RetentionConfirmReply(deleted=deleted, already=already)
 
     async def protect(self, req: rt.BackupSetProtect) -> rt.BackupSetProtection:
-        actor = wire.actor_of(req.actor)
+        actor = current_actor()
         doc, applied = await self._retention.protect(
             actor, req.backup_set_id, req.protected, req.reason
         )
