@@ -89,7 +89,21 @@ RUN_EVENT_KEYS: dict[str, str] = {
 }
 """Routing key of each run event, by its type tag."""
 
-ROUTING_KEYS: tuple[str, ...] = (HOST_HEARTBEAT, START_RUN, *RUN_EVENT_KEYS.values())
+# Maintenance (edgeback_core.messages.retention), published by the active scheduler:
+BACKUP_SET_REMOVED = "backup.event.set_removed"
+POOL_COLLECTED = "pool.event.collected"
+MAINTENANCE_EVENT_KEYS: dict[str, str] = {
+    "BackupSetRemoved": BACKUP_SET_REMOVED,
+    "PoolCollected": POOL_COLLECTED,
+}
+"""Routing key of each maintenance event, by its type tag."""
+
+ROUTING_KEYS: tuple[str, ...] = (
+    HOST_HEARTBEAT,
+    START_RUN,
+    *RUN_EVENT_KEYS.values(),
+    *MAINTENANCE_EVENT_KEYS.values(),
+)
 """Every fixed routing key a service publishes with (``run_routing_key`` adds one per host)."""
 
 

@@ -9,6 +9,7 @@ asks for the document to be regenerated:
 from __future__ import annotations
 
 from edgeback_core.bus import topology as t
+from edgeback_core.messages import retention as rt
 from edgeback_core.messages import runs as r
 from edgeback_core.messages.asyncapi import Channel, document, render
 from edgeback_core.messages.catalog import HostHeartbeat
@@ -50,6 +51,16 @@ CHANNELS: tuple[Channel, ...] = (
             (t.VM_REFUSED, r.VmRefused, "A VM cannot be backed up (not on Ceph, agent, shelved)."),
             (t.RUN_FINISHED, r.RunFinished, "A run ended: its outcome and totals."),
             (t.BACKUP_SET_CREATED, r.BackupSetCreated, "A VM's restore point was recorded."),
+            (
+                t.BACKUP_SET_REMOVED,
+                rt.BackupSetRemoved,
+                "Retention removed a restore point (its manifests are gone from the node).",
+            ),
+            (
+                t.POOL_COLLECTED,
+                rt.PoolCollected,
+                "Maintenance garbage-collected a pool after removing restore points.",
+            ),
         )
     ),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 import msgspec
 
@@ -19,6 +19,10 @@ from edgeback_catalog.vmtaskstate import VmTaskState
 from edgeback_core.messages.backups import FailedDisk
 from edgeback_core.messages.jobs import PoolRef
 from edgeback_core.messages.runs import DiskStats, VmRef
+
+KEPT: Final[dict[str, Any]] = {"retention_state": {"$exists": False}}
+"""The filter of backup sets retention has not chosen to remove (``expiry.py``): only
+those are restore points and bases."""
 
 
 def derived_id(*parts: str) -> str:

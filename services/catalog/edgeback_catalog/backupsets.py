@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from edgeback_catalog.backupdocs import (
+    KEPT,
     backup_set_id,
     backup_set_of,
     disk_version_doc,
@@ -133,9 +134,12 @@ class BackupSets:
     async def find(
         self, *, run_id: RunId | None, vm_id: str | None, job_id: JobId | None, limit: int
     ) -> list[BackupSet]:
-        query = {k: v for k, v in (("run_id", run_id), ("vm_id", vm_id), ("job_id", job_id)) if v}
+        query: dict[str, object] = {
+            k: v for k, v in (("run_id", run_id), ("vm_id", vm_id), ("job_id", job_id)) if v
+        }
         if not query:
             raise InvalidInputError("filter backup sets by run, VM or job")
+        query |= KEPT
         docs = await self._db.find(
             Coll.BACKUP_SETS,
             query,
@@ -155,6 +159,7 @@ class BackupSets:
             "pool.node_url": pool.node_url,
             "pool.name": pool.name,
             "complete": True,
+            **KEPT,
         }
         if for_type == "cumulative":
             query["backup_type"] = "full"

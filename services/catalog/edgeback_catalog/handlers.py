@@ -20,6 +20,7 @@ from edgeback_catalog.jobrpc import JobRpc
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
 from edgeback_catalog.principals import Identities
 from edgeback_catalog.restorerpc import RestoreRpc
+from edgeback_catalog.retentionrpc import RetentionRpc
 from edgeback_catalog.routes import Route
 from edgeback_catalog.runcommands import RunMessages
 from edgeback_catalog.runs import TransitionRequest
@@ -283,6 +284,7 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
         *AuthRpc(c).routes(),
         *ScheduleRpc(c).routes(),
         *RestoreRpc(c.restores, c.pool_import, bus).routes(),
+        *RetentionRpc(c.retention).routes(),
     ]
     guarded = [rpc.gate.guard(route) for route in routes]
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in guarded]

@@ -113,6 +113,7 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.VM_TASKS, "run_id", "vm_id", unique=True),
     _ix(Coll.BACKUP_SETS, "vm_id", "job_id", "-taken_at"),
     _ix(Coll.BACKUP_SETS, "complete", "-taken_at"),
+    _ix(Coll.BACKUP_SETS, "job_id", "retention_state"),
     _ix(Coll.RESTORES, "state", "-created_at"),
     _ix(Coll.RESTORES, "created_by", "-created_at"),
 )

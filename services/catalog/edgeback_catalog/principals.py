@@ -20,6 +20,7 @@ from edgeback_core.messages import auth as a
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.messages import jobs as j
+from edgeback_core.messages import retention as rt
 from edgeback_core.messages import scheduling as s
 
 _USERS = re.compile(r"[^\s,]+")
@@ -124,6 +125,9 @@ RULES: Mapping[str, Rule] = {
     s.LEADER_RELEASE: Rule(users=False, services=_SCHEDULER),
     s.SCHEDULE_DUE: Rule(users=False, services=_SCHEDULER),
     s.SCHEDULE_MARK_FIRED: Rule(users=False, services=_SCHEDULER),
+    rt.RETENTION_JOBS: Rule(users=False, services=_SCHEDULER),
+    rt.RETENTION_PLAN: Rule(users=False, services=_SCHEDULER),
+    rt.RETENTION_CONFIRM: Rule(users=False, services=_SCHEDULER),
 }
 
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import msgspec
 
-from edgeback_catalog.backupdocs import backup_set_of, disk_version_of
+from edgeback_catalog.backupdocs import KEPT, backup_set_of, disk_version_of
 from edgeback_catalog.documents import utc
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.restorecodes import Verification
@@ -129,7 +129,7 @@ async def point_of(db: CatalogDb, set_doc: dict[str, Any]) -> r.RestorePoint:
 
 async def restore_points(db: CatalogDb, set_ids: list[str]) -> list[r.RestorePoint]:
     """The complete backup sets named, in the order named; ``not_found`` names the rest."""
-    docs = await db.find(Coll.BACKUP_SETS, {"_id": {"$in": set_ids}, "complete": True})
+    docs = await db.find(Coll.BACKUP_SETS, {"_id": {"$in": set_ids}, "complete": True, **KEPT})
     by_id = {doc["_id"]: doc for doc in docs}
     missing = [s for s in set_ids if s not in by_id]
     if missing:
@@ -143,7 +143,7 @@ async def restore_points(db: CatalogDb, set_ids: list[str]) -> list[r.RestorePoi
 
 async def browse(db: CatalogDb, query: r.RestorePointsQuery) -> list[r.RestorePoint]:
     """Restore points newest first, by VM, pool and time (S1)."""
-    filters: dict[str, Any] = {"complete": True}
+    filters: dict[str, Any] = {"complete": True, **KEPT}
     if query.vm_id is not None:
         filters["vm_id"] = query.vm_id
     if query.pool is not None:

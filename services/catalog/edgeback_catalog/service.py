@@ -12,6 +12,7 @@ from edgeback_catalog.backupsets import BackupSets
 from edgeback_catalog.documents import stored_clock
 from edgeback_catalog.domain import Clock, utc_now
 from edgeback_catalog.duejobs import DueJobs
+from edgeback_catalog.expiry import Retention
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.jobs import Jobs
 from edgeback_catalog.leadership import Leadership
@@ -58,6 +59,7 @@ class Catalog:
     run_ends: RunEnds
     run_log: RunLog
     run_cancels: RunCancels
+    retention: Retention
 
     @classmethod
     def build(
@@ -107,4 +109,5 @@ class Catalog:
             run_ends=ends,
             run_log=RunLog(db, clock),
             run_cancels=RunCancels(runs, jobs, audit),
+            retention=Retention(db, audit, leadership, jobs, clock),
         )

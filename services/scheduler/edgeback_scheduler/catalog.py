@@ -1,4 +1,4 @@
-"""The scheduler's calls to the catalog: its lease, due jobs, marking fires.
+"""The scheduler's calls to the catalog: its lease, due jobs, marking fires, retention.
 
 One thin client over the bus, acting as the ``service`` role under the instance's name.
 """
@@ -12,6 +12,7 @@ import msgspec
 
 from edgeback_core.bus.port import Bus
 from edgeback_core.messages import catalog as m
+from edgeback_core.messages import retention as rt
 from edgeback_core.messages import scheduling as s
 
 R = TypeVar("R", bound=msgspec.Struct)
@@ -55,3 +56,17 @@ class CatalogClient:
             actor=self._actor, holder=self.holder, token=token, fired_at=fired_at, fires=fires
         )
         return await self._call(s.SCHEDULE_MARK_FIRED, req, s.MarkFiredReply)
+
+    async def retention_jobs(self, after: str, limit: int) -> rt.RetentionJobsReply:
+        req = rt.RetentionJobs(actor=self._actor, after=after, limit=limit)
+        return await self._call(rt.RETENTION_JOBS, req, rt.RetentionJobsReply)
+
+    async def retention_plan(self, token: int, job_id: str) -> rt.RetentionPlanReply:
+        req = rt.RetentionPlan(actor=self._actor, job_id=job_id, holder=self.holder, token=token)
+        return await self._call(rt.RETENTION_PLAN, req, rt.RetentionPlanReply)
+
+    async def retention_confirm(self, token: int, set_ids: list[str]) -> rt.RetentionConfirmReply:
+        req = rt.RetentionConfirm(
+            actor=self._actor, holder=self.holder, token=token, backup_set_ids=set_ids
+        )
+        return await self._call(rt.RETENTION_CONFIRM, req, rt.RetentionConfirmReply)

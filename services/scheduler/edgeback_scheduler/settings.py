@@ -25,6 +25,15 @@ class SchedulerSettings(Settings):
     """A fire later than this after its due time is logged as ``schedule.fired_late``
     (``StartRun.late_by_s`` always says how late it is)."""
 
+    maintenance_interval_s: Annotated[float, NOT_NEGATIVE] = 3600.0
+    """How often the active instance applies retention and collects the touched pools
+    (``docs/scheduler.md``); 0 turns maintenance off."""
+    node_tokens_file: str | None = None
+    """JSON ``{"nodes": {"<node url>": "<admin token>"}}``: the storage nodes' admin
+    tokens (deleting manifests and GC need them); none: maintenance skips every pool."""
+    node_ca_file: str | None = None
+    """CA(s) an https storage node's certificate must chain to (default: the system's)."""
+
     # Tests only: an accelerated clock, shared by every process given the same values.
     test_clock_origin: Annotated[float, NOT_NEGATIVE] = 0.0
     """Unix time at which the simulated clock equals real time plus ``test_clock_offset_s``
