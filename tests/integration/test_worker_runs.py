@@ -40,7 +40,7 @@ from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus
-from edgeback_core.bus.topology import Topology, run_routing_key, worker_runs
+from edgeback_core.bus.topology import HOST_HEARTBEAT, Topology, run_routing_key, worker_runs
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
@@ -120,7 +120,7 @@ def _host_files(pool_dir: Path, node: NodeProcess) -> None:
 
 async def _job(world: World) -> j.JobInfo:
     beat = m.HostHeartbeat(host_id=HOST, hostname="bk", version="1", capacity_bytes=1)
-    await world.bus.publish("events", "host.event.heartbeat", beat)
+    await world.bus.publish("events", HOST_HEARTBEAT, beat)
     async with asyncio.timeout(T):
         while True:
             try:
