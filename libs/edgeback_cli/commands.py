@@ -23,13 +23,12 @@ from edgeback_blocks.keys import ClientKeys
 from edgeback_blocks.manifest import BackupType, Manifest, ManifestHeader, created_ms
 from edgeback_blocks.pipeline import (
     BackupOptions,
-    BackupResult,
     DedupMode,
     RestoreOptions,
-    backup_disk,
     restore_disk,
     verify_disk,
 )
+from edgeback_blocks.pipeline.checkpointed import backup_checkpointed
 from edgeback_blocks.pipeline.target import ChunkRecord
 from edgeback_blocks.pool_client import PoolClient
 from edgeback_blocks.pool_wire import ManifestItem, PoolStatus
@@ -209,17 +208,19 @@ async def run_backup(request: BackupRequest) -> dict[str, Any]:
                 request, ref, snap=snap, size=await image.size(), parent=parent, now=now,
                 version=version,
             )  # fmt: skip
-            result = await _backup_with_checkpoints(
-                request, image, header, client, keys=keys, parent=parent, version=version
-            )
-        encoded = result.manifest.encode(keys.manifest)
-        await client.put_manifest(request.vm, request.disk, version, encoded)
-        await client.delete_checkpoint(request.vm, request.disk, version)
+            result = await backup_checkpointed(
+                image, header=header, pool=client, keys=keys, parent=parent,
+                base_snap=request.base_snap, options=_backup_options(request),
+            )  # fmt: skip
+    if result.resumed:
+        note(f"resumed {request.vm}/{request.disk}/{version} from its checkpoint")
+    stats = {} if result.stats is None else result.stats.to_dict()
     return {
         "manifest": f"{request.vm}/{request.disk}/{version}",
         "image": str(ImageRef(ref.pool, ref.image, snap)),
         "type": header.backup_type.value,
-        **result.stats.to_dict(),
+        "adopted": result.stats is None,
+        **stats,
     }
 
 
@@ -274,37 +275,15 @@ def _header(
     )
 
 
-async def _backup_with_checkpoints(
-    request: BackupRequest,
-    image: RbdImage,
-    header: ManifestHeader,
-    client: PoolHandle,
-    *,
-    keys: ClientKeys,
-    parent: Manifest | None,
-    version: str,
-) -> BackupResult:
-    async def store(data: bytes) -> None:
-        await client.put_checkpoint(request.vm, request.disk, version, data)
-
-    checkpoint = await client.get_checkpoint(request.vm, request.disk, version)
-    if checkpoint is not None:
-        note(f"resuming {request.vm}/{request.disk}/{version} from its checkpoint")
-    options = BackupOptions(
+def _backup_options(request: BackupRequest) -> BackupOptions:
+    return BackupOptions(
         compression=request.compression,
         dedup=request.dedup,
         streams=request.streams,
         uploads=request.uploads,
         progress=ProgressDisplay("backup", sys.stderr),
-        checkpoint=store,
         checkpoint_interval_s=request.checkpoint_interval_s,
-        seal=keys.chunk_seal,
-        manifest_key=keys.manifest,
     )
-    return await backup_disk(
-        image, header=header, target=client, key=keys.digest,
-        base_snap=request.base_snap, parent=parent, resume_from=checkpoint, options=options,
-    )  # fmt: skip
 
 
 async def run_restore(

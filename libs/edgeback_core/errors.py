@@ -501,3 +501,9 @@ class CatalogNotEmptyError(ConflictError):
     """A pool import needs a catalog without backup sets of its own runs."""
 
     code = "catalog_not_empty"
+
+
+class ScriptFailedError(PermanentError):
+    """A job's pre-script exited non-zero or timed out: the VM is not backed up."""
+
+    code = "pre_script_failed"

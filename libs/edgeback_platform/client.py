@@ -44,6 +44,7 @@ from edgeback_platform.models import (
     HypervisorId,
     PlatformInfo,
     SnapshotId,
+    SnapshotList,
     SnapshotRequest,
     Vm,
     VmId,
@@ -155,14 +156,23 @@ class EdgeCloudClient:
     async def get_vm(self, vm_id: VmId) -> Vm:
         return await self._json(Vm, _Call(method="GET", path=f"/vms/{_segment(vm_id)}"))
 
-    async def create_snapshot(self, vm_id: VmId, *, quiesce: bool) -> VmSnapshot:
+    async def create_snapshot(
+        self, vm_id: VmId, *, quiesce: bool, idempotency_key: str | None = None
+    ) -> VmSnapshot:
+        """A snapshot of every disk of the VM. The same ``idempotency_key`` (e.g. derived
+        from a run and VM) answers with the snapshot the first call made, even from
+        another process; None makes a fresh key that only covers this call's retries."""
         call = _Call(
             method="POST",
             path=f"/vms/{_segment(vm_id)}/snapshots",
             body=_encoder.encode(SnapshotRequest(quiesce=quiesce)),
-            idempotency_key=uuid.uuid4().hex,
+            idempotency_key=idempotency_key or uuid.uuid4().hex,
         )
         return await self._json(VmSnapshot, call)
+
+    async def list_snapshots(self, vm_id: VmId) -> list[VmSnapshot]:
+        call = _Call(method="GET", path=f"/vms/{_segment(vm_id)}/snapshots")
+        return list((await self._json(SnapshotList, call)).snapshots)
 
     async def delete_snapshot(self, vm_id: VmId, snapshot_id: SnapshotId) -> None:
         path = f"/vms/{_segment(vm_id)}/snapshots/{_segment(snapshot_id)}"

@@ -124,6 +124,10 @@ class VmList(msgspec.Struct, frozen=True, kw_only=True):
     vms: tuple[Vm, ...]
 
 
+class SnapshotList(msgspec.Struct, frozen=True, kw_only=True):
+    snapshots: tuple[VmSnapshot, ...]
+
+
 class SnapshotRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     quiesce: bool = True
 

@@ -37,13 +37,18 @@ class CloudPlatform(Protocol):
 
     async def get_vm(self, vm_id: VmId) -> Vm: ...
 
-    async def create_snapshot(self, vm_id: VmId, *, quiesce: bool) -> VmSnapshot:
+    async def create_snapshot(
+        self, vm_id: VmId, *, quiesce: bool, idempotency_key: str | None = None
+    ) -> VmSnapshot:
         """Snapshot every disk of the VM at once.
 
         With ``quiesce`` the guest file systems are frozen around the snapshot when the
-        guest agent runs; ``VmSnapshot.frozen`` tells whether that happened.
+        guest agent runs; ``VmSnapshot.frozen`` tells whether that happened. A repeated
+        ``idempotency_key`` answers with the snapshot made the first time.
         """
         ...
+
+    async def list_snapshots(self, vm_id: VmId) -> list[VmSnapshot]: ...
 
     async def delete_snapshot(self, vm_id: VmId, snapshot_id: SnapshotId) -> None: ...
 

@@ -99,6 +99,9 @@ class RunVmTask(Versioned, frozen=True, kw_only=True):
     vm: VmRef
     backup_type: BackupType
     attempt: int = 1
+    not_before: datetime | None = None
+    """A VM retry: not to be started before then (``vm_retry_interval_s`` after the
+    failed attempt); a worker that gets it earlier defers it."""
 
 
 # --- events ---------------------------------------------------------------------------
@@ -147,6 +150,8 @@ class RunProgress(Versioned, frozen=True, kw_only=True):
     vms_done: int = 0
     vms_total: int = 0
     at: datetime
+    vm: VmRef | None = None
+    """Set when the progress is one VM task's (its disks' bytes), as workers report it."""
 
 
 class DiskStats(Message, frozen=True, kw_only=True):
@@ -173,6 +178,9 @@ class VmFinished(Versioned, frozen=True, kw_only=True):
     stats: DiskStats = DiskStats()
     will_retry: bool = False
     at: datetime
+    warnings: list[str] = []
+    """What went differently than asked, e.g. a full instead of an incremental because
+    the base snapshot or manifest is gone."""
 
 
 class VmNotBackedUp(Versioned, frozen=True, kw_only=True):

@@ -1,17 +1,30 @@
-"""The worker's RPCs, served under names that carry this backup host's id.
+"""The worker's RPCs, served under names that carry this backup host's id, and its
+backup runs, consumed from the host's run queue.
 
-The catalog calls them before it stores a platform or a Ceph storage, and to list a
+The catalog calls the RPCs before it stores a platform or a Ceph storage, and to list a
 platform's content: only a worker of the chosen backup host reaches that network.
 Several workers of one host share each name (the broker hands a call to one of them).
+Runs: ``PlanRun`` and ``RunVmTask`` arrive on ``worker.runs.<host_id>`` (prefetch 1),
+which every worker of the host competes on (docs/runs.md).
 """
 
 from __future__ import annotations
 
-from edgeback_core.bus.port import Bus, ConsumerHandle
+from typing import cast
+
+import structlog
+
+from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
+from edgeback_core.bus.topology import worker_runs
 from edgeback_core.messages import worker as w
+from edgeback_core.messages.runs import PlanRun, RunCommand
 from edgeback_worker.platform_checks import PlatformProbe
+from edgeback_worker.runcatalog import RunCatalog
+from edgeback_worker.runcontext import RunContext
+from edgeback_worker.runplan import Planner
 from edgeback_worker.settings import WorkerSettings
 from edgeback_worker.storage_check import StorageProbe
+from edgeback_worker.vmtask import VmTasks
 
 
 async def serve_worker_rpcs(bus: Bus, settings: WorkerSettings) -> list[ConsumerHandle]:
@@ -31,3 +44,22 @@ async def serve_worker_rpcs(bus: Bus, settings: WorkerSettings) -> list[Consumer
         ),
         await bus.serve_rpc(w.storage_check_rpc(host), storage.check, w.StorageCheck),
     ]
+
+
+async def serve_runs(bus: Bus, settings: WorkerSettings) -> ConsumerHandle:
+    """Consume this host's run queue: plan runs and back up their VMs."""
+    worker_id = settings.resolved_worker_id
+    ctx = RunContext(bus=bus, catalog=RunCatalog(bus=bus, worker_id=worker_id), settings=settings)
+    planner, tasks = Planner(ctx), VmTasks(ctx)
+
+    async def handle(command: RunCommand, envelope: Envelope) -> None:
+        with structlog.contextvars.bound_contextvars(
+            run_id=command.run_id, message_id=envelope.message_id, worker=worker_id
+        ):
+            if isinstance(command, PlanRun):
+                await planner.plan(command)
+            else:
+                await tasks.run(command)
+
+    union = cast(type[RunCommand], RunCommand)
+    return await bus.consume(worker_runs(settings.resolved_host_id), handle, union)

@@ -1,12 +1,12 @@
-"""Composition root of the worker: bus, health, the backup host's heartbeat and its
-check/inventory RPCs."""
+"""Composition root of the worker: bus, health, the backup host's heartbeat, its
+check/inventory RPCs and the backup runs of its host."""
 
 from __future__ import annotations
 
 from edgeback_core.bus.port import Bus
 from edgeback_core.lifecycle import ServiceRuntime
 from edgeback_core.service import serve
-from edgeback_worker.handlers import serve_worker_rpcs
+from edgeback_worker.handlers import serve_runs, serve_worker_rpcs
 from edgeback_worker.heartbeat import beat_forever
 from edgeback_worker.settings import WorkerSettings
 
@@ -16,6 +16,8 @@ SERVICE = "worker"
 async def setup(runtime: ServiceRuntime, bus: Bus, settings: WorkerSettings) -> None:
     for handle in await serve_worker_rpcs(bus, settings):
         runtime.on_stop_intake(handle.stop)
+    runs = await serve_runs(bus, settings)
+    runtime.on_stop_intake(runs.stop)
     beat = beat_forever(
         bus,
         host_id=settings.resolved_host_id,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from edgeback_core.errors import InvalidInputError
+from edgeback_core.messages.jobs import Script as JobScript
 
 log = structlog.get_logger(__name__)
 
@@ -113,3 +114,13 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     await process.wait()
+
+
+async def run_job_script(script: JobScript, run: Mapping[str, str]) -> ScriptResult:
+    """Run one of a job's scripts and put its outcome and output in the log."""
+    result = await run_script(Script(command=script.command, timeout_s=script.timeout_s), run)
+    log.info(
+        "script.ran", **run, exit_code=result.exit_code, output=result.output,
+        duration_s=result.duration_s,
+    )  # fmt: skip
+    return result

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from typing import Annotated, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edgeback_core.ids import BackupHostId
 from edgeback_core.settings import NOT_NEGATIVE, POSITIVE, Rule, Settings
+
+
+def _known_zone(name: str) -> str | None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {name!r}"
+    return None
 
 
 def _routable_host(host_id: str) -> str | None:
@@ -35,6 +45,35 @@ class WorkerSettings(Settings):
     """Whole-request bound of one platform call made for a check or a listing."""
     ceph_connect_timeout_s: Annotated[float, POSITIVE] = 5.0
     """Bound of the Ceph connect (and of its calls) when a storage is checked."""
+
+    # --- backup runs (docs/runs.md) ----------------------------------------------------
+    worker_id: str = ""
+    """Names this process in VM task claims, events and logs; default ``<hostname>-<pid>``."""
+    pool_dir: str = "/etc/edgeback/pools"
+    """Per pool ``<pool>.secret`` (the pool secret, mode 0600, docs/encryption.md),
+    ``<pool>.token`` (the node token of this host for that pool) and, for a plain pool,
+    ``<pool>.key`` (its ``pool.key``)."""
+    ca_file: str | None = None
+    """CA file the storage nodes' https certificates are verified against."""
+    time_zone: Annotated[str, Rule(_known_zone)] = "UTC"
+    """The backup host's time zone: the speed-limit windows of jobs are in it."""
+    checkpoint_interval_s: Annotated[float, POSITIVE] = 10.0
+    """A disk's partial manifest is stored in the pool this often (at most this much is
+    read again by a resumed task)."""
+    claim_s: Annotated[float, POSITIVE] = 60.0
+    """VM task claims and leases last this long; renewed every third of it."""
+    progress_interval_s: Annotated[float, POSITIVE] = 5.0
+    """At most one ``RunProgress`` event per VM task this often."""
+    uploads_per_disk: Annotated[int, POSITIVE] = 8
+    """Chunk uploads in flight per disk."""
+
+    @property
+    def resolved_worker_id(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
 
     @property
     def resolved_host_id(self) -> BackupHostId:

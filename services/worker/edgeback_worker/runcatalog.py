@@ -1,0 +1,139 @@
+"""The catalog RPCs a worker makes while it runs backups, as the ``service`` role.
+
+One thin method per RPC (names in ``edgeback_core.messages.backups`` / ``jobs`` /
+``catalog_rpc``); every write is idempotent in the catalog on its natural key, so a
+retried call is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+
+from edgeback_core.bus.port import Bus
+from edgeback_core.messages import backups as b
+from edgeback_core.messages import catalog as m
+from edgeback_core.messages import catalog_rpc as rpc
+from edgeback_core.messages import jobs as j
+from edgeback_core.messages.jobs import PoolRef
+from edgeback_core.messages.runs import BackupType, VmRef
+
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunCatalog:
+    bus: Bus
+    worker_id: str
+    timeout_s: float = 30.0
+
+    @property
+    def actor(self) -> m.ActorRef:
+        return m.ActorRef(name=self.worker_id, role="service")
+
+    async def _call(self, name: str, request: msgspec.Struct, reply: type[R]) -> R:
+        return await self.bus.call(name, request, reply, timeout=self.timeout_s)
+
+    # --- resources ------------------------------------------------------------------
+    async def job(self, job_id: str) -> j.JobInfo:
+        return await self._call(j.JOB_GET, j.JobGet(actor=self.actor, job_id=job_id), j.JobInfo)
+
+    async def platform(self, platform_id: str) -> tuple[m.PlatformInfo, m.PlatformCredentials]:
+        info = await self._call(
+            rpc.PLATFORM_GET, m.PlatformGet(actor=self.actor, platform_id=platform_id),
+            m.PlatformInfo,
+        )  # fmt: skip
+        creds = await self._call(
+            rpc.PLATFORM_CREDENTIALS,
+            m.PlatformCredentialsGet(actor=self.actor, platform_id=platform_id),
+            m.PlatformCredentials,
+        )
+        return info, creds
+
+    async def storages(self, platform_id: str) -> list[m.StorageInfo]:
+        req = m.StorageList(actor=self.actor, platform_id=platform_id)
+        return (await self._call(rpc.STORAGE_LIST, req, m.StorageListReply)).storages
+
+    # --- runs and VM tasks ----------------------------------------------------------
+    async def plan(self, run_id: str, vms: list[VmRef]) -> list[b.VmTaskInfo]:
+        req = b.VmPlan(actor=self.actor, run_id=run_id, vms=vms)
+        return (await self._call(b.VM_PLAN, req, b.VmPlanReply)).vms
+
+    async def run_detail(self, run_id: str) -> b.RunDetail:
+        req = b.RunDetailGet(actor=self.actor, run_id=run_id)
+        return await self._call(b.RUN_DETAIL, req, b.RunDetail)
+
+    async def run_finish(self, run_id: str, request_id: str) -> m.RunTransitionReply:
+        req = b.RunFinish(
+            actor=self.actor, run_id=run_id, request_id=request_id, abandon_unfinished=True
+        )
+        return await self._call(b.RUN_FINISH, req, m.RunTransitionReply)
+
+    async def transition(
+        self, run_id: str, target: m.RunStateName, request_id: str, reason: str = ""
+    ) -> m.RunTransitionReply:
+        req = m.RunTransition(
+            actor=self.actor, run_id=run_id, target=target, request_id=request_id, reason=reason
+        )
+        return await self._call(rpc.RUN_TRANSITION, req, m.RunTransitionReply)
+
+    async def vm_start(self, run_id: str, vm: VmRef, attempt: int, claim_s: float) -> b.VmTaskReply:
+        req = b.VmStart(
+            actor=self.actor, run_id=run_id, vm=vm, attempt=attempt,
+            worker_id=self.worker_id, claim_s=claim_s,
+        )  # fmt: skip
+        return await self._call(b.VM_START, req, b.VmTaskReply)
+
+    async def vm_renew(self, run_id: str, vm_id: str, attempt: int, claim_s: float) -> None:
+        req = b.VmRenew(
+            actor=self.actor, run_id=run_id, vm_id=vm_id, attempt=attempt,
+            worker_id=self.worker_id, claim_s=claim_s,
+        )  # fmt: skip
+        await self._call(b.VM_RENEW, req, b.VmTaskReply)
+
+    async def vm_finish(self, finish: b.VmFinish) -> b.VmTaskReply:
+        return await self._call(b.VM_FINISH, finish, b.VmTaskReply)
+
+    async def disk_commit(self, commit: b.DiskCommit) -> b.DiskCommitReply:
+        return await self._call(b.DISK_COMMIT, commit, b.DiskCommitReply)
+
+    # --- backup sets ----------------------------------------------------------------
+    async def base(
+        self, vm_id: str, job_id: str, pool: PoolRef, for_type: BackupType
+    ) -> b.BackupSetWithDisks:
+        if for_type == "full":
+            return b.BackupSetWithDisks()
+        req = b.BackupSetBaseGet(
+            actor=self.actor, vm_id=vm_id, job_id=job_id, pool=pool, for_type=for_type
+        )
+        return await self._call(b.BACKUP_SET_BASE, req, b.BackupSetWithDisks)
+
+    async def snapshot_names(self, vm_id: str, job_id: str, limit: int = 20) -> set[str]:
+        """RBD snapshot names the VM's recent disk versions of this job kept."""
+        req = b.BackupSetList(actor=self.actor, vm_id=vm_id, job_id=job_id, limit=limit)
+        sets = (await self._call(b.BACKUP_SET_LIST, req, b.BackupSetListReply)).backup_sets
+        names: set[str] = set()
+        for found in sets:
+            get = b.BackupSetGet(actor=self.actor, backup_set_id=found.id)
+            full = await self._call(b.BACKUP_SET_GET, get, b.BackupSetWithDisks)
+            names.update(d.snapshot_name for d in full.disks if d.snapshot_kept)
+        return names
+
+    # --- leases ---------------------------------------------------------------------
+    async def lease(self, scope: str, holder: str, limit: int, ttl_s: float) -> b.LeaseInfo | None:
+        req = b.LeaseAcquire(actor=self.actor, scope=scope, holder=holder, limit=limit, ttl_s=ttl_s)
+        return (await self._call(b.LEASE_ACQUIRE, req, b.LeaseReply)).lease
+
+    async def lease_renew(self, lease: b.LeaseInfo, ttl_s: float) -> None:
+        req = b.LeaseRenew(
+            actor=self.actor, scope=lease.scope, slot=lease.slot, holder=lease.holder, ttl_s=ttl_s
+        )
+        await self._call(b.LEASE_RENEW, req, b.LeaseReply)
+
+    async def lease_release(self, lease: b.LeaseInfo) -> None:
+        req = b.LeaseRelease(
+            actor=self.actor, scope=lease.scope, slot=lease.slot, holder=lease.holder
+        )
+        await self._call(b.LEASE_RELEASE, req, m.Done)

@@ -1,0 +1,107 @@
+"""What every run handler of one worker process shares: the bus, the catalog calls,
+settings, the process-wide speed throttles, and how to reach a platform or a pool.
+
+Throttles are per worker process and per job (the job's windows), shared by every
+VM task of the job this process runs at once, so a job's limit holds per worker
+whatever its disks and streams do. Events go out here, on the routing key of their type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from edgeback_blocks.keys import ClientKeys, read_secret_file
+from edgeback_blocks.pipeline.rate_windows import WindowedThrottle
+from edgeback_cli.commands import PoolAccess, PoolHandle, opened_pool
+from edgeback_cli.refs import PoolLocation, read_key
+from edgeback_core.bus.port import Bus
+from edgeback_core.bus.topology import RUN_EVENT_KEYS
+from edgeback_core.messages.jobs import JobInfo, PoolRef
+from edgeback_core.messages.runs import Versioned
+from edgeback_core.retry import RetryPolicy
+from edgeback_core.settings import Secret
+from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
+from edgeback_worker.runcatalog import RunCatalog
+from edgeback_worker.runrules import rate_windows
+from edgeback_worker.settings import WorkerSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobThrottles:
+    read: WindowedThrottle
+    net: WindowedThrottle
+
+
+@dataclass(slots=True, kw_only=True)
+class RunContext:
+    bus: Bus
+    catalog: RunCatalog
+    settings: WorkerSettings
+    _throttles: dict[tuple[str, int], JobThrottles] = field(default_factory=dict)
+
+    @property
+    def worker_id(self) -> str:
+        return self.catalog.worker_id
+
+    def throttles(self, job: JobInfo) -> JobThrottles:
+        """This process's throttles of ``job`` (made once per job revision)."""
+        key = (job.id, job.revision)
+        found = self._throttles.get(key)
+        if found is None:
+            zone, opts = self.settings.zone, job.spec.options
+            found = self._throttles[key] = JobThrottles(
+                read=WindowedThrottle(rate_windows(opts.backup_speed), zone),
+                net=WindowedThrottle(rate_windows(opts.transfer_speed), zone),
+            )
+        return found
+
+    async def publish(self, event: Versioned) -> None:
+        """Publish a run event on the events exchange under its type's routing key."""
+        await self.bus.publish("events", RUN_EVENT_KEYS[type(event).__name__], event)
+
+    @contextlib.asynccontextmanager
+    async def platform(self, platform_id: str, retries: int) -> AsyncIterator[EdgeCloudClient]:
+        """A client of ``platform_id`` with the job's request retries."""
+        info, creds = await self.catalog.platform(platform_id)
+        endpoint = PlatformEndpoint(
+            address=info.address,
+            port=info.port,
+            ssl=info.ssl,
+            access_key=creds.access_key,
+            secret_key=Secret(creds.secret_key),
+            ca_file=self.settings.ca_file,
+        )
+        retry = RetryPolicy(retries=retries, base_delay=0.5, max_delay=10.0)
+        async with EdgeCloudClient(endpoint=endpoint, retry=retry) as client:
+            yield client
+
+    @contextlib.asynccontextmanager
+    async def pool(self, ref: PoolRef) -> AsyncIterator[tuple[PoolHandle, ClientKeys]]:
+        """The pool a job writes to, with this host's token, secret and (plain) key."""
+        async with opened_pool(self.pool_access(ref)) as opened:
+            yield opened
+
+    def pool_access(self, ref: PoolRef) -> PoolAccess:
+        folder = Path(self.settings.pool_dir)
+        key_file = folder / f"{ref.name}.key"
+        token_file = folder / f"{ref.name}.token"
+        return PoolAccess(
+            location=PoolLocation(url=ref.node_url),
+            pool=ref.name,
+            token=token_file.read_text().strip() if token_file.exists() else None,
+            key=read_key(str(key_file)) if key_file.exists() else None,
+            secret=read_secret_file(folder / f"{ref.name}.secret"),
+            ca_file=self.settings.ca_file,
+        )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

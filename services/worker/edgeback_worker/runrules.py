@@ -1,0 +1,122 @@
+"""Pure rules of a backup run on the worker: which VMs, which names, which snapshots
+to release, when to report progress. No I/O; the handlers (``runplan``, ``vmtask``)
+apply them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import time as clock_time
+from fnmatch import fnmatchcase
+
+from edgeback_blocks.pipeline.rate_windows import RateWindow
+from edgeback_core.messages.jobs import JobContent, SpeedWindow
+from edgeback_core.messages.runs import VmRef
+from edgeback_platform.models import SnapshotId, Vm, VmSnapshot
+
+_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_UNIT_BYTES = {"KiB/s": 1024, "MiB/s": 1024**2, "GiB/s": 1024**3}
+
+
+def resolve_content(content: JobContent, listed: Mapping[str, Sequence[Vm]]) -> list[VmRef]:
+    """The VMs a job's content names, in selection order, each once, minus the name
+    exclusions. ``listed`` holds each selected platform's VMs as listed now. A VM
+    selected by id that the platform no longer lists is kept (with no name): its task
+    refuses it as ``vm_not_found`` so the run says so."""
+    chosen: dict[tuple[str, str], VmRef] = {}
+    for sel in content.vms:
+        vms = listed.get(sel.platform_id, ())
+        if sel.vm_id is not None:
+            found = [vm for vm in vms if vm.id == sel.vm_id]
+            if not found:
+                ref = VmRef(platform_id=sel.platform_id, vm_id=sel.vm_id)
+                chosen.setdefault((sel.platform_id, sel.vm_id), ref)
+                continue
+            vms = found
+        elif sel.physical_host_id is not None:
+            vms = [vm for vm in vms if vm.host_id == sel.physical_host_id]
+        for vm in vms:
+            chosen.setdefault((sel.platform_id, vm.id), vm_ref(sel.platform_id, vm))
+    return [ref for ref in chosen.values() if not excluded(ref.name, content.exclude_names)]
+
+
+def vm_ref(platform_id: str, vm: Vm) -> VmRef:
+    return VmRef(platform_id=platform_id, vm_id=vm.id, name=vm.name, physical_host_id=vm.host_id)
+
+
+def excluded(name: str, globs: Collection[str]) -> bool:
+    return bool(name) and any(fnmatchcase(name, glob) for glob in globs)
+
+
+def version_for_run(run_id: str) -> str:
+    """The manifest version name of every disk a run backs up: fixed by the run, so a
+    redelivered or resumed task commits under the same name."""
+    if _VERSION_NAME.fullmatch(run_id):
+        return run_id
+    return "run-" + hashlib.blake2b(run_id.encode(), digest_size=16).hexdigest()
+
+
+def snapshot_key(run_id: str, vm_id: str) -> str:
+    """The platform idempotency key of a run's snapshot of a VM (one snapshot per run/VM,
+    whichever worker and attempt asks)."""
+    return f"edgeback/{run_id}/{vm_id}"
+
+
+def lease_holder(run_id: str, vm_id: str) -> str:
+    return f"{run_id}/{vm_id}"
+
+
+def task_message_id(run_id: str, vm_id: str, attempt: int) -> str:
+    return f"{run_id}/{vm_id}/{attempt}"
+
+
+def rate_windows(speed: Sequence[SpeedWindow]) -> list[RateWindow]:
+    """A job's speed-limit windows as the throttle's rule (``HH:MM`` local times)."""
+    return [
+        RateWindow(
+            start=clock_time.fromisoformat(w.start),
+            end=clock_time.fromisoformat(w.end),
+            bytes_per_s=w.rate * _UNIT_BYTES[w.unit],
+        )
+        for w in speed
+    ]
+
+
+def snapshots_to_release(
+    snapshots: Sequence[VmSnapshot],
+    *,
+    ours: Collection[str],
+    keep: Collection[str],
+    rbd_name: Callable[[str], str],
+) -> list[SnapshotId]:
+    """The VM snapshots to delete after a backup: those edgeback made (one of their RBD
+    snapshot names is in ``ours``, from the catalog's disk versions and this run) that
+    are not to be kept (none of their names in ``keep``: the newest backup's and the last
+    full's with "keep latest snapshot", nothing without it). Anyone else's snapshot of
+    the VM is never touched."""
+    released = []
+    for snap in snapshots:
+        names = {rbd_name(part.snapshot_id) for part in snap.disks}
+        if names & set(ours) and not names & set(keep):
+            released.append(snap.id)
+    return released
+
+
+@dataclass(slots=True, kw_only=True)
+class ProgressGate:
+    """Lets a progress report through at most every ``interval_s`` seconds (the last
+    one always): events stay at a bounded rate whatever the disk speed."""
+
+    interval_s: float
+    clock: Callable[[], float]
+    _last: float | None = field(default=None)
+
+    def allow(self, *, final: bool = False) -> bool:
+        now = self.clock()
+        if final or self._last is None or now - self._last >= self.interval_s:
+            self._last = now
+            return True
+        return False

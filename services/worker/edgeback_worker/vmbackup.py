@@ -1,0 +1,155 @@
+"""Back up one VM a worker holds the claim of (docs/runs.md, 3.3-3.6).
+
+Eligibility (refused: gone, shelved, not on Ceph, no running guest agent; skipped: its
+Ceph pool at or under the job's free-space thresholds, checked before the snapshot),
+the pre-script, the consistent snapshot through the platform under an idempotency key
+derived from run and VM (a redelivered task gets the same snapshot back), the disks
+(``vmdisks``), then the release of the snapshots "keep latest snapshot" does not keep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import structlog
+
+from edgeback_blocks.rbd import RbdCluster
+from edgeback_core.errors import NotFoundError, ScriptFailedError
+from edgeback_core.messages import catalog as m
+from edgeback_core.messages.jobs import JobInfo
+from edgeback_core.messages.runs import (
+    REFUSE_VM_GONE,
+    RunVmTask,
+    VmNotBackedUp,
+    VmRefused,
+    VmSkipped,
+)
+from edgeback_core.messages.runs import (
+    VmOutcome as VmOutcomeName,
+)
+from edgeback_platform.client import EdgeCloudClient
+from edgeback_platform.models import Vm, VmId, VmSnapshot
+from edgeback_platform.templates import RbdTemplates
+from edgeback_worker.eligibility import FreeSpaceRule, Verdict, refusal
+from edgeback_worker.runcontext import RunContext, now
+from edgeback_worker.runrules import snapshot_key, snapshots_to_release
+from edgeback_worker.scripts import run_job_script
+from edgeback_worker.vmdisks import VmDisks, VmOutcome
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class VmBackup:
+    ctx: RunContext
+    task: RunVmTask
+    job: JobInfo
+
+    async def run(self) -> VmOutcome:
+        opts, ref = self.job.spec.options, self.task.vm
+        async with self.ctx.platform(ref.platform_id, opts.request_retries) as platform:
+            try:
+                vm = await platform.get_vm(VmId(ref.vm_id))
+            except NotFoundError as exc:
+                return await self._left_out(VmRefused, REFUSE_VM_GONE, exc.message)
+            verdict = refusal(vm)
+            if verdict is not None:
+                return await self._left_out(VmRefused, verdict.code, verdict.reason)
+            storage = await self._storage(vm)
+            async with RbdCluster.connect(storage.conf_path, storage.client_id) as cluster:
+                low = await self._low_space(cluster, vm)
+                if low is not None:
+                    return await self._left_out(VmSkipped, low.code, low.reason)
+                await self._pre_script()
+                snapshot = await platform.create_snapshot(
+                    vm.id, quiesce=True, idempotency_key=snapshot_key(self.task.run_id, vm.id)
+                )
+                templates = _templates(storage)
+                done = await VmDisks(
+                    ctx=self.ctx, task=self.task, job=self.job, cluster=cluster,
+                    templates=templates, vm=vm, snapshot=snapshot,
+                ).run()  # fmt: skip
+            if done.outcome == "succeeded":
+                await self._release(platform, vm, done, templates)
+        return done
+
+    async def _left_out(self, kind: type[VmNotBackedUp], code: str, reason: str) -> VmOutcome:
+        task = self.task
+        event = kind(
+            run_id=task.run_id, job_id=task.job_id, vm=task.vm, code=str(code), message=reason,
+            at=now(),
+        )  # fmt: skip
+        await self.ctx.publish(event)
+        log.info("vm.left_out", run_id=task.run_id, vm=task.vm.vm_id, code=str(code))
+        outcome: VmOutcomeName = "refused" if kind is VmRefused else "skipped"
+        return VmOutcome(outcome=outcome, code=str(code), message=reason)
+
+    async def _storage(self, vm: Vm) -> m.StorageInfo:
+        pools = {d.pool for d in vm.disks}
+        found = [s for s in await self.ctx.catalog.storages(self.task.vm.platform_id)]
+        mine = [s for s in found if s.pool in pools]
+        mine.sort(key=lambda s: s.host_id != self.task.host_id)
+        if not mine:
+            raise NotFoundError(
+                f"no Ceph storage of platform {self.task.vm.platform_id} holds pool(s) "
+                f"{', '.join(sorted(pools))}"
+            )
+        return mine[0]
+
+    async def _low_space(self, cluster: RbdCluster, vm: Vm) -> Verdict | None:
+        opts = self.job.spec.options
+        rule = FreeSpaceRule(
+            min_free_percent=opts.skip_free_percent or 0.0, min_free_gib=opts.skip_free_gib or 0.0
+        )
+        if rule.min_free_percent <= 0 and rule.min_free_gib <= 0:
+            return None
+        for pool in sorted({d.pool for d in vm.disks}):
+            space = await cluster.pool_space(pool)
+            verdict = rule.verdict(
+                pool=pool, free_bytes=space.free_bytes, total_bytes=space.total_bytes
+            )
+            if verdict is not None:
+                return verdict
+        return None
+
+    async def _pre_script(self) -> None:
+        script = self.job.spec.options.pre_script
+        if script is None:
+            return
+        task = self.task
+        env = {"run_id": task.run_id, "job_id": task.job_id, "phase": "pre", "vm_id": task.vm.vm_id}
+        result = await run_job_script(script, env)
+        if not result.ok:
+            raise ScriptFailedError(
+                f"pre-script exited {result.exit_code} (None: timed out)", output=result.output
+            )
+
+    async def _release(
+        self, platform: EdgeCloudClient, vm: Vm, done: VmOutcome, templates: RbdTemplates
+    ) -> None:
+        """Delete the VM's edgeback snapshots that the next backups do not need."""
+        keep: set[str] = set()
+        if self.job.spec.options.keep_latest_snapshot:
+            keep.update(done.snapshot_names)
+            if done.backup_type != "full":  # the last full is the next cumulative's base
+                pool = self.job.spec.target.pool
+                full = await self.ctx.catalog.base(vm.id, self.job.id, pool, "cumulative")
+                keep.update(d.snapshot_name for d in full.disks)
+        ours = await self.ctx.catalog.snapshot_names(vm.id, self.job.id)
+        ours.update(done.snapshot_names)
+        snapshots: list[VmSnapshot] = await platform.list_snapshots(vm.id)
+        for snap_id in snapshots_to_release(
+            snapshots, ours=ours, keep=keep, rbd_name=templates.snapshot_name
+        ):
+            with contextlib.suppress(NotFoundError):
+                await platform.delete_snapshot(vm.id, snap_id)
+            log.info("snapshot.released", vm=vm.id, snapshot=snap_id)
+
+
+def _templates(storage: m.StorageInfo) -> RbdTemplates:
+    return RbdTemplates(
+        volume=storage.volume_template,
+        snapshot=storage.snapshot_template,
+        instance=storage.instance_template,
+    )

@@ -1,0 +1,177 @@
+"""``RunVmTask``: one VM of a run, on any worker of its backup host (docs/runs.md, 3-4).
+
+The two leases first (``run:<run_id>`` up to the job's parallel VMs and
+``hypervisor:<platform>/<physical host>`` up to its VMs per physical host), held by the
+task itself (``<run_id>/<vm_id>``) so a redelivered task gets its slots back; no slot
+free: ``DeferredError`` (parked, not a failure). Then the claim of the VM's attempt in
+the catalog (another live worker's claim: deferred too). Claim and leases are renewed
+in the background while the VM is backed up (``vmbackup``). The outcome is recorded
+with ``catalog.run.vm.finish``; a failed attempt with retries left is published again
+as the next attempt, not before ``vm_retry_interval_s``. The worker whose finish ended
+the run publishes ``RunFinished`` and runs the post-script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+
+from edgeback_core.bus.topology import run_routing_key
+from edgeback_core.errors import DeferredError, EdgebackError
+from edgeback_core.ids import BackupHostId
+from edgeback_core.messages import backups as b
+from edgeback_core.messages.jobs import JobInfo
+from edgeback_core.messages.runs import DiskStats, RunFinished, RunVmTask, VmFinished, VmStarted
+from edgeback_worker.runcontext import RunContext, now
+from edgeback_worker.runrules import lease_holder, task_message_id
+from edgeback_worker.scripts import run_job_script
+from edgeback_worker.vmbackup import VmBackup
+from edgeback_worker.vmdisks import VmOutcome
+
+log = structlog.get_logger(__name__)
+
+_TERMINAL_RUN = frozenset({"succeeded", "failed", "partially_succeeded", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class VmTasks:
+    ctx: RunContext
+
+    async def run(self, task: RunVmTask) -> None:
+        due = task.not_before
+        if due is not None and due > now():
+            raise DeferredError("VM retry not due yet", delay_s=(due - now()).total_seconds())
+        job = await self.ctx.catalog.job(task.job_id)
+        async with self._leases(task, job) as leases:
+            if not await self._claimed(task):
+                return
+            await self.ctx.publish(
+                VmStarted(
+                    run_id=task.run_id, job_id=task.job_id, vm=task.vm, attempt=task.attempt,
+                    worker_id=self.ctx.worker_id, at=now(),
+                )
+            )  # fmt: skip
+            async with asyncio.TaskGroup() as group:
+                renewing = group.create_task(self._renew(task, leases))
+                try:
+                    outcome = await self._backed_up(task, job)
+                finally:
+                    renewing.cancel()
+        await self._finish(task, job, outcome)
+
+    async def _claimed(self, task: RunVmTask) -> bool:
+        """True when this worker holds the attempt; False when it is over already."""
+        claim_s = self.ctx.settings.claim_s
+        reply = await self.ctx.catalog.vm_start(task.run_id, task.vm, task.attempt, claim_s)
+        held = reply.task
+        if held.state == "running" and held.worker_id == self.ctx.worker_id:
+            return True
+        if held.state in ("pending", "running"):
+            raise DeferredError(
+                f"VM {task.vm.vm_id} is claimed by {held.worker_id}", delay_s=claim_s / 3
+            )
+        log.info("vm.already_done", run_id=task.run_id, vm=task.vm.vm_id, state=held.state)
+        return False
+
+    async def _backed_up(self, task: RunVmTask, job: JobInfo) -> VmOutcome:
+        try:
+            return await VmBackup(self.ctx, task, job).run()
+        except EdgebackError as exc:
+            log.warning(
+                "vm.failed", run_id=task.run_id, vm=task.vm.vm_id, attempt=task.attempt,
+                code=exc.code, error=exc.message,
+            )  # fmt: skip
+            return VmOutcome(outcome="failed", code=exc.code, message=exc.message)
+
+    @contextlib.asynccontextmanager
+    async def _leases(self, task: RunVmTask, job: JobInfo) -> AsyncIterator[list[b.LeaseInfo]]:
+        opts, vm = job.spec.options, task.vm
+        wanted = [
+            (f"run:{task.run_id}", opts.parallel_vms),
+            (f"hypervisor:{vm.platform_id}/{vm.physical_host_id}", opts.vms_per_physical_host),
+        ]
+        holder, ttl = lease_holder(task.run_id, vm.vm_id), self.ctx.settings.claim_s
+        taken: list[b.LeaseInfo] = []
+        try:
+            for scope, limit in wanted:
+                lease = await self.ctx.catalog.lease(scope, holder, limit, ttl)
+                if lease is None:
+                    raise DeferredError(f"no free slot in {scope}", delay_s=1.0, scope=scope)
+                taken.append(lease)
+            yield taken
+        finally:
+            for lease in taken:
+                with contextlib.suppress(EdgebackError):
+                    await self.ctx.catalog.lease_release(lease)
+
+    async def _renew(self, task: RunVmTask, leases: list[b.LeaseInfo]) -> None:
+        claim_s = self.ctx.settings.claim_s
+        while True:
+            await asyncio.sleep(claim_s / 3)
+            try:
+                await self.ctx.catalog.vm_renew(task.run_id, task.vm.vm_id, task.attempt, claim_s)
+                for lease in leases:
+                    await self.ctx.catalog.lease_renew(lease, claim_s)
+            except EdgebackError as exc:  # the next tick tries again; the claim outlives it
+                log.warning("vm.renew_failed", run_id=task.run_id, vm=task.vm.vm_id, code=exc.code)
+
+    async def _finish(self, task: RunVmTask, job: JobInfo, done: VmOutcome) -> None:
+        opts = job.spec.options
+        retry = done.outcome == "failed" and task.attempt <= opts.vm_retries
+        reply = await self.ctx.catalog.vm_finish(
+            b.VmFinish(
+                actor=self.ctx.catalog.actor, run_id=task.run_id, vm_id=task.vm.vm_id,
+                attempt=task.attempt, outcome=done.outcome, code=done.code,
+                message=done.message, failed_disks=done.failed_disks, will_retry=retry,
+            )
+        )  # fmt: skip
+        if done.outcome in ("succeeded", "failed"):
+            await self.ctx.publish(
+                VmFinished(
+                    run_id=task.run_id, job_id=task.job_id, vm=task.vm, attempt=task.attempt,
+                    outcome="succeeded" if done.outcome == "succeeded" else "failed",
+                    code=done.code, message=done.message, backup_set_id=done.backup_set_id,
+                    stats=done.stats, will_retry=retry, at=now(), warnings=done.warnings,
+                )
+            )  # fmt: skip
+        if retry:
+            await self._retry(task, opts.vm_retry_interval_s)
+        if reply.applied and reply.run_state in _TERMINAL_RUN:
+            await self._run_ended(task, job)
+
+    async def _retry(self, task: RunVmTask, interval_s: int) -> None:
+        again = RunVmTask(
+            run_id=task.run_id, job_id=task.job_id, job_revision=task.job_revision,
+            host_id=task.host_id, vm=task.vm, backup_type=task.backup_type,
+            attempt=task.attempt + 1, not_before=now() + timedelta(seconds=interval_s),
+        )  # fmt: skip
+        await self.ctx.bus.publish(
+            "commands",
+            run_routing_key(BackupHostId(task.host_id)),
+            again,
+            message_id=task_message_id(task.run_id, task.vm.vm_id, again.attempt),
+        )
+
+    async def _run_ended(self, task: RunVmTask, job: JobInfo) -> None:
+        detail = await self.ctx.catalog.run_detail(task.run_id)
+        states = [vm.state for vm in detail.vms]
+        outcome = detail.run.state
+        await self.ctx.publish(
+            RunFinished(
+                run_id=task.run_id, job_id=task.job_id,
+                outcome=outcome if outcome in _TERMINAL_RUN else "failed",  # type: ignore[arg-type]
+                vms_succeeded=states.count("succeeded"), vms_failed=states.count("failed"),
+                vms_skipped=states.count("skipped"), vms_refused=states.count("refused"),
+                stats=detail.stats if detail.stats else DiskStats(), at=now(),
+            )
+        )  # fmt: skip
+        log.info("run.finished", run_id=task.run_id, outcome=outcome, worker=self.ctx.worker_id)
+        script = job.spec.options.post_script
+        if script is not None:
+            env = {"run_id": task.run_id, "job_id": task.job_id, "phase": "post"}
+            await run_job_script(script, {**env, "outcome": outcome})

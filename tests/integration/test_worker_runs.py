@@ -1,0 +1,258 @@
+"""A backup job run by the worker end to end: the catalog on the catalog DB, RabbitMQ,
+the platform emulator on real Ceph and a storage node process.
+
+A job of three VMs (one refused: no guest agent; two others excluded by name) runs a
+full and then an incremental after the disks changed. Every disk version, restored
+with the data path into a new image, is byte-identical to the RBD snapshot it was
+taken from; the run ends partially succeeded, the incremental reads only what changed,
+and "keep latest snapshot" leaves exactly the snapshots the next backups need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+import pytest
+from tests.integration.conftest import NewImage
+from tests.integration.test_catalog_rpc import ADMIN
+from tests.support.emulator_process import EmulatorProcess, emulator_process
+from tests.support.processes import NodeProcess, node_process_async
+from tests.support.storage_node import TOKEN
+
+from edgeback_blocks.keys import ClientKeys, read_secret_file, write_secret_file
+from edgeback_blocks.manifest import Manifest
+from edgeback_blocks.pipeline import restore_disk
+from edgeback_blocks.pool_client import PoolClient
+from edgeback_blocks.pool_wire import PoolKind
+from edgeback_blocks.rbd import RbdPool
+from edgeback_catalog.handlers import CatalogRpc, serve_catalog
+from edgeback_catalog.mongo import CatalogDb
+from edgeback_catalog.secretbox import SecretBox
+from edgeback_catalog.service import Catalog
+from edgeback_core.bus.amqp import AmqpBus
+from edgeback_core.bus.port import Bus
+from edgeback_core.bus.topology import HOST_HEARTBEAT, Topology, run_routing_key, worker_runs
+from edgeback_core.ids import BackupHostId
+from edgeback_core.messages import backups as b
+from edgeback_core.messages import catalog as m
+from edgeback_core.messages import catalog_rpc as rpc
+from edgeback_core.messages import jobs as j
+from edgeback_core.messages.runs import BackupType, PlanRun
+from edgeback_core.settings import Secret
+from edgeback_pools.pool_meta import create_pool
+from edgeback_worker.handlers import serve_runs
+from edgeback_worker.settings import WorkerSettings
+
+pytestmark = pytest.mark.integration
+
+HOST = "bkhost1"
+POOL = "runs"
+MIB = 1024 * 1024
+T = 30.0
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class World:
+    bus: Bus
+    node: NodeProcess
+    emulator: EmulatorProcess
+    pool_dir: Path
+
+    async def call(self, name: str, req: msgspec.Struct, resp: type[R]) -> R:
+        return await self.bus.call(name, req, resp, timeout=T)
+
+
+@pytest.fixture
+async def world(
+    tmp_path: Path, amqp_url: str, mongo_url: str, ceph_conf: str
+) -> AsyncIterator[World]:
+    topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
+    pool_dir = tmp_path / "pools"
+    pool_dir.mkdir()
+    create_pool(tmp_path / "node", POOL, PoolKind.DEDUP)
+    async with AsyncExitStack() as stack:
+        node = await stack.enter_async_context(node_process_async(tmp_path / "node"))
+        _host_files(pool_dir, node)
+        emulator = stack.enter_context(
+            emulator_process(ceph_conf, tmp_path / "cloud", vms=5, disk_mib="5,8")
+        )
+        db = await stack.enter_async_context(
+            CatalogDb.open(mongo_url, f"test_runs_{uuid.uuid4().hex[:12]}")
+        )
+        stack.push_async_callback(db.drop)
+        box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
+        catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
+        server = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
+        await serve_catalog(server, CatalogRpc(catalog))
+        worker_bus = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
+        settings = WorkerSettings.load(
+            {
+                "EDGEBACK_WORKER_HOST_ID": HOST,
+                "EDGEBACK_WORKER_WORKER_ID": "w-test",
+                "EDGEBACK_WORKER_POOL_DIR": str(pool_dir),
+                "EDGEBACK_WORKER_PROGRESS_INTERVAL_S": "0.5",
+            }
+        )
+        consumer = await serve_runs(worker_bus, settings)
+        stack.push_async_callback(consumer.stop)
+        client = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
+        yield World(bus=client, node=node, emulator=emulator, pool_dir=pool_dir)
+        await server.delete_topology([worker_runs(BackupHostId(HOST))])
+
+
+def _host_files(pool_dir: Path, node: NodeProcess) -> None:
+    """What the backup host keeps for the pool: secret, node token, plain pool key."""
+    write_secret_file(pool_dir / f"{POOL}.secret")
+    (pool_dir / f"{POOL}.token").write_text(TOKEN)
+    (pool_dir / f"{POOL}.key").write_bytes(node.key_file(POOL).read_bytes())
+    os.chmod(pool_dir / f"{POOL}.token", 0o600)
+
+
+async def _job(world: World) -> j.JobInfo:
+    beat = m.HostHeartbeat(host_id=HOST, hostname="bk", version="1", capacity_bytes=1)
+    await world.bus.publish("events", HOST_HEARTBEAT, beat)
+    async with asyncio.timeout(T):
+        while True:
+            try:
+                await world.call(
+                    rpc.HOST_ACTIVATE, m.HostActivate(actor=ADMIN, host_id=HOST), m.HostInfo
+                )
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+    emu = world.emulator
+    register = m.PlatformRegister(
+        actor=ADMIN, name="edge", address="127.0.0.1", port=emu.port, ssl=False,
+        access_key=emu.access_key, secret_key=emu.secret_key, default_host_id=HOST,
+    )  # fmt: skip
+    platform = await world.call(rpc.PLATFORM_REGISTER, register, m.PlatformInfo)
+    state = emu.state()
+    storage = m.StorageAdd(
+        actor=ADMIN, platform_id=platform.id, name="ceph", host_id=HOST, pool=state.ceph.pool,
+        conf_path=state.ceph.conf,
+    )  # fmt: skip
+    await world.call(rpc.STORAGE_ADD, storage, m.StorageInfo)
+    spec = j.JobSpec(
+        name="nightly",
+        type="full",
+        content=j.JobContent(
+            vms=[j.VmSelection(platform_id=platform.id)], exclude_names=["db-*", "cache-*"]
+        ),
+        target=j.JobTarget(host_id=HOST, pool=j.PoolRef(node_url=world.node.url, name=POOL)),
+        options=j.JobOptions(vm_retries=0, streams_per_disk=2, disks_per_vm=2),
+    )
+    return await world.call(j.JOB_CREATE, j.JobCreate(actor=ADMIN, spec=spec), j.JobInfo)
+
+
+async def _run(world: World, job: j.JobInfo, key: str, kind: BackupType) -> b.RunDetail:
+    start = b.RunStart(
+        actor=ADMIN, job_id=job.id, requested_by="test", idempotency_key=key, backup_type=kind
+    )
+    started = await world.call(b.RUN_START, start, b.RunStartReply)
+    plan = PlanRun(
+        run_id=started.run.id, job_id=job.id, job_revision=job.revision, host_id=HOST,
+        backup_type=kind,
+    )  # fmt: skip
+    await world.bus.publish("commands", run_routing_key(BackupHostId(HOST)), plan)
+    get = b.RunDetailGet(actor=ADMIN, run_id=started.run.id)
+    async with asyncio.timeout(60):
+        while True:
+            detail = await world.call(b.RUN_DETAIL, get, b.RunDetail)
+            if detail.run.state in ("succeeded", "partially_succeeded", "failed"):
+                return detail
+            await asyncio.sleep(0.3)
+
+
+async def _check_restores(
+    world: World, detail: b.RunDetail, rbd: RbdPool, new_image: NewImage
+) -> list[b.BackupSetWithDisks]:
+    """Each disk version restores to the bytes of its RBD snapshot."""
+    secret = read_secret_file(world.pool_dir / f"{POOL}.secret")
+    keys = ClientKeys.plain(secret, world.node.key(POOL))
+    sets = []
+    async with PoolClient(world.node.url, TOKEN, POOL) as client:
+        for set_id in detail.backup_set_ids:
+            get = b.BackupSetGet(actor=ADMIN, backup_set_id=set_id)
+            found = await world.call(b.BACKUP_SET_GET, get, b.BackupSetWithDisks)
+            sets.append(found)
+            assert found.backup_set is not None
+            for dv in found.disks:
+                data = await client.get_manifest(
+                    found.backup_set.vm.vm_id, dv.disk_id, dv.manifest_version
+                )
+                manifest = Manifest.decode(data, keys.manifest)
+                image, _, snap = manifest.header.image.partition("/")[2].partition("@")
+                assert snap == dv.snapshot_name
+                target = await new_image(dv.size_bytes)
+                async with rbd.open_image(target, read_only=False) as out:
+                    await restore_disk(manifest, out, source=client, key=keys.digest)
+                async with (
+                    rbd.open_image(image, snapshot=snap) as src,
+                    rbd.open_image(target) as out,
+                ):
+                    assert await out.read(0, dv.size_bytes) == await src.read(0, dv.size_bytes), (
+                        dv.disk_id
+                    )
+    return sets
+
+
+async def _change_disks(world: World, rbd: RbdPool) -> None:
+    state = world.emulator.state()
+    for vm in state.vms:
+        for disk in vm.disks:
+            name = state.ceph.image_name(vm.id, disk)
+            if name is None:
+                continue
+            async with rbd.open_image(name, read_only=False) as image:
+                await image.write(MIB, os.urandom(64 * 1024))  # the first 4 MiB chunk only
+
+
+async def test_full_then_incremental_restore_byte_identical(
+    world: World, pool: RbdPool, new_image: NewImage
+) -> None:
+    job = await _job(world)
+    full = await _run(world, job, "first", "full")
+    assert full.run.state == "partially_succeeded", full
+    states = {vm.vm.name: (vm.state, vm.code) for vm in full.vms}
+    assert states == {
+        "web-01": ("succeeded", ""),
+        "mq-04": ("refused", "guest_agent_missing"),
+        "app-05": ("succeeded", ""),
+    }
+    sets = await _check_restores(world, full, pool, new_image)
+    sizes = [d.size_bytes for s in sets for d in s.disks]
+    assert len(sizes) == 5 and any(size % (4 * MIB) for size in sizes), sizes
+
+    await _change_disks(world, pool)
+    incr = await _run(world, job, "second", "incremental")
+    assert incr.run.state == "partially_succeeded"
+    sets = await _check_restores(world, incr, pool, new_image)
+    for found in sets:
+        assert found.backup_set is not None
+        assert found.backup_set.backup_type == "incremental"
+        assert found.backup_set.base_backup_set_id in full.backup_set_ids
+    # one changed 4 MiB chunk per disk is read again, the rest comes from the base
+    assert incr.stats.bytes_read == 5 * 4 * MIB
+    assert incr.stats.bytes_unchanged > 0
+    await _check_snapshots_kept(world, full, incr)
+
+
+async def _check_snapshots_kept(world: World, full: b.RunDetail, incr: b.RunDetail) -> None:
+    """Keep latest snapshot: the VM keeps its newest (the incremental's) and its last
+    full's snapshot; both are what the catalog recorded."""
+    state = world.emulator.state()
+    for vm in state.vms:
+        if vm.name not in ("web-01", "app-05"):
+            continue
+        kept = [s for s in state.snapshots if s.vm_id == vm.id]
+        assert len(kept) == 2, (vm.name, kept)
