@@ -501,3 +501,10 @@ class CatalogNotEmptyError(ConflictError):
     """A pool import needs a catalog without backup sets of its own runs."""
 
     code = "catalog_not_empty"
+
+
+class InstantRestoreFailedError(PermanentError):
+    """An instant restore failed before commit: its migrations were aborted and the
+    original images put back; ``details["disks"]`` says what happened to each disk."""
+
+    code = "instant_restore_failed"
