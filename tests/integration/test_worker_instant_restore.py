@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -37,19 +39,21 @@ from edgeback_blocks.ids import PoolId
 from edgeback_blocks.manifest import BackupType, ManifestHeader, created_ms
 from edgeback_blocks.pipeline import backup_disk
 from edgeback_blocks.pool_client import PoolClient
-from edgeback_blocks.rbd import RbdPool
-from edgeback_core.errors import EdgebackError, InstantRestoreFailedError, InvalidInputError
+from edgeback_blocks.rbd import MigrationState, RbdPool
+from edgeback_core.errors import InstantRestoreFailedError, InvalidInputError
 from edgeback_core.retry import RetryPolicy
 from edgeback_core.settings import Secret
 from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
 from edgeback_worker.instant_plan import CAPABILITY_KEY, DiskProgress, InstantEvent, VmStarted
+from edgeback_worker.instant_restore import InstantRestoreResult
 
 pytestmark = pytest.mark.integration
 
 AK, SK = "AK-instant", "sk-instant-0123456789"
 VERSION = "20260101T000000Z-00000000000000a1"
 THROTTLED = {"EDGEBACK_DEDUP_IMAGE_BYTES_PER_S": str(6 * 1024 * 1024)}
-"""Slow image reads (6 MiB/s), so a failure or a kill lands mid-copy."""
+"""Slow image reads (6 MiB/s, ~11 s for both disks), so a failure or a kill lands mid-copy."""
+KILL_AFTER_S = 1.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,7 +117,10 @@ async def _back_up(
             )  # fmt: skip
             async with pool.open_image(image, snapshot=snap_name) as opened:
                 result = await backup_disk(
-                    opened, header=header, target=client, key=node.key("dd")  # type: ignore[arg-type]
+                    opened,
+                    header=header,
+                    target=client,
+                    key=node.key("dd"),  # type: ignore[arg-type]
                 )
                 shas[image] = await image_sha256(opened, disk.size)
             await client.put_manifest(vm.id, disk.id, VERSION, result.manifest.encode(MANIFEST_KEY))
@@ -158,18 +165,8 @@ async def _restore_and_read(
     Returns (VM started, both first reads done) in seconds from the request, and events.
     """
     events: list[InstantEvent] = []
-    started_vm = asyncio.Event()
-
-    def on_event(event: InstantEvent) -> None:
-        events.append(event)
-        if isinstance(event, VmStarted):
-            started_vm.set()
-
     begin = time.monotonic()
-    task = asyncio.create_task(run(spec, on_event))
-    waiting = asyncio.create_task(started_vm.wait())
-    await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
-    assert started_vm.is_set(), task.result()
+    task = await _wait_vm_started(spec, events)
     vm_started = time.monotonic() - begin
     for disk in spec.disks:
         async with pool.open_image(disk.target) as image:
@@ -204,3 +201,112 @@ async def test_instant_restore_commits_identical_and_removes_originals(
     assert {e.disk for e in progress} == {d.disk for d in s.spec.disks}
     last = {e.disk: e for e in progress}
     assert all(e.done_bytes == e.total_bytes for e in last.values())
+
+
+async def _wait_vm_started(
+    spec: InstantSpec, events: list[InstantEvent]
+) -> asyncio.Task[InstantRestoreResult]:
+    """Start the restore as a task; return it once every disk is prepared."""
+    started_vm = asyncio.Event()
+
+    def on_event(event: InstantEvent) -> None:
+        events.append(event)
+        if isinstance(event, VmStarted):
+            started_vm.set()
+
+    task = asyncio.create_task(run(spec, on_event))
+    waiting = asyncio.create_task(started_vm.wait())
+    await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+    assert started_vm.is_set(), task.result()
+    return task
+
+
+async def test_capability_revoked_mid_copy_aborts_and_puts_originals_back(
+    pool: RbdPool, ceph_conf: str, tmp_path: Path
+) -> None:
+    async with scene(pool, ceph_conf, tmp_path, node_env=THROTTLED) as s:
+        events: list[InstantEvent] = []
+        task = await _wait_vm_started(s.spec, events)
+        async with PoolClient(s.spec.node_url, TOKEN, "dd") as client:
+            for disk in s.spec.disks:
+                await client.revoke_capability(
+                    (await pool.image_metadata(disk.target))[CAPABILITY_KEY]
+                )
+        begin = time.monotonic()
+        with pytest.raises(InstantRestoreFailedError) as failed:
+            await task
+        print(f"\nrevoked mid-copy: failed and rolled back in {time.monotonic() - begin:.3f} s: "
+              f"{failed.value.message}")  # fmt: skip
+        outcomes = {o["disk"]: o["outcome"] for o in failed.value.details["disks"] if "disk" in o}
+        assert outcomes == {d.disk: "aborted; original image back" for d in s.spec.disks}
+        assert failed.value.details["cause"] == "rbd_io_error"
+        plan = s.spec.plan()
+        for disk in plan.disks:
+            assert await _sha(pool, disk.target) == s.live_sha[disk.target]
+            assert not await pool.image_exists(plan.aside_name(disk))
+        assert s.cloud.state().vms[0].state == "stopped"
+
+
+def _child_vm_started(proc: subprocess.Popen[bytes]) -> None:
+    """Read the child's output until it says the VM was started (every disk prepared)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if not line.startswith(b'{"event"'):
+            continue  # a log line
+        event = json.loads(line)["event"]
+        if event == "VmStarted":
+            return
+        assert event not in ("result", "error"), line
+    raise AssertionError("the child ended before starting the VM")
+
+
+async def test_worker_killed_mid_copy_is_resumed_by_another(
+    pool: RbdPool, ceph_conf: str, tmp_path: Path
+) -> None:
+    async with scene(pool, ceph_conf, tmp_path, node_env=THROTTLED) as s:
+        proc = child(s.spec)
+        try:
+            await asyncio.to_thread(_child_vm_started, proc)
+            # librbd copies up to 10 objects at once and reports each when done, so
+            # progress comes late on small disks: kill at a time well inside the copy
+            await asyncio.sleep(KILL_AFTER_S)
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        states = [(await pool.migration_status(d.target)).state for d in s.spec.disks]
+        assert all(st is MigrationState.EXECUTING for st in states)
+        begin = time.monotonic()
+        await run(s.spec, lambda event: None)
+        resumed = time.monotonic() - begin
+        plan = s.spec.plan()
+        for disk in plan.disks:
+            assert await _sha(pool, disk.target) == s.snapshot_sha[disk.target]
+            assert not await pool.image_exists(plan.aside_name(disk))
+    print(f"\nSIGKILL {KILL_AFTER_S} s into execute (states {[st.name for st in states]}): "
+          f"resumed to commit in {resumed:.3f} s")  # fmt: skip
+
+
+async def test_https_node_is_trusted_through_ssl_cert_file(
+    pool: RbdPool, ceph_conf: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with scene(pool, ceph_conf, tmp_path, https=True, keep=True) as s:
+        assert s.spec.node_url.startswith("https://") and s.spec.ca_file is not None
+        # librbd verifies the peer against OpenSSL's default paths: without the CA, refused
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        with pytest.raises(InstantRestoreFailedError) as refused:
+            await run(s.spec, lambda event: None)
+        for disk in s.spec.disks:
+            assert await _sha(pool, disk.target) == s.live_sha[disk.target]
+        monkeypatch.setenv("SSL_CERT_FILE", s.spec.ca_file)
+        begin = time.monotonic()
+        vm_started, first_reads, _ = await _restore_and_read(pool, s.spec)
+        committed = time.monotonic() - begin
+        plan = s.spec.plan()
+        for disk in plan.disks:
+            assert await _sha(pool, disk.target) == s.snapshot_sha[disk.target]
+            assert await _sha(pool, plan.aside_name(disk)) == s.live_sha[disk.target]  # kept
+    print(f"\nhttps: untrusted CA refused ({refused.value.details['cause']}); trusted: VM "
+          f"started {vm_started:.3f} s, first reads {first_reads:.3f} s, committed "
+          f"{committed:.3f} s")  # fmt: skip

@@ -83,12 +83,11 @@ async def opened(
         yield InstantRestoreContext(
             pool=pool, node=node, node_url=spec.node_url,
             manifest_mac_key=bytes.fromhex(spec.mac_key), platform=cloud, on_event=on_event,
+            execute_cluster=lambda: RbdCluster.connect(spec.ceph_conf, io_threads=1),
         )  # fmt: skip
 
 
-async def run(
-    spec: InstantSpec, on_event: Callable[[InstantEvent], None]
-) -> InstantRestoreResult:
+async def run(spec: InstantSpec, on_event: Callable[[InstantEvent], None]) -> InstantRestoreResult:
     async with opened(spec, on_event) as ctx:
         return await restore_instantly(ctx, spec.plan())
 

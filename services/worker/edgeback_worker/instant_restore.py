@@ -18,19 +18,22 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import structlog
 
 from edgeback_blocks.pool_client import PoolClient
-from edgeback_blocks.rbd import MigrationState, RbdPool
+from edgeback_blocks.rbd import MigrationState, RbdCluster, RbdPool
 from edgeback_core.errors import (
     ConflictError,
     EdgebackError,
     InstantRestoreFailedError,
     InvalidInputError,
+    LockBusyError,
     NotFoundError,
     RbdIOError,
+    UnavailableError,
 )
 from edgeback_platform.port import CloudPlatform
 from edgeback_worker.instant_plan import (
@@ -50,6 +53,9 @@ from edgeback_worker.instant_plan import (
 log = structlog.get_logger(__name__)
 
 _FORWARD = (Step.MOVE_ASIDE, Step.PREPARE, Step.EXECUTE)
+ABORT_PATIENCE_S = 45.0
+"""How long an abort waits for a dead client's watch to lapse (Ceph's default
+osd_client_watch_timeout is 30 s)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +71,11 @@ class InstantRestoreContext:
     manifest_mac_key: bytes
     platform: CloudPlatform
     on_event: Callable[[InstantEvent], None]
+    execute_cluster: Callable[[], AbstractAsyncContextManager[RbdCluster]] | None = None
+    """Opens a Ceph connection of its own for each ``execute``, closed after it. librbd
+    at times keeps a failed execute's image open (its watch and exclusive lock held
+    while the client lives), and ``abort`` answers EBUSY; such a connection is fenced
+    (blocklisted) on failure, so the OSDs drop them at once. None: ``pool``'s."""
     clock: Callable[[], float] = time.monotonic
 
 
@@ -115,6 +126,11 @@ async def _observe(pool: RbdPool, plan: InstantRestorePlan, disk: InstantDisk) -
             migration = (await pool.migration_status(disk.target)).state
         except InvalidInputError:  # not migrating
             key = (await pool.image_metadata(disk.target)).get(RESTORE_KEY)
+        except RbdIOError as exc:
+            # librbd opens the source to answer: node down, capability revoked or expired
+            raise UnavailableError(
+                "a migrating target's source cannot be read", target=disk.target
+            ) from exc
     seen = Observed(
         target_exists=exists, aside_exists=await pool.image_exists(plan.aside_name(disk)),
         migration=migration, restore_key=key,
@@ -199,7 +215,15 @@ async def _execute(ctx: InstantRestoreContext, plan: InstantRestorePlan, disk: I
         if event is not None:
             ctx.on_event(event)
 
-    await ctx.pool.migration_execute(disk.target, report)
+    if ctx.execute_cluster is None:
+        await ctx.pool.migration_execute(disk.target, report)
+    else:
+        async with ctx.execute_cluster() as cluster, cluster.open_pool(ctx.pool.name) as pool:
+            try:
+                await pool.migration_execute(disk.target, report)
+            except EdgebackError:
+                await cluster.fence_self()
+                raise
     ctx.on_event(meter.finish(ctx.clock()))
     log.info("instant_restore.executed", disk=disk.disk, target=disk.target)
 
@@ -243,7 +267,33 @@ async def _migrating(pool: RbdPool, name: str) -> bool:
         await pool.migration_status(name)
     except InvalidInputError:
         return False
+    except RbdIOError:  # migrating, its source unreadable
+        return True
     return True
+
+
+async def _abort(pool: RbdPool, name: str, clock: Callable[[], float]) -> None:
+    """Abort the migration of ``name`` (it needs no source), waiting out a watch that
+    a failed execute's client left behind (see ``execute_pool``)."""
+    deadline = clock() + ABORT_PATIENCE_S
+    while True:
+        try:
+            await pool.migration_abort(name)
+            return
+        except LockBusyError:
+            if clock() > deadline:
+                raise
+            log.info("instant_restore.abort_busy", target=name)
+            await asyncio.sleep(1.0)
+
+
+async def _capability_of(pool: RbdPool, name: str) -> str | None:
+    """The capability a target reads through; None when it cannot be opened (its
+    source unreadable: the capability is then revoked, expired or its node down)."""
+    try:
+        return (await pool.image_metadata(name)).get(CAPABILITY_KEY)
+    except RbdIOError:
+        return None
 
 
 async def _revoke(node: PoolClient, handle: str) -> None:
@@ -282,8 +332,8 @@ async def _roll_back_disk(
                 if await pool.image_exists(aside):
                     raise ConflictError("the target's name is taken", target=disk.target)
                 return {"disk": disk.disk, "target": disk.target, "outcome": "untouched"}
-            handle = (await pool.image_metadata(disk.target)).get(CAPABILITY_KEY)
-            await pool.migration_abort(disk.target)
+            handle = await _capability_of(pool, disk.target)
+            await _abort(pool, disk.target, ctx.clock)
             if handle:
                 await _revoke(ctx.node, handle)
         if not await pool.image_exists(aside):
