@@ -120,7 +120,7 @@ async def _back_up(
                     opened,
                     header=header,
                     target=client,
-                    key=node.key("dd"),  # type: ignore[arg-type]
+                    key=node.key("dd"),
                 )
                 shas[image] = await image_sha256(opened, disk.size)
             await client.put_manifest(vm.id, disk.id, VERSION, result.manifest.encode(MANIFEST_KEY))
@@ -228,10 +228,9 @@ async def test_capability_revoked_mid_copy_aborts_and_puts_originals_back(
         events: list[InstantEvent] = []
         task = await _wait_vm_started(s.spec, events)
         async with PoolClient(s.spec.node_url, TOKEN, "dd") as client:
-            for disk in s.spec.disks:
-                await client.revoke_capability(
-                    (await pool.image_metadata(disk.target))[CAPABILITY_KEY]
-                )
+            for spec_disk in s.spec.disks:
+                handle = (await pool.image_metadata(spec_disk.target))[CAPABILITY_KEY]
+                await client.revoke_capability(handle)
         begin = time.monotonic()
         with pytest.raises(InstantRestoreFailedError) as failed:
             await task
@@ -297,8 +296,8 @@ async def test_https_node_is_trusted_through_ssl_cert_file(
         monkeypatch.delenv("SSL_CERT_FILE", raising=False)
         with pytest.raises(InstantRestoreFailedError) as refused:
             await run(s.spec, lambda event: None)
-        for disk in s.spec.disks:
-            assert await _sha(pool, disk.target) == s.live_sha[disk.target]
+        for spec_disk in s.spec.disks:
+            assert await _sha(pool, spec_disk.target) == s.live_sha[spec_disk.target]
         monkeypatch.setenv("SSL_CERT_FILE", s.spec.ca_file)
         begin = time.monotonic()
         vm_started, first_reads, _ = await _restore_and_read(pool, s.spec)
