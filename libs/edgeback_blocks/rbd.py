@@ -385,17 +385,6 @@ class RbdPool:
             source_image=raw.get("source_image_name", ""),
         )
 
-    async def image_metadata(self, name: str) -> dict[str, str]:
-        """The key/value metadata of image ``name`` (``rbd image-meta list``)."""
-        return await self._offload.run(
-            "rbd.metadata_list", self._target(name), _metadata, self._ioctx, name
-        )
-
-    async def set_image_metadata(self, name: str, key: str, value: str) -> None:
-        await self._offload.run(
-            "rbd.metadata_set", self._target(name), _set_metadata, self._ioctx, name, key, value
-        )
-
     @contextlib.asynccontextmanager
     async def open_image(
         self, name: str, *, snapshot: str | None = None, read_only: bool = True
@@ -436,20 +425,10 @@ def _progress_bridge(on_progress: MigrationProgress | None) -> Callable[[int, in
     return report
 
 
-def _metadata(ioctx: rados.Ioctx, name: str) -> dict[str, str]:
-    with rbd.Image(ioctx, name, read_only=True) as image:
-        return dict(image.metadata_list())
-
-
 def _remove_snaps(ioctx: rados.Ioctx, name: str) -> None:
     with rbd.Image(ioctx, name) as image:
         for snap in list(image.list_snaps()):
             _remove_snap(image, snap["name"])
-
-
-def _set_metadata(ioctx: rados.Ioctx, name: str, key: str, value: str) -> None:
-    with rbd.Image(ioctx, name) as image:
-        image.metadata_set(key, value)
 
 
 class RbdImage:

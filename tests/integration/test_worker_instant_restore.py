@@ -229,7 +229,9 @@ async def test_capability_revoked_mid_copy_aborts_and_puts_originals_back(
         task = await _wait_vm_started(s.spec, events)
         async with PoolClient(s.spec.node_url, TOKEN, "dd") as client:
             for spec_disk in s.spec.disks:
-                handle = (await pool.image_metadata(spec_disk.target))[CAPABILITY_KEY]
+                async with pool.open_image(spec_disk.target) as image:
+                    handle = await image.metadata_get(CAPABILITY_KEY)
+                assert handle is not None
                 await client.revoke_capability(handle)
         begin = time.monotonic()
         with pytest.raises(InstantRestoreFailedError) as failed:

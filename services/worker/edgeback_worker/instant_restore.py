@@ -125,7 +125,7 @@ async def _observe(pool: RbdPool, plan: InstantRestorePlan, disk: InstantDisk) -
         try:
             migration = (await pool.migration_status(disk.target)).state
         except InvalidInputError:  # not migrating
-            key = (await pool.image_metadata(disk.target)).get(RESTORE_KEY)
+            key = await _metadata(pool, disk.target, RESTORE_KEY)
         except RbdIOError as exc:
             # librbd opens the source to answer: node down, capability revoked or expired
             raise UnavailableError(
@@ -189,8 +189,9 @@ async def _prepare(
         await _revoke(ctx.node, handle)
         raise
     # recorded in Ceph, so a resumed restore (or its roll-back) can revoke it
-    await ctx.pool.set_image_metadata(disk.target, CAPABILITY_KEY, handle)
-    await ctx.pool.set_image_metadata(disk.target, RESTORE_KEY, plan.restore_key)
+    async with ctx.pool.open_image(disk.target, read_only=False) as image:
+        await image.metadata_set(CAPABILITY_KEY, handle)
+        await image.metadata_set(RESTORE_KEY, plan.restore_key)
     log.info("instant_restore.prepared", disk=disk.disk, target=disk.target, capability=handle)
 
 
@@ -249,7 +250,7 @@ async def _clean_up(
     ctx: InstantRestoreContext, plan: InstantRestorePlan, disk: InstantDisk
 ) -> bool:
     """Remove (or keep) the moved-aside image, revoke the capability; True: kept."""
-    handle = (await ctx.pool.image_metadata(disk.target)).get(CAPABILITY_KEY)
+    handle = await _metadata(ctx.pool, disk.target, CAPABILITY_KEY)
     if handle:
         await _revoke(ctx.node, handle)
     aside = plan.aside_name(disk)
@@ -272,6 +273,11 @@ async def _migrating(pool: RbdPool, name: str) -> bool:
     return True
 
 
+async def _metadata(pool: RbdPool, name: str, key: str) -> str | None:
+    async with pool.open_image(name) as image:
+        return await image.metadata_get(key)
+
+
 async def _abort(pool: RbdPool, name: str, clock: Callable[[], float]) -> None:
     """Abort the migration of ``name`` (it needs no source), waiting out a watch that
     a failed execute's client left behind (see ``execute_pool``)."""
@@ -291,7 +297,7 @@ async def _capability_of(pool: RbdPool, name: str) -> str | None:
     """The capability a target reads through; None when it cannot be opened (its
     source unreadable: the capability is then revoked, expired or its node down)."""
     try:
-        return (await pool.image_metadata(name)).get(CAPABILITY_KEY)
+        return await _metadata(pool, name, CAPABILITY_KEY)
     except RbdIOError:
         return None
 
