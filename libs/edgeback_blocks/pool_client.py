@@ -27,7 +27,9 @@ from edgeback_blocks.chunk import ChunkHeader
 from edgeback_blocks.http_connections import Body, HttpConnections
 from edgeback_blocks.ids import DIGEST_SIZE, ChunkDigest
 from edgeback_blocks.pool_wire import (
+    CapabilityCreated,
     CollectGarbage,
+    CreateCapability,
     CreatePool,
     GcReport,
     ManifestItem,
@@ -61,6 +63,7 @@ _gc_decoder: Final = msgspec.json.Decoder(GcReport)
 _scrub_decoder: Final = msgspec.json.Decoder(ScrubReport)
 _statuses_decoder: Final = msgspec.json.Decoder(list[PoolStatus])
 _manifests_decoder: Final = msgspec.json.Decoder(list[ManifestItem])
+_capability_decoder: Final = msgspec.json.Decoder(CapabilityCreated)
 _problem_decoder: Final = msgspec.json.Decoder(errors.ErrorBody)
 
 
@@ -177,6 +180,34 @@ class PoolClient:
 
     async def delete_checkpoint(self, vm: str, disk: str, version: str) -> None:
         await self._call("DELETE", self._manifest_path(vm, disk, version, "checkpoints"))
+
+    # --- disk images (instant restore) -------------------------------------------
+
+    async def create_capability(
+        self, vm: str, disk: str, version: str, *, manifest_mac_key: bytes, ttl_s: float
+    ) -> CapabilityCreated:
+        """A capability URL serving one disk version as a raw image for ``ttl_s`` seconds.
+
+        Join ``path`` to the node URL the hypervisors reach (``url`` is built from the
+        ``Host`` this request used). Not retried: a lost answer would leave a capability
+        nobody knows the id of (it expires; the caller may list and revoke by handle).
+        """
+        spec = CreateCapability(
+            vm=vm, disk=disk, version=version, manifest_mac_key=manifest_mac_key.hex(),
+            ttl_s=ttl_s,
+        )  # fmt: skip
+        headers = {"Authorization": self._auth, "Content-Type": "application/json"}
+        status, answer = await self._http.request(
+            "POST", f"{self._pool_path}/capabilities", body=msgspec.json.encode(spec),
+            headers=headers,
+        )  # fmt: skip
+        if status >= 400:
+            raise error_from_problem(status, answer)
+        return _capability_decoder.decode(answer)
+
+    async def revoke_capability(self, handle: str) -> None:
+        """Revoke capability ``handle`` (again: no change); its URL answers 410 from now."""
+        await self._call("DELETE", f"{self._pool_path}/capabilities/{handle}")
 
     # --- pools --------------------------------------------------------------------
 

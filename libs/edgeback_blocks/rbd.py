@@ -215,6 +215,17 @@ class RbdCluster:
         finally:
             await asyncio.to_thread(offload.executor.shutdown)
 
+    async def fence_self(self, expire_s: float = 300.0) -> None:
+        """Blocklist this connection's own address for ``expire_s``: the OSDs drop its
+        watches and librbd may break its locks at once. For a connection whose librbd
+        state is left behind (a failed migration execute at times keeps its image open);
+        close it right after. Needs the mon cap to blocklist (``profile rbd`` has it)."""
+        addrs = await self._offload.run("rados.get_addrs", _Target(), self._cluster.get_addrs)
+        await self._offload.run(
+            "rados.blocklist_add", _Target(), self._cluster.blocklist_add,
+            _client_addr(addrs), math.ceil(expire_s),
+        )  # fmt: skip
+
     async def pool_exists(self, name: str) -> bool:
         return await self._offload.run(
             "rados.pool_exists", _Target(), self._cluster.pool_exists, name
@@ -251,6 +262,12 @@ class RbdCluster:
             yield RbdPool(ioctx, name, self._offload)
         finally:
             await self._offload.run("rados.close_ioctx", target, ioctx.close)
+
+
+def _client_addr(addrs: str) -> str:
+    """``127.0.0.1:0/123`` out of ``[v2:127.0.0.1:0/123,v1:...]`` or a bare address."""
+    first = addrs.strip("[]").split(",")[0]
+    return first.split(":", 1)[1] if first.startswith(("v1:", "v2:", "any:")) else first
 
 
 def _seconds(value: float) -> str:
@@ -299,18 +316,22 @@ class RbdPool:
             "rbd.create", self._target(name), rbd.RBD().create, self._ioctx, name, size
         )
 
-    async def remove_image(self, name: str) -> None:
-        """Remove an image; it must have no snapshots (ConflictError) and not be open."""
+    async def remove_image(self, name: str, *, with_snapshots: bool = False) -> None:
+        """Remove an image; it must not be open, and have no snapshots (ConflictError)
+        unless ``with_snapshots`` (then they go first; one with clones: ConflictError)."""
+        if with_snapshots:
+            await self._offload.run(
+                "rbd.remove_snaps", self._target(name), _remove_snaps, self._ioctx, name
+            )
         await self._offload.run(
             "rbd.remove", self._target(name), rbd.RBD().remove, self._ioctx, name
         )
 
     async def image_exists(self, name: str) -> bool:
-        try:
-            await self._offload.run("rbd.probe", self._target(name), _probe, self._ioctx, name)
-        except RbdImageNotFoundError:
-            return False
-        return True
+        """Whether the pool's directory lists ``name``. Not by opening it: a migration
+        target whose source cannot be read fails to open (EIO) but exists."""
+        names = await self._offload.run("rbd.list", self._target(name), rbd.RBD().list, self._ioctx)
+        return name in names
 
     async def rename_image(self, name: str, new_name: str) -> None:
         """Rename an image (to move a restore target aside, and back)."""
@@ -404,8 +425,10 @@ def _progress_bridge(on_progress: MigrationProgress | None) -> Callable[[int, in
     return report
 
 
-def _probe(ioctx: rados.Ioctx, name: str) -> None:
-    rbd.Image(ioctx, name, read_only=True).close()
+def _remove_snaps(ioctx: rados.Ioctx, name: str) -> None:
+    with rbd.Image(ioctx, name) as image:
+        for snap in list(image.list_snaps()):
+            _remove_snap(image, snap["name"])
 
 
 class RbdImage:

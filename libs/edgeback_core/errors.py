@@ -507,3 +507,10 @@ class ScriptFailedError(PermanentError):
     """A job's pre-script exited non-zero or timed out: the VM is not backed up."""
 
     code = "pre_script_failed"
+
+
+class InstantRestoreFailedError(PermanentError):
+    """An instant restore failed before commit: its migrations were aborted and the
+    original images put back; ``details["disks"]`` says what happened to each disk."""
+
+    code = "instant_restore_failed"

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import msgspec
 import pytest
-from tests.integration.conftest import NewImage
+from tests.integration.conftest import TEST_IDENTITIES, NewImage
 from tests.integration.test_catalog_rpc import ADMIN
 from tests.support.emulator_process import EmulatorProcess, emulator_process
 from tests.support.processes import NodeProcess, node_process_async
@@ -91,9 +91,11 @@ async def world(
         )
         stack.push_async_callback(db.drop)
         box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
-        catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
         server = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
-        await serve_catalog(server, CatalogRpc(catalog))
+        catalog = Catalog.build(
+            db, box, offline_after=timedelta(seconds=60), probe=None, events=server
+        )
+        await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
         worker_bus = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
         settings = WorkerSettings.load(
             {

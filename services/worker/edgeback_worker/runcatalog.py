@@ -31,7 +31,8 @@ class RunCatalog:
 
     @property
     def actor(self) -> m.ActorRef:
-        return m.ActorRef(name=self.worker_id, role="service")
+        # the catalog knows this worker by its broker user (host-<id>): it names nobody
+        return m.ActorRef()
 
     async def _call(self, name: str, request: msgspec.Struct, reply: type[R]) -> R:
         return await self.bus.call(name, request, reply, timeout=self.timeout_s)

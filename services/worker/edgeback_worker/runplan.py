@@ -18,7 +18,7 @@ from edgeback_core.errors import InvalidTransitionError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages.jobs import JobInfo
-from edgeback_core.messages.runs import PlanRun, RunFinished, RunStarted, RunVmTask, VmRef
+from edgeback_core.messages.runs import PlanRun, RunStarted, RunVmTask, VmRef
 from edgeback_platform.models import Vm
 from edgeback_worker.runcontext import RunContext, now
 from edgeback_worker.runrules import resolve_content, task_message_id
@@ -62,13 +62,8 @@ class Planner:
         result = await run_job_script(script, env)
         if result.ok:
             return True
+        # the catalog announces RunFinished (code from the transition's reason)
         await self._transition(cmd.run_id, "failed", PRECONDITION_FAILED)
-        await self.ctx.publish(
-            RunFinished(
-                run_id=cmd.run_id, job_id=cmd.job_id, outcome="failed",
-                code=PRECONDITION_FAILED, at=now(),
-            )
-        )  # fmt: skip
         return False
 
     async def _resolve(self, job: JobInfo) -> list[VmRef]:

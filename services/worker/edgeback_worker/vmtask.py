@@ -8,7 +8,7 @@ the catalog (another live worker's claim: deferred too). Claim and leases are re
 in the background while the VM is backed up (``vmbackup``). The outcome is recorded
 with ``catalog.run.vm.finish``; a failed attempt with retries left is published again
 as the next attempt, not before ``vm_retry_interval_s``. The worker whose finish ended
-the run publishes ``RunFinished`` and runs the post-script.
+the run runs the post-script (the catalog announces ``RunFinished``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from edgeback_core.errors import DeferredError, EdgebackError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import backups as b
 from edgeback_core.messages.jobs import JobInfo
-from edgeback_core.messages.runs import DiskStats, RunFinished, RunVmTask, VmFinished, VmStarted
+from edgeback_core.messages.runs import RunVmTask, VmFinished, VmStarted
 from edgeback_worker.runcontext import RunContext, now
 from edgeback_worker.runrules import lease_holder, task_message_id
 from edgeback_worker.scripts import run_job_script
@@ -158,18 +158,9 @@ class VmTasks:
         )
 
     async def _run_ended(self, task: RunVmTask, job: JobInfo) -> None:
+        # the catalog moved the run to its end and announces RunFinished itself
         detail = await self.ctx.catalog.run_detail(task.run_id)
-        states = [vm.state for vm in detail.vms]
         outcome = detail.run.state
-        await self.ctx.publish(
-            RunFinished(
-                run_id=task.run_id, job_id=task.job_id,
-                outcome=outcome if outcome in _TERMINAL_RUN else "failed",  # type: ignore[arg-type]
-                vms_succeeded=states.count("succeeded"), vms_failed=states.count("failed"),
-                vms_skipped=states.count("skipped"), vms_refused=states.count("refused"),
-                stats=detail.stats if detail.stats else DiskStats(), at=now(),
-            )
-        )  # fmt: skip
         log.info("run.finished", run_id=task.run_id, outcome=outcome, worker=self.ctx.worker_id)
         script = job.spec.options.post_script
         if script is not None:
