@@ -1,0 +1,148 @@
+"""The CLI's client of the HTTP API: JSON in and out over one ``http.client``
+connection, problem bodies turned back into our errors (``edgeback_core.errors``).
+
+``http.client`` rather than aiohttp: a command does a few requests one after the
+other, and the CLI's start-up time counts (aiohttp costs ~0.2 s to import).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from edgeback_core.errors import (
+    ConfigError,
+    EdgebackError,
+    ErrorBody,
+    InvalidInputError,
+    UnavailableError,
+    error_of,
+)
+
+API_PREFIX = "/api/v1"
+DEFAULT_URL = "http://127.0.0.1:8440"
+TIMEOUT_S = 90.0
+"""Above the API's slowest catalog deadline (60 s for checks that reach a platform)."""
+
+
+def normalize_url(url: str) -> str:
+    """``url`` without a trailing ``/`` or ``/api/v1``; refused unless http(s)://host."""
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"the API URL must be http(s)://HOST[:PORT], not {url!r}")
+    path = parts.path.rstrip("/")
+    path = path.removesuffix(API_PREFIX)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def problem_error(status: int, content_type: str, body: bytes) -> EdgebackError:
+    """The error an answer with ``status`` >= 400 stands for."""
+    if "json" in content_type:
+        try:
+            return error_of(msgspec.json.decode(body, type=ErrorBody))
+        except msgspec.DecodeError:
+            pass
+    text = body[:200].decode(errors="replace").strip()
+    if status >= 500:
+        return UnavailableError(f"the API answered HTTP {status}: {text}", status=status)
+    return InvalidInputError(f"the API answered HTTP {status}: {text}", status=status)
+
+
+class ApiClient:
+    """Requests to one API; ``token`` is sent as ``Authorization: Bearer``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        ca_file: str | None = None,
+        timeout_s: float = TIMEOUT_S,
+    ) -> None:
+        self.base_url = normalize_url(base_url)
+        self.token = token
+        parts = urllib.parse.urlsplit(self.base_url)
+        self._prefix = parts.path + API_PREFIX
+        host, port = parts.hostname or "", parts.port
+        self._conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=ca_file)
+            self._conn = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)
+        else:
+            self._conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The decoded JSON answer (None for 204); our error for a problem answer."""
+        url = self._prefix + path
+        given = {k: _query_value(v) for k, v in (query or {}).items() if v is not None}
+        if given:
+            url += "?" + urllib.parse.urlencode(given)
+        sent = {"Accept": "application/json", **(headers or {})}
+        payload = None
+        if body is not None:
+            payload = msgspec.json.encode(body)
+            sent["Content-Type"] = "application/json"
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        status, content_type, data = self._exchange(method, url, payload, sent)
+        if status >= 400:
+            raise problem_error(status, content_type, data)
+        return msgspec.json.decode(data) if data else None
+
+    def _exchange(
+        self, method: str, url: str, payload: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, str, bytes]:
+        try:
+            self._conn.request(method, url, body=payload, headers=headers)
+            answer = self._conn.getresponse()
+            return answer.status, answer.getheader("Content-Type") or "", answer.read()
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigError(
+                f"the API's certificate is not trusted ({exc.verify_message}): pass --ca-file"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self._conn.close()
+            raise UnavailableError(f"cannot reach the API at {self.base_url}: {exc}") from exc
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def fetch_all(client: ApiClient, path: str, query: Mapping[str, Any], limit: int) -> list[Any]:
+    """Up to ``limit`` items of a paged list, following ``next_cursor``."""
+    items: list[Any] = []
+    cursor: str | None = None
+    while len(items) < limit:
+        page = client.request(
+            "GET", path, query={**query, "limit": min(200, limit - len(items)), "cursor": cursor}
+        )
+        items.extend(page["items"])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    return items

@@ -1,0 +1,286 @@
+"""API commands for backup jobs and their runs: define, change, start, follow."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from pathlib import Path
+from typing import Any, get_args
+
+import msgspec
+
+from edgeback_cli.apicli import Ctx, Groups, group, listing, sends, verb
+from edgeback_cli.output import Columns
+from edgeback_core.errors import InvalidInputError
+from edgeback_core.messages.catalog import RunStateName
+from edgeback_core.messages.jobs import JobType
+
+EXIT_RUN_NOT_SUCCEEDED = 1
+
+JOB_COLUMNS: Columns = (
+    ("ID", "id"),
+    ("NAME", "spec.name"),
+    ("TYPE", "spec.type"),
+    ("ENABLED", "enabled"),
+    ("HOST", "spec.target.host_id"),
+    ("POOL", "spec.target.pool.name"),
+    ("REVISION", "revision"),
+    ("NEXT DUE", "next_due"),
+)
+RUN_COLUMNS: Columns = (
+    ("ID", "id"),
+    ("JOB", "job_id"),
+    ("HOST", "host_id"),
+    ("STATE", "state"),
+    ("CREATED", "created_at"),
+    ("UPDATED", "updated_at"),
+)
+VM_TASK_COLUMNS: Columns = (
+    ("VM", "vm.vm_id"),
+    ("NAME", "vm.name"),
+    ("STATE", "state"),
+    ("ATTEMPT", "attempt"),
+    ("CODE", "code"),
+    ("BACKUP SET", "backup_set_id"),
+)
+STATS_COLUMNS: Columns = tuple(
+    (k.upper().replace("_", " "), f"stats.{k}")
+    for k in (
+        "bytes_read",
+        "bytes_new",
+        "bytes_deduplicated",
+        "bytes_sparse",
+        "bytes_unchanged",
+        "duration_s",
+    )
+)
+BACKUP_TYPES = get_args(JobType)
+RUN_STATES = get_args(RunStateName)
+
+
+def add(groups: Groups) -> None:
+    _jobs(group(groups, "job", "backup jobs: which VMs, to which pool, how"))
+    _runs(group(groups, "run", "runs of backup jobs"))
+
+
+def _job_fields(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--file",
+        type=Path,
+        help="the job as JSON or YAML: a job spec (docs/cli.md), or "
+        "{spec, enabled, groups}; flags given beside it override it",
+    )
+    parser.add_argument("--name")
+    parser.add_argument("--description")
+    parser.add_argument("--type", choices=BACKUP_TYPES, help="backup type (default full)")
+    parser.add_argument("--platform", metavar="PLATFORM_ID", help="back up VMs of this platform")
+    parser.add_argument("--physical-host", help="only VMs of this physical host")
+    parser.add_argument(
+        "--vm",
+        action="append",
+        dest="vms",
+        metavar="VM_ID",
+        help="one VM (repeat; none: every VM of the platform or host)",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="leave out VMs whose name matches (repeat)",
+    )
+    parser.add_argument("--host", metavar="HOST_ID", help="the backup host that runs the job")
+    parser.add_argument("--node-url", help="storage node of the target pool (http(s)://host:port)")
+    parser.add_argument("--pool", help="the target pool on that node")
+
+
+def _jobs(verbs: Groups) -> None:
+    one = "JOB_ID"
+    ls = verb(
+        verbs,
+        "list",
+        "backup jobs you may see, by name",
+        "edgeback job list -o json",
+        listing("/jobs", JOB_COLUMNS, lambda a: {"host_id": a.host}),
+    )
+    ls.add_argument("--host", metavar="HOST_ID", help="only jobs run by this backup host")
+    ls.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    get_job = sends("GET", "/jobs/{job}", JOB_COLUMNS)
+    show = verb(verbs, "show", "one job", "edgeback job show 6b0d…", get_job)
+    show.add_argument("job", metavar=one)
+    create = verb(
+        verbs,
+        "create",
+        "create a backup job from a file or from flags",
+        "edgeback job create --name nightly --platform 3f2a… --host bk-01 "
+        "--node-url http://node:8710 --pool dedup",
+        _job_create,
+    )
+    _job_fields(create)
+    create.add_argument("--disabled", action="store_true", help="create it disabled")
+    edit = verb(
+        verbs,
+        "edit",
+        "change a job: flags change those fields, --file replaces it",
+        "edgeback job edit 6b0d… --type incremental",
+        _job_edit,
+    )
+    edit.add_argument("job", metavar=one)
+    _job_fields(edit)
+    clone = verb(
+        verbs,
+        "clone",
+        "copy a job under a new name (the copy is disabled)",
+        "edgeback job clone 6b0d… nightly-copy",
+        sends("POST", "/jobs/{job}/clone", JOB_COLUMNS, body=lambda a: {"name": a.name}),
+    )
+    clone.add_argument("job", metavar=one)
+    clone.add_argument("name", metavar="NEW_NAME")
+    for name, text, handler in (
+        ("delete", "delete a job (refused while it runs)",
+         sends("DELETE", "/jobs/{job}", done="job {job} deleted")),
+        ("enable", "let the job run (and its schedule fire)",
+         sends("PUT", "/jobs/{job}/enabled", JOB_COLUMNS, body=lambda a: {"enabled": True})),
+        ("disable", "stop the job's schedule; started runs go on",
+         sends("PUT", "/jobs/{job}/enabled", JOB_COLUMNS, body=lambda a: {"enabled": False})),
+    ):  # fmt: skip
+        p = verb(verbs, name, text, f"edgeback job {name} 6b0d…", handler)
+        p.add_argument("job", metavar=one)
+    start = verb(
+        verbs,
+        "start",
+        "start a run of the job now",
+        "edgeback job start 6b0d… --type full",
+        _job_start,
+    )
+    start.add_argument("job", metavar=one)
+    start.add_argument("--type", choices=BACKUP_TYPES, help="this run only (default: the job's)")
+    start.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="repeating a start with the same key starts one run (default: a new key, printed)",
+    )
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        doc = msgspec.json.decode(raw) if path.suffix == ".json" else msgspec.yaml.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidInputError(f"{path} is not valid JSON or YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInputError(f"{path} holds no job (a mapping)")
+    return doc if "spec" in doc else {"spec": doc}
+
+
+def apply_flags(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``spec`` with the fields the flags give replaced. Pure."""
+    spec = {**spec}
+    for name in ("name", "description", "type"):
+        if getattr(args, name) is not None:
+            spec[name] = getattr(args, name)
+    content = {**spec.get("content", {})}
+    if args.platform is not None:
+        picked = {"platform_id": args.platform, "physical_host_id": args.physical_host}
+        content["vms"] = [{**picked, "vm_id": vm} for vm in args.vms or [None]]
+    if args.exclude is not None:
+        content["exclude_names"] = args.exclude
+    spec["content"] = content
+    target = {**spec.get("target", {})}
+    pool = {**target.get("pool", {})}
+    if args.host is not None:
+        target["host_id"] = args.host
+    if args.node_url is not None:
+        pool["node_url"] = args.node_url
+    if args.pool is not None:
+        pool["name"] = args.pool
+    spec["target"] = {**target, "pool": pool}
+    return spec
+
+
+def _job_create(ctx: Ctx, args: argparse.Namespace) -> int:
+    body = _read_file(args.file) if args.file else {"spec": {}}
+    body["spec"] = apply_flags(body["spec"], args)
+    if args.disabled:
+        body["enabled"] = False
+    ctx.show(ctx.client.request("POST", "/jobs", body=body), JOB_COLUMNS, one=True)
+    return 0
+
+
+def _job_edit(ctx: Ctx, args: argparse.Namespace) -> int:
+    current = ctx.client.request("GET", f"/jobs/{args.job}")
+    spec = _read_file(args.file)["spec"] if args.file else current["spec"]
+    body = {"revision": current["revision"], "spec": apply_flags(spec, args)}
+    ctx.show(ctx.client.request("PUT", f"/jobs/{args.job}", body=body), JOB_COLUMNS, one=True)
+    return 0
+
+
+def _job_start(ctx: Ctx, args: argparse.Namespace) -> int:
+    key = args.idempotency_key or uuid.uuid4().hex
+    answer = ctx.client.request(
+        "POST",
+        f"/jobs/{args.job}/runs",
+        body={"backup_type": args.type},
+        headers={"Idempotency-Key": key},
+    )
+    ctx.show(answer, (("JOB", "job_id"), ("IDEMPOTENCY KEY", "idempotency_key")), one=True)
+    return 0
+
+
+def _runs(verbs: Groups) -> None:
+    ls = verb(
+        verbs,
+        "list",
+        "runs of a job, newest first",
+        "edgeback run list --job 6b0d…",
+        listing("/jobs/{job}/runs", RUN_COLUMNS, lambda a: {"state": a.state}),
+    )
+    ls.add_argument("--job", metavar="JOB_ID", required=True)
+    ls.add_argument("--state", choices=RUN_STATES)
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    show = verb(
+        verbs, "show", "a run with its VMs and totals", "edgeback run show 71c4…", _run_show
+    )
+    show.add_argument("run", metavar="RUN_ID")
+    watch = verb(
+        verbs,
+        "watch",
+        "follow a run's progress (rate, ETA) until it ends",
+        "edgeback run watch 71c4…",
+        _run_watch,
+    )
+    watch.add_argument("run", metavar="RUN_ID")
+    watch.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="between two looks at the run (default 2)",
+    )
+
+
+def _show_detail(ctx: Ctx, detail: dict[str, Any]) -> None:
+    if ctx.as_json:
+        ctx.show(detail)
+        return
+    ctx.show(detail["run"], RUN_COLUMNS, one=True)
+    ctx.show(detail, STATS_COLUMNS, one=True)
+    print()
+    ctx.show(detail["vms"], VM_TASK_COLUMNS)
+
+
+def _run_show(ctx: Ctx, args: argparse.Namespace) -> int:
+    _show_detail(ctx, ctx.client.request("GET", f"/runs/{args.run}"))
+    return 0
+
+
+def _run_watch(ctx: Ctx, args: argparse.Namespace) -> int:
+    from edgeback_cli.runwatch import watch  # noqa: PLC0415 - API commands only
+
+    if args.interval <= 0:
+        raise InvalidInputError("--interval must be positive")
+    detail = dict(watch(ctx.client, args.run, interval_s=args.interval))
+    _show_detail(ctx, detail)
+    return 0 if detail["run"]["state"] == "succeeded" else EXIT_RUN_NOT_SUCCEEDED

@@ -1,0 +1,203 @@
+"""The API side of the ``edgeback`` CLI without a server: the command line and its
+help, the session file, problem bodies to exit codes, tables, a job from flags, a
+run's progress from its detail, start-up imports, and ``pool create``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from edgeback_blocks.chunk import Compression
+from edgeback_blocks.pool_wire import PoolKind
+from edgeback_cli import credentials, disk_cli, output
+from edgeback_cli.apiclient import normalize_url, problem_error
+from edgeback_cli.job_cli import apply_flags
+from edgeback_cli.main import EXIT_AUTH, EXIT_FAILED, EXIT_INPUT, build_parser, exit_code, run
+from edgeback_cli.runwatch import view
+from edgeback_core.errors import (
+    ConfigError,
+    DigestMismatchError,
+    NameTakenError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnroutableError,
+)
+from edgeback_pools.pool_meta import read_pool
+
+
+def _leaves(parser: argparse.ArgumentParser, path: str = "edgeback") -> list[tuple[str, str]]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [(path, parser.epilog or "")]
+    return [
+        leaf for name, child in subs[0].choices.items() for leaf in _leaves(child, f"{path} {name}")
+    ]
+
+
+def test_every_command_has_an_example_that_names_it() -> None:
+    leaves = _leaves(build_parser())
+    assert len(leaves) > 30
+    for path, epilog in leaves:
+        assert epilog.startswith("example:"), path
+        assert path in epilog, (path, epilog)
+
+
+def test_top_level_help_speaks_to_an_operator(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text
+    assert "edgeback login" in text and "exit codes:" in text
+
+
+def test_disk_choices_follow_the_data_path() -> None:
+    assert tuple(c.value for c in Compression) == disk_cli.COMPRESSIONS
+    assert set(disk_cli.POOL_KINDS) <= {k.value for k in PoolKind}
+
+
+def test_cli_start_up_imports_only_what_the_command_needs() -> None:
+    probe = (
+        "import sys, edgeback_cli.main as m; m.build_parser();"
+        "print(sorted(x for x in ('aiohttp', 'http.client', 'edgeback_blocks.pipeline')"
+        " if x in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_problem_bodies_become_our_errors_and_exit_codes() -> None:
+    body = msgspec.json.encode({"code": "name_taken", "message": "taken", "status": 409})
+    error = problem_error(409, "application/problem+json", body)
+    assert isinstance(error, NameTakenError) and error.message == "taken"
+    assert exit_code(error) == EXIT_INPUT
+    assert isinstance(problem_error(502, "text/html", b"<h1>bad gateway</h1>"), UnavailableError)
+    assert exit_code(UnauthenticatedError("no")) == EXIT_AUTH
+    assert exit_code(UnavailableError("down")) == EXIT_FAILED
+    assert exit_code(UnroutableError("nobody")) == EXIT_INPUT
+    assert exit_code(DigestMismatchError("bad")) == 3
+
+
+def test_api_urls_are_normalized() -> None:
+    assert normalize_url("https://api.example:8440/api/v1/") == "https://api.example:8440"
+    assert normalize_url("http://127.0.0.1:8440") == "http://127.0.0.1:8440"
+    with pytest.raises(ConfigError):
+        normalize_url("127.0.0.1:8440")
+
+
+def test_the_session_file_is_private_and_only_sent_to_its_api(tmp_path: Path) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    path = credentials.session_path(env)
+    saved = credentials.Saved(api_url="http://a:8440", token="ebt_x", user="root")
+    credentials.save(path, saved)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert credentials.load(path) == saved
+    mine = credentials.target(env, api=None, ca_file=None, saved=saved)
+    assert (mine.api_url, mine.token) == ("http://a:8440", "ebt_x")
+    other = credentials.target(env, api="http://b:8440", ca_file=None, saved=saved)
+    assert other.token is None
+    with pytest.raises(UnauthenticatedError):
+        other.need_token()
+    automation = credentials.target(
+        {**env, "EDGEBACK_API_TOKEN": "ebt_y"}, api="http://b:8440", ca_file=None, saved=saved
+    )
+    assert automation.token == "ebt_y"
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        credentials.load(path)
+    assert credentials.remove(path) and not credentials.remove(path)
+
+
+def test_api_commands_without_a_session_exit_4(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "EDGEBACK_API_URL": "http://127.0.0.1:9"}
+    assert run(["job", "list"], env) == EXIT_AUTH
+    assert "not signed in to http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_an_unreachable_api_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "EDGEBACK_API_TOKEN": "ebt_x"}
+    # port 9 (discard) on loopback: nothing listens, the connection is refused at once
+    assert run(["job", "list", "--api", "http://127.0.0.1:9"], env) == EXIT_FAILED
+    assert "[unavailable]" in capsys.readouterr().err
+
+
+def test_tables_pick_dotted_fields() -> None:
+    items = [
+        {"id": "j1", "spec": {"name": "nightly", "target": {"pool": {"name": "dd"}}}},
+        {"id": "j2", "spec": {"name": "weekly"}, "enabled": False},
+    ]
+    text = output.table(items, (("ID", "id"), ("POOL", "spec.target.pool.name"), ("ON", "enabled")))
+    assert text.splitlines() == ["ID  POOL  ON", "j1  dd    -", "j2  -     no"]
+    assert output.cell("2025-01-02T03:04:05.678+00:00") == "2025-01-02 03:04:05"
+    assert output.cell(["a", "b"]) == "a,b"
+
+
+def _flags(**given: object) -> argparse.Namespace:
+    names = ("name", "description", "type", "platform", "physical_host", "vms", "exclude",
+             "host", "node_url", "pool")  # fmt: skip
+    return argparse.Namespace(**{n: given.get(n) for n in names})
+
+
+def test_a_job_from_flags_and_an_edit_that_keeps_the_rest() -> None:
+    spec = apply_flags({}, _flags(name="n", platform="p1", vms=["v1", "v2"], host="bk",
+                                  node_url="http://node:8710", pool="dd"))  # fmt: skip
+    assert spec == {
+        "name": "n",
+        "content": {"vms": [
+            {"platform_id": "p1", "physical_host_id": None, "vm_id": "v1"},
+            {"platform_id": "p1", "physical_host_id": None, "vm_id": "v2"},
+        ]},
+        "target": {"host_id": "bk", "pool": {"node_url": "http://node:8710", "name": "dd"}},
+    }  # fmt: skip
+    edited = apply_flags(spec, _flags(type="incremental", exclude=["tmp-*"]))
+    assert edited["type"] == "incremental"
+    assert edited["content"]["exclude_names"] == ["tmp-*"]
+    assert edited["content"]["vms"] == spec["content"]["vms"]
+    assert edited["target"] == spec["target"]
+
+
+def _detail(state: str, vm_states: list[str], read: int, started: datetime) -> dict[str, object]:
+    return {
+        "run": {"id": "r1", "state": state, "created_at": started.isoformat(),
+                "updated_at": (started + timedelta(seconds=40)).isoformat()},
+        "vms": [{"state": s} for s in vm_states],
+        "stats": {"bytes_read": read, "bytes_sparse": 0, "bytes_unchanged": 0},
+    }  # fmt: skip
+
+
+def test_run_progress_is_estimated_from_the_vms_finished() -> None:
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    now = t0.timestamp() + 20
+    half = view(_detail("running", ["succeeded", "running", "pending", "failed"], 2000, t0), now)
+    assert (half.vms_done, half.vms_total, half.fraction) == (2, 4, 0.5)
+    assert (half.done_bytes, half.total_bytes, half.rate_bps) == (2000, 4000, 100.0)
+    assert half.eta_s == 20.0 and not half.final
+    early = view(_detail("running", ["running"], 0, t0), now)
+    assert early.eta_s is None and early.fraction == 0.0
+    done = view(_detail("succeeded", ["succeeded"], 4000, t0), now + 100)
+    assert done.final and done.fraction == 1.0 and done.elapsed_s == 40.0
+
+
+def test_pool_create_makes_a_usable_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "backups" / "dd"
+    assert run(["pool", "create", str(target), "--json"], {}) == 0
+    summary = json.loads(capsys.readouterr().out)
+    info, key = read_pool(target)
+    assert (summary["kind"], summary["key_id"], info.encrypted) == ("dedup", info.key_id, False)
+    assert Path(summary["key_file"]).read_bytes() == key
+    assert run(["pool", "create", str(target)], {}) == EXIT_INPUT
+    assert "already exists" in capsys.readouterr().err
+    assert run(["pool", "create", str(tmp_path / "sealed"), "--kind", "standard",
+                "--encrypted"], {}) == 0  # fmt: skip
+    assert read_pool(tmp_path / "sealed")[0].encrypted
