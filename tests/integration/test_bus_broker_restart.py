@@ -15,7 +15,6 @@ import asyncio
 import time
 
 import pytest
-
 from tests.integration.broker_control import BusFactory, Job, eventually, rabbitmqctl
 
 from edgeback_core.bus.port import Envelope
