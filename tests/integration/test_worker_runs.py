@@ -41,6 +41,7 @@ from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus
 from edgeback_core.bus.topology import HOST_HEARTBEAT, Topology, run_routing_key, worker_runs
+from edgeback_core.errors import EdgebackError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
@@ -130,7 +131,7 @@ async def _job(world: World) -> j.JobInfo:
                     rpc.HOST_ACTIVATE, m.HostActivate(actor=ADMIN, host_id=HOST), m.HostInfo
                 )
                 break
-            except Exception:
+            except EdgebackError:  # not registered yet: the heartbeat is on its way
                 await asyncio.sleep(0.1)
     emu = world.emulator
     register = m.PlatformRegister(
