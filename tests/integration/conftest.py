@@ -19,7 +19,7 @@ from edgeback_catalog.principals import Identities
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.memory import MemoryBroker, MemoryBus
 from edgeback_core.bus.port import Bus
-from edgeback_core.bus.topology import Topology
+from edgeback_core.bus.topology import QueueSpec, Topology
 
 TEST_USER = "edgeback-test"
 """The tests' broker user (``EDGEBACK_AMQP_URL``); the memory bus's clients use it too."""
@@ -85,17 +85,24 @@ async def open_bus(request: pytest.FixtureRequest) -> AsyncIterator[BusOpener]:
         broker = MemoryBroker()
         yield lambda user=None: MemoryBus.open(broker, topology, user_id=user or TEST_USER)
         return
-    users = BrokerUsers(request.getfixturevalue("amqp_url"), topology)
+    amqp_url = request.getfixturevalue("amqp_url")
+    users = BrokerUsers(amqp_url, topology)
+    declared: dict[str, QueueSpec] = {}
 
     @asynccontextmanager
     async def open_amqp(user: str | None = None) -> AsyncIterator[Bus]:
         is_host = (user or "").startswith("host-")
         url = await users.url(user)
         async with AmqpBus.open(url, topology, declare_exchanges=not is_host) as bus:
-            yield bus
+            try:
+                yield bus
+            finally:
+                declared.update(bus.declared)
 
     yield open_amqp
     await users.drop()
+    async with AmqpBus.open(amqp_url, topology) as cleaner:  # quorum queues are not free
+        await cleaner.delete_topology(declared.values())
 
 
 @pytest.fixture

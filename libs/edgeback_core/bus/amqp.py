@@ -59,6 +59,7 @@ R = TypeVar("R")
 _RPC_PREFETCH = 16
 _REPUBLISH_PAUSE = 0.1
 _EXCHANGES_POLL = 0.5
+_CLOSE_WAIT = 10.0
 
 
 class _AmqpDelivery:
@@ -144,6 +145,16 @@ class _AmqpConsumer:
             await self._channel.close()
 
 
+async def _close(connection: aio_pika.abc.AbstractRobustConnection) -> None:
+    """Close, waiting at most ``_CLOSE_WAIT`` s: a broker that stopped answering must
+    not hold a stopping service (or a test's teardown) forever."""
+    try:
+        async with asyncio.timeout(_CLOSE_WAIT):
+            await connection.close()
+    except TimeoutError:
+        log.warning("bus.close.timed_out", wait_s=_CLOSE_WAIT)
+
+
 class AmqpBus:
     """:class:`~edgeback_core.bus.port.Bus` over RabbitMQ. Open with :meth:`open`."""
 
@@ -162,6 +173,8 @@ class AmqpBus:
         self.topology = topology
         self._tracker = tracker or NullTracker()
         self._consumers: list[_AmqpConsumer] = []
+        self.declared: dict[str, QueueSpec] = {}
+        """Every queue spec this bus declared, by name (what a test deletes afterwards)."""
         self._rpc = ReplyRouter(channel)
         self.reconnect_wait = reconnect_wait
 
@@ -223,7 +236,7 @@ class AmqpBus:
             finally:
                 await bus._kill_consumers()
         finally:
-            await connection.close()
+            await _close(connection)
 
     async def _declare_exchanges(
         self, channel: AbstractChannel | None = None, *, passive: bool = False
@@ -332,6 +345,7 @@ class AmqpBus:
         for delay, retry_name in top.retry_queues(spec).items():
             args = table(top.retry_queue_arguments(spec, delay))
             await guarded(retry_name, ch.declare_queue(retry_name, durable=True, arguments=args))
+        self.declared[spec.name] = spec
         return queue
 
     async def consume(

@@ -3,6 +3,7 @@ and AMQP messages built from and read into our types (used by ``amqp``)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import aio_pika
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from aiormq.abc import FieldTable
 
 R = TypeVar("R")
+
+BROKER_OP_TIMEOUT_S = 60.0
+"""Longest one broker operation (declare, bind, confirm, ack, ...) may take: a broker
+that accepts connections but stops answering fails the operation, never hangs it."""
 
 _CONNECTION_ERRORS = (
     OSError,
@@ -57,8 +62,10 @@ def translate(exc: Exception, what: str) -> EdgebackError:
 
 
 async def guarded(what: str, op: Awaitable[R]) -> R:
+    """``op`` with the driver's errors translated and at most ``BROKER_OP_TIMEOUT_S``."""
     try:
-        return await op
+        async with asyncio.timeout(BROKER_OP_TIMEOUT_S):
+            return await op
     except (*_CONNECTION_ERRORS, aiormq.exceptions.AMQPError, TimeoutError) as exc:
         raise translate(exc, what) from exc
 

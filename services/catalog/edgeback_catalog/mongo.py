@@ -38,6 +38,10 @@ from edgeback_core.errors import (
 
 log = structlog.get_logger(__name__)
 
+_SOCKET_TIMEOUT_MS = 60_000
+"""Longest wait for one answer of the database: a server that stops answering fails the
+call (``UnavailableError``), it never hangs the catalog."""
+
 Doc = dict[str, Any]
 SCHEMA_VERSION = 1
 
@@ -152,7 +156,11 @@ class CatalogDb:
     ) -> AsyncIterator[CatalogDb]:
         """Connect, migrate the schema, and close the client on exit."""
         client: AsyncMongoClient[Doc] = AsyncMongoClient(
-            url, serverSelectionTimeoutMS=timeout_ms, tz_aware=True, connect=False
+            url,
+            serverSelectionTimeoutMS=timeout_ms,
+            socketTimeoutMS=_SOCKET_TIMEOUT_MS,
+            tz_aware=True,
+            connect=False,
         )
         try:
             db = cls(client, database)
