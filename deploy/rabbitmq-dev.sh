@@ -91,12 +91,14 @@ rabbitmq_host_permissions() {
     # its run queue (with DLQ and delay queues), the RPCs it serves, the workers' ping
     q="^$p(worker\\.runs\\.$h(\\.dlq|\\.retry\\.[0-9]+ms)?|rpc\\.worker\\.$h\\..+|rpc\\.health\\.ping\\.worker)\$"
     rabbitmqctl -q set_permissions -p "$RMQ_VHOST" "$user" "$q" \
-        "$q|^amq\\.default\$|^${p}edgeback\\.events\$" "$q|^${p}edgeback\\.commands\$"
-    # routing keys: it publishes only its own events, binds only its own runs / dead letters
+        "$q|^amq\\.default\$|^${p}edgeback\\.(events|commands)\$" "$q|^${p}edgeback\\.commands\$"
+    # routing keys: it publishes host, run and backup events (the catalog keeps a run
+    # event only from the run's own host: Gate.run_event) and its own runs' VM tasks;
+    # it binds only its own runs / dead letters
     rabbitmqctl -q set_topic_permissions -p "$RMQ_VHOST" "$user" "${3}edgeback.events" \
-        "^host\\.event\\..*\$|^[a-z]+\\.[a-z]+\\.$h(\\..*)?\$" '^$'
+        "^(host|run|backup)\\.event\\.[a-z_]+\$|^[a-z]+\\.[a-z]+\\.$h(\\..*)?\$" '^$'
     rabbitmqctl -q set_topic_permissions -p "$RMQ_VHOST" "$user" "${3}edgeback.commands" \
-        '^$' "^run\\.$h\$"
+        "^run\\.$h\$" "^run\\.$h\$"
 }
 
 # broker_user NAME ROLE [PREFIX]: create or update a broker user; ROLE service | host

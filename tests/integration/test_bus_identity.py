@@ -93,6 +93,19 @@ async def test_a_host_binds_and_publishes_only_its_own_routing_keys(
             channel = await connection.channel()
             with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
                 await channel.declare_exchange(topology.exchange("events"), "topic", durable=True)
+            # a worker reports on runs and hands its own runs' VM tasks on, nothing more
+            channel = await connection.channel()
+            events = await channel.get_exchange(topology.exchange("events"), ensure=False)
+            commands = await channel.get_exchange(topology.exchange("commands"), ensure=False)
+            await events.publish(aio_pika.Message(b"{}"), "run.event.vm_finished")
+            await events.publish(aio_pika.Message(b"{}"), "backup.event.set_created")
+            await commands.publish(aio_pika.Message(b"{}"), f"run.{mine}")
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match=theirs):
+                await commands.publish(aio_pika.Message(b"{}"), f"run.{theirs}")
+            channel = await connection.channel()
+            commands = await channel.get_exchange(topology.exchange("commands"), ensure=False)
+            with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match="start"):
+                await commands.publish(aio_pika.Message(b"{}"), "run.command.start")
         await service.delete_topology([worker_runs(BackupHostId(mine))])
 
 

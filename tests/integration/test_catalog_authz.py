@@ -8,7 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -22,10 +22,11 @@ from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus
-from edgeback_core.bus.topology import CATALOG_HEARTBEATS, HOST_HEARTBEAT
+from edgeback_core.bus.topology import CATALOG_HEARTBEATS, HOST_HEARTBEAT, RUN_FINISHED, RUN_STARTED
 from edgeback_core.errors import PermissionDeniedError
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as names
+from edgeback_core.messages import runs as r
 from edgeback_core.settings import Secret
 
 pytestmark = pytest.mark.integration
@@ -162,3 +163,41 @@ async def test_a_host_reads_only_the_credentials_of_its_own_platforms(world: Wor
     await world.denied(stranger, names.PLATFORM_CREDENTIALS, ask)
     (entry,) = await world.refusals(stranger_user)
     assert entry["details"]["reason"] == "not this host's platform"
+
+
+async def test_a_host_reports_only_on_its_own_runs_and_never_ends_one(world: World) -> None:
+    """Run events are kept from the run's own host; one about another host's run, or a
+    ``RunFinished`` (the catalog's alone), is refused, audited and not kept."""
+    host_user = f"host-{world.host}"
+    mine, theirs = uuid.uuid4().hex, uuid.uuid4().hex
+    for run_id, host_id in ((mine, world.host), (theirs, f"h{uuid.uuid4().hex[:8]}")):
+        await world.db.insert(Coll.RUNS, {"_id": run_id, "host_id": host_id, "job_id": "j"})
+    host = await world.client(host_user)
+    at = datetime.now(UTC)
+
+    def started(run_id: str) -> r.RunStarted:
+        return r.RunStarted(
+            run_id=run_id, job_id="j", host_id=world.host, backup_type="full", vm_count=1,
+            requested_by="test", at=at,
+        )  # fmt: skip
+
+    await host.publish("events", RUN_STARTED, started(theirs), message_id="forged-start")
+    ended = r.RunFinished(run_id=mine, job_id="j", outcome="succeeded", at=at)
+    await host.publish("events", RUN_FINISHED, ended, message_id="forged-end")
+    await host.publish("events", RUN_STARTED, started(mine), message_id="own-start")
+
+    async def own_kept() -> bool:
+        return await world.db.find_one(Coll.RUN_LOG, {"_id": "own-start"}) is not None
+
+    async def both_refused() -> bool:
+        return len(await world.refusals(host_user)) == 2
+
+    await _until(own_kept)
+    await _until(both_refused)
+    kept = await world.db.find(Coll.RUN_LOG, {})
+    assert [entry["_id"] for entry in kept] == ["own-start"]
+    reasons = {e["resource"]: e["details"]["reason"] for e in await world.refusals(host_user)}
+    assert reasons == {
+        "event/RunStarted": "not this host's run",
+        "event/RunFinished": "not a sender of this event",
+    }

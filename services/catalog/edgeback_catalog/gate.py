@@ -38,6 +38,9 @@ def current_actor() -> Actor:
     """Who the RPC being answered is for, as the gate admitted it."""
     return _actor.get()
 
+_CATALOG_EVENTS = frozenset({"RunFinished", "RunSkipped"})
+"""Run events only the catalog publishes."""
+
 
 class Gate:
     def __init__(self, db: CatalogDb, audit: AuditLog, users: Users, ids: Identities) -> None:
@@ -82,6 +85,19 @@ class Gate:
         if principal.kind is not Kind.TEST and principal.host_id != host_id:
             claim = {"claimed_host": host_id}
             await self._refuse(principal, "event/host.heartbeat", "not this host's id", claim)
+
+    async def run_event(self, envelope: Envelope, run_id: str | None, kind: str) -> None:
+        """Refuse (and audit) a run event not sent by the catalog or by the backup host
+        of its run: a host speaks only for its own runs, and never ends a run or skips
+        a start (``RunFinished``, ``RunSkipped``: the catalog's alone)."""
+        principal = self._ids.principal_of(envelope.user_id)
+        if principal.kind in (Kind.CATALOG, Kind.TEST):
+            return
+        claim = {"claimed_run": run_id, "run_event": kind}
+        if principal.kind is not Kind.HOST or kind in _CATALOG_EVENTS:
+            await self._refuse(principal, f"event/{kind}", "not a sender of this event", claim)
+        if await self._host_of(Coll.RUNS, run_id) != principal.host_id:
+            await self._refuse(principal, f"event/{kind}", "not this host's run", claim)
 
     async def _owns(self, principal: Principal, scope: Scope, request: msgspec.Struct) -> bool:
         host = principal.host_id

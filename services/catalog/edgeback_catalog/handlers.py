@@ -289,7 +289,7 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     guarded = [rpc.gate.guard(route) for route in routes]
     handles = [await bus.serve_rpc(r.name, r.handler, r.request_type) for r in guarded]
     handles.append(await bus.consume(CATALOG_HEARTBEATS, rpc.on_heartbeat, m.HostHeartbeat))
-    runs = RunMessages(rpc.catalog, bus)
+    runs = RunMessages(rpc.catalog, bus, rpc.gate)
     handles.append(await bus.consume(CATALOG_RUN_STARTS, runs.on_start_run, r.StartRun))
     # RunEvent is a tagged union of structs: the decoder picks the class by its tag
     events = cast("type[r.RunStarted]", r.RunEvent)

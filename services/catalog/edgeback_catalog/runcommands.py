@@ -13,7 +13,8 @@ as ``run.start.refused`` and dead-lettered, so an operator finds it in the DLQ. 
 ``backup_host_unreachable`` rather than leaving the job busy forever.
 
 Run events (queue ``catalog.run_log``): each is kept once in the run log by its
-message id (``runlog.py``).
+message id (``runlog.py``), if its sender may send it: the catalog, or the backup host
+of the event's run (``Gate.run_event``; anything else is audited and dead-lettered).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import cast
 import structlog
 
 from edgeback_catalog.domain import Actor, JobId, Role
+from edgeback_catalog.gate import Gate
+from edgeback_catalog.runlog import run_of_event
 from edgeback_catalog.runs import TransitionRequest
 from edgeback_catalog.runstart import Started, StartRequest, run_id_for
 from edgeback_catalog.runstate import RunState
@@ -54,8 +57,8 @@ def skipped_message_id(command: r.StartRun) -> str:
 
 
 class RunMessages:
-    def __init__(self, catalog: Catalog, bus: Bus) -> None:
-        self._c, self._bus = catalog, bus
+    def __init__(self, catalog: Catalog, bus: Bus, gate: Gate) -> None:
+        self._c, self._bus, self._gate = catalog, bus, gate
 
     async def on_start_run(self, command: r.StartRun, envelope: Envelope) -> None:
         request = StartRequest(
@@ -76,6 +79,7 @@ class RunMessages:
         await self._plan(started)
 
     async def on_run_event(self, event: r.RunEvent, envelope: Envelope) -> None:
+        await self._gate.run_event(envelope, run_of_event(event), type(event).__name__)
         if not await self._c.run_log.record(event, envelope.message_id):
             log.debug("run_log.repeated", message_id=envelope.message_id)
 
