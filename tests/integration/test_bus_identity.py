@@ -18,7 +18,14 @@ import pytest
 from tests.integration.conftest import dev_stack
 
 from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.topology import HOST_HEARTBEAT, Topology, worker_runs
+from edgeback_core.bus.topology import (
+    BACKUP_SET_CREATED,
+    HOST_HEARTBEAT,
+    START_RUN,
+    VM_FINISHED,
+    Topology,
+    worker_runs,
+)
 from edgeback_core.errors import ConfigError, PermissionDeniedError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages.catalog import HostHeartbeat
@@ -97,15 +104,15 @@ async def test_a_host_binds_and_publishes_only_its_own_routing_keys(
             channel = await connection.channel()
             events = await channel.get_exchange(topology.exchange("events"), ensure=False)
             commands = await channel.get_exchange(topology.exchange("commands"), ensure=False)
-            await events.publish(aio_pika.Message(b"{}"), "run.event.vm_finished")
-            await events.publish(aio_pika.Message(b"{}"), "backup.event.set_created")
+            await events.publish(aio_pika.Message(b"{}"), VM_FINISHED)
+            await events.publish(aio_pika.Message(b"{}"), BACKUP_SET_CREATED)
             await commands.publish(aio_pika.Message(b"{}"), f"run.{mine}")
             with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match=theirs):
                 await commands.publish(aio_pika.Message(b"{}"), f"run.{theirs}")
             channel = await connection.channel()
             commands = await channel.get_exchange(topology.exchange("commands"), ensure=False)
             with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match="start"):
-                await commands.publish(aio_pika.Message(b"{}"), "run.command.start")
+                await commands.publish(aio_pika.Message(b"{}"), START_RUN)
         await service.delete_topology([worker_runs(BackupHostId(mine))])
 
 

@@ -38,6 +38,7 @@ def current_actor() -> Actor:
     """Who the RPC being answered is for, as the gate admitted it."""
     return _actor.get()
 
+
 _CATALOG_EVENTS = frozenset({"RunFinished", "RunSkipped"})
 """Run events only the catalog publishes."""
 
