@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-from edgeback_core.errors import InvalidTransitionError
+from edgeback_catalog.statemachine import StateMachine
 
 
 class RestoreState(enum.StrEnum):
@@ -47,25 +47,11 @@ TRANSITIONS: Mapping[RestoreState, frozenset[RestoreState]] = {
 }
 
 INITIAL = RestoreState.PENDING_VERIFICATION
-TERMINAL: frozenset[RestoreState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
-
-
-def is_allowed(current: RestoreState, target: RestoreState) -> bool:
-    return target in TRANSITIONS[current]
-
-
-def allowed_from(target: RestoreState) -> frozenset[RestoreState]:
-    """Every state from which ``target`` may be entered."""
-    return frozenset(s for s, nxt in TRANSITIONS.items() if target in nxt)
-
-
-def check_transition(current: RestoreState, target: RestoreState) -> None:
-    if not is_allowed(current, target):
-        raise InvalidTransitionError(
-            f"a restore cannot go from {current} to {target}",
-            current=str(current),
-            target=str(target),
-        )
+MACHINE = StateMachine("restore", TRANSITIONS)
+TERMINAL = MACHINE.terminal
+is_allowed = MACHINE.is_allowed
+allowed_from = MACHINE.allowed_from
+check_transition = MACHINE.check
 
 
 def cancel_target(current: RestoreState) -> RestoreState:

@@ -1,8 +1,8 @@
 """The run state machine as data: states, the allowed transitions, and their check.
 
-Pure logic (no I/O): ``runs.py`` applies a checked transition to MongoDB with a
-conditional update whose filter is built from :func:`allowed_from`, so a transition
-is decided here once and enforced again by the database under concurrency.
+Pure logic (no I/O, ``statemachine.py``): ``runs.py`` applies a checked transition to
+MongoDB with a conditional update whose filter is built from ``allowed_from``, so a
+transition is decided here once and enforced again by the database under concurrency.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-from edgeback_core.errors import InvalidTransitionError
+from edgeback_catalog.statemachine import StateMachine
 
 
 class RunState(enum.StrEnum):
@@ -39,23 +39,8 @@ TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
 }
 
 INITIAL = RunState.PENDING
-TERMINAL: frozenset[RunState] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
-
-
-def is_allowed(current: RunState, target: RunState) -> bool:
-    return target in TRANSITIONS[current]
-
-
-def allowed_from(target: RunState) -> frozenset[RunState]:
-    """Every state from which ``target`` may be entered."""
-    return frozenset(s for s, nxt in TRANSITIONS.items() if target in nxt)
-
-
-def check_transition(current: RunState, target: RunState) -> None:
-    """Raise :class:`InvalidTransitionError` unless ``current → target`` is allowed."""
-    if not is_allowed(current, target):
-        raise InvalidTransitionError(
-            f"a run cannot go from {current} to {target}",
-            current=str(current),
-            target=str(target),
-        )
+MACHINE = StateMachine("run", TRANSITIONS)
+TERMINAL = MACHINE.terminal
+is_allowed = MACHINE.is_allowed
+allowed_from = MACHINE.allowed_from
+check_transition = MACHINE.check

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from edgeback_catalog.runstate import RunState
+from edgeback_catalog.statemachine import StateMachine
 from edgeback_core.errors import ConflictError, InvalidInputError, InvalidTransitionError
 from edgeback_core.messages.runs import REFUSE_REASONS, SKIP_REASONS
 
@@ -43,8 +44,8 @@ FINISHED: frozenset[VmTaskState] = frozenset({_V.SUCCEEDED, _V.FAILED, _V.SKIPPE
 UNFINISHED: frozenset[VmTaskState] = frozenset({_V.PENDING, _V.RUNNING})
 
 
-def allowed_from(target: VmTaskState) -> frozenset[VmTaskState]:
-    return frozenset(s for s, nxt in TRANSITIONS.items() if target in nxt)
+MACHINE = StateMachine("VM task", TRANSITIONS)
+allowed_from = MACHINE.allowed_from
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
