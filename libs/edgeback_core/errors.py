@@ -435,6 +435,13 @@ class LeaseLostError(ConflictError):
     code = "lease_lost"
 
 
+class RunCancelledError(ConflictError):
+    """The run was cancelled while this step of it ran: the step stops, what it wrote is
+    left to garbage collection, and the VM ends failed with this code."""
+
+    code = "run_cancelled"
+
+
 class GoneError(PermanentError):
     """The thing existed but may no longer be used (HTTP 410)."""
 

@@ -104,6 +104,7 @@ async def world(
                 "EDGEBACK_WORKER_WORKER_ID": "w-test",
                 "EDGEBACK_WORKER_POOL_DIR": str(pool_dir),
                 "EDGEBACK_WORKER_PROGRESS_INTERVAL_S": "0.5",
+                "EDGEBACK_WORKER_CLAIM_S": "3",  # renewed each second: a cancel is seen fast
             }
         )
         consumer = await serve_runs(worker_bus, settings)
@@ -121,7 +122,7 @@ def _host_files(pool_dir: Path, node: NodeProcess) -> None:
     os.chmod(pool_dir / f"{POOL}.token", 0o600)
 
 
-async def _job(world: World) -> j.JobInfo:
+async def _job(world: World, options: j.JobOptions | None = None) -> j.JobInfo:
     beat = m.HostHeartbeat(host_id=HOST, hostname="bk", version="1", capacity_bytes=1)
     await world.bus.publish("events", HOST_HEARTBEAT, beat)
     async with asyncio.timeout(T):
@@ -152,12 +153,17 @@ async def _job(world: World) -> j.JobInfo:
             vms=[j.VmSelection(platform_id=platform.id)], exclude_names=["db-*", "cache-*"]
         ),
         target=j.JobTarget(host_id=HOST, pool=j.PoolRef(node_url=world.node.url, name=POOL)),
-        options=j.JobOptions(vm_retries=0, streams_per_disk=2, disks_per_vm=2),
+        options=options or j.JobOptions(vm_retries=0, streams_per_disk=2, disks_per_vm=2),
     )
     return await world.call(j.JOB_CREATE, j.JobCreate(actor=ADMIN, spec=spec), j.JobInfo)
 
 
 async def _run(world: World, job: j.JobInfo, key: str, kind: BackupType) -> b.RunDetail:
+    run_id = await _start(world, job, key, kind)
+    return await _ended(world, run_id)
+
+
+async def _start(world: World, job: j.JobInfo, key: str, kind: BackupType) -> str:
     start = b.RunStart(
         actor=ADMIN, job_id=job.id, requested_by="test", idempotency_key=key, backup_type=kind
     )
@@ -167,11 +173,15 @@ async def _run(world: World, job: j.JobInfo, key: str, kind: BackupType) -> b.Ru
         backup_type=kind,
     )  # fmt: skip
     await world.bus.publish("commands", run_routing_key(BackupHostId(HOST)), plan)
-    get = b.RunDetailGet(actor=ADMIN, run_id=started.run.id)
+    return started.run.id
+
+
+async def _ended(world: World, run_id: str) -> b.RunDetail:
+    get = b.RunDetailGet(actor=ADMIN, run_id=run_id)
     async with asyncio.timeout(60):
         while True:
             detail = await world.call(b.RUN_DETAIL, get, b.RunDetail)
-            if detail.run.state in ("succeeded", "partially_succeeded", "failed"):
+            if detail.run.state in ("succeeded", "partially_succeeded", "failed", "cancelled"):
                 return detail
             await asyncio.sleep(0.3)
 
@@ -259,3 +269,34 @@ async def _check_snapshots_kept(world: World, full: b.RunDetail, incr: b.RunDeta
             continue
         kept = [s for s in state.snapshots if s.vm_id == vm.id]
         assert len(kept) == 2, (vm.name, kept)
+
+
+async def test_a_cancelled_run_stops_its_vms_and_releases_their_snapshots(world: World) -> None:
+    """Stop: the workers see ``cancelling`` at their next renewal, cancel the backup,
+    release the snapshot the run took, and the last VM ends the run ``cancelled``."""
+    slow = [j.SpeedWindow(rate=256, unit="KiB/s")]  # each disk takes seconds to read
+    options = j.JobOptions(vm_retries=2, backup_speed=slow, keep_latest_snapshot=True)
+    job = await _job(world, options)
+    run_id = await _start(world, job, "cancel-me", "full")
+    get = b.RunDetailGet(actor=ADMIN, run_id=run_id)
+    async with asyncio.timeout(T):
+        while True:  # a VM in its disks (the run's state is only visible in the catalog)
+            detail = await world.call(b.RUN_DETAIL, get, b.RunDetail)
+            if any(vm.state == "running" for vm in detail.vms):
+                break
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # into the disks
+    cancel = b.RunCancel(actor=ADMIN, run_id=run_id, reason="operator stop")
+    await world.call(b.RUN_CANCEL, cancel, m.RunTransitionReply)
+    detail = await _ended(world, run_id)
+    assert detail.run.state == "cancelled", detail
+    states = {vm.vm.name: (vm.state, vm.code) for vm in detail.vms}
+    # one worker takes one VM at a time: the refused VM may come after the cancel
+    assert states["mq-04"] in {("refused", "guest_agent_missing"), ("failed", "run_cancelled")}
+    cancelled = {n for n, (_, code) in states.items() if code == "run_cancelled"} - {"mq-04"}
+    assert cancelled, states
+    assert all(states[name][0] == "failed" for name in cancelled)  # and never retried
+    assert all(vm.attempt == 1 for vm in detail.vms), detail.vms
+    state = world.emulator.state()
+    backed = {vm.id for vm in state.vms if vm.name in cancelled}
+    assert [s for s in state.snapshots if s.vm_id in backed] == []

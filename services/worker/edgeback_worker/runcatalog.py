@@ -87,12 +87,14 @@ class RunCatalog:
         )  # fmt: skip
         return await self._call(b.VM_START, req, b.VmTaskReply)
 
-    async def vm_renew(self, run_id: str, vm_id: str, attempt: int, claim_s: float) -> None:
+    async def vm_renew(
+        self, run_id: str, vm_id: str, attempt: int, claim_s: float
+    ) -> b.VmTaskReply:
         req = b.VmRenew(
             actor=self.actor, run_id=run_id, vm_id=vm_id, attempt=attempt,
             worker_id=self.worker_id, claim_s=claim_s,
         )  # fmt: skip
-        await self._call(b.VM_RENEW, req, b.VmTaskReply)
+        return await self._call(b.VM_RENEW, req, b.VmTaskReply)
 
     async def vm_finish(self, finish: b.VmFinish) -> b.VmTaskReply:
         return await self._call(b.VM_FINISH, finish, b.VmTaskReply)

@@ -10,7 +10,7 @@ derived from run and VM (a redelivered task gets the same snapshot back), the di
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -45,6 +45,10 @@ class VmBackup:
     ctx: RunContext
     task: RunVmTask
     job: JobInfo
+    taken: list[VmSnapshot] = field(default_factory=list)
+    """The snapshot this backup took, once it has (what a cancelled run releases)."""
+    asked: list[VmId] = field(default_factory=list)
+    """The VM whose snapshot was asked for: the answer may have been cut off by a cancel."""
 
     async def run(self) -> VmOutcome:
         opts, ref = self.job.spec.options, self.task.vm
@@ -62,9 +66,11 @@ class VmBackup:
                 if low is not None:
                     return await self._left_out(VmSkipped, low.code, low.reason)
                 await self._pre_script()
+                self.asked.append(vm.id)
                 snapshot = await platform.create_snapshot(
                     vm.id, quiesce=True, idempotency_key=snapshot_key(self.task.run_id, vm.id)
                 )
+                self.taken.append(snapshot)
                 templates = _templates(storage)
                 done = await VmDisks(
                     ctx=self.ctx, task=self.task, job=self.job, cluster=cluster,
@@ -153,3 +159,22 @@ def _templates(storage: m.StorageInfo) -> RbdTemplates:
         snapshot=storage.snapshot_template,
         instance=storage.instance_template,
     )
+
+
+async def release_taken(ctx: RunContext, backup: VmBackup) -> None:
+    """Delete the snapshot ``backup`` took (a cancelled run needs nothing of it; what it
+    uploaded is left to garbage collection). Kept on failure: a retry reuses it."""
+    ref, opts = backup.task.vm, backup.job.spec.options
+    if not backup.asked:
+        return
+    async with ctx.platform(ref.platform_id, opts.request_retries) as platform:
+        if not backup.taken:  # cut off mid-request: the same key answers what it made
+            key = snapshot_key(backup.task.run_id, backup.asked[0])
+            made = await platform.create_snapshot(
+                backup.asked[0], quiesce=False, idempotency_key=key
+            )
+            backup.taken.append(made)
+        for snapshot in backup.taken:
+            with contextlib.suppress(NotFoundError):
+                await platform.delete_snapshot(snapshot.vm_id, snapshot.id)
+            log.info("snapshot.released", vm=snapshot.vm_id, snapshot=snapshot.id, why="cancel")

@@ -22,7 +22,7 @@ from datetime import timedelta
 import structlog
 
 from edgeback_core.bus.topology import run_routing_key
-from edgeback_core.errors import DeferredError, EdgebackError
+from edgeback_core.errors import DeferredError, EdgebackError, RunCancelledError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import backups as b
 from edgeback_core.messages.jobs import JobInfo
@@ -30,7 +30,7 @@ from edgeback_core.messages.runs import RunVmTask, VmFinished, VmStarted
 from edgeback_worker.runcontext import RunContext, now
 from edgeback_worker.runrules import lease_holder, task_message_id
 from edgeback_worker.scripts import run_job_script
-from edgeback_worker.vmbackup import VmBackup
+from edgeback_worker.vmbackup import VmBackup, release_taken
 from edgeback_worker.vmdisks import VmOutcome
 
 log = structlog.get_logger(__name__)
@@ -48,39 +48,58 @@ class VmTasks:
             raise DeferredError("VM retry not due yet", delay_s=(due - now()).total_seconds())
         job = await self.ctx.catalog.job(task.job_id)
         async with self._leases(task, job) as leases:
-            if not await self._claimed(task):
+            claimed = await self._claimed(task)
+            if claimed is None:
                 return
-            await self.ctx.publish(
-                VmStarted(
-                    run_id=task.run_id, job_id=task.job_id, vm=task.vm, attempt=task.attempt,
-                    worker_id=self.ctx.worker_id, at=now(),
-                )
-            )  # fmt: skip
+            if claimed == "cancelling":
+                outcome = _cancelled(task, "before it started")
+            else:
+                await self.ctx.publish(
+                    VmStarted(
+                        run_id=task.run_id, job_id=task.job_id, vm=task.vm,
+                        attempt=task.attempt, worker_id=self.ctx.worker_id, at=now(),
+                    )
+                )  # fmt: skip
+                outcome = await self._backed_up_unless_cancelled(task, job, leases)
+        await self._finish(task, job, outcome)
+
+    async def _backed_up_unless_cancelled(
+        self, task: RunVmTask, job: JobInfo, leases: list[b.LeaseInfo]
+    ) -> VmOutcome:
+        backup = VmBackup(self.ctx, task, job)
+        outcome: VmOutcome | None = None
+        try:
             async with asyncio.TaskGroup() as group:
                 renewing = group.create_task(self._renew(task, leases))
                 try:
-                    outcome = await self._backed_up(task, job)
+                    outcome = await self._backed_up(backup)
                 finally:
                     renewing.cancel()
-        await self._finish(task, job, outcome)
+        except* RunCancelledError:  # the renewal saw the cancel: the backup was cancelled
+            log.info("vm.cancelled", run_id=task.run_id, vm=task.vm.vm_id, attempt=task.attempt)
+        if outcome is not None:
+            return outcome
+        await release_taken(self.ctx, backup)
+        return _cancelled(task, "while it was backed up")
 
-    async def _claimed(self, task: RunVmTask) -> bool:
-        """True when this worker holds the attempt; False when it is over already."""
+    async def _claimed(self, task: RunVmTask) -> str | None:
+        """The run's state when this worker holds the attempt; None when it is over."""
         claim_s = self.ctx.settings.claim_s
         reply = await self.ctx.catalog.vm_start(task.run_id, task.vm, task.attempt, claim_s)
         held = reply.task
         if held.state == "running" and held.worker_id == self.ctx.worker_id:
-            return True
+            return reply.run_state or "running"
         if held.state in ("pending", "running"):
             raise DeferredError(
                 f"VM {task.vm.vm_id} is claimed by {held.worker_id}", delay_s=claim_s / 3
             )
         log.info("vm.already_done", run_id=task.run_id, vm=task.vm.vm_id, state=held.state)
-        return False
+        return None
 
-    async def _backed_up(self, task: RunVmTask, job: JobInfo) -> VmOutcome:
+    async def _backed_up(self, backup: VmBackup) -> VmOutcome:
+        task = backup.task
         try:
-            return await VmBackup(self.ctx, task, job).run()
+            return await backup.run()
         except EdgebackError as exc:
             log.warning(
                 "vm.failed", run_id=task.run_id, vm=task.vm.vm_id, attempt=task.attempt,
@@ -114,15 +133,24 @@ class VmTasks:
         while True:
             await asyncio.sleep(claim_s / 3)
             try:
-                await self.ctx.catalog.vm_renew(task.run_id, task.vm.vm_id, task.attempt, claim_s)
+                reply = await self.ctx.catalog.vm_renew(
+                    task.run_id, task.vm.vm_id, task.attempt, claim_s
+                )
                 for lease in leases:
                     await self.ctx.catalog.lease_renew(lease, claim_s)
             except EdgebackError as exc:  # the next tick tries again; the claim outlives it
                 log.warning("vm.renew_failed", run_id=task.run_id, vm=task.vm.vm_id, code=exc.code)
+                continue
+            if reply.run_state == "cancelling":
+                raise RunCancelledError(f"run {task.run_id} was cancelled", run_id=task.run_id)
 
     async def _finish(self, task: RunVmTask, job: JobInfo, done: VmOutcome) -> None:
         opts = job.spec.options
-        retry = done.outcome == "failed" and task.attempt <= opts.vm_retries
+        retry = (
+            done.outcome == "failed"
+            and done.code != RunCancelledError.code
+            and task.attempt <= opts.vm_retries
+        )
         reply = await self.ctx.catalog.vm_finish(
             b.VmFinish(
                 actor=self.ctx.catalog.actor, run_id=task.run_id, vm_id=task.vm.vm_id,
@@ -166,3 +194,8 @@ class VmTasks:
         if script is not None:
             env = {"run_id": task.run_id, "job_id": task.job_id, "phase": "post"}
             await run_job_script(script, {**env, "outcome": outcome})
+
+
+def _cancelled(task: RunVmTask, when: str) -> VmOutcome:
+    message = f"run {task.run_id} was cancelled {when}"
+    return VmOutcome(outcome="failed", code=RunCancelledError.code, message=message)

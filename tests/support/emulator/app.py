@@ -55,16 +55,35 @@ async def api_guard(request: web.Request, handler: Handler) -> web.StreamRespons
     except signing.SignatureError as exc:
         return error_reply(401, "auth_failed", exc.reason)
     key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
-    if key and key in emu.replies:
-        status, cached = emu.replies[key]
-        return web.Response(body=cached, status=status, content_type="application/json")
+    if not key:
+        return await _answer(request, handler)
+    if key not in emu.replies and key not in emu.inflight:
+        # the work goes on when the caller hangs up (a real platform's would too), so a
+        # repeat of the key finds it done, or waits for it, and never does it twice
+        work = asyncio.ensure_future(_recorded(emu, key, request, handler))
+        emu.inflight[key] = work
+        work.add_done_callback(lambda _: emu.inflight.pop(key, None))
+    found = emu.replies.get(key)
+    status, body = found if found is not None else await asyncio.shield(emu.inflight[key])
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+async def _recorded(
+    emu: Emulator, key: str, request: web.Request, handler: Handler
+) -> tuple[int, bytes]:
+    response = await _answer(request, handler)
+    assert isinstance(response, web.Response), "idempotent POSTs answer JSON"
+    answer = (response.status, bytes(response.body or b""))  # type: ignore[arg-type]
+    if response.status < 500:
+        emu.replies[key] = answer
+    return answer
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        response = await handler(request)
+        return await handler(request)
     except ApiError as exc:
-        response = error_reply(exc.status, exc.code, exc.message)
-    if key and isinstance(response, web.Response) and response.status < 500:
-        emu.replies[key] = (response.status, bytes(response.body or b""))  # type: ignore[arg-type]
-    return response
+        return error_reply(exc.status, exc.code, exc.message)
 
 
 async def ping(request: web.Request) -> web.Response:

@@ -25,6 +25,9 @@ class Emulator:
     images: CephImages | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     replies: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    inflight: dict[str, asyncio.Task[tuple[int, bytes]]] = field(default_factory=dict)
+    """Requests still being served, by idempotency key: a repeat that arrives meanwhile
+    waits for the first one's answer instead of doing the work twice."""
     faults: list[int] = field(default_factory=list)
 
     async def persist(self) -> None:
