@@ -56,7 +56,8 @@ MIB = 1024 * 1024
 OPTIONS = j.JobOptions(
     vm_retries=0, streams_per_disk=2, disks_per_vm=2, backup_speed=[j.SpeedWindow(rate=4)]
 )
-"""Reconnect time: the default ten minutes, far longer than any outage here."""
+"""Reads at 4 MiB/s per worker (about 13 s for the VM's 52 MiB of data); the reconnect
+time stays at its default ten minutes, far longer than any outage here."""
 
 
 @dataclass(kw_only=True)
