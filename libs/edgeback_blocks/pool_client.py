@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
 
 import msgspec
+import structlog
 
 from edgeback_blocks.chunk import ChunkHeader
 from edgeback_blocks.http_connections import Body, HttpConnections
@@ -47,7 +48,7 @@ from edgeback_core.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from edgeback_core.retry import RetryPolicy, retrying
+from edgeback_core.retry import OnRetry, RetryPolicy, retrying
 
 if TYPE_CHECKING:
     from edgeback_blocks.pipeline.target import ChunkRecord
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 MISSING_BATCH: Final = 4096
 """Digests per ``missing`` request (the node's limit)."""
 OCTETS: Final = {"Content-Type": "application/octet-stream"}
+_log = structlog.get_logger(__name__)
 DEFAULT_RETRY: Final = RetryPolicy(retries=2, base_delay=0.1, multiplier=4.0)
 """Three attempts within half a second: a dropped connection, not a node restart."""
 
@@ -80,15 +82,18 @@ class PoolClient:
         timeout_s: float = 120.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         ca_file: str | None = None,
+        on_retry: OnRetry | None = None,
     ) -> None:
         """``ca_file``: PEM file of the CA(s) an https node's certificate must chain to
-        (default: the system's store)."""
+        (default: the system's store). ``on_retry`` is told of every retry (they are
+        logged as ``node.retry`` anyway)."""
         self._http = HttpConnections(
             base_url, size=connections, timeout_s=timeout_s, ca_file=ca_file
         )
         self._pool_path = f"/v1/pools/{pool}"
         self._auth = f"Bearer {token}"
         self._retry = retry
+        self._on_retry = on_retry
         self.pool = pool
 
     async def __aenter__(self) -> Self:
@@ -266,7 +271,15 @@ class PoolClient:
                 raise error_from_problem(status, answer)
             return status, answer
 
-        return await retrying(attempt, self._retry)
+        def note(attempts: int, delay: float, exc: EdgebackError) -> None:
+            _log.warning(
+                "node.retry", path=path, attempt=attempts, delay_s=round(delay, 3),
+                error_code=exc.code,
+            )  # fmt: skip
+            if self._on_retry is not None:
+                self._on_retry(attempts, delay, exc)
+
+        return await retrying(attempt, self._retry, on_retry=note)
 
 
 def _version(version: str | None) -> dict[str, str] | None:

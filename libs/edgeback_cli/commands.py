@@ -30,7 +30,7 @@ from edgeback_blocks.pipeline import (
 )
 from edgeback_blocks.pipeline.checkpointed import backup_checkpointed
 from edgeback_blocks.pipeline.target import ChunkRecord
-from edgeback_blocks.pool_client import PoolClient
+from edgeback_blocks.pool_client import DEFAULT_RETRY, PoolClient
 from edgeback_blocks.pool_wire import ManifestItem, PoolStatus
 from edgeback_blocks.rbd import RbdCluster, RbdImage, RbdPool
 from edgeback_cli.display import ProgressDisplay
@@ -41,6 +41,7 @@ from edgeback_core.errors import (
     ManifestFormatError,
     NotFoundError,
 )
+from edgeback_core.retry import OnRetry, RetryPolicy
 from edgeback_pools.pool_meta import key_id, read_pool
 
 
@@ -80,6 +81,12 @@ class PoolAccess:
     """Accept format-1 manifests, which carry no MAC."""
     ca_file: str | None = None
     """CA file that an https node's certificate is verified against."""
+    retry: RetryPolicy = DEFAULT_RETRY
+    """How a storage node's requests are retried (a worker: until its job's reconnect time)."""
+    timeout_s: float = 120.0
+    """Bound of each blocking socket operation of a storage node request."""
+    on_retry: OnRetry | None = None
+    """Told of each retried storage node request."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,8 +142,9 @@ async def _open(access: PoolAccess) -> AsyncIterator[PoolHandle]:
     if not access.token:
         raise InvalidInputError("no token for the storage node: see --token-env")
     async with PoolClient(
-        location.url, access.token, access.pool, connections=32, ca_file=access.ca_file
-    ) as client:
+        location.url, access.token, access.pool, connections=32, ca_file=access.ca_file,
+        retry=access.retry, timeout_s=access.timeout_s, on_retry=access.on_retry,
+    ) as client:  # fmt: skip
         yield client
 
 

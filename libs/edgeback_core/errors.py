@@ -251,6 +251,12 @@ class PlatformUnreachableError(UnavailableError):
     code = "platform_unreachable"
 
 
+class StorageNodeUnreachableError(UnavailableError):
+    """The storage node did not answer for longer than the job's reconnect time."""
+
+    code = "storage_node_unreachable"
+
+
 class PlatformTlsError(PlatformUnreachableError):
     """The platform's certificate does not verify: retrying cannot fix it."""
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from edgeback_core.errors import EdgebackError
+from edgeback_core.errors import DeadlineExceededError, EdgebackError, UnavailableError
 
 T = TypeVar("T")
 _MAX_EXPONENT = 64
@@ -29,13 +29,16 @@ _MAX_EXPONENT = 64
 class RetryPolicy:
     """``retries`` more attempts after the first; delays grow by ``multiplier`` from
     ``base_delay`` up to ``max_delay`` (seconds); no attempt starts after ``deadline``
-    seconds from the first one, if set."""
+    seconds from the first one, if set. With ``reconnect`` set, a lost connection (the
+    peer unreachable or silent) is tried again past ``retries`` until ``reconnect``
+    seconds from the first attempt: a job's "reconnect time"."""
 
     retries: int = 3
     base_delay: float = 0.1
     max_delay: float = 10.0
     multiplier: float = 2.0
     deadline: float | None = None
+    reconnect: float | None = None
 
     def delay(self, attempt: int, jitter: float) -> float:
         """Full jitter: a uniform share (``jitter`` in [0, 1)) of the capped exponential
@@ -48,17 +51,27 @@ class RetryPolicy:
     ) -> float | None:
         """Seconds to wait before trying again after attempt ``attempt`` failed with
         ``error``, ``elapsed`` seconds after the first began; None to give up."""
-        if not retryable(error) or attempt >= self.retries:
+        if not retryable(error):
             return None
         delay = self.delay(attempt, jitter)
         if self.deadline is not None and elapsed + delay >= self.deadline:
             return None
-        return delay
+        if attempt < self.retries:
+            return delay
+        if self.reconnect is not None and lost_connection(error):
+            return delay if elapsed + delay < self.reconnect else None
+        return None
 
 
 def retryable(error: BaseException) -> bool:
     """Whether trying again may succeed: our errors that say so; never a bug."""
     return isinstance(error, EdgebackError) and error.retryable
+
+
+def lost_connection(error: BaseException) -> bool:
+    """The peer did not answer at all (refused, reset, timed out): what a reconnect
+    time is for, unlike an answer that said no."""
+    return isinstance(error, UnavailableError | DeadlineExceededError) and error.retryable
 
 
 OnRetry = Callable[[int, float, EdgebackError], None]

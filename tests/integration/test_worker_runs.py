@@ -78,40 +78,57 @@ async def world(
     tmp_path: Path, amqp_url: str, mongo_url: str, ceph_conf: str
 ) -> AsyncIterator[World]:
     topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
-    pool_dir = tmp_path / "pools"
-    pool_dir.mkdir()
-    create_pool(tmp_path / "node", POOL, PoolKind.DEDUP)
     async with AsyncExitStack() as stack:
-        node = await stack.enter_async_context(node_process_async(tmp_path / "node"))
-        _host_files(pool_dir, node)
-        emulator = stack.enter_context(
-            emulator_process(ceph_conf, tmp_path / "cloud", vms=5, disk_mib="5,8")
-        )
-        db = await stack.enter_async_context(
-            CatalogDb.open(mongo_url, f"test_runs_{uuid.uuid4().hex[:12]}")
-        )
-        stack.push_async_callback(db.drop)
-        box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
-        server = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
-        catalog = Catalog.build(
-            db, box, offline_after=timedelta(seconds=60), probe=None, events=server
-        )
-        await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
+        urls = Urls(amqp=amqp_url, mongo=mongo_url, ceph_conf=ceph_conf)
+        world = await serve_world(stack, tmp_path, urls, topology, vms=5, disk_mib="5,8")
         worker_bus = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
         settings = WorkerSettings.load(
             {
                 "EDGEBACK_WORKER_HOST_ID": HOST,
                 "EDGEBACK_WORKER_WORKER_ID": "w-test",
-                "EDGEBACK_WORKER_POOL_DIR": str(pool_dir),
+                "EDGEBACK_WORKER_POOL_DIR": str(world.pool_dir),
                 "EDGEBACK_WORKER_PROGRESS_INTERVAL_S": "0.5",
                 "EDGEBACK_WORKER_CLAIM_S": "3",  # renewed each second: a cancel is seen fast
             }
         )
         consumer = await serve_runs(worker_bus, settings)
         stack.push_async_callback(consumer.stop)
-        client = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
-        yield World(bus=client, node=node, emulator=emulator, pool_dir=pool_dir)
-        await server.delete_topology([worker_runs(BackupHostId(HOST))])
+        yield world
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Urls:
+    amqp: str
+    mongo: str
+    ceph_conf: str
+
+
+async def serve_world(
+    stack: AsyncExitStack, tmp_path: Path, urls: Urls, topology: Topology, *, vms: int,
+    disk_mib: str,
+) -> World:  # fmt: skip
+    """Everything of a run but the workers, closed with ``stack``: a node process with
+    the pool and this host's files for it, the emulator with ``vms`` VMs, the catalog
+    (on a database of its own) serving ``topology``, and a client bus."""
+    pool_dir = tmp_path / "pools"
+    pool_dir.mkdir()
+    create_pool(tmp_path / "node", POOL, PoolKind.DEDUP)
+    node = await stack.enter_async_context(node_process_async(tmp_path / "node"))
+    _host_files(pool_dir, node)
+    emulator = stack.enter_context(
+        emulator_process(urls.ceph_conf, tmp_path / "cloud", vms=vms, disk_mib=disk_mib)
+    )
+    db = await stack.enter_async_context(
+        CatalogDb.open(urls.mongo, f"test_runs_{uuid.uuid4().hex[:12]}")
+    )
+    stack.push_async_callback(db.drop)
+    box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
+    server = await stack.enter_async_context(AmqpBus.open(urls.amqp, topology))
+    catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None, events=server)
+    await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
+    stack.push_async_callback(server.delete_topology, [worker_runs(BackupHostId(HOST))])
+    client = await stack.enter_async_context(AmqpBus.open(urls.amqp, topology))
+    return World(bus=client, node=node, emulator=emulator, pool_dir=pool_dir)
 
 
 def _host_files(pool_dir: Path, node: NodeProcess) -> None:

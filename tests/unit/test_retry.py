@@ -76,15 +76,41 @@ async def test_errors_that_are_not_retryable_go_straight_to_the_caller(error: Ex
     assert not retryable(error)
 
 
-async def test_no_attempt_starts_after_the_deadline() -> None:
+@pytest.mark.parametrize(
+    ("policy", "slept"),
+    [
+        # waits 1 + 2 + 4 = 7 s; another 4 s would start the fifth attempt at 11 s > 8 s
+        (RetryPolicy(retries=10, base_delay=1.0, max_delay=4.0, deadline=8.0), [1.0, 2.0, 4.0]),
+        # a lost connection past the retries: a third wait would end at 12 s > 10 s
+        (RetryPolicy(retries=0, base_delay=4.0, max_delay=4.0, reconnect=10.0), [4.0, 4.0]),
+    ],
+    ids=["deadline", "reconnect"],
+)
+async def test_no_attempt_starts_after_the_deadline_or_the_reconnect_time(
+    policy: RetryPolicy, slept: list[float]
+) -> None:
     time = FakeTime()
-    call = Flaky(*(errors.UnavailableError("down") for _ in range(10)))
-    policy = RetryPolicy(retries=10, base_delay=1.0, max_delay=4.0, deadline=8.0)
+    call = Flaky(*(errors.UnavailableError("down") for _ in range(20)))
     with pytest.raises(errors.UnavailableError):
         await _run(call, policy, time)
-    # waits 1 + 2 + 4 = 7 s; another 4 s would start the fifth attempt at 11 s > 8 s
-    assert time.slept == [1.0, 2.0, 4.0]
-    assert call.calls == 4
+    assert time.slept == slept
+    assert call.calls == len(slept) + 1
+
+
+async def test_a_lost_connection_is_tried_again_past_the_retries_until_the_reconnect_time() -> None:
+    time = FakeTime()
+    call = Flaky(*(errors.DeadlineExceededError("silent") for _ in range(6)))
+    policy = RetryPolicy(retries=1, base_delay=1.0, max_delay=2.0, reconnect=60.0)
+    assert await _run(call, policy, time) == "ok"
+    assert time.slept == [1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+
+
+async def test_the_reconnect_time_does_not_extend_other_transient_errors() -> None:
+    time = FakeTime()
+    call = Flaky(errors.LockBusyError("busy"), errors.LockBusyError("busy"))
+    with pytest.raises(errors.LockBusyError):
+        await _run(call, RetryPolicy(retries=1, reconnect=600.0), time)
+    assert call.calls == 2
 
 
 async def test_each_retry_is_reported_before_its_wait() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,13 +22,13 @@ from edgeback_cli.commands import PoolAccess, PoolHandle, opened_pool
 from edgeback_cli.refs import PoolLocation, read_key
 from edgeback_core.bus.port import Bus
 from edgeback_core.bus.topology import RUN_EVENT_KEYS
-from edgeback_core.messages.jobs import JobInfo, PoolRef
+from edgeback_core.messages.jobs import JobInfo, JobOptions, PoolRef
 from edgeback_core.messages.runs import Versioned
-from edgeback_core.retry import RetryPolicy
+from edgeback_core.retry import OnRetry
 from edgeback_core.settings import Secret
 from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
 from edgeback_worker.runcatalog import RunCatalog
-from edgeback_worker.runrules import rate_windows
+from edgeback_worker.runrules import rate_windows, reconnect_policy
 from edgeback_worker.settings import WorkerSettings
 
 log = structlog.get_logger(__name__)
@@ -68,8 +68,8 @@ class RunContext:
         await self.bus.publish("events", RUN_EVENT_KEYS[type(event).__name__], event)
 
     @contextlib.asynccontextmanager
-    async def platform(self, platform_id: str, retries: int) -> AsyncIterator[EdgeCloudClient]:
-        """A client of ``platform_id`` with the job's request retries."""
+    async def platform(self, platform_id: str, opts: JobOptions) -> AsyncIterator[EdgeCloudClient]:
+        """A client of ``platform_id`` with the job's request retries and reconnect time."""
         info, creds = await self.catalog.platform(platform_id)
         endpoint = PlatformEndpoint(
             address=info.address,
@@ -79,14 +79,20 @@ class RunContext:
             secret_key=Secret(creds.secret_key),
             ca_file=self.settings.ca_file,
         )
-        retry = RetryPolicy(retries=retries, base_delay=0.5, max_delay=10.0)
-        async with EdgeCloudClient(endpoint=endpoint, retry=retry) as client:
+        async with EdgeCloudClient(endpoint=endpoint, retry=reconnect_policy(opts)) as client:
             yield client
 
     @contextlib.asynccontextmanager
-    async def pool(self, ref: PoolRef) -> AsyncIterator[tuple[PoolHandle, ClientKeys]]:
-        """The pool a job writes to, with this host's token, secret and (plain) key."""
-        async with opened_pool(self.pool_access(ref)) as opened:
+    async def pool(
+        self, job: JobInfo, on_retry: OnRetry | None = None
+    ) -> AsyncIterator[tuple[PoolHandle, ClientKeys]]:
+        """The pool ``job`` writes to, with this host's token, secret and (plain) key;
+        its requests retried within the job's reconnect time (``on_retry`` told of each)."""
+        retried = replace(
+            self.pool_access(job.spec.target.pool), retry=reconnect_policy(job.spec.options),
+            timeout_s=self.settings.node_timeout_s, on_retry=on_retry,
+        )  # fmt: skip
+        async with opened_pool(retried) as opened:
             yield opened
 
     def pool_access(self, ref: PoolRef) -> PoolAccess:

@@ -70,8 +70,7 @@ class Planner:
         content = job.spec.content
         listed: dict[str, list[Vm]] = {}
         for platform_id in dict.fromkeys(sel.platform_id for sel in content.vms):
-            retries = job.spec.options.request_retries
-            async with self.ctx.platform(platform_id, retries) as platform:
+            async with self.ctx.platform(platform_id, job.spec.options) as platform:
                 listed[platform_id] = await platform.list_vms(None)
         return resolve_content(content, listed)
 

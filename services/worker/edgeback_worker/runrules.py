@@ -13,8 +13,9 @@ from datetime import time as clock_time
 from fnmatch import fnmatchcase
 
 from edgeback_blocks.pipeline.rate_windows import RateWindow
-from edgeback_core.messages.jobs import JobContent, SpeedWindow
+from edgeback_core.messages.jobs import JobContent, JobOptions, SpeedWindow
 from edgeback_core.messages.runs import VmRef
+from edgeback_core.retry import RetryPolicy
 from edgeback_platform.models import SnapshotId, Vm, VmSnapshot
 
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -41,6 +42,16 @@ def resolve_content(content: JobContent, listed: Mapping[str, Sequence[Vm]]) -> 
         for vm in vms:
             chosen.setdefault((sel.platform_id, vm.id), vm_ref(sel.platform_id, vm))
     return [ref for ref in chosen.values() if not excluded(ref.name, content.exclude_names)]
+
+
+def reconnect_policy(opts: JobOptions) -> RetryPolicy:
+    """How a run's platform and storage-node requests are retried: ``request_retries``
+    times for any transient error, and a lost connection until the job's reconnect time
+    (waits capped at 5 s, so a peer that is back is used again within seconds)."""
+    return RetryPolicy(
+        retries=opts.request_retries, base_delay=0.5, max_delay=5.0,
+        reconnect=opts.reconnect_minutes * 60.0,
+    )  # fmt: skip
 
 
 def vm_ref(platform_id: str, vm: Vm) -> VmRef:

@@ -66,6 +66,10 @@ class WorkerSettings(Settings):
     """At most one ``RunProgress`` event per VM task this often."""
     uploads_per_disk: Annotated[int, POSITIVE] = 8
     """Chunk uploads in flight per disk."""
+    node_timeout_s: Annotated[float, POSITIVE] = 30.0
+    """Bound of each socket operation of a storage-node request: a node that stays
+    silent this long counts as a lost connection, tried again within the job's
+    reconnect time."""
 
     @property
     def resolved_worker_id(self) -> str:

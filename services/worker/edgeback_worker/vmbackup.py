@@ -52,7 +52,7 @@ class VmBackup:
 
     async def run(self) -> VmOutcome:
         opts, ref = self.job.spec.options, self.task.vm
-        async with self.ctx.platform(ref.platform_id, opts.request_retries) as platform:
+        async with self.ctx.platform(ref.platform_id, opts) as platform:
             try:
                 vm = await platform.get_vm(VmId(ref.vm_id))
             except NotFoundError as exc:

@@ -12,6 +12,8 @@ checkpoint otherwise) and recorded with ``catalog.run.disk.commit``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -25,7 +27,13 @@ from edgeback_blocks.pipeline.checkpointed import backup_checkpointed
 from edgeback_blocks.rbd import RbdCluster
 from edgeback_cli.commands import PoolHandle
 from edgeback_cli.refs import ImageRef
-from edgeback_core.errors import EdgebackError, NotFoundError
+from edgeback_core.errors import (
+    DeadlineExceededError,
+    EdgebackError,
+    NotFoundError,
+    StorageNodeUnreachableError,
+    UnavailableError,
+)
 from edgeback_core.messages import backups as b
 from edgeback_core.messages.jobs import JobInfo
 from edgeback_core.messages.runs import (
@@ -36,6 +44,7 @@ from edgeback_core.messages.runs import (
 )
 from edgeback_core.messages.runs import BackupType as WireType
 from edgeback_core.messages.runs import VmOutcome as VmOutcomeName
+from edgeback_core.retry import lost_connection
 from edgeback_platform.models import Disk, Vm, VmSnapshot
 from edgeback_platform.templates import RbdTemplates
 from edgeback_worker.runcontext import RunContext, now
@@ -78,29 +87,41 @@ class VmDisks:
     snapshot: VmSnapshot
     _done: dict[str, Progress] = field(default_factory=dict)
     _reports: asyncio.Queue[None] = field(default_factory=lambda: asyncio.Queue(maxsize=1))
+    _node_retries: int = 0
+    """Storage-node requests retried after a lost connection (the VM's warning)."""
 
     async def run(self) -> VmOutcome:
         version = version_for_run(self.task.run_id)
         base = await self.ctx.catalog.base(
             self.vm.id, self.job.id, self.job.spec.target.pool, self.task.backup_type
         )
-        async with self.ctx.pool(self.job.spec.target.pool) as (pool, keys):
-            plans, warnings = await self._plans(base, pool, keys)
-            kind: WireType = "full" if plans[0].parent is None else self.task.backup_type
-            base_id = None if kind == "full" or base.backup_set is None else base.backup_set.id
-            gate = asyncio.Semaphore(self.job.spec.options.disks_per_vm)
+        with self._node_outage():
+            async with self.ctx.pool(self.job, self._node_retried) as (pool, keys):
+                plans, warnings = await self._plans(base, pool, keys)
+                kind: WireType = "full" if plans[0].parent is None else self.task.backup_type
+                base_id = None if kind == "full" or base.backup_set is None else base.backup_set.id
+                gate = asyncio.Semaphore(self.job.spec.options.disks_per_vm)
 
-            async def one(plan: DiskPlan) -> b.DiskCommitReply:
-                async with gate:
-                    return await self._disk(
-                        plan, pool, keys, version=version, kind=kind, base_id=base_id
-                    )
+                async def one(plan: DiskPlan) -> b.DiskCommitReply:
+                    async with gate:
+                        return await self._disk(
+                            plan, pool, keys, version=version, kind=kind, base_id=base_id
+                        )
 
-            async with asyncio.TaskGroup() as group:
-                reporter = group.create_task(self._report_progress())
-                results = await asyncio.gather(*(one(p) for p in plans), return_exceptions=True)
-                reporter.cancel()
+                async with asyncio.TaskGroup() as group:
+                    reporter = group.create_task(self._report_progress())
+                    results = await asyncio.gather(*(one(p) for p in plans), return_exceptions=True)
+                    reporter.cancel()
+        if self._node_retries:
+            warnings.append(
+                f"the storage node did not answer for a while: {self._node_retries} "
+                "request(s) tried again within the reconnect time"
+            )
         return await self._outcome(plans, results, warnings, kind)
+
+    def _node_retried(self, attempts: int, delay: float, exc: EdgebackError) -> None:
+        if lost_connection(exc):
+            self._node_retries += 1
 
     async def _plans(
         self, base: b.BackupSetWithDisks, pool: PoolHandle, keys: ClientKeys
@@ -159,11 +180,12 @@ class VmDisks:
             rbd.open_image(ref.image, snapshot=ref.snap) as image,
         ):
             header = self._header(plan, await image.size(), version, kind)
-            done = await backup_checkpointed(
-                image, header=header, pool=pool, keys=keys, parent=plan.parent,
-                base_snap=None if plan.base is None else plan.base.snapshot_name,
-                options=self._options(disk.id),
-            )  # fmt: skip
+            with self._node_outage():
+                done = await backup_checkpointed(
+                    image, header=header, pool=pool, keys=keys, parent=plan.parent,
+                    base_snap=None if plan.base is None else plan.base.snapshot_name,
+                    options=self._options(disk.id),
+                )  # fmt: skip
         commit = b.DiskCommit(
             actor=self.ctx.catalog.actor, run_id=self.task.run_id, vm_id=self.vm.id,
             disk_id=disk.id, backup_type=kind, taken_at=self.snapshot.created,
@@ -173,6 +195,27 @@ class VmDisks:
             snapshot_kept=self.job.spec.options.keep_latest_snapshot,
         )  # fmt: skip
         return await self.ctx.catalog.disk_commit(commit)
+
+    @contextlib.contextmanager
+    def _node_outage(self) -> Iterator[None]:
+        """The storage node lost for longer than the job's reconnect time (each request
+        was retried that long, ``reconnect_policy``) fails the disk, or the VM, with
+        ``storage_node_unreachable``; its checkpoint stays for the retry."""
+        try:
+            yield
+        except (UnavailableError, DeadlineExceededError) as exc:
+            if isinstance(exc, StorageNodeUnreachableError) or not lost_connection(exc):
+                raise
+            minutes, url = (
+                self.job.spec.options.reconnect_minutes,
+                self.job.spec.target.pool.node_url,
+            )
+            log.warning("node.lost", run_id=self.task.run_id, vm=self.vm.id, url=url, code=exc.code)
+            raise StorageNodeUnreachableError(
+                f"storage node {url} unreachable for longer than the reconnect time "
+                f"({minutes} min): {exc.message}",
+                url=url,
+            ) from exc
 
     def _header(self, plan: DiskPlan, size: int, version: str, kind: WireType) -> ManifestHeader:
         parent = None
