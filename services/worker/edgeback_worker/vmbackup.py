@@ -167,7 +167,7 @@ async def release_taken(ctx: RunContext, backup: VmBackup) -> None:
     ref, opts = backup.task.vm, backup.job.spec.options
     if not backup.asked:
         return
-    async with ctx.platform(ref.platform_id, opts.request_retries) as platform:
+    async with ctx.platform(ref.platform_id, opts) as platform:
         if not backup.taken:  # cut off mid-request: the same key answers what it made
             key = snapshot_key(backup.task.run_id, backup.asked[0])
             made = await platform.create_snapshot(
