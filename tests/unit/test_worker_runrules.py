@@ -9,6 +9,7 @@ from datetime import time as clock_time
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgeback_core.messages import runs as r
 from edgeback_core.messages.jobs import JobContent, SpeedWindow, VmSelection
 from edgeback_platform.models import (
     DiskId,
@@ -22,6 +23,7 @@ from edgeback_platform.models import (
 )
 from edgeback_worker.runrules import (
     ProgressGate,
+    event_message_id,
     rate_windows,
     resolve_content,
     snapshots_to_release,
@@ -128,3 +130,29 @@ def test_speed_windows_in_bytes_per_second() -> None:
     )
     assert (windows[0].start, windows[0].end) == (clock_time(22), clock_time(6))
     assert [w.bytes_per_s for w in windows] == [5 * 1024**2, 100 * 1024**2]
+
+
+def test_run_events_carry_stable_message_ids_and_progress_a_fresh_one() -> None:
+    at, ref = datetime(2026, 1, 1, tzinfo=UTC), r.VmRef(platform_id="p", vm_id="v")
+    events = [
+        r.RunStarted(
+            run_id="R", job_id="J", host_id="h", backup_type="full", vm_count=1,
+            requested_by="x", at=at,
+        ),
+        r.VmStarted(run_id="R", job_id="J", vm=ref, attempt=2, worker_id="w", at=at),
+        r.VmFinished(run_id="R", job_id="J", vm=ref, attempt=2, outcome="succeeded", at=at),
+        r.VmRefused(run_id="R", job_id="J", vm=ref, code=r.REFUSE_SHELVED, at=at),
+        r.VmSkipped(run_id="R", job_id="J", vm=ref, code=r.SKIP_LOW_FREE_SPACE, at=at),
+        r.BackupSetCreated(
+            backup_set_id="S", run_id="R", job_id="J", vm=ref, backup_type="full",
+            pool_node_url="u", pool_name="p", disk_count=1, taken_at=at, at=at,
+        ),
+    ]  # fmt: skip
+    assert [event_message_id(e) for e in events] == [
+        "started:R", "vm-started:R/v/2", "vm-finished:R/v/2", "vm-refused:R/v",
+        "vm-skipped:R/v", "set-created:S",
+    ]  # fmt: skip
+    progress = r.RunProgress(
+        run_id="R", job_id="J", bytes_done=1, bytes_total=2, rate_bps=1.0, at=at
+    )
+    assert event_message_id(progress) is None

@@ -86,6 +86,8 @@ class PlanRun(Versioned, frozen=True, kw_only=True):
     job_revision: int
     host_id: str
     backup_type: BackupType
+    requested_by: str = ""
+    """The ``StartRun``'s, for ``RunStarted``."""
 
 
 class RunVmTask(Versioned, frozen=True, kw_only=True):

@@ -76,7 +76,7 @@ class RunMessages:
             log.error("run.start.refused", job_id=command.job_id, code=exc.code, error=exc.message)
             await self._skipped(command, exc.code, [])
             raise  # dead-lettered: a command that can never be carried out
-        await self._plan(started)
+        await self._plan(started, command.requested_by)
 
     async def on_run_event(self, event: r.RunEvent, envelope: Envelope) -> None:
         await self._gate.run_event(envelope, run_of_event(event), type(event).__name__)
@@ -97,7 +97,7 @@ class RunMessages:
             "events", RUN_SKIPPED, event, message_id=skipped_message_id(command)
         )
 
-    async def _plan(self, started: Started) -> None:
+    async def _plan(self, started: Started, requested_by: str) -> None:
         run = started.run
         if run.state is not RunState.PENDING:  # a worker took the plan: nothing to resend
             log.info("run.start.repeated", run_id=run.id, state=str(run.state))
@@ -108,6 +108,7 @@ class RunMessages:
             job_revision=started.job_revision,
             host_id=run.host_id,
             backup_type=cast(r.BackupType, started.backup_type),
+            requested_by=requested_by,
         )
         try:
             await self._bus.publish(

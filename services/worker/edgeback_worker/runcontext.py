@@ -28,7 +28,7 @@ from edgeback_core.retry import OnRetry
 from edgeback_core.settings import Secret
 from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
 from edgeback_worker.runcatalog import RunCatalog
-from edgeback_worker.runrules import rate_windows, reconnect_policy
+from edgeback_worker.runrules import event_message_id, rate_windows, reconnect_policy
 from edgeback_worker.settings import WorkerSettings
 
 log = structlog.get_logger(__name__)
@@ -64,8 +64,10 @@ class RunContext:
         return found
 
     async def publish(self, event: Versioned) -> None:
-        """Publish a run event on the events exchange under its type's routing key."""
-        await self.bus.publish("events", RUN_EVENT_KEYS[type(event).__name__], event)
+        """Publish a run event on the events exchange under its type's routing key and
+        its stable message id."""
+        key = RUN_EVENT_KEYS[type(event).__name__]
+        await self.bus.publish("events", key, event, message_id=event_message_id(event))
 
     @contextlib.asynccontextmanager
     async def platform(self, platform_id: str, opts: JobOptions) -> AsyncIterator[EdgeCloudClient]:

@@ -3,8 +3,8 @@
 The precondition first (non-zero: the run fails ``precondition_failed`` and nothing is
 touched), then the job's content resolved through its platforms, the VM list recorded
 in the catalog (the first list recorded wins, so a redelivered ``PlanRun`` publishes
-the same tasks), one ``RunVmTask`` per pending VM under a stable message id, the run
-moved to ``running`` and ``RunStarted`` published. Every step is idempotent.
+the same tasks), the run moved to ``running``, ``RunStarted`` published, then one
+``RunVmTask`` per pending VM under a stable message id. Every step is idempotent.
 """
 
 from __future__ import annotations
@@ -41,17 +41,20 @@ class Planner:
         vms = await self._resolve(job)
         tasks = await self.ctx.catalog.plan(cmd.run_id, vms)
         await self._to_running(cmd.run_id)
+        # before the tasks: another worker may start (and finish) a VM at once, and a
+        # consumer should see the run start before any of its VMs, or its end
+        await self.ctx.publish(
+            RunStarted(
+                run_id=cmd.run_id, job_id=cmd.job_id, host_id=cmd.host_id,
+                backup_type=cmd.backup_type, vm_count=len(tasks),
+                requested_by=cmd.requested_by, at=now(),
+            )
+        )  # fmt: skip
         for task in tasks:
             if task.state == "pending":
                 await self._publish_task(cmd, task.vm, task.attempt)
         if not tasks:
             await self.ctx.catalog.run_finish(cmd.run_id, f"{cmd.run_id}/plan/empty")
-        await self.ctx.publish(
-            RunStarted(
-                run_id=cmd.run_id, job_id=cmd.job_id, host_id=cmd.host_id,
-                backup_type=cmd.backup_type, vm_count=len(tasks), requested_by="", at=now(),
-            )
-        )  # fmt: skip
         log.info("run.planned", run_id=cmd.run_id, vms=len(tasks))
 
     async def _precondition_holds(self, cmd: PlanRun, job: JobInfo) -> bool:

@@ -14,7 +14,16 @@ from fnmatch import fnmatchcase
 
 from edgeback_blocks.pipeline.rate_windows import RateWindow
 from edgeback_core.messages.jobs import JobContent, JobOptions, SpeedWindow
-from edgeback_core.messages.runs import VmRef
+from edgeback_core.messages.runs import (
+    BackupSetCreated,
+    RunStarted,
+    Versioned,
+    VmFinished,
+    VmRef,
+    VmRefused,
+    VmSkipped,
+    VmStarted,
+)
 from edgeback_core.retry import RetryPolicy
 from edgeback_platform.models import SnapshotId, Vm, VmSnapshot
 
@@ -82,6 +91,24 @@ def lease_holder(run_id: str, vm_id: str) -> str:
 
 def task_message_id(run_id: str, vm_id: str, attempt: int) -> str:
     return f"{run_id}/{vm_id}/{attempt}"
+
+
+def event_message_id(event: Versioned) -> str | None:
+    """The stable message id of a run event (docs/runs.md): what a redelivered task
+    publishes again carries the same id, so the run log and any consumer keep it once.
+    None for ``RunProgress``: each report is news of its own (a fresh uuid)."""
+    match event:
+        case RunStarted():
+            return f"started:{event.run_id}"
+        case VmStarted() | VmFinished():
+            kind = "vm-started" if isinstance(event, VmStarted) else "vm-finished"
+            return f"{kind}:{event.run_id}/{event.vm.vm_id}/{event.attempt}"
+        case VmSkipped() | VmRefused():
+            kind = "vm-skipped" if isinstance(event, VmSkipped) else "vm-refused"
+            return f"{kind}:{event.run_id}/{event.vm.vm_id}"
+        case BackupSetCreated():
+            return f"set-created:{event.backup_set_id}"
+    return None
 
 
 def rate_windows(speed: Sequence[SpeedWindow]) -> list[RateWindow]:

@@ -151,13 +151,9 @@ class VmTasks:
             and done.code != RunCancelledError.code
             and task.attempt <= opts.vm_retries
         )
-        reply = await self.ctx.catalog.vm_finish(
-            b.VmFinish(
-                actor=self.ctx.catalog.actor, run_id=task.run_id, vm_id=task.vm.vm_id,
-                attempt=task.attempt, outcome=done.outcome, code=done.code,
-                message=done.message, failed_disks=done.failed_disks, will_retry=retry,
-            )
-        )  # fmt: skip
+        # published before the finish: the finish of the last VM makes the catalog
+        # announce RunFinished, which must not reach consumers ahead of this; and a
+        # worker that dies in between repeats both (same message id), losing neither
         if done.outcome in ("succeeded", "failed"):
             await self.ctx.publish(
                 VmFinished(
@@ -167,6 +163,13 @@ class VmTasks:
                     stats=done.stats, will_retry=retry, at=now(), warnings=done.warnings,
                 )
             )  # fmt: skip
+        reply = await self.ctx.catalog.vm_finish(
+            b.VmFinish(
+                actor=self.ctx.catalog.actor, run_id=task.run_id, vm_id=task.vm.vm_id,
+                attempt=task.attempt, outcome=done.outcome, code=done.code,
+                message=done.message, failed_disks=done.failed_disks, will_retry=retry,
+            )
+        )  # fmt: skip
         if retry:
             await self._retry(task, opts.vm_retry_interval_s)
         if reply.applied and reply.run_state in _TERMINAL_RUN:
