@@ -37,16 +37,19 @@ def emulator_process(
     *,
     vms: int = 8,
     disk_mib: str = "4",
+    disks: str = "",
     access_key: str = "AK-resources",
     secret_key: str = "sk-resources-0123456789",  # noqa: S107 - the emulator's test key
     prepare: Callable[[Path], None] | None = None,
 ) -> Iterator[EmulatorProcess]:
-    """Seed ``vms`` VMs (small disks), serve them, and remove their images afterwards;
+    """Seed ``vms`` VMs (small disks of ``disk_mib`` sizes, ``disks`` per VM in turn:
+    "2,3"; default one to three), serve them, and remove their images afterwards;
     ``prepare(state_file)`` may change the seeded cloud before it is served."""
     workdir.mkdir(parents=True, exist_ok=True)
     state_file = workdir / "cloud.json"
     seed = ["seed", "--vms", str(vms), "--conf", ceph_conf, "--pool", "rbd"]
-    _cli(*seed, "--state", str(state_file), "--disk-mib", disk_mib, "--fill", "0.3")
+    seed += ["--disk-mib", disk_mib, "--disks", disks, "--fill", "0.3"]
+    _cli(*seed, "--state", str(state_file))
     if prepare is not None:
         prepare(state_file)
     port = free_port()

@@ -2,7 +2,7 @@
 
 Commands::
 
-    seed  --vms N --conf CEPH_CONF --pool rbd --state FILE [--disk-mib 64,128,256]
+    seed  --vms N --conf CEPH_CONF --pool rbd --state FILE [--disk-mib 64,128,256] [--disks 2,3]
     serve --port P --state FILE --access-key AK --secret-key SK [--bind 127.0.0.1]
     purge --state FILE      remove the RBD images (and snapshots) of a seeded state
 """
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--client-id", default="admin")
     s.add_argument("--state", type=Path, required=True)
     s.add_argument("--disk-mib", default="64,128,256", help="disk sizes to pick from, MiB")
+    s.add_argument("--disks", default="", help="disks per VM, taken in turn (default 1-3)")
     s.add_argument("--fill", type=float, default=0.6, help="share of chunks written")
     s.add_argument("--seed", type=int, default=0)
     v = sub.add_parser("serve", help="serve the API on 127.0.0.1")
@@ -50,6 +51,7 @@ def _seed(args: argparse.Namespace) -> None:
         vms=args.vms,
         hosts=args.hosts,
         disk_mib=tuple(int(x) for x in args.disk_mib.split(",")),
+        disks=tuple(int(x) for x in args.disks.split(",") if x),
         fill=args.fill,
         seed=args.seed,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class SeedPlan:
     hosts: int = 0
     """0: one host per four VMs, at least two."""
     disk_mib: tuple[int, ...] = (64, 128, 256)
+    disks: tuple[int, ...] = ()
+    """Disk counts the VMs take in turn (``(2, 3)``: 2, 3, 2, ...); empty: one to three."""
     fill: float = 0.6
     seed: int = 0
     """Seeds sizes and content; ids are always fresh uuid4s, so two seeded clouds never share
@@ -84,7 +87,8 @@ def _vm(index: int, host: Host, plan: SeedPlan, ceph: CephTarget, rng: random.Ra
     profile = _PROFILES[index % len(_PROFILES)]
     vm_id = VmId(str(uuid.uuid4()))
     disks = []
-    for order in range(1 + (index + 1) % 3):
+    count = plan.disks[index % len(plan.disks)] if plan.disks else 1 + (index + 1) % 3
+    for order in range(count):
         volume = None if order == 0 else VolumeId(str(uuid.uuid4()))
         disks.append(
             Disk(
@@ -141,7 +145,8 @@ def purge(state: EmulatorState) -> list[str]:
         for disk in vm.disks
         if (name := state.ceph.image_name(vm.id, disk)) is not None
     ]
-    with CephImages(state.ceph) as images:
-        for name in names:
-            images.remove(name)
+    # at once: each snapshot removal waits about a second for the monitors, which
+    # take concurrent ones together (15 images with snapshots: 2.6 s instead of 19 s)
+    with CephImages(state.ceph) as images, ThreadPoolExecutor(16) as pool:
+        list(pool.map(images.remove, names))
     return names
