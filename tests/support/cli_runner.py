@@ -65,10 +65,14 @@ async def cli(
     # the backup host's token scoped to the pool where the test node has one
     host = f"host-{pool}"
     token = scoped_token(host) if host in SCOPED_TOKENS else TOKEN
+    return await edgeback(*args, *where, "--json", token=token, ceph_conf=ceph_conf)
+
+
+async def edgeback(*args: str, token: str, ceph_conf: str) -> Result:
+    """Run ``edgeback ARGS`` as a process with node token ``token`` and ``ceph_conf``."""
     env = {**os.environ, "EDGEBACK_TOKEN": token, "CEPH_CONF": ceph_conf}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from edgeback_cli.main import main; main()",
-        *args, *where, "--json",
+        sys.executable, "-c", "from edgeback_cli.main import main; main()", *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await proc.communicate()

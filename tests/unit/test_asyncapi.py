@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import msgspec
 import pytest
+from tests.support.asyncapi import payload_validator
 
 from edgeback_core.bus.topology import HOST_HEARTBEAT
 from edgeback_core.messages.asyncapi import Channel, document
@@ -18,15 +19,6 @@ from edgeback_core.messages.catalog import HostHeartbeat
 from edgeback_core.messages.channels import CHANNELS, asyncapi_json
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
-
-
-def payload_validator(doc: dict[str, Any], routing_key: str) -> jsonschema.Validator:
-    """A JSON Schema validator for the payload of the channel with ``routing_key``."""
-    (channel,) = (c for c in doc["channels"].values() if c["address"] == routing_key)
-    (ref,) = (m["$ref"] for m in channel["messages"].values())
-    message = doc["components"]["messages"][ref.rsplit("/", 1)[1]]
-    schema = {**message["payload"], "components": doc["components"]}
-    return jsonschema.Draft202012Validator(schema)
 
 
 def test_the_checked_in_document_is_what_the_code_generates() -> None:
@@ -111,3 +103,12 @@ def test_nested_types_land_in_the_schemas_and_channels_share_a_message() -> None
     payload_validator(doc, "sample.event.a").validate(body)
     with pytest.raises(jsonschema.ValidationError):
         payload_validator(doc, "sample.event.a").validate({"kind": "x", "parts": [{"size": "1"}]})
+
+
+def test_a_strict_validator_refuses_a_field_the_document_does_not_describe() -> None:
+    doc = json.loads(asyncapi_json())
+    body = json.loads(encode(HostHeartbeat(host_id="h1", hostname="backup-1")))
+    payload_validator(doc, HOST_HEARTBEAT).validate({**body, "extra": 1})  # consumers ignore it
+    payload_validator(doc, HOST_HEARTBEAT, strict=True).validate(body)
+    with pytest.raises(jsonschema.ValidationError):
+        payload_validator(doc, HOST_HEARTBEAT, strict=True).validate({**body, "extra": 1})

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import jsonschema
 import msgspec
 import pytest
-from tests.unit.test_asyncapi import DOC_PATH, payload_validator
+from tests.support.asyncapi import payload_validator
+from tests.unit.test_asyncapi import DOC_PATH
 
 from edgeback_core.bus.topology import RUN_EVENT_KEYS, START_RUN, topic_matches
 from edgeback_core.messages import runs as r
