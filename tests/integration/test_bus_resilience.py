@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aio_pika
 import pytest
 from tests.integration.broker_control import (
     BusFactory,
@@ -153,3 +154,31 @@ async def test_publish_waits_bounded_time_then_raises(buses: BusFactory) -> None
 
 async def _ignore(job: Job, envelope: Envelope) -> None:
     return None
+
+
+async def test_a_consumer_whose_queue_is_deleted_declares_it_again(buses: BusFactory) -> None:
+    """An operator (or a clean-up) deletes a work queue: the broker cancels its consumer;
+    the bus recovers, declares the queue again and consumes what is published next."""
+    spec = buses.spec("svc.deleted", exchange="commands", bindings=("gone.#",), prefetch=1)
+    seen: list[str] = []
+
+    async def handler(job: Job, envelope: Envelope) -> None:
+        seen.append(job.text)
+
+    async with buses.open("worker") as bus:
+        await bus.consume(spec, handler, Job)
+        await bus.publish("commands", "gone.a", Job(text="before"))
+        await eventually(lambda: seen == ["before"])
+        async with await aio_pika.connect(buses.url) as operator:
+            await (await operator.channel()).queue_delete(buses.topology.queue(spec))
+        sent = False
+        async with asyncio.timeout(30):
+            while not seen[1:]:  # the commands are unroutable until the queue is back
+                try:
+                    if not sent:
+                        await bus.publish("commands", "gone.a", Job(text="after"))
+                        sent = True
+                except UnroutableError:
+                    pass
+                await asyncio.sleep(0.2)
+    assert seen == ["before", "after"]
