@@ -27,6 +27,7 @@ from edgeback_worker.runrules import (
     rate_windows,
     resolve_content,
     snapshots_to_release,
+    stream_depth,
     version_for_run,
 )
 
@@ -156,3 +157,9 @@ def test_run_events_carry_stable_message_ids_and_progress_a_fresh_one() -> None:
         run_id="R", job_id="J", bytes_done=1, bytes_total=2, rate_bps=1.0, at=at
     )
     assert event_message_id(progress) is None
+
+
+def test_the_resume_buffer_bounds_the_chunks_a_stream_holds() -> None:
+    mib = 1024 * 1024
+    assert [stream_depth(m, chunk_size=4 * mib) for m in (1, 4, 10, 64)] == [1, 1, 2, 16]
+    assert stream_depth(1024, chunk_size=4 * mib) == 256

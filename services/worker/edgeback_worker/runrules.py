@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import time as clock_time
 from fnmatch import fnmatchcase
 
+from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.pipeline.rate_windows import RateWindow
 from edgeback_core.messages.jobs import JobContent, JobOptions, SpeedWindow
 from edgeback_core.messages.runs import (
@@ -61,6 +62,12 @@ def reconnect_policy(opts: JobOptions) -> RetryPolicy:
         retries=opts.request_retries, base_delay=0.5, max_delay=5.0,
         reconnect=opts.reconnect_minutes * 60.0,
     )  # fmt: skip
+
+
+def stream_depth(resume_buffer_mib: int, chunk_size: int = CHUNK_SIZE) -> int:
+    """Chunks one read stream may hold before the node has them (the job's resume
+    buffer: what is kept to send again after a network fault); at least one."""
+    return max(1, resume_buffer_mib * 1024 * 1024 // chunk_size)
 
 
 def vm_ref(platform_id: str, vm: Vm) -> VmRef:

@@ -48,7 +48,7 @@ from edgeback_core.retry import lost_connection
 from edgeback_platform.models import Disk, Vm, VmSnapshot
 from edgeback_platform.templates import RbdTemplates
 from edgeback_worker.runcontext import RunContext, now
-from edgeback_worker.runrules import ProgressGate, version_for_run
+from edgeback_worker.runrules import ProgressGate, stream_depth, version_for_run
 
 log = structlog.get_logger(__name__)
 
@@ -239,7 +239,8 @@ class VmDisks:
             compression=Compression.FAST if opts.compression else Compression.NONE,
             dedup=DedupMode(opts.dedup_mode),
             streams=opts.streams_per_disk,
-            uploads=self.ctx.settings.uploads_per_disk,
+            depth=(depth := stream_depth(opts.resume_buffer_mib)),
+            uploads=min(self.ctx.settings.uploads_per_disk, opts.streams_per_disk * depth),
             read_throttle=throttles.read,
             net_throttle=throttles.net,
             progress=progress,
