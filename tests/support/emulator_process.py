@@ -38,17 +38,23 @@ def emulator_process(
     vms: int = 8,
     disk_mib: str = "4",
     disks: str = "",
+    hosts: int = 0,
+    eligible: bool = False,
+    fill: float = 0.3,
     access_key: str = "AK-resources",
     secret_key: str = "sk-resources-0123456789",  # noqa: S107 - the emulator's test key
     prepare: Callable[[Path], None] | None = None,
 ) -> Iterator[EmulatorProcess]:
     """Seed ``vms`` VMs (small disks of ``disk_mib`` sizes, ``disks`` per VM in turn:
-    "2,3"; default one to three), serve them, and remove their images afterwards;
-    ``prepare(state_file)`` may change the seeded cloud before it is served."""
+    "2,3"; default one to three) on ``hosts`` physical hosts (0: the seed's default),
+    serve them, and remove their images afterwards; ``eligible``: every VM can be backed
+    up; ``fill``: the share of chunks written; ``prepare(state_file)`` may change the
+    seeded cloud before it is served."""
     workdir.mkdir(parents=True, exist_ok=True)
     state_file = workdir / "cloud.json"
     seed = ["seed", "--vms", str(vms), "--conf", ceph_conf, "--pool", "rbd"]
-    seed += ["--disk-mib", disk_mib, "--disks", disks, "--fill", "0.3"]
+    seed += ["--disk-mib", disk_mib, "--disks", disks, "--fill", repr(fill)]
+    seed += ["--hosts", str(hosts), *(["--eligible"] if eligible else [])]
     _cli(*seed, "--state", str(state_file))
     if prepare is not None:
         prepare(state_file)

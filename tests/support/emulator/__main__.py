@@ -3,6 +3,7 @@
 Commands::
 
     seed  --vms N --conf CEPH_CONF --pool rbd --state FILE [--disk-mib 64,128,256] [--disks 2,3]
+          [--hosts H] [--eligible]
     serve --port P --state FILE --access-key AK --secret-key SK [--bind 127.0.0.1]
     purge --state FILE      remove the RBD images (and snapshots) of a seeded state
 """
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--disks", default="", help="disks per VM, taken in turn (default 1-3)")
     s.add_argument("--fill", type=float, default=0.6, help="share of chunks written")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--eligible", action="store_true", help="every VM can be backed up")
     v = sub.add_parser("serve", help="serve the API on 127.0.0.1")
     v.add_argument("--port", type=int, required=True)
     v.add_argument("--bind", default="127.0.0.1")
@@ -54,6 +56,7 @@ def _seed(args: argparse.Namespace) -> None:
         disks=tuple(int(x) for x in args.disks.split(",") if x),
         fill=args.fill,
         seed=args.seed,
+        eligible=args.eligible,
     )
     ceph = CephTarget(conf=args.conf, pool=args.pool, client_id=args.client_id)
     started = time.monotonic()

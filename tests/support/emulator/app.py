@@ -2,8 +2,9 @@
 
 ``/api/v1/...`` is the platform API (signed requests only); ``/emulator/...`` is an
 unsigned control surface for tests (event log, VM state changes, injected faults).
-State changes hold one lock, so snapshots and state edits never interleave, and the
-state file is rewritten after each.
+State changes hold one lock, so state edits never interleave (a new snapshot's RBD
+snapshots are taken outside it, so VMs snapshot side by side), and the state file is
+rewritten after each.
 """
 
 from __future__ import annotations

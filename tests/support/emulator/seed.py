@@ -2,8 +2,9 @@
 
 VMs cycle through profiles that cover what backup and restore must handle: every VM
 state, guest agent running / installed but stopped / absent, one to three disks, and a
-VM on non-Ceph storage. Disk content is part sparse, part written zeros, part log-like
-text and part random, so dedup, compression and sparse detection all have work.
+VM on non-Ceph storage; or, for runs that measure a fleet, all of them eligible. Disk
+content is part sparse, part written zeros, part log-like text and part random, so
+dedup, compression and sparse detection all have work.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class SeedPlan:
     seed: int = 0
     """Seeds sizes and content; ids are always fresh uuid4s, so two seeded clouds never share
     an RBD image name in one pool."""
+    eligible: bool = False
+    """Every VM running with its guest agent, its disks on Ceph: a run refuses none
+    (instead of cycling through the profiles)."""
 
 
 def build(plan: SeedPlan, ceph: CephTarget) -> EmulatorState:
@@ -84,7 +88,7 @@ def build(plan: SeedPlan, ceph: CephTarget) -> EmulatorState:
 
 
 def _vm(index: int, host: Host, plan: SeedPlan, ceph: CephTarget, rng: random.Random) -> Vm:
-    profile = _PROFILES[index % len(_PROFILES)]
+    profile = _PROFILES[0 if plan.eligible else index % len(_PROFILES)]
     vm_id = VmId(str(uuid.uuid4()))
     disks = []
     count = plan.disks[index % len(plan.disks)] if plan.disks else 1 + (index + 1) % 3
