@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from datetime import time as clock_time
+from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from edgeback_platform.models import (
 )
 from edgeback_worker.runrules import (
     ProgressGate,
+    across_physical_hosts,
     event_message_id,
     rate_windows,
     resolve_content,
@@ -163,3 +165,22 @@ def test_the_resume_buffer_bounds_the_chunks_a_stream_holds() -> None:
     mib = 1024 * 1024
     assert [stream_depth(m, chunk_size=4 * mib) for m in (1, 4, 10, 64)] == [1, 1, 2, 16]
     assert stream_depth(1024, chunk_size=4 * mib) == 256
+
+
+@given(st.lists(st.sampled_from("abc"), max_size=20))
+def test_vm_tasks_are_queued_taking_the_physical_hosts_in_turn(hosts: list[str]) -> None:
+    items = list(enumerate(hosts))
+    ordered = across_physical_hosts(items, lambda item: item[1])
+    assert sorted(ordered) == items  # each task once
+    for host in set(hosts):  # each host's tasks keep their order
+        assert [i for i, h in ordered if h == host] == [i for i, h in items if h == host]
+    for before, after in pairwise(ordered):
+        if before[1] == after[1]:  # twice in a row only once the other hosts ran out
+            rest = ordered[ordered.index(after) :]
+            assert {h for _, h in rest} == {after[1]}
+
+
+def test_vm_tasks_of_two_hosts_alternate() -> None:
+    hosts = ["h1", "h1", "h1", "h2", "h2", "h1", "h2", "h2"]
+    ordered = across_physical_hosts(list(enumerate(hosts)), lambda item: item[1])
+    assert [h for _, h in ordered] == ["h1", "h2"] * 4

@@ -4,7 +4,8 @@ The precondition first (non-zero: the run fails ``precondition_failed`` and noth
 touched), then the job's content resolved through its platforms, the VM list recorded
 in the catalog (the first list recorded wins, so a redelivered ``PlanRun`` publishes
 the same tasks), the run moved to ``running``, ``RunStarted`` published, then one
-``RunVmTask`` per pending VM under a stable message id. Every step is idempotent.
+``RunVmTask`` per pending VM under a stable message id (queued taking the physical
+hosts in turn). Every step is idempotent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from edgeback_core.messages.jobs import JobInfo
 from edgeback_core.messages.runs import PlanRun, RunStarted, RunVmTask, VmRef
 from edgeback_platform.models import Vm
 from edgeback_worker.runcontext import RunContext, now
-from edgeback_worker.runrules import resolve_content, task_message_id
+from edgeback_worker.runrules import across_physical_hosts, resolve_content, task_message_id
 from edgeback_worker.scripts import run_job_script
 
 log = structlog.get_logger(__name__)
@@ -50,7 +51,7 @@ class Planner:
                 requested_by=cmd.requested_by, at=now(),
             )
         )  # fmt: skip
-        for task in tasks:
+        for task in across_physical_hosts(tasks, lambda t: t.vm.physical_host_id):
             if task.state == "pending":
                 await self._publish_task(cmd, task.vm, task.attempt)
         if not tasks:

@@ -1,6 +1,6 @@
 """Pure rules of a backup run on the worker: which VMs, which names, which snapshots
-to release, when to report progress. No I/O; the handlers (``runplan``, ``vmtask``)
-apply them.
+to release, when to report progress, in which order to queue VM tasks. No I/O; the
+handlers (``runplan``, ``vmtask``) apply them.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time as clock_time
 from fnmatch import fnmatchcase
+from typing import TypeVar
 
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.pipeline.rate_windows import RateWindow
@@ -30,6 +31,7 @@ from edgeback_platform.models import SnapshotId, Vm, VmSnapshot
 
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _UNIT_BYTES = {"KiB/s": 1024, "MiB/s": 1024**2, "GiB/s": 1024**3}
+T = TypeVar("T")
 
 
 def resolve_content(content: JobContent, listed: Mapping[str, Sequence[Vm]]) -> list[VmRef]:
@@ -68,6 +70,18 @@ def stream_depth(resume_buffer_mib: int, chunk_size: int = CHUNK_SIZE) -> int:
     """Chunks one read stream may hold before the node has them (the job's resume
     buffer: what is kept to send again after a network fault); at least one."""
     return max(1, resume_buffer_mib * 1024 * 1024 // chunk_size)
+
+
+def across_physical_hosts(items: Sequence[T], host_of: Callable[[T], str]) -> list[T]:
+    """``items`` taken from each physical host in turn (hosts in order of first
+    appearance, each host's items in their order). Queued VM tasks in this order keep
+    consecutive tasks off one host, so a host at its VMs-per-host limit defers few tasks
+    and the free slots of the run go to the other hosts' VMs."""
+    by_host: dict[str, list[T]] = {}
+    for item in items:
+        by_host.setdefault(host_of(item), []).append(item)
+    rounds = max((len(queued) for queued in by_host.values()), default=0)
+    return [queued[i] for i in range(rounds) for queued in by_host.values() if i < len(queued)]
 
 
 def vm_ref(platform_id: str, vm: Vm) -> VmRef:

@@ -6,9 +6,10 @@ task itself (``<run_id>/<vm_id>``) so a redelivered task gets its slots back; no
 free: ``DeferredError`` (parked, not a failure). Then the claim of the VM's attempt in
 the catalog (another live worker's claim: deferred too). Claim and leases are renewed
 in the background while the VM is backed up (``vmbackup``). The outcome is recorded
-with ``catalog.run.vm.finish``; a failed attempt with retries left is published again
-as the next attempt, not before ``vm_retry_interval_s``. The worker whose finish ended
-the run runs the post-script (the catalog announces ``RunFinished``).
+with ``catalog.run.vm.finish`` before the leases are released; a failed attempt with
+retries left is published again as the next attempt, not before
+``vm_retry_interval_s``. The worker whose finish ended the run runs the post-script
+(the catalog announces ``RunFinished``).
 """
 
 from __future__ import annotations
@@ -61,7 +62,11 @@ class VmTasks:
                     )
                 )  # fmt: skip
                 outcome = await self._backed_up_unless_cancelled(task, job, leases)
-        await self._finish(task, job, outcome)
+            # finished while the slots are still held (docs/runs.md 3.7), so the run log's
+            # VmStarted..VmFinished of every VM lies inside its leases
+            ended = await self._finish(task, job, outcome)
+        if ended:
+            await self._run_ended(task, job)
 
     async def _backed_up_unless_cancelled(
         self, task: RunVmTask, job: JobInfo, leases: list[b.LeaseInfo]
@@ -144,7 +149,8 @@ class VmTasks:
             if reply.run_state == "cancelling":
                 raise RunCancelledError(f"run {task.run_id} was cancelled", run_id=task.run_id)
 
-    async def _finish(self, task: RunVmTask, job: JobInfo, done: VmOutcome) -> None:
+    async def _finish(self, task: RunVmTask, job: JobInfo, done: VmOutcome) -> bool:
+        """Record the outcome (and the next attempt); True when this finish ended the run."""
         opts = job.spec.options
         retry = (
             done.outcome == "failed"
@@ -172,8 +178,7 @@ class VmTasks:
         )  # fmt: skip
         if retry:
             await self._retry(task, opts.vm_retry_interval_s)
-        if reply.applied and reply.run_state in _TERMINAL_RUN:
-            await self._run_ended(task, job)
+        return reply.applied and reply.run_state in _TERMINAL_RUN
 
     async def _retry(self, task: RunVmTask, interval_s: int) -> None:
         again = RunVmTask(
