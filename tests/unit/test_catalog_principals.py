@@ -61,6 +61,11 @@ def test_hosts_call_what_a_host_needs_for_their_own_resources() -> None:
     assert _verdict("host-h1", names.PLATFORM_CREDENTIALS) == Verdict(scope=Scope.PLATFORM)
     assert _verdict("host-h1", b.BACKUP_SET_BASE) == Verdict(scope=Scope.JOB)
     assert _verdict("host-h1", b.LEASE_ACQUIRE) == Verdict(scope=Scope.ANY)
+    # what a worker reads while it backs up a VM
+    assert _verdict("host-h1", names.PLATFORM_GET) == Verdict(scope=Scope.PLATFORM)
+    assert _verdict("host-h1", names.STORAGE_LIST) == Verdict(scope=Scope.PLATFORM)
+    assert _verdict("host-h1", b.BACKUP_SET_LIST) == Verdict(scope=Scope.JOB)
+    assert _verdict("host-h1", b.BACKUP_SET_GET) == Verdict(scope=Scope.BACKUP_SET)
     for rpc in (names.AUDIT_LIST, names.PLATFORM_REGISTER, names.USER_CREATE, j.JOB_CREATE):
         assert _verdict("host-h1", rpc).refused, rpc
 

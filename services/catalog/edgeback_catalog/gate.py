@@ -108,6 +108,14 @@ class Gate:
             return await self._host_of(Coll.RUNS, getattr(request, "run_id", None)) == host
         if scope is Scope.JOB:
             return await self._host_of(Coll.JOBS, getattr(request, "job_id", None)) == host
+        if scope is Scope.BACKUP_SET:
+            set_id = getattr(request, "backup_set_id", None)
+            found = (
+                None
+                if set_id is None
+                else await self._db.find_one(Coll.BACKUP_SETS, {"_id": set_id})
+            )
+            return found is not None and await self._host_of(Coll.JOBS, found["job_id"]) == host
         platform_id = getattr(request, "platform_id", None)
         return host is not None and await self._serves_platform(host, platform_id)
 

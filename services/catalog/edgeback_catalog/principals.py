@@ -81,6 +81,7 @@ class Scope(enum.StrEnum):
     RUN = "run"  # ``run_id``: a run routed to the host
     JOB = "job"  # ``job_id``: a job whose target is the host
     PLATFORM = "platform"  # ``platform_id``: default backup host, or one of its jobs'
+    BACKUP_SET = "backup_set"  # ``backup_set_id``: made by a job whose target is the host
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +118,12 @@ RULES: Mapping[str, Rule] = {
     b.LEASE_RENEW: Rule(users=False, host_scope=Scope.ANY),
     b.LEASE_RELEASE: Rule(users=False, host_scope=Scope.ANY),
     names.PLATFORM_CREDENTIALS: Rule(users=False, host_scope=Scope.PLATFORM),
+    # what a worker reads while it backs up a VM: the platform's address, its Ceph
+    # storages, and the job's backup sets of the VM (snapshots it may release)
+    names.PLATFORM_GET: Rule(host_scope=Scope.PLATFORM),
+    names.STORAGE_LIST: Rule(host_scope=Scope.PLATFORM),
+    b.BACKUP_SET_LIST: Rule(host_scope=Scope.JOB),
+    b.BACKUP_SET_GET: Rule(host_scope=Scope.BACKUP_SET),
     # the API for nobody yet: a login, a bearer token to resolve, the first admin
     a.LOGIN: Rule(users=False, services=_API),
     a.TOKEN_RESOLVE: Rule(users=False, services=_API),
