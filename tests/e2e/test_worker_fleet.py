@@ -32,26 +32,21 @@ import msgspec
 import pytest
 from tests.e2e.services import forget_deployment
 from tests.integration.conftest import BrokerUsers
+from tests.support.backup_host import ADMIN, platform_of_host, write_pool_files
 from tests.support.emulator_process import EmulatorProcess, emulator_process
 from tests.support.processes import NodeProcess, ServiceProcess, free_port, node_process_async
-from tests.support.storage_node import TOKEN
 
-from edgeback_blocks.keys import write_secret_file
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.topology import START_RUN, Topology, worker_runs
-from edgeback_core.errors import EdgebackError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import backups as b
-from edgeback_core.messages import catalog as m
-from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.messages import jobs as j
 from edgeback_core.messages import runs as r
 from edgeback_pools.pool_meta import create_pool
 
 pytestmark = pytest.mark.integration
 
-ADMIN = m.ActorRef()  # the tests' broker user (EDGEBACK_CATALOG_TEST_USERS)
 T = 30.0
 VMS, PHYSICAL_HOSTS, VM_MIB = 8, 2, 4
 PARALLEL_VMS, PER_PHYSICAL_HOST = 3, 2
@@ -134,7 +129,7 @@ async def fleet(
         cloud = stack.enter_context(
             emulator_process(
                 ceph_conf, tmp_path / "cloud", vms=VMS, hosts=PHYSICAL_HOSTS,
-                disk_mib=str(VM_MIB), eligible=True, disks_per_vm=1, fill=1.0,
+                disk_mib=str(VM_MIB), eligible=True, disks="1", fill=1.0,
             )
         )  # fmt: skip
         catalog = _catalog(common, mongo_url, database, tmp_path)
@@ -165,13 +160,9 @@ def _catalog(common: dict[str, str], mongo_url: str, database: str, tmp: Path) -
 
 
 def _host_files(pool_dir: Path, node: NodeProcess) -> Path:
-    """What the backup host keeps per pool: secret, node token, plain pool key."""
     pool_dir.mkdir()
     for pool in ("one", "three"):
-        write_secret_file(pool_dir / f"{pool}.secret")
-        (pool_dir / f"{pool}.token").write_text(TOKEN)
-        os.chmod(pool_dir / f"{pool}.token", 0o600)
-        (pool_dir / f"{pool}.key").write_bytes(node.key_file(pool).read_bytes())
+        write_pool_files(pool_dir, node, pool)
     return pool_dir
 
 
@@ -188,26 +179,7 @@ async def _workers(fleet: Fleet, stack: AsyncExitStack, *names_: str) -> list[Se
 async def _jobs(fleet: Fleet) -> dict[str, j.JobInfo]:
     """The host activated (its workers' heartbeat registers it), the platform and its
     Ceph storage checked by a worker, and one job per pool: the same VMs and limits."""
-    async with asyncio.timeout(T):
-        while True:
-            try:
-                activate = m.HostActivate(actor=ADMIN, host_id=fleet.host)
-                await fleet.call(names.HOST_ACTIVATE, activate, m.HostInfo)
-                break
-            except EdgebackError:  # not registered yet: the heartbeat is on its way
-                await asyncio.sleep(0.2)
-    cloud = fleet.cloud
-    register = m.PlatformRegister(
-        actor=ADMIN, name="edge", address="127.0.0.1", port=cloud.port, ssl=False,
-        access_key=cloud.access_key, secret_key=cloud.secret_key, default_host_id=fleet.host,
-    )  # fmt: skip
-    platform = await fleet.call(names.PLATFORM_REGISTER, register, m.PlatformInfo)
-    ceph = cloud.state().ceph
-    storage = m.StorageAdd(
-        actor=ADMIN, platform_id=platform.id, name="ceph", host_id=fleet.host, pool=ceph.pool,
-        conf_path=ceph.conf,
-    )  # fmt: skip
-    await fleet.call(names.STORAGE_ADD, storage, m.StorageInfo)
+    platform = await platform_of_host(fleet.call, fleet.host, fleet.cloud)
     speed = [j.SpeedWindow(rate=WORKER_KIBPS, unit="KiB/s")]  # the whole day
     options = j.JobOptions(
         parallel_vms=PARALLEL_VMS, vms_per_physical_host=PER_PHYSICAL_HOST, disks_per_vm=1,

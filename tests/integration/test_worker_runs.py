@@ -24,11 +24,12 @@ import msgspec
 import pytest
 from tests.integration.conftest import TEST_IDENTITIES, NewImage
 from tests.integration.test_catalog_rpc import ADMIN
+from tests.support.backup_host import platform_of_host, write_pool_files
 from tests.support.emulator_process import EmulatorProcess, emulator_process
 from tests.support.processes import NodeProcess, node_process_async
 from tests.support.storage_node import TOKEN
 
-from edgeback_blocks.keys import ClientKeys, read_secret_file, write_secret_file
+from edgeback_blocks.keys import ClientKeys, read_secret_file
 from edgeback_blocks.manifest import Manifest
 from edgeback_blocks.pipeline import restore_disk
 from edgeback_blocks.pool_client import PoolClient
@@ -41,11 +42,9 @@ from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus
 from edgeback_core.bus.topology import HOST_HEARTBEAT, Topology, run_routing_key, worker_runs
-from edgeback_core.errors import EdgebackError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
-from edgeback_core.messages import catalog_rpc as rpc
 from edgeback_core.messages import jobs as j
 from edgeback_core.messages.runs import BackupType, PlanRun
 from edgeback_core.settings import Secret
@@ -114,7 +113,7 @@ async def serve_world(
     pool_dir.mkdir()
     create_pool(tmp_path / "node", POOL, PoolKind.DEDUP)
     node = await stack.enter_async_context(node_process_async(tmp_path / "node"))
-    _host_files(pool_dir, node)
+    write_pool_files(pool_dir, node, POOL)
     emulator = stack.enter_context(
         emulator_process(urls.ceph_conf, tmp_path / "cloud", vms=vms, disk_mib=disk_mib)
     )
@@ -131,38 +130,10 @@ async def serve_world(
     return World(bus=client, node=node, emulator=emulator, pool_dir=pool_dir)
 
 
-def _host_files(pool_dir: Path, node: NodeProcess) -> None:
-    """What the backup host keeps for the pool: secret, node token, plain pool key."""
-    write_secret_file(pool_dir / f"{POOL}.secret")
-    (pool_dir / f"{POOL}.token").write_text(TOKEN)
-    (pool_dir / f"{POOL}.key").write_bytes(node.key_file(POOL).read_bytes())
-    os.chmod(pool_dir / f"{POOL}.token", 0o600)
-
-
 async def _job(world: World, options: j.JobOptions | None = None) -> j.JobInfo:
     beat = m.HostHeartbeat(host_id=HOST, hostname="bk", version="1", capacity_bytes=1)
     await world.bus.publish("events", HOST_HEARTBEAT, beat)
-    async with asyncio.timeout(T):
-        while True:
-            try:
-                await world.call(
-                    rpc.HOST_ACTIVATE, m.HostActivate(actor=ADMIN, host_id=HOST), m.HostInfo
-                )
-                break
-            except EdgebackError:  # not registered yet: the heartbeat is on its way
-                await asyncio.sleep(0.1)
-    emu = world.emulator
-    register = m.PlatformRegister(
-        actor=ADMIN, name="edge", address="127.0.0.1", port=emu.port, ssl=False,
-        access_key=emu.access_key, secret_key=emu.secret_key, default_host_id=HOST,
-    )  # fmt: skip
-    platform = await world.call(rpc.PLATFORM_REGISTER, register, m.PlatformInfo)
-    state = emu.state()
-    storage = m.StorageAdd(
-        actor=ADMIN, platform_id=platform.id, name="ceph", host_id=HOST, pool=state.ceph.pool,
-        conf_path=state.ceph.conf,
-    )  # fmt: skip
-    await world.call(rpc.STORAGE_ADD, storage, m.StorageInfo)
+    platform = await platform_of_host(world.call, HOST, world.emulator)
     spec = j.JobSpec(
         name="nightly",
         type="full",
