@@ -27,17 +27,9 @@ import msgspec
 import pytest
 from tests.integration.conftest import NewImage
 from tests.integration.test_catalog_rpc import ADMIN
-from tests.integration.test_worker_runs import (
-    HOST,
-    POOL,
-    Urls,
-    World,
-    _check_restores,
-    _job,
-    _run,
-    serve_world,
-)
+from tests.integration.test_worker_runs import World, _check_restores, _job, _run
 from tests.support.processes import ServiceProcess, free_port
+from tests.support.run_world import HOST, POOL, serve_world
 from tests.support.storage_node import TOKEN
 
 from edgeback_blocks.extents import plan_chunks
@@ -105,10 +97,10 @@ async def stage(
 ) -> AsyncIterator[Stage]:
     prefix = f"t-{uuid.uuid4().hex[:10]}."
     async with AsyncExitStack() as stack:
-        urls = Urls(amqp=amqp_url, mongo=mongo_url, ceph_conf=ceph_conf)
         world = await serve_world(
-            stack, tmp_path, urls, Topology(prefix=prefix), vms=1, disk_mib="64"
-        )
+            stack, tmp_path, Topology(prefix=prefix), amqp_url=amqp_url, mongo_url=mongo_url,
+            ceph_conf=ceph_conf, vms=1, disk_mib="64",
+        )  # fmt: skip
         stage = Stage(world=world, prefix=prefix, amqp_url=amqp_url, tmp=tmp_path)
         stack.callback(stage.kill_all)  # first out: nothing may talk to the rest after
         yield stage
