@@ -481,9 +481,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)  # fmt: skip
     figures = run(args)
-    print(report(figures))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    return emit(report(figures), figures, args.json)
+
+
+def emit(text: str, figures: dict[str, Any], json_path: Path | None) -> int:
+    """Print a benchmark's report, write its figures to ``json_path`` (if given); 0."""
+    print(text)
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2))
     return 0
 
 
