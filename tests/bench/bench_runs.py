@@ -177,7 +177,7 @@ def disk_sizes_mib(disk_mib: int) -> str:
 
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     seeding = Seeding(
-        fill=args.fill, disks_per_vm=DISKS_PER_VM, prepare=all_backed_up,
+        fill=args.fill, disks=str(DISKS_PER_VM), prepare=all_backed_up,
         timeout_s=120 + VMS * DISKS_PER_VM * args.disk_mib * 0.5,
     )  # fmt: skip
     within_s = 300 + VMS * DISKS_PER_VM * args.disk_mib * 0.5  # 2 MB/s would be a failure
