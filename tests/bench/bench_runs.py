@@ -4,7 +4,7 @@ against ``rbd export`` of the same 8 images.
 The catalog and the workers run in this process on RabbitMQ and the catalog DB
 (``EDGEBACK_AMQP_URL``, ``EDGEBACK_MONGO_URL``), a storage node and the platform emulator
 as child processes (``tests/support/run_world.py``, the worker-runs test's setup). The
-emulator seeds 4 running VMs with a guest agent, 2 disks each, sizes drawn from
+emulator seeds 4 VMs it can back up (``eligible``), 2 disks each, sizes drawn from
 ``--disk-mib`` and 3/4 and 1/2 of it, ``--fill`` of their chunks written. Measured in
 the same process tree, in this order: ``rbd export`` of each image to /dev/null one after
 another; a full run with serial settings; ``rbd export`` of all 8 at once; a full run
@@ -35,10 +35,8 @@ from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from tests.bench.bench_data_path import check_room, emit
 from tests.bench.processes import Timed, cpu_of, osd_pids, run_timed
-from tests.support.emulator.state import load, save
 from tests.support.run_world import (
     RunWorld,
     Seeding,
@@ -52,7 +50,6 @@ from tests.support.run_world import (
 from edgeback_core.bus.topology import Topology
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import jobs as j
-from edgeback_platform.models import GuestAgent
 
 GiB = 1 << 30
 MB = 1_000_000
@@ -64,16 +61,6 @@ SETTINGS = {
     "parallel": j.JobOptions(vm_retries=0, parallel_vms=4, vms_per_physical_host=4,
                              disks_per_vm=2, streams_per_disk=4),
 }  # fmt: skip
-
-
-def all_backed_up(state_file: Path) -> None:
-    """Every seeded VM running with its guest agent (the seed cycles through refusals)."""
-    state = load(state_file)
-    agent = GuestAgent(installed=True, running=True)
-    state.vms = [
-        msgspec.structs.replace(vm, state="running", guest_agent=agent) for vm in state.vms
-    ]
-    save(state, state_file)
 
 
 class CpuMeter:
@@ -177,7 +164,7 @@ def disk_sizes_mib(disk_mib: int) -> str:
 
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     seeding = Seeding(
-        fill=args.fill, disks=str(DISKS_PER_VM), prepare=all_backed_up,
+        fill=args.fill, disks=str(DISKS_PER_VM), eligible=True,
         timeout_s=120 + VMS * DISKS_PER_VM * args.disk_mib * 0.5,
     )  # fmt: skip
     within_s = 300 + VMS * DISKS_PER_VM * args.disk_mib * 0.5  # 2 MB/s would be a failure
