@@ -17,6 +17,7 @@ import contextlib
 import enum
 import json
 import math
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -92,6 +93,34 @@ class ClusterStats:
     used_bytes: int
     avail_bytes: int
     objects: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaemonVersion:
+    """One version string the cluster's daemons of a type run (``ceph versions``)."""
+
+    daemon: str
+    """``mon``, ``mgr``, ``osd``, ..."""
+    major: int
+    """16 = Pacific; 0 when the string could not be read."""
+    text: str
+
+
+_VERSION = re.compile(r"ceph version (\d+)\.")
+
+
+def daemon_versions(raw: dict[str, Any]) -> list[DaemonVersion]:
+    """The versions of ``ceph versions`` JSON, per daemon type (``overall`` left out)."""
+    found: list[DaemonVersion] = []
+    for daemon, versions in sorted(raw.items()):
+        if daemon == "overall" or not isinstance(versions, dict):
+            continue
+        for text in sorted(versions):
+            match = _VERSION.match(text)
+            found.append(
+                DaemonVersion(daemon=daemon, major=int(match[1]) if match else 0, text=text)
+            )
+    return found
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,10 +271,18 @@ class RbdCluster:
             objects=raw["num_objects"],
         )
 
+    async def versions(self) -> list[DaemonVersion]:
+        """What every daemon type of the cluster runs (``ceph versions``)."""
+        raw = await self._offload.run(
+            "rados.versions", _Target(), _mon_json, self._cluster, "versions"
+        )
+        return daemon_versions(raw)
+
     async def pool_space(self, name: str) -> PoolSpace:
         """Free and total space of pool ``name`` (``ceph df``)."""
         target = _Target(details=(("pool", name),))
-        pools = (await self._offload.run("rados.df", target, _ceph_df, self._cluster))["pools"]
+        raw = await self._offload.run("rados.df", target, _mon_json, self._cluster, "df")
+        pools = raw["pools"]
         for pool in pools:
             if pool["name"] == name:
                 stats = pool["stats"]
@@ -274,11 +311,11 @@ def _seconds(value: float) -> str:
     return str(max(1, math.ceil(value)))
 
 
-def _ceph_df(cluster: rados.Rados) -> dict[str, Any]:
-    command = json.dumps({"prefix": "df", "format": "json"})
+def _mon_json(cluster: rados.Rados, prefix: str) -> dict[str, Any]:
+    command = json.dumps({"prefix": prefix, "format": "json"})
     ret, out, err = cluster.mon_command(command, b"")
     if ret != 0:
-        raise rados.Error(f"ceph df failed ({ret}): {err}")
+        raise rados.Error(f"ceph {prefix} failed ({ret}): {err}")
     result: dict[str, Any] = json.loads(out)
     return result
 

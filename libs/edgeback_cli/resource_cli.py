@@ -275,6 +275,11 @@ def _storages(verbs: Groups) -> None:
     add.add_argument("--client-id", help="cephx client id (default admin)")
     for name in ("volume", "snapshot", "instance"):
         add.add_argument(f"--{name}-template", help=f"RBD name template of a {name}")
+    add.add_argument(
+        "--rbd-client",
+        choices=("librbd", "krbd"),
+        help="how the hypervisors open the images (default librbd; krbd: no instant restore)",
+    )
     rm = verb(
         verbs,
         "remove",
@@ -295,6 +300,7 @@ def _storage_add(ctx: Ctx, args: argparse.Namespace) -> int:
         "volume_template",
         "snapshot_template",
         "instance_template",
+        "rbd_client",
     )
     body = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     added = ctx.client.request("POST", f"/platforms/{args.platform}/storages", body=body)

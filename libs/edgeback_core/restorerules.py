@@ -148,8 +148,17 @@ def _options(opts: RestoreOptions) -> Iterator[Problem]:
         value = getattr(opts, name)
         if not low <= value <= high:
             yield out_of_range(f"options.{name}", f"{value} is outside {low}-{high}")
-    if opts.keep_snapshot_on_success and not opts.snapshot_before_overwrite:
-        yield out_of_range("options.keep_snapshot_on_success", "needs snapshot_before_overwrite")
+    if opts.instant and opts.snapshot_before_overwrite:
+        # the original image is moved aside until the copy commits: that is the safety copy
+        yield out_of_range(
+            "options.snapshot_before_overwrite",
+            "not with instant: the original image is kept aside until the copy commits",
+        )
+    safety_copy = opts.snapshot_before_overwrite or opts.instant
+    if opts.keep_snapshot_on_success and not safety_copy:
+        yield out_of_range(
+            "options.keep_snapshot_on_success", "needs snapshot_before_overwrite or instant"
+        )
     texts = [
         *_windows("options.restore_speed", opts.restore_speed),
         *_windows("options.transfer_speed", opts.transfer_speed),

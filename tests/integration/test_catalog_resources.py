@@ -191,13 +191,20 @@ async def test_ceph_storage_defaults_templates_and_references(catalog: Catalog) 
     s = await catalog.storages.add(
         ADMIN, StorageDraft(platform_id=p.id, name="ceph-a", host_id=host, pool="rbd")
     )
-    assert (s.client_id, s.conf_path) == ("admin", "/etc/ceph/ceph.conf")
+    assert (s.client_id, s.conf_path, s.rbd_client) == ("admin", "/etc/ceph/ceph.conf", "librbd")
+    k = await catalog.storages.add(
+        ADMIN,
+        StorageDraft(platform_id=p.id, name="ceph-k", host_id=host, pool="rbd", rbd_client="krbd"),
+    )
+    assert [x.rbd_client for x in await catalog.storages.list(ADMIN, p.id) if x.id == k.id] == [
+        "krbd"
+    ]
     assert s.templates.instance_image("i-1") == "i-1_disk"
     with pytest.raises(NameTakenError):
         await catalog.storages.add(
             ADMIN, StorageDraft(platform_id=p.id, name="ceph-a", host_id=host, pool="rbd")
         )
-    assert [x.name for x in await catalog.storages.list(ADMIN, p.id)] == ["ceph-a"]
+    assert [x.name for x in await catalog.storages.list(ADMIN, p.id)] == ["ceph-a", "ceph-k"]
 
 
 @pytest.mark.parametrize(
@@ -211,6 +218,7 @@ async def test_ceph_storage_defaults_templates_and_references(catalog: Catalog) 
         ({"instance_template": "{instance_id}/disk"}, InvalidTemplateError),
         ({"pool": "bad pool"}, InvalidInputError),
         ({"conf_path": "relative/ceph.conf"}, InvalidInputError),
+        ({"rbd_client": "nbd"}, InvalidInputError),
     ],
 )
 async def test_bad_storage_is_refused_with_a_code_and_changes_nothing(

@@ -186,6 +186,14 @@ async def test_pool_space_is_what_ceph_df_reports(ceph_conf: str, ceph_pool: str
             await cluster.pool_space("no-such-pool-edgeback")
 
 
+async def test_versions_name_what_each_daemon_type_runs(ceph_conf: str) -> None:
+    async with RbdCluster.connect(ceph_conf, timeout=10) as cluster:
+        versions = await cluster.versions()
+    daemons = {v.daemon for v in versions}
+    assert {"mon", "osd"} <= daemons and "overall" not in daemons
+    assert all(v.major >= 16 and v.text.startswith("ceph version") for v in versions)
+
+
 @pytest.fixture
 def dead_mon_conf(ceph_conf: str, tmp_path: Path) -> str:
     """The dev cluster's conf with its monitor moved to a port nobody listens on."""

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeback_blocks.rbd import MigrationState
+from edgeback_blocks.rbd import MigrationState, daemon_versions
+from edgeback_core.messages import restores as r
 from edgeback_worker.instant_plan import (
     MAX_TTL_S,
     MIN_TTL_S,
@@ -18,6 +19,7 @@ from edgeback_worker.instant_plan import (
     Step,
     capability_ttl,
     classify,
+    instant_refusals,
 )
 
 KEY = "run-1/vm-1"
@@ -91,3 +93,38 @@ def test_progress_never_passes_the_size_nor_goes_negative(
         assert event is not None
         assert 0 <= event.done_bytes <= size and event.rate_bytes_per_s >= 0
         assert event.eta_s is None or event.eta_s >= 0
+
+
+# --- refusals: krbd clients and clusters older than Pacific --------------------------
+PACIFIC_TEXT = "ceph version 16.2.15 (618f4408) pacific (stable)"
+OCTOPUS_TEXT = "ceph version 15.2.17 (8a82819d) octopus (stable)"
+
+
+def test_ceph_versions_are_read_per_daemon_type_without_overall() -> None:
+    raw = {
+        "mon": {PACIFIC_TEXT: 3},
+        "osd": {PACIFIC_TEXT: 5, OCTOPUS_TEXT: 1},
+        "mds": {},
+        "overall": {PACIFIC_TEXT: 8, OCTOPUS_TEXT: 1},
+        "rgw": {"something unexpected": 1},
+    }
+    found = [(v.daemon, v.major) for v in daemon_versions(raw)]
+    assert found == [("mon", 16), ("osd", 15), ("osd", 16), ("rgw", 0)]
+
+
+def test_a_pacific_cluster_with_librbd_clients_is_not_refused() -> None:
+    versions = daemon_versions({"mon": {PACIFIC_TEXT: 1}, "osd": {PACIFIC_TEXT: 1}})
+    assert instant_refusals(versions, "librbd") == []
+
+
+def test_krbd_clients_and_an_older_osd_are_each_refused_with_a_stable_code() -> None:
+    versions = daemon_versions({"mon": {PACIFIC_TEXT: 1}, "osd": {OCTOPUS_TEXT: 1}})
+    refused = instant_refusals(versions, "krbd")
+    assert [x.code for x in refused] == [r.REFUSE_INSTANT_KRBD, r.REFUSE_INSTANT_CEPH_TOO_OLD]
+    assert "osd ceph version 15.2.17" in refused[1].reason
+    assert all("normal restore" in x.reason for x in refused)
+
+
+def test_an_unreadable_monitor_version_counts_as_older_but_other_daemons_do_not() -> None:
+    versions = daemon_versions({"mon": {"garbled": 1}, "mgr": {OCTOPUS_TEXT: 1}})
+    assert [x.code for x in instant_refusals(versions, "librbd")] == [r.REFUSE_INSTANT_CEPH_TOO_OLD]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -66,6 +67,19 @@ def test_points_and_options_are_checked() -> None:
     assert found.count(r.POINT_TWICE_FOR_VM) == 1
     assert found.count(r.OPTION_OUT_OF_RANGE) == 2
     assert codes_of(r.RestoreSpec(backup_set_ids=["s1"], options=OPTS), point(GIB)) == []
+
+
+def test_instant_keeps_the_original_aside_instead_of_a_snapshot() -> None:
+    def problems_of(**options: bool) -> list[str]:
+        opts = msgspec.structs.replace(r.RestoreOptions(host_id="h1"), **options)
+        spec = r.RestoreSpec(backup_set_ids=["s1"], options=opts)
+        return [p.field for p in problems(spec, [point(GIB)])]
+
+    assert problems_of(instant=True, keep_snapshot_on_success=True) == []
+    assert problems_of(instant=True, snapshot_before_overwrite=True) == [
+        "options.snapshot_before_overwrite"
+    ]
+    assert problems_of(keep_snapshot_on_success=True) == ["options.keep_snapshot_on_success"]
 
 
 def vm(

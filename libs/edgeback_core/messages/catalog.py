@@ -17,6 +17,8 @@ from typing import Literal
 from edgeback_core.messages.base import Message
 
 RoleName = Literal["admin", "operator", "service"]
+RbdClient = Literal["librbd", "krbd"]
+"""How a platform's hypervisors open RBD images (QEMU's librbd driver, or the kernel's)."""
 RunStateName = Literal[
     "pending",
     "queued",
@@ -213,6 +215,7 @@ class StorageInfo(Message, frozen=True, kw_only=True):
     volume_template: str
     snapshot_template: str
     instance_template: str
+    rbd_client: RbdClient = "librbd"
     created_at: datetime
 
 
@@ -228,6 +231,10 @@ class StorageAdd(Request, frozen=True, kw_only=True):
     volume_template: str = "{volume_id}"
     snapshot_template: str = "{snapshot_id}"
     instance_template: str = "{instance_id}_disk"
+    rbd_client: RbdClient = "librbd"
+    """How the platform's hypervisors open this storage's images: ``librbd`` (QEMU's
+    rbd driver) or ``krbd`` (the kernel module, ``rbd map``). Instant restore needs
+    librbd: krbd cannot open an image under live migration."""
 
 
 class StorageRemove(Request, frozen=True, kw_only=True):

@@ -54,6 +54,9 @@ REFUSE_TARGET_TOO_FEW_DISKS = "target_too_few_disks"
 REFUSE_GUEST_AGENT_DOWN = "target_guest_agent_down"
 """Snapshot-before-overwrite needs the target's guest agent (S7)."""
 REFUSE_POINT_INCOMPLETE = "restore_point_incomplete"
+# instant restore (X8): where Ceph's live migration cannot serve the target
+REFUSE_INSTANT_KRBD = "instant_restore_krbd_client"
+REFUSE_INSTANT_CEPH_TOO_OLD = "instant_restore_needs_pacific"
 """A manifest or chunk of the restore point is missing in the pool (checked up front)."""
 REFUSE_REASONS = frozenset(
     {
@@ -67,6 +70,8 @@ REFUSE_REASONS = frozenset(
         REFUSE_TARGET_TOO_FEW_DISKS,
         REFUSE_GUEST_AGENT_DOWN,
         REFUSE_POINT_INCOMPLETE,
+        REFUSE_INSTANT_KRBD,
+        REFUSE_INSTANT_CEPH_TOO_OLD,
     }
 )
 
@@ -116,6 +121,11 @@ class RestoreOptions(Message, frozen=True, kw_only=True, forbid_unknown_fields=T
     snapshot_before_overwrite: bool = False
     keep_snapshot_on_success: bool = False
     start_vm_after: bool = False
+    instant: bool = False
+    """X8: each target disk usable at once, its data copied in behind by Ceph's
+    import-only live migration from the storage node (docs/instant-restore.md); the
+    original image is moved aside until the copy commits (kept with
+    ``keep_snapshot_on_success``). Needs Pacific or later and librbd clients."""
     reconnect_minutes: int = 10
     resume_buffer_mib: int = 10
     restore_speed: list[SpeedWindow] = []

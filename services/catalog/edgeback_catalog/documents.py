@@ -60,6 +60,7 @@ class StorageDoc(TypedDict):
     volume_template: str
     snapshot_template: str
     instance_template: str
+    rbd_client: str
     created_at: datetime
 
 
@@ -167,6 +168,7 @@ def storage_doc(storage: CephStorage) -> StorageDoc:
         volume_template=storage.templates.volume,
         snapshot_template=storage.templates.snapshot,
         instance_template=storage.templates.instance,
+        rbd_client=storage.rbd_client,
         created_at=storage.created_at,
     )
 
@@ -186,6 +188,7 @@ def storage_of(doc: dict[str, Any]) -> CephStorage:
             instance=doc["instance_template"],
         ),
         created_at=utc(doc["created_at"]),
+        rbd_client=doc.get("rbd_client", "librbd"),
     )
 
 

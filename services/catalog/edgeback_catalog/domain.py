@@ -119,6 +119,7 @@ class CephStorage:
     pool: str
     templates: RbdTemplates
     created_at: datetime
+    rbd_client: str = "librbd"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

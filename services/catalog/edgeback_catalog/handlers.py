@@ -201,6 +201,7 @@ class CatalogRpc:
             volume_template=req.volume_template,
             snapshot_template=req.snapshot_template,
             instance_template=req.instance_template,
+            rbd_client=req.rbd_client,
         )
         storage = await self._c.storages.add(current_actor(), draft)
         return wire.storage_info(storage)

@@ -48,6 +48,7 @@ class StorageDraft:
     volume_template: str = "{volume_id}"
     snapshot_template: str = "{snapshot_id}"
     instance_template: str = "{instance_id}_disk"
+    rbd_client: str = "librbd"
 
 
 def _check_shape(draft: StorageDraft) -> RbdTemplates:
@@ -58,6 +59,8 @@ def _check_shape(draft: StorageDraft) -> RbdTemplates:
         raise InvalidInputError(f"client id {draft.client_id!r} is not valid")
     if not _PATH.fullmatch(draft.conf_path) or ".." in draft.conf_path.split("/"):
         raise InvalidInputError(f"conf path {draft.conf_path!r} must be an absolute path")
+    if draft.rbd_client not in ("librbd", "krbd"):
+        raise InvalidInputError(f"rbd client {draft.rbd_client!r} is not librbd or krbd")
     return RbdTemplates(
         volume=draft.volume_template,
         snapshot=draft.snapshot_template,
@@ -98,6 +101,7 @@ class CephStorages:
             pool=draft.pool,
             templates=templates,
             created_at=self._clock(),
+            rbd_client=draft.rbd_client,
         )
         await self._db.insert(Coll.CEPH_STORAGES, storage_doc(storage))
         details = {"platform_id": draft.platform_id} | checked

@@ -62,6 +62,7 @@ def storage_info(storage: CephStorage) -> m.StorageInfo:
         volume_template=storage.templates.volume,
         snapshot_template=storage.templates.snapshot,
         instance_template=storage.templates.instance,
+        rbd_client="krbd" if storage.rbd_client == "krbd" else "librbd",
         created_at=storage.created_at,
     )
 

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Final
 
-from edgeback_blocks.rbd import MigrationState
+from edgeback_blocks.rbd import DaemonVersion, MigrationState
+from edgeback_core.messages import restores as r
 from edgeback_platform.models import VmId
 
 RESTORE_KEY: Final = "edgeback.instant.restore"
@@ -27,6 +28,42 @@ MAX_TTL_S: Final = 7 * 24 * 3600.0
 """The node's ``CAPABILITY_MAX_TTL_S``."""
 FLOOR_BYTES_PER_S: Final = 8 * 1024 * 1024
 """Slowest copy rate a capability's TTL allows for (8 MiB/s), counted twice."""
+
+
+PACIFIC: Final = 16
+"""The first Ceph release with import-only live migration (``rbd migration prepare
+--import-only``) from an external HTTP source."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstantRefusal:
+    code: str
+    reason: str
+
+
+def instant_refusals(versions: list[DaemonVersion], rbd_client: str) -> list[InstantRefusal]:
+    """Why an instant restore cannot serve a target, before anything is touched: the
+    hypervisors open the images with krbd (the kernel client cannot open an image
+    under live migration), or a monitor or OSD runs a release older than Pacific (no
+    import-only migration; an unreadable version counts as older). Empty: go on."""
+    refused: list[InstantRefusal] = []
+    if rbd_client == "krbd":
+        refused.append(InstantRefusal(
+            code=r.REFUSE_INSTANT_KRBD,
+            reason="the storage's hypervisors open RBD images with krbd, which cannot open "
+            "an image under live migration; use a normal restore",
+        ))  # fmt: skip
+    old = sorted(
+        {f"{v.daemon} {v.text}" for v in versions
+         if v.daemon in ("mon", "osd") and v.major < PACIFIC}
+    )  # fmt: skip
+    if old:
+        refused.append(InstantRefusal(
+            code=r.REFUSE_INSTANT_CEPH_TOO_OLD,
+            reason=f"instant restore needs Ceph Pacific (16) or later; the cluster runs "
+            f"{'; '.join(old)}; use a normal restore",
+        ))  # fmt: skip
+    return refused
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
