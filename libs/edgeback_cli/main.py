@@ -13,7 +13,7 @@ import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 
-from edgeback_cli import apicli, disk_cli, job_cli, resource_cli
+from edgeback_cli import apicli, disk_cli, job_cli, resource_cli, serve_all
 from edgeback_core.errors import (
     ConfigError,
     EdgebackError,
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     resource_cli.add(groups)
     job_cli.add(groups)
     disk_cli.add(groups)
+    serve_all.add(groups)
     return parser
 
 
@@ -104,6 +105,8 @@ def _configure_logging(verbose: bool) -> None:
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.group in API_GROUPS:
         return apicli.run_api(args, environ)
+    if args.group == "serve":
+        return serve_all.run(args, environ)
     _configure_logging(getattr(args, "verbose", False))
     return asyncio.run(disk_cli.dispatch(args, environ))
 

@@ -1,0 +1,213 @@
+"""``edgeback serve --all``: the five services in one process, with the catalog DB it
+starts beside it and a local dedup pool, driven like a fleet through the CLI over the
+API: sign in with the first admin's password from ``secrets.env``, activate the backup
+host (registered by the in-process worker's heartbeat), register the emulator as a
+platform with its Ceph storage, create a job of one VM into the local pool, start it,
+and the run succeeds with both disks read; its disk versions restore byte-identical.
+SIGTERM stops everything, the catalog DB server too, with exit code 0."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.emulator_process import EmulatorProcess, emulator_process
+from tests.support.processes import free_port
+
+from edgeback_pools.manifest_store import SUFFIX
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+EDGEBACK = str(Path(sys.executable).parent / "edgeback")
+HOST = "aio"
+
+
+class Site:
+    def __init__(self, data: Path, api_port: int, node_port: int, home: Path) -> None:
+        self.data, self.api_port, self.node_port = data, api_port, node_port
+        self.api = f"http://127.0.0.1:{api_port}"
+        self.env = {**os.environ, "XDG_CONFIG_HOME": str(home), "EDGEBACK_API_URL": self.api}
+        for name in ("EDGEBACK_MONGO_URL", "EDGEBACK_AMQP_URL", "EDGEBACK_BUS_PREFIX"):
+            self.env.pop(name, None)  # the site's own catalog DB and in-memory bus
+
+    def cli(self, *args: str, stdin: str | None = None) -> Any:
+        done = subprocess.run(
+            [EDGEBACK, *args, "--output", "json"], env=self.env, input=stdin,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"edgeback {' '.join(args)}: {done.stderr}"
+        return json.loads(done.stdout) if done.stdout.strip() else {}
+
+    def password(self) -> str:
+        for line in (self.data / "secrets.env").read_text().splitlines():
+            if line.startswith("EDGEBACK_API_BOOTSTRAP_PASSWORD="):
+                return line.partition("=")[2]
+        raise AssertionError("no bootstrap password in secrets.env")
+
+
+@pytest.fixture
+def cloud(ceph_conf: str, tmp_path: Path) -> Iterator[EmulatorProcess]:
+    with emulator_process(
+        ceph_conf, tmp_path / "cloud", vms=1, disk_mib="8", disks="2", eligible=True
+    ) as running:
+        yield running
+
+
+def _wait_healthy(site: Site, server: subprocess.Popen[bytes], within_s: float = 60) -> None:
+    import urllib.request  # noqa: PLC0415
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "edgeback serve --all exited"
+        try:
+            with urllib.request.urlopen(f"{site.api}/api/v1/health", timeout=2) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"the all-in-one API was not healthy within {within_s} s")
+
+
+@pytest.mark.timeout(240)
+def test_all_in_one_runs_a_backup_job_through_its_api(
+    tmp_path: Path, ceph_conf: str, cloud: EmulatorProcess
+) -> None:
+    site = Site(tmp_path / "site", free_port(), free_port(), tmp_path / "home")
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [EDGEBACK, "serve", "--all", "--data-dir", str(site.data), "--host-id", HOST,
+         "--api-port", str(site.api_port), "--node-port", str(site.node_port)],
+        env={**site.env, "EDGEBACK_WORKER_HEARTBEAT_S": "0.5"}, stdout=log,
+        stderr=subprocess.STDOUT, cwd=REPO,
+    )  # fmt: skip
+    try:
+        _wait_healthy(site, server)
+        site.cli("login", "--api", site.api, "--user", "admin", "--password-stdin",
+                 stdin=site.password() + "\n")  # fmt: skip
+        _activate_host(site)
+        secret = tmp_path / "sk.txt"
+        secret.write_text(cloud.secret_key)
+        platform = site.cli(
+            "platform", "register", "--name", "edge", "--address", "127.0.0.1",
+            "--port", str(cloud.port), "--no-ssl", "--access-key", cloud.access_key,
+            "--secret-key-file", str(secret), "--host", HOST,
+        )  # fmt: skip
+        site.cli("storage", "add", str(platform["id"]), "--name", "ceph", "--host", HOST,
+                 "--pool", "rbd", "--conf", ceph_conf)  # fmt: skip
+        job = site.cli(
+            "job", "create", "--name", "aio", "--platform", str(platform["id"]), "--host", HOST,
+            "--node-url", f"http://127.0.0.1:{site.node_port}", "--pool", "default",
+        )  # fmt: skip
+        site.cli("job", "start", str(job["id"]))
+        run = site.cli("run", "watch", _run_of(site, str(job["id"])), "--interval", "0.5")
+        assert run["run"]["state"] == "succeeded", run
+        vm = cloud.state().vms[0]
+        assert [x["state"] for x in _vms_of(run)] == ["succeeded"]
+        restored = _restored_identical(site, ceph_conf, cloud, vm.id)
+        assert restored == {d.id for d in vm.disks}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+        log.close()
+    text = (tmp_path / "serve.log").read_text()
+    assert code == 0, text[-3000:]
+    assert '"status": "stopped"' in text or "status=stopped" in text
+    assert not _catalog_db_alive(site.data), "the catalog DB server outlived serve --all"
+
+
+def _activate_host(site: Site, within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
+    while True:  # the worker's first heartbeat registers the host
+        done = subprocess.run(
+            [EDGEBACK, "host", "activate", HOST, "--output", "json"], env=site.env,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if done.returncode == 0:
+            return
+        assert time.monotonic() < deadline, done.stderr
+        time.sleep(0.5)
+
+
+def _run_of(site: Site, job_id: str, within_s: float = 30) -> str:
+    """The run a start created (the catalog creates it from the published StartRun)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        listed = site.cli("run", "list", "--job", job_id)
+        runs = listed["items"] if isinstance(listed, dict) else listed
+        if runs:
+            return str(runs[0]["id"])
+        assert time.monotonic() < deadline, "no run appeared for the started job"
+        time.sleep(0.3)
+
+
+def _vms_of(run: dict[str, object]) -> list[dict[str, object]]:
+    vms = run.get("vms")
+    assert isinstance(vms, list), run
+    return vms
+
+
+def _restored_identical(site: Site, ceph_conf: str, cloud: EmulatorProcess, vm_id: str) -> set[str]:
+    """Each disk version the run stored, restored with ``edgeback disk restore`` from the
+    site's pool, equals the snapshot it was taken from (still kept: keep latest)."""
+    pool = site.data / "pools" / "default"
+    manifests = sorted(p for p in (pool / "manifests").rglob("*") if p.is_file())
+    assert manifests, "no manifest in the site's pool"
+    state, disks = cloud.state(), set()
+    for manifest in manifests:
+        rel = manifest.relative_to(pool / "manifests").parts
+        vm, disk, version = rel[0], rel[1], rel[-1].removesuffix(SUFFIX)
+        disks.add(disk)
+        assert vm == vm_id
+        image = f"aio-restored-{os.urandom(3).hex()}"
+        done = subprocess.run(
+            [EDGEBACK, "disk", "restore", f"{vm}/{disk}/{version}", "--image", f"rbd/{image}",
+             "--from", str(pool), "--conf", ceph_conf,
+             "--secret-key-file", str(site.data / "pool-access" / "default.secret")],
+            env=site.env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        try:
+            source_vm = state.vms[0]
+            source = next(d for d in source_vm.disks if d.id == disk)
+            name = state.ceph.image_name(source_vm.id, source)
+            assert _sha(ceph_conf, f"rbd/{image}") == _snapshot_sha(ceph_conf, f"rbd/{name}")
+        finally:
+            subprocess.run(["rbd", "-c", ceph_conf, "rm", "--no-progress", f"rbd/{image}"],
+                           capture_output=True, check=False)  # fmt: skip
+    return disks
+
+
+def _sha(conf: str, spec: str) -> str:
+    data = subprocess.run(["rbd", "-c", conf, "export", "--no-progress", spec, "-"],
+                          capture_output=True, check=True).stdout  # fmt: skip
+    return hashlib.sha256(data).hexdigest()
+
+
+def _snapshot_sha(conf: str, image: str) -> str:
+    listed = subprocess.run(["rbd", "-c", conf, "snap", "ls", "--format", "json", image],
+                            capture_output=True, check=True, text=True)  # fmt: skip
+    snaps = json.loads(listed.stdout)
+    assert snaps, f"{image} kept no snapshot"
+    return _sha(conf, f"{image}@{snaps[-1]['name']}")
+
+
+def _catalog_db_alive(data: Path) -> bool:
+    marker = str(data / "catalogdb")
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmd and "server.py" in cmd:
+                return True
+    return False
