@@ -92,11 +92,12 @@ rabbitmq_host_permissions() {
     q="^$p(worker\\.runs\\.$h(\\.dlq|\\.retry\\.[0-9]+ms)?|rpc\\.worker\\.$h\\..+|rpc\\.health\\.ping\\.worker)\$"
     rabbitmqctl -q set_permissions -p "$RMQ_VHOST" "$user" "$q" \
         "$q|^amq\\.default\$|^${p}edgeback\\.(events|commands)\$" "$q|^${p}edgeback\\.commands\$"
-    # routing keys: it publishes host, run and backup events (the catalog keeps a run
-    # event only from the run's own host: Gate.run_event) and its own runs' VM tasks;
+    # routing keys: it publishes host, run, restore and backup events (the catalog keeps
+    # a run or restore event only from its own host: Gate.run_event / restore_event) and
+    # its own runs' and restores' VM tasks;
     # it binds only its own runs / dead letters
     rabbitmqctl -q set_topic_permissions -p "$RMQ_VHOST" "$user" "${3}edgeback.events" \
-        "^(host|run|backup)\\.event\\.[a-z_]+\$|^[a-z]+\\.[a-z]+\\.$h(\\..*)?\$" '^$'
+        "^(host|run|restore|backup)\\.event\\.[a-z_]+\$|^[a-z]+\\.[a-z]+\\.$h(\\..*)?\$" '^$'
     rabbitmqctl -q set_topic_permissions -p "$RMQ_VHOST" "$user" "${3}edgeback.commands" \
         "^run\\.$h\$" "^run\\.$h\$"
 }

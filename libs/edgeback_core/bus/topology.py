@@ -89,6 +89,22 @@ RUN_EVENT_KEYS: dict[str, str] = {
 }
 """Routing key of each run event, by its type tag."""
 
+# Restores (edgeback_core.messages.restores): PlanRestore and RestoreVmTask ride the
+# host's run key; the events are published by its workers (RestoreFinished: the catalog).
+RESTORE_STARTED = "restore.event.started"
+RESTORE_VM_STARTED = "restore.event.vm_started"
+RESTORE_PROGRESS = "restore.event.progress"
+RESTORE_VM_FINISHED = "restore.event.vm_finished"
+RESTORE_FINISHED = "restore.event.finished"
+RESTORE_EVENT_KEYS: dict[str, str] = {
+    "RestoreStarted": RESTORE_STARTED,
+    "RestoreVmStarted": RESTORE_VM_STARTED,
+    "RestoreProgress": RESTORE_PROGRESS,
+    "RestoreVmFinished": RESTORE_VM_FINISHED,
+    "RestoreFinished": RESTORE_FINISHED,
+}
+"""Routing key of each restore event, by its type tag."""
+
 # Maintenance (edgeback_core.messages.retention), published by the active scheduler:
 BACKUP_SET_REMOVED = "backup.event.set_removed"
 POOL_COLLECTED = "pool.event.collected"
@@ -102,6 +118,7 @@ ROUTING_KEYS: tuple[str, ...] = (
     HOST_HEARTBEAT,
     START_RUN,
     *RUN_EVENT_KEYS.values(),
+    *RESTORE_EVENT_KEYS.values(),
     *MAINTENANCE_EVENT_KEYS.values(),
 )
 """Every fixed routing key a service publishes with (``run_routing_key`` adds one per host)."""

@@ -9,6 +9,7 @@ asks for the document to be regenerated:
 from __future__ import annotations
 
 from edgeback_core.bus import topology as t
+from edgeback_core.messages import restores as rs
 from edgeback_core.messages import retention as rt
 from edgeback_core.messages import runs as r
 from edgeback_core.messages.asyncapi import Channel, document, render
@@ -51,6 +52,23 @@ CHANNELS: tuple[Channel, ...] = (
             (t.VM_REFUSED, r.VmRefused, "A VM cannot be backed up (not on Ceph, agent, shelved)."),
             (t.RUN_FINISHED, r.RunFinished, "A run ended: its outcome and totals."),
             (t.BACKUP_SET_CREATED, r.BackupSetCreated, "A VM's restore point was recorded."),
+            (t.RESTORE_STARTED, rs.RestoreStarted, "A worker planned a restore's VMs."),
+            (
+                t.RESTORE_VM_STARTED,
+                rs.RestoreVmStarted,
+                "A worker started one attempt at one VM of a restore.",
+            ),
+            (
+                t.RESTORE_PROGRESS,
+                rs.RestoreProgress,
+                "Bytes done and total, rate and ETA of one disk of a restore, at a bounded rate.",
+            ),
+            (
+                t.RESTORE_VM_FINISHED,
+                rs.RestoreVmFinished,
+                "One VM of a restore succeeded (per-disk figures), failed or was refused.",
+            ),
+            (t.RESTORE_FINISHED, rs.RestoreFinished, "A restore ended: its outcome and counts."),
             (
                 t.BACKUP_SET_REMOVED,
                 rt.BackupSetRemoved,

@@ -30,6 +30,12 @@ RESTORE_LIST = "catalog.restore.list"
 RESTORE_CANCEL = "catalog.restore.cancel"
 RESTORE_POINTS = "catalog.restore.points"
 BACKUP_SET_IMPORT = "catalog.backup_set.import"
+# what the workers of the restore's backup host call (only its broker user ``host-<id>``)
+RESTORE_TRANSITION = "catalog.restore.transition"
+RESTORE_VM_PLAN = "catalog.restore.vm.plan"
+RESTORE_VM_START = "catalog.restore.vm.start"
+RESTORE_VM_RENEW = "catalog.restore.vm.renew"
+RESTORE_VM_FINISH = "catalog.restore.vm.finish"
 
 # --- stable codes -------------------------------------------------------------------
 # Problems of the spec alone (``restorerules.problems``), refused at create.
@@ -74,6 +80,13 @@ REFUSE_REASONS = frozenset(
         REFUSE_INSTANT_CEPH_TOO_OLD,
     }
 )
+
+RESTORE_VM_REFUSALS = REFUSE_REASONS | {MAPPING_SOURCE_TWICE, MAPPING_TARGET_TWICE}
+"""The codes a worker may refuse one VM of a restore with (it checks the mapping again)."""
+
+RestoreVmState = Literal["pending", "running", "succeeded", "failed", "refused"]
+RestoreVmResult = Literal["succeeded", "failed", "refused"]
+RestoreOutcome = Literal["succeeded", "partially_succeeded", "failed", "cancelled"]
 
 RestoreStateName = Literal[
     "pending_verification",
@@ -164,6 +177,53 @@ class RestorePoint(Message, frozen=True, kw_only=True):
     disks: list[PointDisk] = []
 
 
+# --- the VMs of a restore -----------------------------------------------------------
+class RestoreDiskStats(Message, frozen=True, kw_only=True):
+    """What restoring one disk did: ``disk_id`` is the target disk."""
+
+    disk_id: str
+    source_disk_id: str = ""
+    bytes_written: int = 0
+    """Bytes of data chunks written into the target image."""
+    bytes_zeroed: int = 0
+    """Bytes of zero chunks written as zeroes (the rest of the image)."""
+    bytes_fetched: int = 0
+    """Bytes of chunk records received from the storage node."""
+    chunks_fetched: int = 0
+    duration_s: float = 0.0
+
+
+class RestoreRefusal(Message, frozen=True, kw_only=True):
+    code: str
+    reason: str = ""
+    disk_id: str = ""
+
+
+class RestoreVmInfo(Message, frozen=True, kw_only=True):
+    """One VM of a restore: one restore point written into one target VM."""
+
+    restore_id: str
+    backup_set_id: str
+    source_vm: VmRef
+    target_vm: VmRef
+    disks: list[DiskMap] = []
+    """The new path's mapping; empty on the original path (each disk onto its own)."""
+    state: RestoreVmState
+    attempt: int = 1
+    code: str = ""
+    message: str = ""
+    worker_id: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    rolled_back: list[str] = []
+    """Target disks returned to the safety snapshot after a failure."""
+    refusals: list[RestoreRefusal] = []
+    stats: list[RestoreDiskStats] = []
+    snapshot_id: str | None = None
+    """The safety snapshot, when it was kept after a success."""
+    vm_started: bool = False
+
+
 # --- catalog RPCs -------------------------------------------------------------------
 class RestoreInfo(Message, frozen=True, kw_only=True):
     id: str
@@ -176,6 +236,8 @@ class RestoreInfo(Message, frozen=True, kw_only=True):
     updated_at: datetime
     code_expires_at: datetime | None = None
     reason: str = ""
+    vms: list[RestoreVmInfo] = []
+    """Each VM's outcome and per-disk figures (``catalog.restore.get``; empty in lists)."""
 
 
 class RestoreCreated(Message, frozen=True, kw_only=True):
@@ -233,6 +295,69 @@ class RestorePointsReply(Message, frozen=True, kw_only=True):
     points: list[RestorePoint]
 
 
+class RestoreTransition(Request, frozen=True, kw_only=True):
+    """A worker moves the restore (``queued → running``, or ``failed`` by its
+    precondition: ``reason`` is then the code)."""
+
+    actor: ActorRef
+    restore_id: str
+    target: RestoreStateName
+    reason: str = ""
+
+
+class RestoreVmPlan(Request, frozen=True, kw_only=True):
+    """Record the restore's VM tasks (one per restore point); a repeat gets the same."""
+
+    actor: ActorRef
+    restore_id: str
+
+
+class RestoreVmPlanReply(Message, frozen=True, kw_only=True):
+    vms: list[RestoreVmInfo]
+
+
+class RestoreVmClaim(Request, frozen=True, kw_only=True):
+    """Start (claim) or renew the claim of one VM's attempt for ``worker_id``."""
+
+    actor: ActorRef
+    restore_id: str
+    backup_set_id: str
+    attempt: int = 1
+    worker_id: str
+    claim_s: float = 60.0
+
+
+class RestoreVmStart(RestoreVmClaim, frozen=True, kw_only=True):
+    pass
+
+
+class RestoreVmRenew(RestoreVmClaim, frozen=True, kw_only=True):
+    pass
+
+
+class RestoreVmFinish(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    restore_id: str
+    backup_set_id: str
+    attempt: int = 1
+    outcome: RestoreVmResult
+    code: str = ""
+    """The error code when failed; the first refusal's code when refused."""
+    message: str = ""
+    rolled_back: list[str] = []
+    refusals: list[RestoreRefusal] = []
+    stats: list[RestoreDiskStats] = []
+    snapshot_id: str | None = None
+    vm_started: bool = False
+
+
+class RestoreVmReply(Message, frozen=True, kw_only=True):
+    task: RestoreVmInfo
+    applied: bool
+    restore_state: RestoreStateName | None = None
+    """The restore's state: ``cancelling`` tells the worker to stop."""
+
+
 # --- catalog import (X4) ------------------------------------------------------------
 class ImportedDisk(Message, frozen=True, kw_only=True):
     """One manifest that passed its checks (MAC, checksum, name), as read from the pool."""
@@ -282,3 +407,69 @@ class RestoreVmTask(Versioned, frozen=True, kw_only=True):
 RestoreCommand = PlanRestore | RestoreVmTask
 HostCommand = PlanRun | RunVmTask | PlanRestore | RestoreVmTask
 """What a worker's run queue (``worker.runs.<host>``) carries: ``decoder(HostCommand)``."""
+
+
+# --- events (``edgeback.events``, routing keys ``bus.topology.RESTORE_EVENT_KEYS``) ---
+class RestoreStarted(Versioned, frozen=True, kw_only=True):
+    restore_id: str
+    host_id: str
+    vm_count: int
+    requested_by: str
+    at: datetime
+
+
+class RestoreVmStarted(Versioned, frozen=True, kw_only=True):
+    restore_id: str
+    backup_set_id: str
+    target_vm: VmRef
+    attempt: int
+    worker_id: str
+    at: datetime
+
+
+class RestoreProgress(Versioned, frozen=True, kw_only=True):
+    """One disk of one VM, at most every few seconds (the last report always)."""
+
+    restore_id: str
+    backup_set_id: str
+    target_vm: VmRef
+    disk_id: str
+    """The target disk."""
+    bytes_done: int
+    bytes_total: int
+    rate_bps: float
+    eta_s: float | None = None
+    at: datetime
+
+
+class RestoreVmFinished(Versioned, frozen=True, kw_only=True):
+    restore_id: str
+    backup_set_id: str
+    target_vm: VmRef
+    attempt: int
+    outcome: RestoreVmResult
+    code: str = ""
+    message: str = ""
+    rolled_back: list[str] = []
+    refusals: list[RestoreRefusal] = []
+    stats: list[RestoreDiskStats] = []
+    at: datetime
+
+
+class RestoreFinished(Versioned, frozen=True, kw_only=True):
+    """Published by the catalog once, when the restore ended (like ``RunFinished``)."""
+
+    restore_id: str
+    outcome: RestoreOutcome
+    vms_succeeded: int = 0
+    vms_failed: int = 0
+    vms_refused: int = 0
+    code: str = ""
+    """Why the restore failed before any VM (e.g. ``precondition_failed``)."""
+    at: datetime
+
+
+RestoreEvent = (
+    RestoreStarted | RestoreVmStarted | RestoreProgress | RestoreVmFinished | RestoreFinished
+)
+"""Decode any restore event: ``decoder(RestoreEvent)``."""

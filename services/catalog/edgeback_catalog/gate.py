@@ -39,8 +39,10 @@ def current_actor() -> Actor:
     return _actor.get()
 
 
-_CATALOG_EVENTS = frozenset({"RunFinished", "RunSkipped"})
-"""Run events only the catalog publishes."""
+_CATALOG_EVENTS = frozenset({"RunFinished", "RunSkipped", "RestoreFinished"})
+"""Run and restore events only the catalog publishes."""
+_RESTORING = frozenset({"queued", "running", "cancelling"})
+"""States of a restore whose host reads the target platform's credentials."""
 
 
 class Gate:
@@ -108,6 +110,9 @@ class Gate:
             return await self._host_of(Coll.RUNS, getattr(request, "run_id", None)) == host
         if scope is Scope.JOB:
             return await self._host_of(Coll.JOBS, getattr(request, "job_id", None)) == host
+        if scope is Scope.RESTORE:
+            restore = await self._restore(getattr(request, "restore_id", None))
+            return restore is not None and restore["spec"]["options"]["host_id"] == host
         if scope is Scope.BACKUP_SET:
             set_id = getattr(request, "backup_set_id", None)
             found = (
@@ -123,8 +128,16 @@ class Gate:
         doc = None if doc_id is None else await self._db.find_one(coll, {"_id": doc_id})
         return None if doc is None else str(doc["host_id"])
 
+    async def _restore(self, restore_id: str | None) -> dict[str, Any] | None:
+        return (
+            None
+            if restore_id is None
+            else await self._db.find_one(Coll.RESTORES, {"_id": restore_id})
+        )
+
     async def _serves_platform(self, host: BackupHostId, platform_id: str | None) -> bool:
-        """The platform's default backup host, or the target of one of its jobs."""
+        """The platform's default backup host, the target of one of its jobs, or the
+        backup host of a restore into it that is under way."""
         if platform_id is None:
             return False
         found = await self._db.find_one(Coll.PLATFORMS, {"_id": platform_id})
@@ -132,7 +145,14 @@ class Gate:
             return False
         if found["default_host_id"] == host:
             return True
-        return await self._db.count(Coll.JOBS, {"platform_ids": platform_id, "host_id": host}) > 0
+        if await self._db.count(Coll.JOBS, {"platform_ids": platform_id, "host_id": host}):
+            return True
+        live = {"spec.options.host_id": host, "state": {"$in": sorted(_RESTORING)}}
+        into = (
+            {"points.vm.platform_id": platform_id, "spec.target.new_path": None},
+            {"spec.target.new_path.platform_id": platform_id},
+        )
+        return any([await self._db.count(Coll.RESTORES, {**live, **q}) > 0 for q in into])
 
     async def _refuse(
         self, principal: Principal, resource: str, reason: str, claim: dict[str, Any]

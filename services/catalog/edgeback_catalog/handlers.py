@@ -284,7 +284,7 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
         *BackupRpc(c).routes(),
         *AuthRpc(c).routes(),
         *ScheduleRpc(c).routes(),
-        *RestoreRpc(c.restores, c.pool_import, bus).routes(),
+        *RestoreRpc(c.restores, c.restore_tasks, c.pool_import, bus).routes(),
         *RetentionRpc(c.retention).routes(),
     ]
     guarded = [rpc.gate.guard(route) for route in routes]

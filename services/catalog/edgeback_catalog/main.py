@@ -34,6 +34,7 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: CatalogSettings) ->
     for handle in await serve_catalog(bus, CatalogRpc(catalog, settings.identities())):
         runtime.on_stop_intake(handle.stop)
     await catalog.run_ends.announce_missed()
+    await catalog.restore_ends.announce_missed()
 
 
 def main() -> None:

@@ -66,6 +66,7 @@ class Coll(enum.StrEnum):
     VM_TASKS = "vm_tasks"
     LEADERS = "leaders"
     RESTORES = "restores"
+    RESTORE_VM_TASKS = "restore_vm_tasks"
     SCHEMA = "schema"
 
 
@@ -120,6 +121,7 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.BACKUP_SETS, "job_id", "retention_state"),
     _ix(Coll.RESTORES, "state", "-created_at"),
     _ix(Coll.RESTORES, "created_by", "-created_at"),
+    _ix(Coll.RESTORE_VM_TASKS, "restore_id", "backup_set_id", unique=True),
 )
 
 

@@ -4,7 +4,7 @@ caller may do: pure rules, no I/O (the gate in ``gate.py`` applies them).
 A request's ``actor`` no longer says who asks: the broker user does. Only the API's
 broker user may speak for an end user, by naming them (the catalog loads the user's
 role and groups from its database); a backup host's user ``host-<id>`` may call only
-what a host needs, and only for its own runs, jobs and platforms; the scheduler reads
+what a host needs, and only for its own runs, restores, jobs and platforms; the scheduler reads
 jobs and starts runs. A broker user that maps to nothing may call nothing.
 """
 
@@ -20,6 +20,7 @@ from edgeback_core.messages import auth as a
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog_rpc as names
 from edgeback_core.messages import jobs as j
+from edgeback_core.messages import restores as rs
 from edgeback_core.messages import retention as rt
 from edgeback_core.messages import scheduling as s
 
@@ -82,6 +83,7 @@ class Scope(enum.StrEnum):
     JOB = "job"  # ``job_id``: a job whose target is the host
     PLATFORM = "platform"  # ``platform_id``: default backup host, or one of its jobs'
     BACKUP_SET = "backup_set"  # ``backup_set_id``: made by a job whose target is the host
+    RESTORE = "restore"  # ``restore_id``: a restore whose backup host is the host
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +119,13 @@ RULES: Mapping[str, Rule] = {
     b.LEASE_ACQUIRE: Rule(users=False, host_scope=Scope.ANY),
     b.LEASE_RENEW: Rule(users=False, host_scope=Scope.ANY),
     b.LEASE_RELEASE: Rule(users=False, host_scope=Scope.ANY),
+    # a restore, run by the workers of its backup host (docs/restores.md)
+    rs.RESTORE_GET: Rule(host_scope=Scope.RESTORE),
+    rs.RESTORE_TRANSITION: Rule(users=False, host_scope=Scope.RESTORE),
+    rs.RESTORE_VM_PLAN: Rule(users=False, host_scope=Scope.RESTORE),
+    rs.RESTORE_VM_START: Rule(users=False, host_scope=Scope.RESTORE),
+    rs.RESTORE_VM_RENEW: Rule(users=False, host_scope=Scope.RESTORE),
+    rs.RESTORE_VM_FINISH: Rule(users=False, host_scope=Scope.RESTORE),
     names.PLATFORM_CREDENTIALS: Rule(users=False, host_scope=Scope.PLATFORM),
     # what a worker reads while it backs up a VM: the platform's address, its Ceph
     # storages, and the job's backup sets of the VM (snapshots it may release)

@@ -81,7 +81,7 @@ def restore_of(doc: dict[str, Any]) -> Restore:
     )
 
 
-def restore_info(restore: Restore) -> r.RestoreInfo:
+def restore_info(restore: Restore, vms: list[r.RestoreVmInfo] | None = None) -> r.RestoreInfo:
     pending = restore.state is RestoreState.PENDING_VERIFICATION
     return r.RestoreInfo(
         id=restore.id,
@@ -94,6 +94,7 @@ def restore_info(restore: Restore) -> r.RestoreInfo:
         updated_at=restore.updated_at,
         code_expires_at=restore.verification.expires_at if pending else None,
         reason=restore.reason,
+        vms=vms or [],
     )
 
 

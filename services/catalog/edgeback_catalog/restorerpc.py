@@ -1,4 +1,6 @@
-"""The catalog's restore RPCs (``catalog.restore.*``), restore points and pool import.
+"""The catalog's restore RPCs (``catalog.restore.*``), restore points and pool import,
+and the RPCs the workers of the restore's backup host run it with (``catalog.restore.vm.*``,
+``catalog.restore.transition``: only the host's broker user, ``principals.RULES``).
 
 Start publishes ``PlanRestore`` to the backup host's run queue
 (``run_routing_key(host_id)``) once the verified restore is queued; if the broker
@@ -8,11 +10,14 @@ the user creates the restore again).
 
 from __future__ import annotations
 
+from typing import cast
+
 from edgeback_catalog.gate import current_actor
 from edgeback_catalog.poolimport import PoolImport
 from edgeback_catalog.restoredocs import browse, restore_info
 from edgeback_catalog.restores import Restores
 from edgeback_catalog.restorestate import RestoreState
+from edgeback_catalog.restoretasks import RestoreTasks, VmStep
 from edgeback_catalog.routes import Route
 from edgeback_core.bus.port import Bus
 from edgeback_core.bus.topology import run_routing_key
@@ -22,8 +27,10 @@ from edgeback_core.messages import restores as r
 
 
 class RestoreRpc:
-    def __init__(self, restores: Restores, pool_import: PoolImport, bus: Bus) -> None:
-        self._restores, self._import, self._bus = restores, pool_import, bus
+    def __init__(
+        self, restores: Restores, tasks: RestoreTasks, pool_import: PoolImport, bus: Bus
+    ) -> None:
+        self._restores, self._tasks, self._import, self._bus = restores, tasks, pool_import, bus
 
     def routes(self) -> list[Route]:
         return [
@@ -34,6 +41,11 @@ class RestoreRpc:
             Route(r.RESTORE_CANCEL, r.RestoreCancel, self.cancel),
             Route(r.RESTORE_POINTS, r.RestorePointsQuery, self.points),
             Route(r.BACKUP_SET_IMPORT, r.BackupSetImport, self.pool_import),
+            Route(r.RESTORE_TRANSITION, r.RestoreTransition, self.transition),
+            Route(r.RESTORE_VM_PLAN, r.RestoreVmPlan, self.vm_plan),
+            Route(r.RESTORE_VM_START, r.RestoreVmStart, self.vm_start),
+            Route(r.RESTORE_VM_RENEW, r.RestoreVmRenew, self.vm_renew),
+            Route(r.RESTORE_VM_FINISH, r.RestoreVmFinish, self.vm_finish),
         ]
 
     async def create(self, req: r.RestoreCreate) -> r.RestoreCreated:
@@ -59,7 +71,8 @@ class RestoreRpc:
         return restore_info(restore)
 
     async def get(self, req: r.RestoreGet) -> r.RestoreInfo:
-        return restore_info(await self._restores.get(current_actor(), req.restore_id))
+        restore = await self._restores.get(current_actor(), req.restore_id)
+        return restore_info(restore, vms=await self._tasks.tasks(restore.id))
 
     async def list(self, req: r.RestoreList) -> r.RestoreListReply:
         found = await self._restores.list(current_actor(), req.state, req.limit)
@@ -76,3 +89,32 @@ class RestoreRpc:
     async def pool_import(self, req: r.BackupSetImport) -> r.BackupSetImportReply:
         sets, versions = await self._import.run(current_actor(), req.pool, req.disks)
         return r.BackupSetImportReply(backup_sets_added=sets, disk_versions_added=versions)
+
+    # --- the restore run, by the workers of its backup host -------------------------
+    async def transition(self, req: r.RestoreTransition) -> r.RestoreInfo:
+        current_actor().require_service("changing a restore's state")
+        moved = await self._restores.transition(
+            req.restore_id, RestoreState(req.target), req.reason
+        )
+        return restore_info(moved)
+
+    async def vm_plan(self, req: r.RestoreVmPlan) -> r.RestoreVmPlanReply:
+        current_actor().require_service("planning a restore's VMs")
+        return r.RestoreVmPlanReply(vms=await self._tasks.plan(req.restore_id))
+
+    async def vm_start(self, req: r.RestoreVmStart) -> r.RestoreVmReply:
+        current_actor().require_service("starting a restore's VM")
+        return _reply(await self._tasks.start(req))
+
+    async def vm_renew(self, req: r.RestoreVmRenew) -> r.RestoreVmReply:
+        current_actor().require_service("renewing a restore's VM")
+        return _reply(await self._tasks.renew(req))
+
+    async def vm_finish(self, req: r.RestoreVmFinish) -> r.RestoreVmReply:
+        current_actor().require_service("finishing a restore's VM")
+        return _reply(await self._tasks.finish(req))
+
+
+def _reply(step: VmStep) -> r.RestoreVmReply:
+    state = cast(r.RestoreStateName, str(step.restore_state))
+    return r.RestoreVmReply(task=step.task, applied=step.applied, restore_state=state)

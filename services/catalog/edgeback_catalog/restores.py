@@ -12,6 +12,7 @@ starts at most one restore. Publishing the worker's command is the caller's
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -32,6 +33,7 @@ from edgeback_catalog.restoredocs import (
 )
 from edgeback_catalog.restorestate import (
     INITIAL,
+    TERMINAL,
     RestoreState,
     allowed_from,
     cancel_target,
@@ -69,10 +71,14 @@ class Restores:
         clock: Clock,
         *,
         code_ttl: timedelta = DEFAULT_CODE_TTL,
+        on_end: Callable[[Restore], Awaitable[object]] | None = None,
     ) -> None:
+        """``on_end`` is told of each restore that reached a terminal state, right after
+        the transition (the catalog announces ``RestoreFinished``: ``restoreends``)."""
         self.db, self._db, self._audit, self._hosts = db, db, audit, hosts
         self._clock = clock
         self._code_ttl = code_ttl
+        self._on_end = on_end
 
     async def create(self, actor: Actor, spec: r.RestoreSpec) -> Created:
         points = await restore_points(self._db, list(spec.backup_set_ids))
@@ -103,6 +109,18 @@ class Restores:
         if doc is None:
             raise NotFoundError(f"restore {restore_id} not found", restore_id=restore_id)
         return restore_of(doc)
+
+    async def by_id(self, restore_id: str) -> Restore:
+        """The restore whoever may see it (the worker of its host, the catalog itself)."""
+        doc = await self._db.find_one(Coll.RESTORES, {"_id": restore_id})
+        if doc is None:
+            raise NotFoundError(f"restore {restore_id} not found", restore_id=restore_id)
+        return restore_of(doc)
+
+    async def ended(self, restore: Restore) -> None:
+        """Tell ``on_end`` of an ended restore again (it announces only what it missed)."""
+        if restore.state in TERMINAL and self._on_end is not None:
+            await self._on_end(restore)
 
     async def list(self, actor: Actor, state: str | None, limit: int) -> list[Restore]:
         query: dict[str, Any] = dict(_visible(actor))
@@ -168,6 +186,7 @@ class Restores:
             check_transition(restore.state, target)
             after = await self._apply(restore, target, reason)
             if after is not None:
+                await self.ended(after)
                 return after
         raise LockBusyError(f"restore {restore_id} kept changing; try again")
 

@@ -1,17 +1,14 @@
 """The VMs of a run: plan them, start and finish each attempt, end the run from them.
 
-Each step is decided by ``vmtaskstate`` on the task as read, then written with one
-conditional update whose filter repeats what was decided (state, attempt), so two
-workers racing on one task cannot both apply a step; the loser re-reads and is
-answered as a repetition or refused. A VM task is keyed by (run, VM): see
-``backupdocs.task_id``.
+The steps of a task (claim, renew, finish; decided by ``vmtaskstate``, written with
+conditional updates) are ``taskclaims.TaskSteps``, shared with restores. A VM task is
+keyed by (run, VM): see ``backupdocs.task_id``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -22,15 +19,10 @@ from edgeback_catalog.domain import Clock, RunId, VmTask
 from edgeback_catalog.mongo import CatalogDb, Coll, Doc
 from edgeback_catalog.runs import Runs, TransitionOutcome, TransitionRequest
 from edgeback_catalog.runstate import RunState
+from edgeback_catalog.taskclaims import Finish, TaskSteps
 from edgeback_catalog.vmtaskstate import (
     UNFINISHED,
-    Claim,
-    TaskPoint,
     VmTaskState,
-    allowed_from,
-    claim,
-    decide_finish,
-    decide_start,
     run_outcome,
     run_over,
 )
@@ -38,8 +30,6 @@ from edgeback_core.errors import (
     ConflictError,
     InvalidInputError,
     InvalidTransitionError,
-    LeaseLostError,
-    LockBusyError,
     NotFoundError,
 )
 from edgeback_core.messages.backups import FailedDisk
@@ -68,13 +58,10 @@ class TaskOutcome:
     run_state: RunState | None = None  # after a finish
 
 
-def _point(task: VmTask) -> TaskPoint:
-    return TaskPoint(state=task.state, attempt=task.attempt, code=task.code, results=task.results)
-
-
 class RunTasks:
     def __init__(self, db: CatalogDb, runs: Runs, sets: BackupSets, clock: Clock) -> None:
         self._db, self._runs, self._sets, self._clock = db, runs, sets, clock
+        self._steps = TaskSteps(db, Coll.VM_TASKS, clock)
 
     async def plan(self, run_id: RunId, vms: Sequence[VmRef]) -> list[VmTask]:
         """A pending task per VM; VMs planned before keep their task as it is."""
@@ -96,79 +83,44 @@ class RunTasks:
     ) -> TaskOutcome:
         run = await self._run_doc(run_id)
         max_attempts = int(run.get("vm_retries", 0)) + 1
-        for _ in range(_MAX_ATTEMPTS):
-            task = await self._task(run_id, vm.vm_id) or (await self.plan(run_id, [vm]))[0]
-            now = self._clock()
-            until = now + timedelta(seconds=claim_s)
-            if not decide_start(_point(task), attempt, max_attempts):
-                if task.state is not VmTaskState.RUNNING or task.attempt != attempt:
-                    return TaskOutcome(task=task, applied=False)
-                verdict = claim(task.worker_id, task.claimed_until, worker_id, now)
-                if verdict is Claim.HELD:
-                    return TaskOutcome(task=task, applied=False)
-                doc = await self._reclaim(task, worker_id, until)
-                if doc is not None:
-                    return TaskOutcome(task=task_of(doc), applied=verdict is Claim.TAKE_OVER)
-                continue
-            change = {
-                "$set": {
-                    "state": str(VmTaskState.RUNNING),
-                    "attempt": attempt,
-                    "worker_id": worker_id,
-                    "claimed_until": until,
-                    "retrying": False,
-                    "started_at": now,
-                    "finished_at": None,
-                    "code": "",
-                    "message": "",
-                }
-            }
-            doc = await self._conditional(task, VmTaskState.RUNNING, change)
-            if doc is not None:
-                return TaskOutcome(task=task_of(doc), applied=True)
-        raise LockBusyError(f"VM task {run_id}/{vm.vm_id} kept changing; try again")
 
-    async def _reclaim(self, task: VmTask, worker_id: str, until: datetime) -> Doc | None:
-        """Claim a running attempt for ``worker_id`` if nobody changed it since it was read."""
-        condition = {
-            "_id": task_id(task.run_id, task.vm.vm_id),
-            "attempt": task.attempt,
-            "state": str(VmTaskState.RUNNING),
-            "worker_id": task.worker_id,
-        }
-        change = {"$set": {"worker_id": worker_id, "claimed_until": until}}
-        return await self._db.update(Coll.VM_TASKS, condition, change)
+        async def read() -> Doc:
+            found = await self._task_doc(run_id, vm.vm_id)
+            if found is None:
+                await self.plan(run_id, [vm])
+                found = await self._task_doc(run_id, vm.vm_id)
+            assert found is not None
+            return found
+
+        doc, applied = await self._steps.start(read, attempt, worker_id, claim_s, max_attempts)
+        return TaskOutcome(task=task_of(doc), applied=applied)
 
     async def renew(
         self, run_id: RunId, vm_id: str, attempt: int, worker_id: str, claim_s: float
     ) -> VmTask:
-        condition = {
-            "_id": task_id(run_id, vm_id),
-            "attempt": attempt,
-            "state": str(VmTaskState.RUNNING),
-            "worker_id": worker_id,
-        }
-        until = self._clock() + timedelta(seconds=claim_s)
-        doc = await self._db.update(Coll.VM_TASKS, condition, {"$set": {"claimed_until": until}})
-        if doc is None:
-            raise LeaseLostError(f"{worker_id} no longer holds VM {vm_id} of run {run_id}")
-        return task_of(doc)
+        return task_of(await self._steps.renew(task_id(run_id, vm_id), attempt, worker_id, claim_s))
 
     async def finish(self, result: VmResult) -> TaskOutcome:
-        for _ in range(_MAX_ATTEMPTS):
-            task = await self._task(result.run_id, result.vm_id)
-            if task is None:
+        async def read() -> Doc:
+            found = await self._task_doc(result.run_id, result.vm_id)
+            if found is None:
                 raise NotFoundError(f"VM {result.vm_id} is not part of run {result.run_id}")
-            if not decide_finish(_point(task), result.attempt, result.outcome, result.code):
-                await self._complete_set(task)  # a repeat: finish what a crash interrupted
-                await self._runs.ended(await self._runs.get(result.run_id))
-                return TaskOutcome(task=task, applied=False)
-            doc = await self._conditional(task, result.outcome, self._finish_change(result))
-            if doc is not None:
-                await self._complete_set(task_of(doc))
-                state = await self._end_run_if_over(result.run_id)
-                return TaskOutcome(task=task_of(doc), applied=True, run_state=state)
-        raise LockBusyError(f"VM task {result.run_id}/{result.vm_id} kept changing; try again")
+            return found
+
+        failed_disks = [msgspec.to_builtins(d) for d in result.failed_disks]
+        finish = Finish(
+            attempt=result.attempt, outcome=result.outcome, code=result.code,
+            message=result.message, will_retry=result.will_retry,
+            fields={"failed_disks": failed_disks},
+        )  # fmt: skip
+        doc, applied = await self._steps.finish(read, finish)
+        task = task_of(doc)
+        await self._complete_set(task)  # on a repeat: finish what a crash interrupted
+        if not applied:
+            await self._runs.ended(await self._runs.get(result.run_id))
+            return TaskOutcome(task=task, applied=False)
+        state = await self._end_run_if_over(result.run_id)
+        return TaskOutcome(task=task, applied=True, run_state=state)
 
     async def _complete_set(self, task: VmTask) -> None:
         """A succeeded VM's backup set becomes a restore point (before the run can end)."""
@@ -195,39 +147,6 @@ class RunTasks:
         except InvalidTransitionError:  # ended meanwhile by someone else (cancel, finish)
             return (await self._runs.get(run_id)).state
 
-    def _finish_change(self, result: VmResult) -> dict[str, Any]:
-        now = self._clock()
-        record = {
-            "attempt": result.attempt,
-            "state": str(result.outcome),
-            "code": result.code,
-            "at": now,
-        }
-        return {
-            "$set": {
-                "retrying": result.will_retry and result.outcome is VmTaskState.FAILED,
-                "state": str(result.outcome),
-                "code": result.code,
-                "message": result.message[:2000],
-                "finished_at": now,
-                "failed_disks": [msgspec.to_builtins(d) for d in result.failed_disks],
-            },
-            "$push": {"results": record},
-        }
-
-    async def _conditional(
-        self, task: VmTask, target: VmTaskState, change: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        if task.state not in allowed_from(target):  # decided before: never written
-            raise ConflictError(f"a VM {task.state} cannot become {target}")
-        # the state and attempt read: a concurrent step makes this match nothing
-        condition = {
-            "_id": task_id(task.run_id, task.vm.vm_id),
-            "attempt": task.attempt,
-            "state": str(task.state),
-        }
-        return await self._db.update(Coll.VM_TASKS, condition, change)
-
     async def finish_run(
         self, run_id: RunId, request_id: str, *, abandon_unfinished: bool = False
     ) -> TransitionOutcome:
@@ -244,9 +163,8 @@ class RunTasks:
             )
         )
 
-    async def _task(self, run_id: RunId, vm_id: str) -> VmTask | None:
-        doc = await self._db.find_one(Coll.VM_TASKS, {"_id": task_id(run_id, vm_id)})
-        return None if doc is None else task_of(doc)
+    async def _task_doc(self, run_id: RunId, vm_id: str) -> Doc | None:
+        return await self._db.find_one(Coll.VM_TASKS, {"_id": task_id(run_id, vm_id)})
 
     async def _run_doc(self, run_id: RunId) -> dict[str, Any]:
         doc = await self._db.find_one(Coll.RUNS, {"_id": run_id})

@@ -21,7 +21,9 @@ from edgeback_catalog.mongo import CatalogDb
 from edgeback_catalog.platforms import Platforms
 from edgeback_catalog.poolimport import PoolImport
 from edgeback_catalog.probes import ResourceProbe
+from edgeback_catalog.restoreends import RestoreEnds
 from edgeback_catalog.restores import DEFAULT_CODE_TTL, Restores
+from edgeback_catalog.restoretasks import RestoreTasks
 from edgeback_catalog.runcancel import RunCancels
 from edgeback_catalog.runends import RunEnds
 from edgeback_catalog.runlog import RunLog
@@ -55,6 +57,8 @@ class Catalog:
     leadership: Leadership
     due_jobs: DueJobs
     restores: Restores
+    restore_tasks: RestoreTasks
+    restore_ends: RestoreEnds
     pool_import: PoolImport
     run_ends: RunEnds
     run_log: RunLog
@@ -77,7 +81,8 @@ class Catalog:
         are stored (``WorkerProbe`` in the service). ``probe=None`` must be said out
         loud: resources are then stored unchecked and browsing is unavailable (tests of
         the catalog's own rules). ``events`` is where the catalog publishes the
-        ``RunFinished`` of runs it ends (``runends.py``); None publishes none."""
+        ``RunFinished`` of runs and the ``RestoreFinished`` of restores it ends
+        (``runends.py``, ``restoreends.py``); None publishes none."""
         clock = stored_clock(clock)
         audit = AuditLog(db, clock)
         hosts = BackupHosts(db, audit, clock, offline_after=offline_after)
@@ -87,6 +92,10 @@ class Catalog:
         ends = RunEnds(db, sets, clock, events)
         runs = Runs(db, audit, clock, on_end=ends.announce)
         jobs = Jobs(db, audit, hosts, clock)
+        restore_ends = RestoreEnds(db, clock, events)
+        restores = Restores(
+            db, audit, hosts, clock, code_ttl=restore_code_ttl, on_end=restore_ends.announce
+        )
         return cls(
             db=db,
             clock=clock,
@@ -104,7 +113,9 @@ class Catalog:
             auth=Auth(db, audit, users, clock),
             leadership=leadership,
             due_jobs=DueJobs(db, leadership),
-            restores=Restores(db, audit, hosts, clock, code_ttl=restore_code_ttl),
+            restores=restores,
+            restore_tasks=RestoreTasks(db, restores, clock),
+            restore_ends=restore_ends,
             pool_import=PoolImport(db, audit, clock),
             run_ends=ends,
             run_log=RunLog(db, clock),

@@ -58,16 +58,20 @@ class TaskPoint:
     results: Mapping[int, tuple[VmTaskState, str]] | None = None
 
 
-def check_result(outcome: VmTaskState, code: str) -> None:
-    """A result carries the right kind of code: none for success, a reason for the rest."""
+def check_result(
+    outcome: VmTaskState, code: str, refuse_reasons: frozenset[str] = REFUSE_REASONS
+) -> None:
+    """A result carries the right kind of code: none for success, a reason for the rest.
+    ``refuse_reasons``: the refusal codes of the task's kind (backup runs' by default;
+    restores pass theirs)."""
     if outcome is _V.SUCCEEDED and code:
         raise InvalidInputError("a succeeded VM carries no code")
     if outcome is _V.FAILED and not code:
         raise InvalidInputError("a failed VM needs the error code that failed it")
     if outcome is _V.SKIPPED and code not in SKIP_REASONS:
         raise InvalidInputError(f"skip reason must be one of {sorted(SKIP_REASONS)}")
-    if outcome is _V.REFUSED and code not in REFUSE_REASONS:
-        raise InvalidInputError(f"refuse reason must be one of {sorted(REFUSE_REASONS)}")
+    if outcome is _V.REFUSED and code not in refuse_reasons:
+        raise InvalidInputError(f"refuse reason must be one of {sorted(refuse_reasons)}")
     if outcome not in FINISHED:
         raise InvalidInputError(f"{outcome} is not a result")
 
@@ -89,9 +93,16 @@ def decide_start(task: TaskPoint, attempt: int, max_attempts: int) -> bool:
     )
 
 
-def decide_finish(task: TaskPoint, attempt: int, outcome: VmTaskState, code: str) -> bool:
+def decide_finish(
+    task: TaskPoint,
+    attempt: int,
+    outcome: VmTaskState,
+    code: str,
+    *,
+    refuse_reasons: frozenset[str] = REFUSE_REASONS,
+) -> bool:
     """True: apply the result now; False: this same result is already recorded."""
-    check_result(outcome, code)
+    check_result(outcome, code, refuse_reasons)
     recorded = dict(task.results or {})
     if task.state in FINISHED and attempt == task.attempt:
         recorded[attempt] = (task.state, task.code)
@@ -132,14 +143,20 @@ def run_over(tasks: Iterable[tuple[VmTaskState, bool]]) -> bool:
     return all(s not in UNFINISHED and not (s is _V.FAILED and retrying) for s, retrying in tasks)
 
 
-def run_outcome(states: Iterable[VmTaskState], *, cancelling: bool = False) -> RunState:
+def outcome_of(states: Iterable[VmTaskState], *, cancelling: bool = False) -> str:
     """All VMs succeeded → succeeded; some → partially succeeded; none (or no VM) → failed.
-    Skipped, refused and unfinished VMs count as not succeeded. A run being cancelled
-    ends ``cancelled`` unless every VM succeeded before the cancel was seen."""
+    Skipped, refused and unfinished VMs count as not succeeded. A run (or a restore)
+    being cancelled ends ``cancelled`` unless every VM succeeded before the cancel was
+    seen. The name is the same in both state machines (``RunState``, ``RestoreState``)."""
     seen = list(states)
     ok = sum(1 for s in seen if s is _V.SUCCEEDED)
     if seen and ok == len(seen):
-        return RunState.SUCCEEDED
+        return "succeeded"
     if cancelling:
-        return RunState.CANCELLED
-    return RunState.PARTIALLY_SUCCEEDED if ok else RunState.FAILED
+        return "cancelled"
+    return "partially_succeeded" if ok else "failed"
+
+
+def run_outcome(states: Iterable[VmTaskState], *, cancelling: bool = False) -> RunState:
+    """:func:`outcome_of` as the run's state."""
+    return RunState(outcome_of(states, cancelling=cancelling))
