@@ -10,6 +10,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgeback_core.messages import restores as rs
 from edgeback_core.messages import runs as r
 from edgeback_core.messages.jobs import JobContent, SpeedWindow, VmSelection
 from edgeback_platform.models import (
@@ -158,6 +159,28 @@ def test_run_events_carry_stable_message_ids_and_progress_a_fresh_one() -> None:
     progress = r.RunProgress(
         run_id="R", job_id="J", bytes_done=1, bytes_total=2, rate_bps=1.0, at=at
     )
+    assert event_message_id(progress) is None
+
+
+def test_restore_events_have_stable_message_ids_but_progress() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    ref = r.VmRef(platform_id="p", vm_id="v")
+    events = [
+        rs.RestoreStarted(restore_id="R", host_id="h", vm_count=1, requested_by="u", at=at),
+        rs.RestoreVmStarted(
+            restore_id="R", backup_set_id="S", target_vm=ref, attempt=1, worker_id="w", at=at
+        ),
+        rs.RestoreVmFinished(
+            restore_id="R", backup_set_id="S", target_vm=ref, attempt=1, outcome="failed", at=at
+        ),
+    ]
+    assert [event_message_id(e) for e in events] == [
+        "restore-started:R", "restore-vm-started:R/S/1", "restore-vm-finished:R/S/1",
+    ]  # fmt: skip
+    progress = rs.RestoreProgress(
+        restore_id="R", backup_set_id="S", target_vm=ref, disk_id="d", bytes_done=1,
+        bytes_total=2, rate_bps=1.0, at=at,
+    )  # fmt: skip
     assert event_message_id(progress) is None
 
 

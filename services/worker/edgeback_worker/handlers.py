@@ -4,8 +4,9 @@ backup runs, consumed from the host's run queue.
 The catalog calls the RPCs before it stores a platform or a Ceph storage, and to list a
 platform's content: only a worker of the chosen backup host reaches that network.
 Several workers of one host share each name (the broker hands a call to one of them).
-Runs: ``PlanRun`` and ``RunVmTask`` arrive on ``worker.runs.<host_id>`` (prefetch 1),
-which every worker of the host competes on (docs/runs.md).
+Runs and restores: ``PlanRun``, ``RunVmTask``, ``PlanRestore`` and ``RestoreVmTask``
+(``HostCommand``) arrive on ``worker.runs.<host_id>`` (prefetch 1), which every worker
+of the host competes on (docs/runs.md, docs/restores.md).
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import structlog
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
 from edgeback_core.bus.topology import worker_runs
 from edgeback_core.messages import worker as w
-from edgeback_core.messages.runs import PlanRun, RunCommand
+from edgeback_core.messages.restores import HostCommand, PlanRestore, RestoreVmTask
+from edgeback_core.messages.runs import PlanRun
 from edgeback_worker.platform_checks import PlatformProbe
+from edgeback_worker.restoreplan import RestorePlanner
+from edgeback_worker.restoretask import RestoreVmTasks
 from edgeback_worker.runcatalog import RunCatalog
 from edgeback_worker.runcontext import RunContext
 from edgeback_worker.runplan import Planner
@@ -47,19 +51,29 @@ async def serve_worker_rpcs(bus: Bus, settings: WorkerSettings) -> list[Consumer
 
 
 async def serve_runs(bus: Bus, settings: WorkerSettings) -> ConsumerHandle:
-    """Consume this host's run queue: plan runs and back up their VMs."""
+    """Consume this host's run queue: plan runs and restores, back up and restore VMs."""
     worker_id = settings.resolved_worker_id
     ctx = RunContext(bus=bus, catalog=RunCatalog(bus=bus, worker_id=worker_id), settings=settings)
     planner, tasks = Planner(ctx), VmTasks(ctx)
+    restore_planner, restore_tasks = RestorePlanner(ctx), RestoreVmTasks(ctx)
 
-    async def handle(command: RunCommand, envelope: Envelope) -> None:
+    async def handle(command: HostCommand, envelope: Envelope) -> None:
+        if isinstance(command, PlanRestore | RestoreVmTask):
+            ids = {"restore_id": command.restore_id}
+        else:
+            ids = {"run_id": command.run_id}
         with structlog.contextvars.bound_contextvars(
-            run_id=command.run_id, message_id=envelope.message_id, worker=worker_id
+            **ids, message_id=envelope.message_id, worker=worker_id
         ):
-            if isinstance(command, PlanRun):
-                await planner.plan(command)
-            else:
-                await tasks.run(command)
+            match command:
+                case PlanRun():
+                    await planner.plan(command)
+                case PlanRestore():
+                    await restore_planner.plan(command)
+                case RestoreVmTask():
+                    await restore_tasks.run(command)
+                case _:
+                    await tasks.run(command)
 
-    union = cast(type[RunCommand], RunCommand)
+    union = cast(type[HostCommand], HostCommand)
     return await bus.consume(worker_runs(settings.resolved_host_id), handle, union)

@@ -17,6 +17,7 @@ from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as rpc
 from edgeback_core.messages import jobs as j
+from edgeback_core.messages import restores as rs
 from edgeback_core.messages.jobs import PoolRef
 from edgeback_core.messages.runs import BackupType, VmRef
 
@@ -140,3 +141,47 @@ class RunCatalog:
             actor=self.actor, scope=lease.scope, slot=lease.slot, holder=lease.holder
         )
         await self._call(b.LEASE_RELEASE, req, m.Done)
+
+    # --- restores (docs/restores.md, "The restore run") -----------------------------
+    async def restore(self, restore_id: str) -> rs.RestoreInfo:
+        req = rs.RestoreGet(actor=self.actor, restore_id=restore_id)
+        return await self._call(rs.RESTORE_GET, req, rs.RestoreInfo)
+
+    async def restore_transition(
+        self, restore_id: str, target: rs.RestoreStateName, reason: str = ""
+    ) -> rs.RestoreInfo:
+        req = rs.RestoreTransition(
+            actor=self.actor, restore_id=restore_id, target=target, reason=reason
+        )
+        return await self._call(rs.RESTORE_TRANSITION, req, rs.RestoreInfo)
+
+    async def restore_plan(self, restore_id: str) -> list[rs.RestoreVmInfo]:
+        req = rs.RestoreVmPlan(actor=self.actor, restore_id=restore_id)
+        return (await self._call(rs.RESTORE_VM_PLAN, req, rs.RestoreVmPlanReply)).vms
+
+    async def restore_vm_start(
+        self, restore_id: str, backup_set_id: str, attempt: int, claim_s: float
+    ) -> rs.RestoreVmReply:
+        return await self._restore_claim(
+            rs.RESTORE_VM_START, rs.RestoreVmStart, restore_id, backup_set_id, attempt, claim_s
+        )
+
+    async def restore_vm_renew(
+        self, restore_id: str, backup_set_id: str, attempt: int, claim_s: float
+    ) -> rs.RestoreVmReply:
+        return await self._restore_claim(
+            rs.RESTORE_VM_RENEW, rs.RestoreVmRenew, restore_id, backup_set_id, attempt, claim_s
+        )
+
+    async def _restore_claim(
+        self, name: str, kind: type[rs.RestoreVmClaim], *args: str | int | float
+    ) -> rs.RestoreVmReply:
+        restore_id, backup_set_id, attempt, claim_s = args
+        req = kind(
+            actor=self.actor, restore_id=str(restore_id), backup_set_id=str(backup_set_id),
+            attempt=int(attempt), worker_id=self.worker_id, claim_s=float(claim_s),
+        )  # fmt: skip
+        return await self._call(name, req, rs.RestoreVmReply)
+
+    async def restore_vm_finish(self, finish: rs.RestoreVmFinish) -> rs.RestoreVmReply:
+        return await self._call(rs.RESTORE_VM_FINISH, finish, rs.RestoreVmReply)

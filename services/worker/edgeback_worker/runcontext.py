@@ -9,7 +9,7 @@ whatever its disks and streams do. Events go out here, on the routing key of the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +21,10 @@ from edgeback_blocks.pipeline.rate_windows import WindowedThrottle
 from edgeback_cli.commands import PoolAccess, PoolHandle, opened_pool
 from edgeback_cli.refs import PoolLocation, read_key
 from edgeback_core.bus.port import Bus
-from edgeback_core.bus.topology import RUN_EVENT_KEYS
-from edgeback_core.messages.jobs import JobInfo, JobOptions, PoolRef
+from edgeback_core.bus.topology import RESTORE_EVENT_KEYS, RUN_EVENT_KEYS
+from edgeback_core.messages.jobs import JobInfo, JobOptions, PoolRef, SpeedWindow
 from edgeback_core.messages.runs import Versioned
-from edgeback_core.retry import OnRetry
+from edgeback_core.retry import OnRetry, RetryPolicy
 from edgeback_core.settings import Secret
 from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
 from edgeback_worker.runcatalog import RunCatalog
@@ -53,25 +53,41 @@ class RunContext:
 
     def throttles(self, job: JobInfo) -> JobThrottles:
         """This process's throttles of ``job`` (made once per job revision)."""
-        key = (job.id, job.revision)
+        opts = job.spec.options
+        return self.throttles_of((job.id, job.revision), opts.backup_speed, opts.transfer_speed)
+
+    def throttles_of(
+        self, key: tuple[str, int], disk: Sequence[SpeedWindow], net: Sequence[SpeedWindow]
+    ) -> JobThrottles:
+        """This process's throttles of one job revision or restore (``key``): ``read``
+        limits the disk (backup or restore speed), ``net`` the transfer speed."""
         found = self._throttles.get(key)
         if found is None:
-            zone, opts = self.settings.zone, job.spec.options
+            zone = self.settings.zone
             found = self._throttles[key] = JobThrottles(
-                read=WindowedThrottle(rate_windows(opts.backup_speed), zone),
-                net=WindowedThrottle(rate_windows(opts.transfer_speed), zone),
+                read=WindowedThrottle(rate_windows(disk), zone),
+                net=WindowedThrottle(rate_windows(net), zone),
             )
         return found
 
     async def publish(self, event: Versioned) -> None:
-        """Publish a run event on the events exchange under its type's routing key and
-        its stable message id."""
-        key = RUN_EVENT_KEYS[type(event).__name__]
+        """Publish a run or restore event on the events exchange under its type's routing
+        key and its stable message id."""
+        name = type(event).__name__
+        key = RUN_EVENT_KEYS.get(name) or RESTORE_EVENT_KEYS[name]
         await self.bus.publish("events", key, event, message_id=event_message_id(event))
 
     @contextlib.asynccontextmanager
     async def platform(self, platform_id: str, opts: JobOptions) -> AsyncIterator[EdgeCloudClient]:
         """A client of ``platform_id`` with the job's request retries and reconnect time."""
+        async with self.platform_with(platform_id, reconnect_policy(opts)) as client:
+            yield client
+
+    @contextlib.asynccontextmanager
+    async def platform_with(
+        self, platform_id: str, retry: RetryPolicy
+    ) -> AsyncIterator[EdgeCloudClient]:
+        """A client of ``platform_id`` whose requests are retried by ``retry``."""
         info, creds = await self.catalog.platform(platform_id)
         endpoint = PlatformEndpoint(
             address=info.address,
@@ -81,7 +97,7 @@ class RunContext:
             secret_key=Secret(creds.secret_key),
             ca_file=self.settings.ca_file,
         )
-        async with EdgeCloudClient(endpoint=endpoint, retry=reconnect_policy(opts)) as client:
+        async with EdgeCloudClient(endpoint=endpoint, retry=retry) as client:
             yield client
 
     @contextlib.asynccontextmanager
@@ -90,9 +106,18 @@ class RunContext:
     ) -> AsyncIterator[tuple[PoolHandle, ClientKeys]]:
         """The pool ``job`` writes to, with this host's token, secret and (plain) key;
         its requests retried within the job's reconnect time (``on_retry`` told of each)."""
+        policy = reconnect_policy(job.spec.options)
+        async with self.pool_at(job.spec.target.pool, policy, on_retry) as opened:
+            yield opened
+
+    @contextlib.asynccontextmanager
+    async def pool_at(
+        self, ref: PoolRef, retry: RetryPolicy, on_retry: OnRetry | None = None
+    ) -> AsyncIterator[tuple[PoolHandle, ClientKeys]]:
+        """The pool ``ref`` with this host's files for it, its requests retried by ``retry``."""
         retried = replace(
-            self.pool_access(job.spec.target.pool), retry=reconnect_policy(job.spec.options),
-            timeout_s=self.settings.node_timeout_s, on_retry=on_retry,
+            self.pool_access(ref), retry=retry, timeout_s=self.settings.node_timeout_s,
+            on_retry=on_retry,
         )  # fmt: skip
         async with opened_pool(retried) as opened:
             yield opened

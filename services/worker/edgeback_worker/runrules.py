@@ -16,6 +16,12 @@ from typing import TypeVar
 from edgeback_blocks.chunk import CHUNK_SIZE
 from edgeback_blocks.pipeline.rate_windows import RateWindow
 from edgeback_core.messages.jobs import JobContent, JobOptions, SpeedWindow
+from edgeback_core.messages.restores import (
+    RestoreOptions,
+    RestoreStarted,
+    RestoreVmFinished,
+    RestoreVmStarted,
+)
 from edgeback_core.messages.runs import (
     BackupSetCreated,
     RunStarted,
@@ -62,6 +68,15 @@ def reconnect_policy(opts: JobOptions) -> RetryPolicy:
     (waits capped at 5 s, so a peer that is back is used again within seconds)."""
     return RetryPolicy(
         retries=opts.request_retries, base_delay=0.5, max_delay=5.0,
+        reconnect=opts.reconnect_minutes * 60.0,
+    )  # fmt: skip
+
+
+def restore_policy(opts: RestoreOptions, request_retries: int = 3) -> RetryPolicy:
+    """A restore's platform and storage-node requests: as a run's (:func:`reconnect_policy`)
+    with the restore's reconnect time (restores have no ``request_retries`` option)."""
+    return RetryPolicy(
+        retries=request_retries, base_delay=0.5, max_delay=5.0,
         reconnect=opts.reconnect_minutes * 60.0,
     )  # fmt: skip
 
@@ -114,22 +129,35 @@ def task_message_id(run_id: str, vm_id: str, attempt: int) -> str:
     return f"{run_id}/{vm_id}/{attempt}"
 
 
+def restore_task_message_id(restore_id: str, backup_set_id: str, attempt: int) -> str:
+    return f"restore/{restore_id}/{backup_set_id}/{attempt}"
+
+
 def event_message_id(event: Versioned) -> str | None:
-    """The stable message id of a run event (docs/runs.md): what a redelivered task
-    publishes again carries the same id, so the run log and any consumer keep it once.
-    None for ``RunProgress``: each report is news of its own (a fresh uuid)."""
+    """The stable message id of a run or restore event (docs/runs.md, docs/events.md):
+    what a redelivered task publishes again carries the same id, so the run log and any
+    consumer keep it once. None for ``RunProgress`` and ``RestoreProgress``: each report
+    is news of its own (a fresh uuid)."""
     match event:
         case RunStarted():
-            return f"started:{event.run_id}"
+            found = f"started:{event.run_id}"
         case VmStarted() | VmFinished():
             kind = "vm-started" if isinstance(event, VmStarted) else "vm-finished"
-            return f"{kind}:{event.run_id}/{event.vm.vm_id}/{event.attempt}"
+            found = f"{kind}:{event.run_id}/{event.vm.vm_id}/{event.attempt}"
         case VmSkipped() | VmRefused():
             kind = "vm-skipped" if isinstance(event, VmSkipped) else "vm-refused"
-            return f"{kind}:{event.run_id}/{event.vm.vm_id}"
+            found = f"{kind}:{event.run_id}/{event.vm.vm_id}"
         case BackupSetCreated():
-            return f"set-created:{event.backup_set_id}"
-    return None
+            found = f"set-created:{event.backup_set_id}"
+        case RestoreStarted():
+            found = f"restore-started:{event.restore_id}"
+        case RestoreVmStarted() | RestoreVmFinished():
+            step = "started" if isinstance(event, RestoreVmStarted) else "finished"
+            kind = f"restore-vm-{step}"
+            found = f"{kind}:{event.restore_id}/{event.backup_set_id}/{event.attempt}"
+        case _:
+            return None
+    return found
 
 
 def rate_windows(speed: Sequence[SpeedWindow]) -> list[RateWindow]:

@@ -71,7 +71,7 @@ class VmBackup:
                     vm.id, quiesce=True, idempotency_key=snapshot_key(self.task.run_id, vm.id)
                 )
                 self.taken.append(snapshot)
-                templates = _templates(storage)
+                templates = templates_of(storage)
                 done = await VmDisks(
                     ctx=self.ctx, task=self.task, job=self.job, cluster=cluster,
                     templates=templates, vm=vm, snapshot=snapshot,
@@ -92,16 +92,7 @@ class VmBackup:
         return VmOutcome(outcome=outcome, code=str(code), message=reason)
 
     async def _storage(self, vm: Vm) -> m.StorageInfo:
-        pools = {d.pool for d in vm.disks}
-        found = [s for s in await self.ctx.catalog.storages(self.task.vm.platform_id)]
-        mine = [s for s in found if s.pool in pools]
-        mine.sort(key=lambda s: s.host_id != self.task.host_id)
-        if not mine:
-            raise NotFoundError(
-                f"no Ceph storage of platform {self.task.vm.platform_id} holds pool(s) "
-                f"{', '.join(sorted(pools))}"
-            )
-        return mine[0]
+        return await storage_of(self.ctx, self.task.vm.platform_id, self.task.host_id, vm)
 
     async def _low_space(self, cluster: RbdCluster, vm: Vm) -> Verdict | None:
         opts = self.job.spec.options
@@ -153,7 +144,21 @@ class VmBackup:
             log.info("snapshot.released", vm=vm.id, snapshot=snap_id)
 
 
-def _templates(storage: m.StorageInfo) -> RbdTemplates:
+async def storage_of(ctx: RunContext, platform_id: str, host_id: str, vm: Vm) -> m.StorageInfo:
+    """The Ceph storage of ``platform_id`` holding ``vm``'s disks (this host's first)."""
+    pools = {d.pool for d in vm.disks}
+    found = [s for s in await ctx.catalog.storages(platform_id)]
+    mine = [s for s in found if s.pool in pools]
+    mine.sort(key=lambda s: s.host_id != host_id)
+    if not mine:
+        raise NotFoundError(
+            f"no Ceph storage of platform {platform_id} holds pool(s) {', '.join(sorted(pools))}"
+        )
+    return mine[0]
+
+
+def templates_of(storage: m.StorageInfo) -> RbdTemplates:
+    """The storage's RBD name templates."""
     return RbdTemplates(
         volume=storage.volume_template,
         snapshot=storage.snapshot_template,

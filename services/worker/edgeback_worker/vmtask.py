@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -119,35 +119,18 @@ class VmTasks:
             (f"run:{task.run_id}", opts.parallel_vms),
             (f"hypervisor:{vm.platform_id}/{vm.physical_host_id}", opts.vms_per_physical_host),
         ]
-        holder, ttl = lease_holder(task.run_id, vm.vm_id), self.ctx.settings.claim_s
-        taken: list[b.LeaseInfo] = []
-        try:
-            for scope, limit in wanted:
-                lease = await self.ctx.catalog.lease(scope, holder, limit, ttl)
-                if lease is None:
-                    raise DeferredError(f"no free slot in {scope}", delay_s=1.0, scope=scope)
-                taken.append(lease)
+        async with held_leases(self.ctx, wanted, lease_holder(task.run_id, vm.vm_id)) as taken:
             yield taken
-        finally:
-            for lease in taken:
-                with contextlib.suppress(EdgebackError):
-                    await self.ctx.catalog.lease_release(lease)
 
     async def _renew(self, task: RunVmTask, leases: list[b.LeaseInfo]) -> None:
-        claim_s = self.ctx.settings.claim_s
-        while True:
-            await asyncio.sleep(claim_s / 3)
-            try:
-                reply = await self.ctx.catalog.vm_renew(
-                    task.run_id, task.vm.vm_id, task.attempt, claim_s
-                )
-                for lease in leases:
-                    await self.ctx.catalog.lease_renew(lease, claim_s)
-            except EdgebackError as exc:  # the next tick tries again; the claim outlives it
-                log.warning("vm.renew_failed", run_id=task.run_id, vm=task.vm.vm_id, code=exc.code)
-                continue
-            if reply.run_state == "cancelling":
-                raise RunCancelledError(f"run {task.run_id} was cancelled", run_id=task.run_id)
+        async def renew_claim() -> str | None:
+            claim_s = self.ctx.settings.claim_s
+            reply = await self.ctx.catalog.vm_renew(
+                task.run_id, task.vm.vm_id, task.attempt, claim_s
+            )
+            return reply.run_state
+
+        await keep_claim(self.ctx, renew_claim, leases, f"run {task.run_id}")
 
     async def _finish(self, task: RunVmTask, job: JobInfo, done: VmOutcome) -> bool:
         """Record the outcome (and the next attempt); True when this finish ended the run."""
@@ -207,3 +190,49 @@ class VmTasks:
 def _cancelled(task: RunVmTask, when: str) -> VmOutcome:
     message = f"run {task.run_id} was cancelled {when}"
     return VmOutcome(outcome="failed", code=RunCancelledError.code, message=message)
+
+
+@contextlib.asynccontextmanager
+async def held_leases(
+    ctx: RunContext, wanted: list[tuple[str, int]], holder: str
+) -> AsyncIterator[list[b.LeaseInfo]]:
+    """The leases ``wanted`` ((scope, limit) pairs), held by ``holder`` (the task, so a
+    redelivered task gets its slots back) until the block ends; no slot free:
+    ``DeferredError`` (the message is parked and tried again, not a failure)."""
+    ttl = ctx.settings.claim_s
+    taken: list[b.LeaseInfo] = []
+    try:
+        for scope, limit in wanted:
+            lease = await ctx.catalog.lease(scope, holder, limit, ttl)
+            if lease is None:
+                raise DeferredError(f"no free slot in {scope}", delay_s=1.0, scope=scope)
+            taken.append(lease)
+        yield taken
+    finally:
+        for lease in taken:
+            with contextlib.suppress(EdgebackError):
+                await ctx.catalog.lease_release(lease)
+
+
+async def keep_claim(
+    ctx: RunContext,
+    renew_claim: Callable[[], Awaitable[str | None]],
+    leases: list[b.LeaseInfo],
+    what: str,
+) -> None:
+    """Renew a task's claim (``renew_claim`` answers the run's or restore's state) and
+    its leases every ``claim_s / 3`` until cancelled; ``RunCancelledError`` once the
+    state is ``cancelling``. A failed renewal is tried again at the next tick (the
+    claim outlives it)."""
+    claim_s = ctx.settings.claim_s
+    while True:
+        await asyncio.sleep(claim_s / 3)
+        try:
+            state = await renew_claim()
+            for lease in leases:
+                await ctx.catalog.lease_renew(lease, claim_s)
+        except EdgebackError as exc:
+            log.warning("task.renew_failed", task=what, code=exc.code)
+            continue
+        if state == "cancelling":
+            raise RunCancelledError(f"{what} was cancelled")
