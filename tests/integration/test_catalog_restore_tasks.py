@@ -5,6 +5,7 @@ restore ended from its VMs; only the restore's backup host may call them."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -18,8 +19,10 @@ from tests.integration.test_catalog_restores import (
 )
 from tests.integration.test_catalog_rpc import ADMIN
 
+from edgeback_catalog.gate import DENIED
+from edgeback_catalog.mongo import Coll
 from edgeback_core.bus.port import Envelope
-from edgeback_core.bus.topology import worker_runs
+from edgeback_core.bus.topology import RESTORE_FINISHED, RESTORE_STARTED, worker_runs
 from edgeback_core.errors import PermissionDeniedError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
@@ -151,3 +154,26 @@ async def test_only_the_restores_backup_host_runs_it(
         ):
             with pytest.raises(PermissionDeniedError):
                 await stranger.call(name, req, m.Done, timeout=10)
+        # events: kept from the restore's host only, and RestoreFinished from nobody but
+        # the catalog
+        started = r.RestoreStarted(
+            restore_id=rid, host_id="h1", vm_count=1, requested_by="t", at=T0
+        )
+        ended = r.RestoreFinished(restore_id=rid, outcome="succeeded", at=T0)
+        await stranger.publish("events", RESTORE_STARTED, started, message_id="forged-start")
+        await own.publish("events", RESTORE_FINISHED, ended, message_id="forged-end")
+        await own.publish("events", RESTORE_STARTED, started, message_id="own-start")
+
+        async def settled() -> bool:
+            denied = await world.db.count(Coll.AUDIT_LOG, {"action": DENIED})
+            kept = await world.db.find_one(Coll.RUN_LOG, {"_id": "own-start"})
+            return denied >= 5 and kept is not None
+
+        async with asyncio.timeout(10):
+            while not await settled():  # noqa: ASYNC110 - an event's effect shows only in the DB
+                await asyncio.sleep(0.05)
+    page = r.RestoreEventsGet(actor=ADMIN, restore_id=rid)
+    log = await world.call(r.RESTORE_EVENTS, page, r.RestoreEventsReply)
+    assert [(e.message_id, type(e.event).__name__) for e in log.events] == [
+        ("own-start", "RestoreStarted")
+    ]

@@ -156,6 +156,16 @@ async def test_restore_runs_to_both_paths_and_a_corrupt_chunk_rolls_back(
         done = await _restore(world, r.RestoreSpec(backup_set_ids=[set_id], options=opts))
         assert done.state == "succeeded", done
         assert _in_order(await _events_of(tap, done.id)), tap.messages
+    # the catalog kept them too (the restore's own host sent them)
+    page = r.RestoreEventsGet(actor=ADMIN, restore_id=done.id, limit=500)
+    async with asyncio.timeout(10):
+        while True:
+            log = await world.call(r.RESTORE_EVENTS, page, r.RestoreEventsReply)
+            kept = [type(e.event).__name__ for e in log.events]
+            if "RestoreFinished" in kept:
+                break
+            await asyncio.sleep(0.2)
+    assert kept[0] == "RestoreStarted" and kept[-1] == "RestoreFinished", kept
     assert {d: await _read(pool, images[d]) for d in images} == backed_up
     (vm,) = done.vms
     assert (vm.state, vm.vm_started, vm.rolled_back) == ("succeeded", True, [])

@@ -148,7 +148,20 @@ CATALOG_RUN_LOG = QueueSpec(
 )
 """The catalog records every run event in the run's event log (``catalog.run.events``)."""
 
-QUEUES: tuple[QueueSpec, ...] = (CATALOG_HEARTBEATS, CATALOG_RUN_STARTS, CATALOG_RUN_LOG)
+CATALOG_RESTORE_LOG = QueueSpec(
+    name="catalog.restore_log",
+    exchange="events",
+    bindings=tuple(RESTORE_EVENT_KEYS.values()),
+    prefetch=20,
+)
+"""The catalog keeps every restore event in the restore's log (``catalog.restore.events``)."""
+
+QUEUES: tuple[QueueSpec, ...] = (
+    CATALOG_HEARTBEATS,
+    CATALOG_RUN_STARTS,
+    CATALOG_RUN_LOG,
+    CATALOG_RESTORE_LOG,
+)
 """Every fixed work queue a service consumes (``docs/bus.md`` lists them, a test holds
 the docs to this and to ``PER_HOST_QUEUES``)."""
 

@@ -36,6 +36,7 @@ RESTORE_VM_PLAN = "catalog.restore.vm.plan"
 RESTORE_VM_START = "catalog.restore.vm.start"
 RESTORE_VM_RENEW = "catalog.restore.vm.renew"
 RESTORE_VM_FINISH = "catalog.restore.vm.finish"
+RESTORE_EVENTS = "catalog.restore.events"
 
 # --- stable codes -------------------------------------------------------------------
 # Problems of the spec alone (``restorerules.problems``), refused at create.
@@ -473,3 +474,25 @@ RestoreEvent = (
     RestoreStarted | RestoreVmStarted | RestoreProgress | RestoreVmFinished | RestoreFinished
 )
 """Decode any restore event: ``decoder(RestoreEvent)``."""
+
+
+class RestoreEventsGet(Request, frozen=True, kw_only=True):
+    """One page of a restore's event log, oldest first (whoever may read the restore)."""
+
+    actor: ActorRef
+    restore_id: str
+    after: str | None = None
+    """``next_after`` of the previous page."""
+    limit: int = 100
+
+
+class RestoreLogEntry(Message, frozen=True, kw_only=True):
+    message_id: str
+    received_at: datetime
+    event: RestoreEvent
+
+
+class RestoreEventsReply(Message, frozen=True, kw_only=True):
+    events: list[RestoreLogEntry]
+    next_after: str | None = None
+    """None: this was the last page."""

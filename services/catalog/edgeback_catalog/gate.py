@@ -10,6 +10,7 @@ Handlers read the admitted caller with :func:`current_actor`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, NoReturn
 
@@ -93,14 +94,34 @@ class Gate:
         """Refuse (and audit) a run event not sent by the catalog or by the backup host
         of its run: a host speaks only for its own runs, and never ends a run or skips
         a start (``RunFinished``, ``RunSkipped``: the catalog's alone)."""
+        claim = {"claimed_run": run_id, "run_event": kind}
+        await self._event(envelope, kind, claim, lambda: self._host_of(Coll.RUNS, run_id))
+
+    async def restore_event(self, envelope: Envelope, restore_id: str, kind: str) -> None:
+        """The same for a restore event: from the catalog, or the backup host of its
+        restore (``RestoreFinished``: the catalog's alone)."""
+        claim = {"claimed_restore": restore_id, "restore_event": kind}
+        await self._event(envelope, kind, claim, lambda: self._restore_host(restore_id))
+
+    async def _event(
+        self,
+        envelope: Envelope,
+        kind: str,
+        claim: dict[str, Any],
+        host_of: Callable[[], Awaitable[str | None]],
+    ) -> None:
         principal = self._ids.principal_of(envelope.user_id)
         if principal.kind in (Kind.CATALOG, Kind.TEST):
             return
-        claim = {"claimed_run": run_id, "run_event": kind}
         if principal.kind is not Kind.HOST or kind in _CATALOG_EVENTS:
             await self._refuse(principal, f"event/{kind}", "not a sender of this event", claim)
-        if await self._host_of(Coll.RUNS, run_id) != principal.host_id:
-            await self._refuse(principal, f"event/{kind}", "not this host's run", claim)
+        if await host_of() != principal.host_id:
+            owner = "run" if "claimed_run" in claim else "restore"
+            await self._refuse(principal, f"event/{kind}", f"not this host's {owner}", claim)
+
+    async def _restore_host(self, restore_id: str | None) -> str | None:
+        restore = await self._restore(restore_id)
+        return None if restore is None else str(restore["spec"]["options"]["host_id"])
 
     async def _owns(self, principal: Principal, scope: Scope, request: msgspec.Struct) -> bool:
         host = principal.host_id
@@ -111,8 +132,7 @@ class Gate:
         if scope is Scope.JOB:
             return await self._host_of(Coll.JOBS, getattr(request, "job_id", None)) == host
         if scope is Scope.RESTORE:
-            restore = await self._restore(getattr(request, "restore_id", None))
-            return restore is not None and restore["spec"]["options"]["host_id"] == host
+            return await self._restore_host(getattr(request, "restore_id", None)) == host
         if scope is Scope.BACKUP_SET:
             set_id = getattr(request, "backup_set_id", None)
             found = (

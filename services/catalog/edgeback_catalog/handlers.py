@@ -29,10 +29,16 @@ from edgeback_catalog.schedulerpc import ScheduleRpc
 from edgeback_catalog.service import Catalog
 from edgeback_catalog.storages import StorageDraft
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
-from edgeback_core.bus.topology import CATALOG_HEARTBEATS, CATALOG_RUN_LOG, CATALOG_RUN_STARTS
+from edgeback_core.bus.topology import (
+    CATALOG_HEARTBEATS,
+    CATALOG_RESTORE_LOG,
+    CATALOG_RUN_LOG,
+    CATALOG_RUN_STARTS,
+)
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as names
+from edgeback_core.messages import restores as rs
 from edgeback_core.messages import runs as r
 from edgeback_core.messages import worker as w
 from edgeback_platform.models import HypervisorId
@@ -284,7 +290,7 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
         *BackupRpc(c).routes(),
         *AuthRpc(c).routes(),
         *ScheduleRpc(c).routes(),
-        *RestoreRpc(c.restores, c.restore_tasks, c.pool_import, bus).routes(),
+        *RestoreRpc(c, bus).routes(),
         *RetentionRpc(c.retention).routes(),
     ]
     guarded = [rpc.gate.guard(route) for route in routes]
@@ -295,4 +301,6 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
     # RunEvent is a tagged union of structs: the decoder picks the class by its tag
     events = cast("type[r.RunStarted]", r.RunEvent)
     handles.append(await bus.consume(CATALOG_RUN_LOG, runs.on_run_event, events))
+    restore_events = cast("type[rs.RestoreStarted]", rs.RestoreEvent)
+    handles.append(await bus.consume(CATALOG_RESTORE_LOG, runs.on_restore_event, restore_events))
     return handles

@@ -102,6 +102,7 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.RUN_EVENTS, "run_id", "seq", unique=True),
     _ix(Coll.RUN_LOG, "run_id", "key"),
     _ix(Coll.RUN_LOG, "job_id", "key"),
+    _ix(Coll.RUN_LOG, "restore_id", "key"),
     _ix(Coll.BACKUP_SETS, "run_id"),
     _ix(Coll.BACKUP_SETS, "vm_id", "-created_at"),
     _ix(Coll.DISK_VERSIONS, "backup_set_id", "disk_id", unique=True),

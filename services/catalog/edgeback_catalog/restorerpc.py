@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import cast
 
 from edgeback_catalog.gate import current_actor
-from edgeback_catalog.poolimport import PoolImport
 from edgeback_catalog.restoredocs import browse, restore_info
-from edgeback_catalog.restores import Restores
 from edgeback_catalog.restorestate import RestoreState
-from edgeback_catalog.restoretasks import RestoreTasks, VmStep
+from edgeback_catalog.restoretasks import VmStep
 from edgeback_catalog.routes import Route
+from edgeback_catalog.service import Catalog
 from edgeback_core.bus.port import Bus
 from edgeback_core.bus.topology import run_routing_key
 from edgeback_core.errors import EdgebackError
@@ -27,10 +26,9 @@ from edgeback_core.messages import restores as r
 
 
 class RestoreRpc:
-    def __init__(
-        self, restores: Restores, tasks: RestoreTasks, pool_import: PoolImport, bus: Bus
-    ) -> None:
-        self._restores, self._tasks, self._import, self._bus = restores, tasks, pool_import, bus
+    def __init__(self, catalog: Catalog, bus: Bus) -> None:
+        self._restores, self._tasks = catalog.restores, catalog.restore_tasks
+        self._import, self._log, self._bus = catalog.pool_import, catalog.run_log, bus
 
     def routes(self) -> list[Route]:
         return [
@@ -46,6 +44,7 @@ class RestoreRpc:
             Route(r.RESTORE_VM_START, r.RestoreVmStart, self.vm_start),
             Route(r.RESTORE_VM_RENEW, r.RestoreVmRenew, self.vm_renew),
             Route(r.RESTORE_VM_FINISH, r.RestoreVmFinish, self.vm_finish),
+            Route(r.RESTORE_EVENTS, r.RestoreEventsGet, self.events),
         ]
 
     async def create(self, req: r.RestoreCreate) -> r.RestoreCreated:
@@ -73,6 +72,15 @@ class RestoreRpc:
     async def get(self, req: r.RestoreGet) -> r.RestoreInfo:
         restore = await self._restores.get(current_actor(), req.restore_id)
         return restore_info(restore, vms=await self._tasks.tasks(restore.id))
+
+    async def events(self, req: r.RestoreEventsGet) -> r.RestoreEventsReply:
+        restore = await self._restores.get(current_actor(), req.restore_id)
+        entries, after = await self._log.restore_page(restore.id, after=req.after, limit=req.limit)
+        found = [
+            r.RestoreLogEntry(message_id=e.message_id, received_at=e.received_at, event=e.event)
+            for e in entries
+        ]
+        return r.RestoreEventsReply(events=found, next_after=after)
 
     async def list(self, req: r.RestoreList) -> r.RestoreListReply:
         found = await self._restores.list(current_actor(), req.state, req.limit)

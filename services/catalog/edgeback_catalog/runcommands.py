@@ -15,6 +15,7 @@ as ``run.start.refused`` and dead-lettered, so an operator finds it in the DLQ. 
 Run events (queue ``catalog.run_log``): each is kept once in the run log by its
 message id (``runlog.py``), if its sender may send it: the catalog, or the backup host
 of the event's run (``Gate.run_event``; anything else is audited and dead-lettered).
+Restore events (queue ``catalog.restore_log``) likewise, from the restore's backup host.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from edgeback_core.errors import (
     PermanentError,
     UnroutableError,
 )
+from edgeback_core.messages import restores as rs
 from edgeback_core.messages import runs as r
 
 log = structlog.get_logger(__name__)
@@ -82,6 +84,11 @@ class RunMessages:
         await self._gate.run_event(envelope, run_of_event(event), type(event).__name__)
         if not await self._c.run_log.record(event, envelope.message_id):
             log.debug("run_log.repeated", message_id=envelope.message_id)
+
+    async def on_restore_event(self, event: rs.RestoreEvent, envelope: Envelope) -> None:
+        await self._gate.restore_event(envelope, event.restore_id, type(event).__name__)
+        if not await self._c.run_log.record(event, envelope.message_id):
+            log.debug("restore_log.repeated", message_id=envelope.message_id)
 
     async def _skipped(self, command: r.StartRun, code: str, runs: list[str]) -> None:
         event = r.RunSkipped(

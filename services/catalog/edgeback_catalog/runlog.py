@@ -1,4 +1,5 @@
-"""The event log of runs: every run event on the bus, kept per run and per job.
+"""The event log of runs and restores: every run event on the bus, kept per run and per
+job, and every restore event, kept per restore.
 
 Workers (and the catalog itself) publish ``RunStarted``, ``VmFinished``, ...; the
 catalog consumes them from its own queue and keeps each once, keyed by its message id
@@ -12,22 +13,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Generic, TypeVar, cast
 
 from edgeback_catalog.documents import utc
 from edgeback_catalog.domain import Clock, JobId, RunId
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_core.errors import InvalidInputError
+from edgeback_core.messages import restores as rs
 from edgeback_core.messages import runs as r
 from edgeback_core.messages.base import decoder, encode
 
 MAX_PAGE = 500
 
 
+E = TypeVar("E")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LogEntry:
+class LogEntry(Generic[E]):
     message_id: str
     received_at: datetime
-    event: r.RunEvent
+    event: E
     key: str
 
 
@@ -46,13 +52,16 @@ class RunLog:
     def __init__(self, db: CatalogDb, clock: Clock) -> None:
         self._db, self._clock = db, clock
 
-    async def record(self, event: r.RunEvent, message_id: str) -> bool:
+    async def record(self, event: r.RunEvent | rs.RestoreEvent, message_id: str) -> bool:
         """Keep ``event`` once per message id; False when it was kept already."""
         if not message_id:
             raise InvalidInputError("a run event needs a message id to be kept once")
+        if isinstance(event, rs.RestoreEvent):
+            owner = {"run_id": None, "job_id": None, "restore_id": event.restore_id}
+        else:
+            owner = {"run_id": run_of_event(event), "job_id": event.job_id, "restore_id": None}
         fields = {
-            "run_id": run_of_event(event),
-            "job_id": event.job_id,
+            **owner,
             "type": type(event).__name__,
             "at": event.at,
             "key": entry_key(event.at, message_id),
@@ -73,21 +82,34 @@ class RunLog:
         job_id: JobId | None = None,
         after: str | None = None,
         limit: int = 100,
-    ) -> tuple[list[LogEntry], str | None]:
+    ) -> tuple[list[LogEntry[r.RunEvent]], str | None]:
         """One page, oldest first, and the cursor of the next one (None: last page)."""
         if (run_id is None) == (job_id is None):
             raise InvalidInputError("read the event log of one run or of one job")
+        query: dict[str, object] = {"run_id": run_id} if run_id else {"job_id": job_id}
+        return await self._page(query, r.RunEvent, after, limit)  # type: ignore[arg-type]
+
+    async def restore_page(
+        self, restore_id: str, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[LogEntry[rs.RestoreEvent]], str | None]:
+        """One page of a restore's events, oldest first, and the next page's cursor."""
+        kind = cast("type[rs.RestoreEvent]", rs.RestoreEvent)
+        return await self._page({"restore_id": restore_id}, kind, after, limit)
+
+    async def _page(
+        self, query: dict[str, object], kind: type[E], after: str | None, limit: int
+    ) -> tuple[list[LogEntry[E]], str | None]:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInputError(f"limit must be 1-{MAX_PAGE}", field="limit")
-        query: dict[str, object] = {"run_id": run_id} if run_id else {"job_id": job_id}
         if after is not None:
             query["key"] = {"$gt": after}
         docs = await self._db.find(Coll.RUN_LOG, query, sort=(("key", 1),), limit=limit + 1)
+        read = decoder(kind)
         entries = [
             LogEntry(
                 message_id=doc["_id"],
                 received_at=utc(doc["received_at"]),
-                event=decoder(r.RunEvent).decode(doc["body"]),  # type: ignore[arg-type]
+                event=read.decode(doc["body"]),
                 key=doc["key"],
             )
             for doc in docs[:limit]
