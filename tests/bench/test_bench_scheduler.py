@@ -18,7 +18,7 @@ def test_benchmark_with_200_jobs_writes_every_figure(
 ) -> None:
     out = tmp_path / "bench.json"
     args = ["--jobs", "200", "--due", "40", "--window-s", "2", "--lead-s", "2",
-            "--tick-s", "0.2", "--json", str(out)]  # fmt: skip
+            "--tick-s", "0.2", "--deadline-s", "200", "--json", str(out)]  # fmt: skip
     assert main(args) == 0
     figures = json.loads(out.read_text())
     assert set(figures) >= FIGURES
