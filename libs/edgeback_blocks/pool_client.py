@@ -29,6 +29,7 @@ from edgeback_blocks.http_connections import Body, HttpConnections
 from edgeback_blocks.ids import DIGEST_SIZE, ChunkDigest
 from edgeback_blocks.pool_wire import (
     CapabilityCreated,
+    CapabilityItem,
     CollectGarbage,
     CreateCapability,
     CreatePool,
@@ -66,6 +67,7 @@ _scrub_decoder: Final = msgspec.json.Decoder(ScrubReport)
 _statuses_decoder: Final = msgspec.json.Decoder(list[PoolStatus])
 _manifests_decoder: Final = msgspec.json.Decoder(list[ManifestItem])
 _capability_decoder: Final = msgspec.json.Decoder(CapabilityCreated)
+_capabilities_decoder: Final = msgspec.json.Decoder(list[CapabilityItem])
 _problem_decoder: Final = msgspec.json.Decoder(errors.ErrorBody)
 
 
@@ -209,6 +211,11 @@ class PoolClient:
         if status >= 400:
             raise error_from_problem(status, answer)
         return _capability_decoder.decode(answer)
+
+    async def list_capabilities(self) -> list[CapabilityItem]:
+        """The pool's capabilities (no ids), each with the last read the node failed."""
+        _, answer = await self._call("GET", f"{self._pool_path}/capabilities")
+        return _capabilities_decoder.decode(answer)
 
     async def revoke_capability(self, handle: str) -> None:
         """Revoke capability ``handle`` (again: no change); its URL answers 410 from now."""

@@ -152,6 +152,19 @@ class CreateCapability(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     ttl_s: float = 3600.0
 
 
+class ImageReadFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """The last read of a capability's image that the node failed (a bad or missing
+    chunk): kept in the node's memory so the restore that aborts names the chunk."""
+
+    code: str
+    message: str
+    chunk: str | None
+    """Hex digest of the chunk that failed, if the manifest names one."""
+    index: int
+    """Its position in the image (chunk number)."""
+    at: str
+
+
 class CapabilityItem(msgspec.Struct, frozen=True, kw_only=True):
     """One capability as listed (``GET /v1/pools/{pool}/capabilities``); no id in it."""
 
@@ -167,6 +180,8 @@ class CapabilityItem(msgspec.Struct, frozen=True, kw_only=True):
     expires: str
     created_by: str
     revoked: str | None = None
+    failure: ImageReadFailure | None = None
+    """The last read the node failed since it started (None: none failed)."""
 
 
 class CapabilityCreated(msgspec.Struct, frozen=True, kw_only=True):

@@ -118,7 +118,7 @@ async def test_past_the_end_is_416(node: NodeProcess) -> None:
 async def test_a_corrupted_chunk_fails_the_read_and_sends_no_wrong_byte(
     node: NodeProcess,
 ) -> None:
-    url, _ = await image_url(node)
+    url, handle = await image_url(node)
     want = image_bytes()
     third = next(
         p for p in (node.data_dir / "dd" / "chunks").rglob("*") if p.is_file()
@@ -145,6 +145,12 @@ async def test_a_corrupted_chunk_fails_the_read_and_sends_no_wrong_byte(
     await asyncio.sleep(0.2)
     events = [e for e in node.service.log_events() if e.get("event") == "image.read_aborted"]
     assert events and events[-1]["code"] == "digest_mismatch"
+    # the node remembers the chunk, so the restore that aborts can name it
+    async with PoolClient(node.url, TOKEN, "dd") as client:
+        listed = {item.handle: item for item in await client.list_capabilities()}
+    failure = listed[handle].failure
+    assert failure is not None and failure.code == "digest_mismatch"
+    assert (failure.chunk, failure.index) == (_digest_hex(node, 2), 2)
 
 
 def _digest_hex(node: NodeProcess, index: int) -> str:

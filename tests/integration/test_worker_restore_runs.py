@@ -14,101 +14,47 @@ the target rolled back to its bytes from before.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 from tests.support.backup_host import ADMIN
-from tests.support.event_tap import EventTap, tap_events
+from tests.support.event_tap import tap_events
+from tests.support.restore_runs import (
+    read_digest,
+    restore_and_wait,
+    restore_events,
+    restore_world,
+    scribble,
+    vm_images,
+)
 from tests.support.run_world import (
     HOST,
     POOL,
     RunWorld,
-    Seeding,
     add_platform,
     create_job,
-    host_workers,
     run_job,
-    serve_world,
 )
 
 from edgeback_blocks.rbd import RbdPool
-from edgeback_core.bus.topology import Topology
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import jobs as j
 from edgeback_core.messages import restores as r
-from edgeback_platform.models import Vm
 
 pytestmark = pytest.mark.integration
 
 MIB = 1 << 20
-ENDED = frozenset({"succeeded", "failed", "partially_succeeded", "cancelled", "expired"})
 
 
 @pytest.fixture
 async def world(
     tmp_path: Path, amqp_url: str, mongo_url: str, ceph_conf: str
 ) -> AsyncIterator[RunWorld]:
-    topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
-    async with AsyncExitStack() as stack:
-        world = await serve_world(
-            stack, tmp_path, topology, amqp_url=amqp_url, mongo_url=mongo_url,
-            ceph_conf=ceph_conf, vms=2, disk_mib="12",
-            seeding=Seeding(disks="2", eligible=True, fill=0.5),
-        )  # fmt: skip
-        await stack.enter_async_context(
-            host_workers(world, 1, {"EDGEBACK_WORKER_CHECKPOINT_INTERVAL_S": "0.5"})
-        )
+    urls = (amqp_url, mongo_url, ceph_conf)
+    env = {"EDGEBACK_WORKER_CHECKPOINT_INTERVAL_S": "0.5"}
+    async with restore_world(tmp_path, urls, vms=2, worker_env=env) as world:
         yield world
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-async def _read(rbd: RbdPool, image: str, snapshot: str | None = None) -> str:
-    async with rbd.open_image(image, snapshot=snapshot) as opened:
-        return _digest(await opened.read(0, await opened.size()))
-
-
-async def _scribble(rbd: RbdPool, images: list[str], offset: int) -> None:
-    for name in images:
-        async with rbd.open_image(name, read_only=False) as image:
-            await image.write(offset, os.urandom(MIB))
-
-
-def _images(world: RunWorld, vm: Vm) -> list[str]:
-    ceph = world.emulator.state().ceph
-    return [ceph.image_name(vm.id, disk) or "" for disk in vm.disks]
-
-
-async def _restore(world: RunWorld, spec: r.RestoreSpec, within_s: float = 60) -> r.RestoreInfo:
-    """Create the restore, start it with its code, and wait for its end."""
-    created = await world.call(
-        r.RESTORE_CREATE, r.RestoreCreate(actor=ADMIN, spec=spec), r.RestoreCreated
-    )
-    rid = created.restore.id
-    start = r.RestoreStart(actor=ADMIN, restore_id=rid, verification_code=created.verification_code)
-    await world.call(r.RESTORE_START, start, r.RestoreInfo)
-    get = r.RestoreGet(actor=ADMIN, restore_id=rid)
-    async with asyncio.timeout(within_s):
-        while True:
-            info = await world.call(r.RESTORE_GET, get, r.RestoreInfo)
-            if info.state in ENDED:
-                return info
-            await asyncio.sleep(0.3)
-
-
-async def _events_of(tap: EventTap, rid: str) -> list[str]:
-    """The restore's event types in arrival order, once its RestoreFinished arrived."""
-    await tap.wait_for(
-        lambda m: m.type == "RestoreFinished" and m.body["restore_id"] == rid, within_s=30
-    )
-    return [m.body["type"] for m in tap.messages if m.body.get("restore_id") == rid]
 
 
 def _in_order(kinds: list[str]) -> bool:
@@ -132,7 +78,7 @@ async def test_restore_runs_to_both_paths_and_a_corrupt_chunk_rolls_back(
 ) -> None:
     platform_id = await add_platform(world)
     source, target = world.emulator.state().vms[:2]
-    await _scribble(pool, _images(world, source), 0)  # data chunks in every disk
+    await scribble(pool, vm_images(world, source), 0)  # data chunks in every disk
     job = await create_job(
         world, platform_id, name="src", pool=POOL, exclude_names=[target.name],
         options=j.JobOptions(vm_retries=0, keep_latest_snapshot=True),
@@ -144,18 +90,18 @@ async def test_restore_runs_to_both_paths_and_a_corrupt_chunk_rolls_back(
         b.BACKUP_SET_GET, b.BackupSetGet(actor=ADMIN, backup_set_id=set_id), b.BackupSetWithDisks
     )
     snaps = {d.disk_id: d.snapshot_name for d in found.disks}
-    images = dict(zip((d.id for d in source.disks), _images(world, source), strict=True))
-    backed_up = {d: await _read(pool, images[d], snaps[d]) for d in images}
-    await _scribble(pool, list(images.values()), 5 * MIB)  # the VM changed since
+    images = dict(zip((d.id for d in source.disks), vm_images(world, source), strict=True))
+    backed_up = {d: await read_digest(pool, images[d], snaps[d]) for d in images}
+    await scribble(pool, list(images.values()), 5 * MIB)  # the VM changed since
 
     opts = r.RestoreOptions(
         host_id=HOST, snapshot_before_overwrite=True, start_vm_after=True, streams_per_disk=2
     )
     events = f"{world.topology.prefix}edgeback.events"
     async with tap_events(world.amqp_url, events, ["restore.event.#"]) as tap:
-        done = await _restore(world, r.RestoreSpec(backup_set_ids=[set_id], options=opts))
+        done = await restore_and_wait(world, r.RestoreSpec(backup_set_ids=[set_id], options=opts))
         assert done.state == "succeeded", done
-        assert _in_order(await _events_of(tap, done.id)), tap.messages
+        assert _in_order(await restore_events(tap, done.id)), tap.messages
     # the catalog kept them too (the restore's own host sent them)
     page = r.RestoreEventsGet(actor=ADMIN, restore_id=done.id, limit=500)
     async with asyncio.timeout(10):
@@ -166,7 +112,7 @@ async def test_restore_runs_to_both_paths_and_a_corrupt_chunk_rolls_back(
                 break
             await asyncio.sleep(0.2)
     assert kept[0] == "RestoreStarted" and kept[-1] == "RestoreFinished", kept
-    assert {d: await _read(pool, images[d]) for d in images} == backed_up
+    assert {d: await read_digest(pool, images[d]) for d in images} == backed_up
     (vm,) = done.vms
     assert (vm.state, vm.vm_started, vm.rolled_back) == ("succeeded", True, [])
     assert sorted(s.disk_id for s in vm.stats) == sorted(images)
@@ -182,22 +128,24 @@ async def test_restore_runs_to_both_paths_and_a_corrupt_chunk_rolls_back(
         new_path=r.NewPath(platform_id=platform_id, vm_id=target.id, disks=mapping)
     )
     spec = r.RestoreSpec(backup_set_ids=[set_id], target=new_path, options=opts)
-    done = await _restore(world, spec)
+    done = await restore_and_wait(world, spec)
     assert done.state == "succeeded", done
-    crossed = _images(world, target)[::-1]
-    assert [await _read(pool, name) for name in crossed] == [backed_up[d.id] for d in source.disks]
+    crossed = vm_images(world, target)[::-1]
+    assert [await read_digest(pool, name) for name in crossed] == [
+        backed_up[d.id] for d in source.disks
+    ]
     assert {(s.source_disk_id, s.disk_id) for s in done.vms[0].stats} == {
         (m.source_disk_id, m.target_disk_id) for m in mapping
     }
 
     # a corrupted chunk: failed naming it, the target back to its bytes from before
-    await _scribble(pool, crossed, 2 * MIB)
-    before = [await _read(pool, name) for name in crossed]
+    await scribble(pool, crossed, 2 * MIB)
+    before = [await read_digest(pool, name) for name in crossed]
     chunk = next(p for p in (world.node.data_dir / POOL).rglob("*") if len(p.name) == 64)
     original = chunk.read_bytes()
     chunk.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
     try:
-        failed = await _restore(world, spec)
+        failed = await restore_and_wait(world, spec)
     finally:
         chunk.write_bytes(original)
     assert failed.state == "failed", failed
@@ -205,4 +153,4 @@ async def test_restore_runs_to_both_paths_and_a_corrupt_chunk_rolls_back(
     assert vm.code in {"digest_mismatch", "chunk_header_invalid", "quarantined"}, vm
     assert chunk.name in vm.message and "rolled back" in vm.message, vm.message
     assert sorted(vm.rolled_back) == sorted(d.id for d in target.disks)
-    assert [await _read(pool, name) for name in crossed] == before
+    assert [await read_digest(pool, name) for name in crossed] == before

@@ -125,6 +125,13 @@ def test_krbd_clients_and_an_older_osd_are_each_refused_with_a_stable_code() -> 
     assert all("normal restore" in x.reason for x in refused)
 
 
+def test_an_encrypted_pool_or_one_without_a_node_cannot_be_served_as_an_image() -> None:
+    versions = daemon_versions({"mon": {PACIFIC_TEXT: 1}, "osd": {PACIFIC_TEXT: 1}})
+    for flags in ({"encrypted": True}, {"node": False}):
+        refused = instant_refusals(versions, "librbd", **flags)
+        assert [x.code for x in refused] == [r.REFUSE_INSTANT_POOL]
+
+
 def test_an_unreadable_monitor_version_counts_as_older_but_other_daemons_do_not() -> None:
     versions = daemon_versions({"mon": {"garbled": 1}, "mgr": {OCTOPUS_TEXT: 1}})
     assert [x.code for x in instant_refusals(versions, "librbd")] == [r.REFUSE_INSTANT_CEPH_TOO_OLD]

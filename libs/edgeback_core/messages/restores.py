@@ -64,6 +64,7 @@ REFUSE_POINT_INCOMPLETE = "restore_point_incomplete"
 # instant restore (X8): where Ceph's live migration cannot serve the target
 REFUSE_INSTANT_KRBD = "instant_restore_krbd_client"
 REFUSE_INSTANT_CEPH_TOO_OLD = "instant_restore_needs_pacific"
+REFUSE_INSTANT_POOL = "instant_restore_pool_not_servable"
 """A manifest or chunk of the restore point is missing in the pool (checked up front)."""
 REFUSE_REASONS = frozenset(
     {
@@ -79,6 +80,7 @@ REFUSE_REASONS = frozenset(
         REFUSE_POINT_INCOMPLETE,
         REFUSE_INSTANT_KRBD,
         REFUSE_INSTANT_CEPH_TOO_OLD,
+        REFUSE_INSTANT_POOL,
     }
 )
 

@@ -27,7 +27,12 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from edgeback_blocks.pool_wire import CapabilityCreated, CapabilityItem, CreateCapability
+from edgeback_blocks.pool_wire import (
+    CapabilityCreated,
+    CapabilityItem,
+    CreateCapability,
+    ImageReadFailure,
+)
 from edgeback_core.errors import EdgebackError, InvalidInputError
 from edgeback_core.throttle import UNLIMITED, Throttle, TokenBucket
 from edgeback_dedup.access import GRANT, Handler
@@ -42,7 +47,7 @@ from edgeback_dedup.capabilities import (
 from edgeback_dedup.http import OCTETS, REGISTRY, SETTINGS, Route, _json, _pool, _received
 from edgeback_dedup.tokens import Right
 from edgeback_pools.chunk_cache import ChunkCache
-from edgeback_pools.disk_image import ChunkReader, DiskImage, refuse_encrypted
+from edgeback_pools.disk_image import Buffer, ChunkReader, DiskImage, refuse_encrypted
 from edgeback_pools.files import write_atomic
 from edgeback_pools.manifest_store import ManifestName
 from edgeback_pools.names import safe_name
@@ -52,6 +57,7 @@ log = structlog.get_logger(__name__)
 
 IMAGE_PATH: Final = "/v1/images/{capability}"
 KEPT_IMAGES: Final = 32
+KEPT_FAILURES: Final = 1024
 """Chunk maps of images kept decoded (a 1 TiB disk's is about 10 MB)."""
 _create_decoder: Final = msgspec.json.Decoder(CreateCapability)
 
@@ -66,6 +72,23 @@ class ImageServing:
     throttle: Throttle
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     images: OrderedDict[str, DiskImage] = field(default_factory=OrderedDict)
+    failures: OrderedDict[str, ImageReadFailure] = field(default_factory=OrderedDict)
+    """The last failed read per capability handle (bounded, in memory only)."""
+
+    async def chunk(self, handle: str, image: DiskImage, index: int) -> Buffer:
+        """Chunk ``index`` of ``image``, verified; a failure is remembered for ``handle``."""
+        try:
+            return await self.reader.chunk(image, index)
+        except EdgebackError as exc:
+            digest = image.entries[index]
+            self.failures[handle] = ImageReadFailure(
+                code=exc.code, message=exc.message, index=index,
+                chunk=None if digest is None else digest.hex(), at=utc_now().isoformat(),
+            )  # fmt: skip
+            self.failures.move_to_end(handle)
+            while len(self.failures) > KEPT_FAILURES:
+                self.failures.popitem(last=False)
+            raise
 
     async def image(self, registry: PoolRegistry, record: Capability) -> DiskImage:
         """The image ``record`` names: exactly the manifest it was made for, or an error."""
@@ -172,7 +195,8 @@ def _mac_key(text: str) -> bytes:
 
 async def list_capabilities(request: web.Request) -> web.Response:
     records = request.app[IMAGES].store.of_pool(_pool(request).name)
-    return _json([_item(record) for record in records])
+    failures = request.app[IMAGES].failures
+    return _json([_item(record, failures.get(record.handle)) for record in records])
 
 
 async def revoke_capability(request: web.Request) -> web.Response:
@@ -203,7 +227,7 @@ async def read_image(request: web.Request) -> web.StreamResponse:
         return await _head(request, image)
     wanted = parse_range(request.headers.get("Range"), image.image_size)
     async with serving.streams:
-        response, sent = await _send(request, serving, image, wanted, audit)
+        response, sent = await _send(request, serving, (record.handle, image), wanted, audit)
     audit.info(
         "image.read", range=f"{wanted.start}-{wanted.stop - 1}", bytes=sent,
         duration_ms=round((time.monotonic() - started) * 1000, 1),
@@ -222,14 +246,16 @@ async def _head(request: web.Request, image: DiskImage) -> web.StreamResponse:
 async def _send(
     request: web.Request,
     serving: ImageServing,
-    image: DiskImage,
+    source: tuple[str, DiskImage],
     wanted: ByteRange,
     audit: structlog.typing.FilteringBoundLogger,
 ) -> tuple[web.StreamResponse, int]:
-    """Stream ``wanted``; the response and the bytes sent. Each chunk is verified first."""
+    """Stream ``wanted`` of the image (with its capability's handle); the response and
+    the bytes sent. Each chunk is verified first."""
+    handle, image = source
     parts = list(pieces(wanted, image.chunk_size))
     # the first chunk is read before the answer starts: if it is bad, a clean 422
-    first = await serving.reader.chunk(image, parts[0].index) if parts else b""
+    first = await serving.chunk(handle, image, parts[0].index) if parts else b""
     ranged = "Range" in request.headers
     response = web.StreamResponse(
         status=206 if ranged else 200,
@@ -241,7 +267,7 @@ async def _send(
     sent = 0
     for number, piece in enumerate(parts):
         try:
-            data = first if number == 0 else await serving.reader.chunk(image, piece.index)
+            data = first if number == 0 else await serving.chunk(handle, image, piece.index)
         except EdgebackError as exc:
             # the status is sent: close the connection mid-body (a short answer), so
             # the client fails the read instead of taking wrong bytes
@@ -265,12 +291,13 @@ def _name(vm: str, disk: str, version: str) -> ManifestName:
     )
 
 
-def _item(record: Capability) -> CapabilityItem:
+def _item(record: Capability, failure: ImageReadFailure | None = None) -> CapabilityItem:
     return CapabilityItem(
         handle=record.handle, pool=record.pool, vm=record.vm, disk=record.disk,
         version=record.version, size=record.size, created=record.created.isoformat(),
         expires=record.expires.isoformat(), created_by=record.created_by,
         revoked=None if record.revoked is None else record.revoked.isoformat(),
+        failure=failure,
     )  # fmt: skip
 
 

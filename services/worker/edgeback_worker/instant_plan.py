@@ -41,12 +41,23 @@ class InstantRefusal:
     reason: str
 
 
-def instant_refusals(versions: list[DaemonVersion], rbd_client: str) -> list[InstantRefusal]:
+def instant_refusals(
+    versions: list[DaemonVersion], rbd_client: str, *, encrypted: bool = False, node: bool = True
+) -> list[InstantRefusal]:
     """Why an instant restore cannot serve a target, before anything is touched: the
     hypervisors open the images with krbd (the kernel client cannot open an image
-    under live migration), or a monitor or OSD runs a release older than Pacific (no
-    import-only migration; an unreadable version counts as older). Empty: go on."""
+    under live migration), a monitor or OSD runs a release older than Pacific (no
+    import-only migration; an unreadable version counts as older), the pool is
+    encrypted (the node, which serves the image, never holds its key) or is not on a
+    storage node (``node`` False: a local directory serves no URL). Empty: go on."""
     refused: list[InstantRefusal] = []
+    if encrypted or not node:
+        refused.append(InstantRefusal(
+            code=r.REFUSE_INSTANT_POOL,
+            reason="the storage node serves the disk version, which it cannot do for an "
+            + ("encrypted pool (it never holds the key)" if encrypted else "pool it does not hold")
+            + "; use a normal restore",
+        ))  # fmt: skip
     if rbd_client == "krbd":
         refused.append(InstantRefusal(
             code=r.REFUSE_INSTANT_KRBD,

@@ -302,6 +302,21 @@ async def _capability_of(pool: RbdPool, name: str) -> str | None:
         return None
 
 
+async def _read_failure(node: PoolClient, handle: str) -> dict[str, str]:
+    """What the node could not serve through capability ``handle`` (librbd only sees
+    a failed read): the chunk and the node's error, or nothing."""
+    try:
+        items = await node.list_capabilities()
+    except EdgebackError as exc:
+        log.warning("instant_restore.failure_unknown", capability=handle, error_code=exc.code)
+        return {}
+    failure = next((i.failure for i in items if i.handle == handle and i.failure), None)
+    if failure is None:
+        return {}
+    return {"chunk": failure.chunk or f"#{failure.index}", "chunk_error": failure.code,
+            "chunk_message": failure.message}  # fmt: skip
+
+
 async def _revoke(node: PoolClient, handle: str) -> None:
     with contextlib.suppress(NotFoundError):  # purged after its expiry: nothing to revoke
         await node.revoke_capability(handle)
@@ -321,8 +336,11 @@ async def _roll_back(
             outcomes.append({"vm": plan.start_vm, "outcome": "not stopped", "error": exc.code})
     for disk in plan.disks:
         outcomes.append(await _roll_back_disk(ctx, plan, disk))
+    bad = [f"chunk {o['chunk']} of disk {o['disk']} ({o['chunk_error']}: {o['chunk_message']})"
+           for o in outcomes if "chunk" in o]  # fmt: skip
+    why = f"the node could not serve {', '.join(bad)}; " if bad else ""
     raise InstantRestoreFailedError(
-        f"instant restore of VM {plan.vm} failed ({cause.code}: {cause.message}); "
+        f"instant restore of VM {plan.vm} failed ({cause.code}: {cause.message}); {why}"
         + "; ".join(f"{o.get('disk', o.get('vm'))}: {o['outcome']}" for o in outcomes),
         cause=cause.code, cause_details=dict(cause.details), disks=outcomes,
     ) from cause  # fmt: skip
@@ -332,6 +350,7 @@ async def _roll_back_disk(
     ctx: InstantRestoreContext, plan: InstantRestorePlan, disk: InstantDisk
 ) -> dict[str, str]:
     pool, aside = ctx.pool, plan.aside_name(disk)
+    bad: dict[str, str] = {}
     try:
         if await pool.image_exists(disk.target):
             if not await _migrating(pool, disk.target):
@@ -341,6 +360,7 @@ async def _roll_back_disk(
             handle = await _capability_of(pool, disk.target)
             await _abort(pool, disk.target, ctx.clock)
             if handle:
+                bad = await _read_failure(ctx.node, handle)
                 await _revoke(ctx.node, handle)
         if not await pool.image_exists(aside):
             outcome = "aborted; no original image (new path)"
@@ -352,4 +372,4 @@ async def _roll_back_disk(
         return {"disk": disk.disk, "target": disk.target, "outcome": "roll-back failed",
                 "error": exc.code, "aside": aside}  # fmt: skip
     log.info("instant_restore.rolled_back", disk=disk.disk, target=disk.target, outcome=outcome)
-    return {"disk": disk.disk, "target": disk.target, "outcome": outcome}
+    return {"disk": disk.disk, "target": disk.target, "outcome": outcome} | bad

@@ -36,6 +36,7 @@ from edgeback_core.messages import catalog as m
 from edgeback_core.messages import restores as rs
 from edgeback_platform.models import VmId
 from edgeback_worker.restorechecks import Refusal
+from edgeback_worker.restoreinstant import InstantInputs, restore_vm_instantly
 from edgeback_worker.runcontext import RunContext, now
 from edgeback_worker.runrules import rate_windows, restore_policy
 from edgeback_worker.scripts import run_job_script
@@ -288,6 +289,14 @@ class RestoreVmTasks:
                     templates=templates_of(storage), write_throttle=throttles.read,
                     net_throttle=throttles.net, progress=reports.update,
                 )  # fmt: skip
+                if opts.instant:
+                    inputs = InstantInputs(
+                        restore_key=f"{restore.id}/{task.backup_set_id}", storage=storage,
+                        node_url=point.pool.node_url,
+                        keep_moved_aside=opts.keep_snapshot_on_success,
+                        progress_interval_s=self.ctx.settings.progress_interval_s,
+                    )  # fmt: skip
+                    return await restore_vm_instantly(request, resources, inputs)
                 return await restore_vm(request, resources)
 
     async def _pre_script(self, task: rs.RestoreVmTask, restore: rs.RestoreInfo) -> None:

@@ -142,7 +142,7 @@ async def restore_vm(request: VmRestoreRequest, res: RestoreResources) -> VmRest
     try:
         vm = await res.platform.get_vm(request.target_vm_id)
     except NotFoundError as exc:
-        return _refused([Refusal(code=r.REFUSE_TARGET_VM_GONE, reason=exc.message)])
+        return refused([Refusal(code=r.REFUSE_TARGET_VM_GONE, reason=exc.message)])
     disks = request.disks
     disk_pairs: list[DiskPair] = []
     safety: marks.SafetyMark | None = None
@@ -152,14 +152,14 @@ async def restore_vm(request: VmRestoreRequest, res: RestoreResources) -> VmRest
     # a resumed restore took its snapshot already (and stopped the VM, and its agent)
     needs_agent = request.options.snapshot_before and safety is None
     found = refusals(disks, vm, request.mapping, needs_agent=needs_agent)
-    manifests, incomplete = await _check_point(request.disks, res)
+    manifests, incomplete = await check_point(request.disks, res)
     if found or incomplete:
-        return _refused([*found, *incomplete])
+        return refused([*found, *incomplete])
     targets = [_target(res.templates, vm, p, manifests[p.source.disk_id]) for p in disk_pairs]
     return await _Run(request=request, res=res, vm=vm, targets=targets).run(safety)
 
 
-def _refused(found: list[Refusal]) -> VmRestoreOutcome:
+def refused(found: list[Refusal]) -> VmRestoreOutcome:
     log.warning("vm_restore.refused", codes=[r.code for r in found])
     return VmRestoreOutcome(
         status="refused",
@@ -169,7 +169,7 @@ def _refused(found: list[Refusal]) -> VmRestoreOutcome:
     )
 
 
-def _image_name(templates: RbdTemplates, vm: Vm, disk: Disk) -> str:
+def image_name(templates: RbdTemplates, vm: Vm, disk: Disk) -> str:
     if disk.volume_id is None:
         return templates.instance_image(vm.id)
     return templates.volume_image(disk.volume_id)
@@ -178,7 +178,7 @@ def _image_name(templates: RbdTemplates, vm: Vm, disk: Disk) -> str:
 def _target(templates: RbdTemplates, vm: Vm, pair: DiskPair, manifest: Manifest) -> Target:
     ref = manifest_ref(pair.source)
     return Target(
-        pair=pair, pool=pair.target.pool, image=_image_name(templates, vm, pair.target),
+        pair=pair, pool=pair.target.pool, image=image_name(templates, vm, pair.target),
         manifest=manifest, ref=f"{ref.vm}/{ref.disk}/{ref.version}",
     )  # fmt: skip
 
@@ -189,12 +189,12 @@ async def _safety_mark(
     """The safety snapshot an earlier attempt of this restore took (it outlives a worker)."""
     async with (
         res.cluster.open_pool(disk.pool) as pool,
-        pool.open_image(_image_name(res.templates, vm, disk), read_only=True) as opened,
+        pool.open_image(image_name(res.templates, vm, disk), read_only=True) as opened,
     ):
         return marks.decode_safety(await opened.metadata_get(marks.safety_key(restore_id)))
 
 
-async def _check_point(
+async def check_point(
     disks: tuple[r.PointDisk, ...], res: RestoreResources
 ) -> tuple[dict[str, Manifest], list[Refusal]]:
     """Every manifest of the point, and a refusal for each one or any chunk not in the pool."""
