@@ -28,8 +28,8 @@ import pytest
 from tests.integration.conftest import NewImage
 from tests.integration.test_catalog_rpc import ADMIN
 from tests.integration.test_worker_runs import World, _check_restores, _job, _run
-from tests.support.processes import ServiceProcess, free_port
-from tests.support.run_world import HOST, POOL, serve_world
+from tests.support.processes import ServiceProcess
+from tests.support.run_world import POOL, serve_world, worker_process
 from tests.support.storage_node import TOKEN
 
 from edgeback_blocks.extents import plan_chunks
@@ -63,24 +63,13 @@ class Stage:
     async def worker(self, name: str) -> ServiceProcess:
         """A worker process of the backup host, healthy: 1 s checkpoints, 3 s claims,
         a storage node that is silent for 2 s counts as a lost connection."""
-        port = free_port()
-        env = {
-            "EDGEBACK_AMQP_URL": self.amqp_url,
-            "EDGEBACK_BUS_PREFIX": self.prefix,
-            "EDGEBACK_LOG_JSON": "true",
-            "EDGEBACK_GRACE_S": "5",
-            "EDGEBACK_WORKER_HEALTH_PORT": str(port),
-            "EDGEBACK_WORKER_HOST_ID": HOST,
-            "EDGEBACK_WORKER_WORKER_ID": name,
+        proc = worker_process(self.world, self.tmp, name, {
             "EDGEBACK_WORKER_HEARTBEAT_S": "1",
-            "EDGEBACK_WORKER_DATA_DIR": str(self.tmp),
-            "EDGEBACK_WORKER_POOL_DIR": str(self.world.pool_dir),
             "EDGEBACK_WORKER_CHECKPOINT_INTERVAL_S": "1",
             "EDGEBACK_WORKER_CLAIM_S": "3",
             "EDGEBACK_WORKER_NODE_TIMEOUT_S": "2",
             "EDGEBACK_WORKER_PROGRESS_INTERVAL_S": "0.5",
-        }
-        proc = ServiceProcess("worker", port, env, self.tmp / f"{name}.log")
+        })  # fmt: skip
         proc.start()
         self.workers.append(proc)
         await proc.wait_healthy(within_s=60)

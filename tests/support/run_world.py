@@ -22,7 +22,7 @@ import msgspec
 from tests.integration.conftest import TEST_IDENTITIES
 from tests.support.backup_host import ADMIN, platform_of_host, write_pool_files
 from tests.support.emulator_process import EmulatorProcess, emulator_process
-from tests.support.processes import NodeProcess, node_process_async
+from tests.support.processes import NodeProcess, ServiceProcess, free_port, node_process_async
 
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_catalog.handlers import CatalogRpc, serve_catalog
@@ -82,6 +82,7 @@ async def serve_world(
     stack: AsyncExitStack, tmp_path: Path, topology: Topology, *, amqp_url: str,
     mongo_url: str, ceph_conf: str, vms: int, disk_mib: str, seeding: Seeding = Seeding(),
     pools: Sequence[str] = (POOL,), node_threads: int = 2,
+    node_env: Mapping[str, str] | None = None,
 ) -> RunWorld:  # fmt: skip
     """Everything of a run but the workers, closed with ``stack``: a node process with
     ``pools`` and this host's files for them, the emulator with ``vms`` VMs, the catalog
@@ -91,7 +92,7 @@ async def serve_world(
     for pool in pools:
         create_pool(tmp_path / "node", pool, PoolKind.DEDUP)
     node = await stack.enter_async_context(
-        node_process_async(tmp_path / "node", threads=node_threads)
+        node_process_async(tmp_path / "node", threads=node_threads, env=node_env)
     )
     for pool in pools:
         write_pool_files(pool_dir, node, pool)
@@ -140,6 +141,27 @@ async def host_workers(
             consumer = await serve_runs(bus, settings)
             stack.push_async_callback(consumer.stop)
         yield
+
+
+def worker_process(
+    world: RunWorld, tmp_path: Path, name: str, env: Mapping[str, str] | None = None
+) -> ServiceProcess:
+    """A worker process of the backup host (``start`` it): JSON log in ``<name>.log``,
+    ``env`` adds worker settings."""
+    port = free_port()
+    settings = {
+        "EDGEBACK_AMQP_URL": world.amqp_url,
+        "EDGEBACK_BUS_PREFIX": world.topology.prefix,
+        "EDGEBACK_LOG_JSON": "true",
+        "EDGEBACK_GRACE_S": "5",
+        "EDGEBACK_WORKER_HEALTH_PORT": str(port),
+        "EDGEBACK_WORKER_HOST_ID": HOST,
+        "EDGEBACK_WORKER_WORKER_ID": name,
+        "EDGEBACK_WORKER_DATA_DIR": str(tmp_path),
+        "EDGEBACK_WORKER_POOL_DIR": str(world.pool_dir),
+        **(env or {}),
+    }
+    return ServiceProcess("worker", port, settings, tmp_path / f"{name}.log")
 
 
 async def add_platform(world: RunWorld) -> str:
