@@ -29,7 +29,13 @@ from pathlib import Path
 import pytest
 from tests.integration.test_catalog_rpc import ADMIN
 from tests.support.processes import ServiceProcess
-from tests.support.restore_runs import read_digest, restore_and_wait, scribble, vm_images
+from tests.support.restore_runs import (
+    read_digest,
+    restore_and_wait,
+    scribble,
+    vm_images,
+    vm_started_after,
+)
 from tests.support.run_world import (
     HOST,
     POOL,
@@ -114,7 +120,7 @@ async def test_instant_restore_starts_the_vm_first_survives_a_killed_worker_and_
     await scribble(pool, images, 5 * MIB)
     asked = time.time()
     restore = asyncio.create_task(restore_and_wait(world, spec, within_s=300))
-    started_s = await _vm_started_after(world, vm.id, asked, restore)
+    started_s = await vm_started_after(world, vm.id, asked, restore)
     first_read_s = await _first_reads(pool, images) - asked
     done = await restore
     assert done.state == "succeeded", done
@@ -133,7 +139,7 @@ async def test_instant_restore_starts_the_vm_first_survives_a_killed_worker_and_
     seen = {p.log_path: _vm_starts(p) for p in stage.workers}
     asked = time.time()
     restore = asyncio.create_task(restore_and_wait(world, spec, within_s=300))
-    await _vm_started_after(world, vm.id, asked, restore)
+    await vm_started_after(world, vm.id, asked, restore)
     (running,) = [p for p in stage.workers if _vm_starts(p) > seen[p.log_path]]
     running.kill()
     done = await restore
@@ -146,24 +152,6 @@ async def test_instant_restore_starts_the_vm_first_survives_a_killed_worker_and_
     # 3. committed disks need no node
     await asyncio.to_thread(world.node.service.terminate, 30)
     assert {i: await read_digest(pool, i) for i in images} == backed_up
-
-
-async def _vm_started_after(
-    world: RunWorld, vm_id: str, asked: float, restore: asyncio.Task[r.RestoreInfo]
-) -> float:
-    """Seconds from ``asked`` to the emulator's next ``vm_started`` of the VM."""
-    async with asyncio.timeout(120):
-        while True:
-            state = await asyncio.to_thread(world.emulator.state)
-            starts = [
-                e.at.timestamp() for e in state.events
-                if e.kind == "vm_started" and e.vm_id == vm_id and e.at.timestamp() >= asked
-            ]  # fmt: skip
-            if starts:
-                return starts[0] - asked
-            if restore.done():
-                raise AssertionError(f"the restore ended, the VM never started: {restore.result()}")
-            await asyncio.sleep(0.05)
 
 
 async def _first_reads(pool: RbdPool, images: list[str]) -> float:

@@ -88,3 +88,22 @@ async def restore_events(tap: EventTap, rid: str) -> list[str]:
         lambda m: m.type == "RestoreFinished" and m.body["restore_id"] == rid, within_s=30
     )
     return [m.body["type"] for m in tap.messages if m.body.get("restore_id") == rid]
+
+
+async def vm_started_after(
+    world: RunWorld, vm_id: str, asked: float, restore: asyncio.Task[r.RestoreInfo] | None = None
+) -> float:
+    """Seconds from ``asked`` (wall clock) to the emulator's next ``vm_started`` of the
+    VM; fails if ``restore`` ends first."""
+    async with asyncio.timeout(300):
+        while True:
+            state = await asyncio.to_thread(world.emulator.state)
+            starts = [
+                e.at.timestamp() for e in state.events
+                if e.kind == "vm_started" and e.vm_id == vm_id and e.at.timestamp() >= asked
+            ]  # fmt: skip
+            if starts:
+                return starts[0] - asked
+            if restore is not None and restore.done():
+                raise AssertionError(f"the restore ended, the VM never started: {restore.result()}")
+            await asyncio.sleep(0.05)
