@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+from tests.bench.images import image_sha256
 from tests.support.backup_host import ADMIN
 from tests.support.event_tap import EventTap
 from tests.support.run_world import RunWorld, Seeding, host_workers, serve_world
@@ -43,13 +43,10 @@ async def restore_world(
         yield world
 
 
-def digest_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 async def read_digest(rbd: RbdPool, image: str, snapshot: str | None = None) -> str:
+    """SHA-256 of the whole image (or snapshot), read 64 MiB at a time."""
     async with rbd.open_image(image, snapshot=snapshot) as opened:
-        return digest_of(await opened.read(0, await opened.size()))
+        return await image_sha256(opened, await opened.size())
 
 
 async def scribble(rbd: RbdPool, images: list[str], offset: int) -> None:
