@@ -54,6 +54,25 @@ STATS_COLUMNS: Columns = tuple(
         "duration_s",
     )
 )
+SET_COLUMNS: Columns = (
+    ("ID", "id"),
+    ("VM", "vm.vm_id"),
+    ("NAME", "vm.name"),
+    ("TYPE", "backup_type"),
+    ("COMPLETE", "complete"),
+    ("DISKS", "disk_count"),
+    ("TAKEN", "taken_at"),
+    ("BASE", "base_backup_set_id"),
+)
+DISK_VERSION_COLUMNS: Columns = (
+    ("DISK", "disk_id"),
+    ("VERSION", "manifest_name"),
+    ("SIZE", "size_bytes"),
+    ("READ", "stats.bytes_read"),
+    ("NEW", "stats.bytes_new"),
+    ("SNAPSHOT", "snapshot_name"),
+    ("KEPT", "snapshot_kept"),
+)
 BACKUP_TYPES = get_args(JobType)
 RUN_STATES = get_args(RunStateName)
 
@@ -61,6 +80,45 @@ RUN_STATES = get_args(RunStateName)
 def add(groups: Groups) -> None:
     _jobs(group(groups, "job", "backup jobs: which VMs, to which pool, how"))
     _runs(group(groups, "run", "runs of backup jobs"))
+    _sets(group(groups, "backup-set", "backup sets: one VM's disks from one run (restore points)"))
+
+
+def _sets(verbs: Groups) -> None:
+    ls = verb(
+        verbs,
+        "list",
+        "backup sets of a job, a VM or a run, newest first",
+        "edgeback backup-set list --job 6b0d… --complete",
+        listing("/backup-sets", SET_COLUMNS, _set_query),
+    )
+    ls.add_argument("--job", metavar="JOB_ID")
+    ls.add_argument("--vm", metavar="VM_ID")
+    ls.add_argument("--run", metavar="RUN_ID")
+    ls.add_argument("--complete", action="store_true", help="restore points only")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    show = verb(
+        verbs, "show", "a backup set with its disk versions", "edgeback backup-set show 9e1f…",
+        _set_show,
+    )  # fmt: skip
+    show.add_argument("backup_set", metavar="BACKUP_SET_ID")
+
+
+def _set_query(args: argparse.Namespace) -> dict[str, Any]:
+    if not (args.job or args.vm or args.run):
+        raise InvalidInputError("give --job, --vm or --run")
+    return {"job_id": args.job, "vm_id": args.vm, "run_id": args.run,
+            "complete": True if args.complete else None}  # fmt: skip
+
+
+def _set_show(ctx: Ctx, args: argparse.Namespace) -> int:
+    found = ctx.client.request("GET", f"/backup-sets/{args.backup_set}")
+    if ctx.as_json:
+        ctx.show(found)
+        return 0
+    ctx.show(found["backup_set"], SET_COLUMNS, one=True)
+    print()
+    ctx.show(found["disks"], DISK_VERSION_COLUMNS)
+    return 0
 
 
 def _job_fields(parser: argparse.ArgumentParser) -> None:
@@ -225,7 +283,8 @@ def _job_start(ctx: Ctx, args: argparse.Namespace) -> int:
         body={"backup_type": args.type},
         headers={"Idempotency-Key": key},
     )
-    ctx.show(answer, (("JOB", "job_id"), ("IDEMPOTENCY KEY", "idempotency_key")), one=True)
+    shown = (("JOB", "job_id"), ("RUN", "run_id"), ("IDEMPOTENCY KEY", "idempotency_key"))
+    ctx.show(answer, shown, one=True)
     return 0
 
 

@@ -107,8 +107,9 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
             "job", "create", "--name", "aio", "--platform", str(platform["id"]), "--host", HOST,
             "--node-url", f"http://127.0.0.1:{site.node_port}", "--pool", "default",
         )  # fmt: skip
-        site.cli("job", "start", str(job["id"]))
-        run = site.cli("run", "watch", _run_of(site, str(job["id"])), "--interval", "0.5")
+        started = site.cli("job", "start", str(job["id"]))
+        assert _run_of(site, str(job["id"])) == started["run_id"]  # the id the start named
+        run = site.cli("run", "watch", str(started["run_id"]), "--interval", "0.5")
         assert run["run"]["state"] == "succeeded", run
         vm = cloud.state().vms[0]
         assert [x["state"] for x in _vms_of(run)] == ["succeeded"]

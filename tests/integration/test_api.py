@@ -124,14 +124,21 @@ async def test_every_route_needs_its_token_and_role(world: World) -> None:
 
 
 async def test_repeated_failed_logins_are_slowed_down(world: World) -> None:
-    statuses = []
-    for _ in range(5):
+    """Three failures are free, then each one doubles the wait (1 s, 2 s, 4 s...).
+    Waits are honoured rather than raced, so a slow machine cannot change the answer."""
+    statuses, waits = [], []
+    for _ in range(12):
         resp = await world.client.post(
             "/api/v1/auth/login", json={"name": "root", "password": "wrong-password"}
         )
         statuses.append(resp.status)
-    assert statuses[:4] == [401, 401, 401, 401] and statuses[4] == 429
-    assert int(resp.headers["Retry-After"]) >= 1
+        if resp.status == 429:
+            waits.append(int(resp.headers["Retry-After"]))
+            if waits[-1] >= 4:
+                break
+            await asyncio.sleep(waits[-1])
+    assert statuses[:4] == [401, 401, 401, 401] and statuses[-1] == 429, statuses
+    assert waits[0] >= 1 and waits[-1] >= 4, waits
     # the right password waits too: the delay is per user, whoever guesses
     late = await world.client.post(
         "/api/v1/auth/login", json={"name": "root", "password": ADMIN_PASSWORD}

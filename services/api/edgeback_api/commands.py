@@ -13,6 +13,7 @@ from edgeback_api.routing import Call
 from edgeback_api.wire import RunRequested, StartBody
 from edgeback_core.bus.topology import START_RUN
 from edgeback_core.errors import InvalidInputError
+from edgeback_core.ids import started_run_id
 from edgeback_core.messages import jobs as j
 from edgeback_core.messages.runs import StartRun
 
@@ -42,4 +43,4 @@ async def start_run(call: Call) -> RunRequested:
         backup_type=body.backup_type,
     )
     await call.api.bus.publish("commands", START_RUN, command, message_id=f"start:{job_id}:{key}")
-    return RunRequested(job_id=job_id, idempotency_key=key)
+    return RunRequested(job_id=job_id, idempotency_key=key, run_id=started_run_id(job_id, key))

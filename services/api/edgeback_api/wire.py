@@ -60,6 +60,8 @@ class RunRequested(Message, frozen=True, kw_only=True):
     job_id: str
     idempotency_key: str
     """Repeat the request with this ``Idempotency-Key`` header: the same run, never two."""
+    run_id: str
+    """The run this start creates (it appears once the catalog took the command)."""
 
 
 class Health(Message, frozen=True, kw_only=True):

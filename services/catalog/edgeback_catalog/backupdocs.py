@@ -7,7 +7,6 @@ RPCs idempotent without a lookup table.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any, Final, TypedDict
 
@@ -16,6 +15,7 @@ import msgspec
 from edgeback_catalog.documents import utc
 from edgeback_catalog.domain import BackupSet, DiskVersion, JobId, RunId, VmTask
 from edgeback_catalog.vmtaskstate import VmTaskState
+from edgeback_core.ids import derived_id
 from edgeback_core.messages.backups import FailedDisk
 from edgeback_core.messages.jobs import PoolRef
 from edgeback_core.messages.runs import DiskStats, VmRef
@@ -23,11 +23,6 @@ from edgeback_core.messages.runs import DiskStats, VmRef
 KEPT: Final[dict[str, Any]] = {"retention_state": {"$exists": False}}
 """The filter of backup sets retention has not chosen to remove (``expiry.py``): only
 those are restore points and bases."""
-
-
-def derived_id(*parts: str) -> str:
-    """A stable id for a natural key (32 hex characters)."""
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 
 def task_id(run_id: str, vm_id: str) -> str:

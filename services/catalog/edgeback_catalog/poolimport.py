@@ -17,10 +17,11 @@ from typing import Any
 import msgspec
 
 from edgeback_catalog.access import AuditLog
-from edgeback_catalog.backupdocs import derived_id, disk_version_id
+from edgeback_catalog.backupdocs import disk_version_id
 from edgeback_catalog.domain import Actor, Clock
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_core.errors import AlreadyExistsError, CatalogNotEmptyError, NameTakenError
+from edgeback_core.ids import derived_id
 from edgeback_core.messages.jobs import PoolRef
 from edgeback_core.messages.restores import ImportedDisk
 from edgeback_core.messages.runs import DiskStats, VmRef

@@ -19,7 +19,6 @@ from typing import Any
 
 import msgspec
 
-from edgeback_catalog.backupdocs import derived_id
 from edgeback_catalog.domain import Clock
 from edgeback_catalog.mongo import CatalogDb, Coll, Doc
 from edgeback_catalog.restoredocs import Restore
@@ -28,6 +27,7 @@ from edgeback_catalog.restorestate import RestoreState
 from edgeback_catalog.taskclaims import Finish, TaskSteps
 from edgeback_catalog.vmtaskstate import VmTaskState, outcome_of, run_over
 from edgeback_core.errors import InvalidTransitionError, NotFoundError
+from edgeback_core.ids import derived_id
 from edgeback_core.messages import restores as r
 from edgeback_core.messages.runs import VmRef
 

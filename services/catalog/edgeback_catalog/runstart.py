@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import msgspec
 
 from edgeback_catalog.access import AuditLog, visibility
-from edgeback_catalog.backupdocs import derived_id
 from edgeback_catalog.documents import RunDoc, run_of, transition_doc
 from edgeback_catalog.domain import Actor, Clock, JobId, Run, RunId, RunTransition
 from edgeback_catalog.jobdocs import job_of
@@ -31,7 +30,7 @@ from edgeback_core.errors import (
     JobDisabledError,
     NotFoundError,
 )
-from edgeback_core.ids import BackupHostId
+from edgeback_core.ids import BackupHostId, started_run_id
 from edgeback_core.messages.jobs import PoolRef
 
 
@@ -64,7 +63,7 @@ def started_of(doc: Doc, applied: bool) -> Started:
 
 def run_id_for(job_id: JobId, idempotency_key: str) -> RunId:
     """The id of the run a ``StartRun`` of ``job_id`` with this key creates."""
-    return RunId(derived_id("run", job_id, idempotency_key))
+    return RunId(started_run_id(job_id, idempotency_key))
 
 
 class RunStarter:
