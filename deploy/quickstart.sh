@@ -3,17 +3,21 @@
 #
 # Usage: quickstart.sh [up|stop|status]
 #   up (default)  set up the machine (deploy/setup.sh), start the dev stack, the
-#                 edge-cloud emulator (seeded with VMs on real RBD disks) and the five
-#                 edgeback services as separate processes, wait until each is healthy,
-#                 then back up one VM disk (full, then incremental after a change)
-#                 through the storage node, restore it into a new image and compare
-#                 checksums with the snapshot. Idempotent: a second run reuses what runs.
+#                 edge-cloud emulator (two VMs with two disks each on real RBD images)
+#                 and the five edgeback services as separate processes on RabbitMQ, each
+#                 under its own broker user; then, only through the HTTP API (the
+#                 `edgeback` CLI): sign in, register the platform, its Ceph storage and
+#                 the dedup pool's node, create a backup job, run a full backup, change
+#                 the VM's disks, run an incremental, restore the VM into the other VM
+#                 and check each restored disk against its snapshot. Idempotent: a
+#                 second run reuses what runs and what is registered.
 #   stop          stop the services and the emulator this script started
 #   status        show what runs and the health of each service
 #
 # Everything lives under var/quickstart/ (logs, pids, secrets, the dedup pool). Overrides:
 # EDGEBACK_QS_DIR, EDGEBACK_QS_NODE_PORT (8710), EDGEBACK_QS_EMULATOR_PORT (30188),
-# EDGEBACK_QS_HEALTH_BASE (18700: the services answer on 18701-18705).
+# EDGEBACK_QS_API_PORT (8440), EDGEBACK_QS_HEALTH_BASE (18700: the services answer on
+# 18701-18705).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -24,6 +28,9 @@ SERVICES="catalog dedup api scheduler worker"
 NODE_PORT=${EDGEBACK_QS_NODE_PORT:-8710}
 EMULATOR_PORT=${EDGEBACK_QS_EMULATOR_PORT:-30188}
 HEALTH_BASE=${EDGEBACK_QS_HEALTH_BASE:-18700}
+API_PORT=${EDGEBACK_QS_API_PORT:-8440}
+HOST_ID=quickstart-host
+EB=$REPO/.venv/bin/edgeback
 
 log() { printf '%s [%s] %s\n' "$(date +%H:%M:%S)" "$PROG" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -54,6 +61,14 @@ QS_SECRET_KEY=$(openssl rand -hex 24)
 EOF
 }
 
+admin_secret() { # the API's first admin and the catalog database that holds it, made with
+    # this directory's secrets (a secrets.env of an older quickstart lacks them)
+    grep -q '^QS_DATABASE=' "$QS/secrets.env" && return 0
+    umask 077
+    printf 'EDGEBACK_API_BOOTSTRAP_ADMIN=admin\nEDGEBACK_API_BOOTSTRAP_PASSWORD=%s\nQS_DATABASE=%s\n' \
+        "$(openssl rand -hex 12)" "edgeback_qs_$(openssl rand -hex 5)" >>"$QS/secrets.env"
+}
+
 start_bg() { # start_bg NAME MATCH CMD...: run CMD in the background unless it runs
     local name=$1 match=$2
     shift 2
@@ -76,9 +91,9 @@ wait_http() { # wait_http WHAT URL SECONDS
 
 start_emulator() {
     if [ ! -s "$QS/emulator-state.json" ]; then
-        log "seeding the edge-cloud emulator: 4 VMs with real RBD disks in pool rbd"
-        (cd "$REPO" && "$PY" -m tests.support.emulator seed --vms 4 --conf "$CEPH_CONF" \
-            --pool rbd --state "$QS/emulator-state.json" --disk-mib 64,128)
+        log "seeding the edge-cloud emulator: 2 VMs with 2 RBD disks each in pool rbd"
+        (cd "$REPO" && "$PY" -m tests.support.emulator seed --vms 2 --disks 2 --eligible \
+            --conf "$CEPH_CONF" --pool rbd --state "$QS/emulator-state.json" --disk-mib 64)
     fi
     start_bg emulator "tests.support.emulator serve" env -C "$REPO" "$PY" -m tests.support.emulator serve \
         --port "$EMULATOR_PORT" --state "$QS/emulator-state.json" \
@@ -86,18 +101,38 @@ start_emulator() {
     wait_http emulator "http://127.0.0.1:$EMULATOR_PORT/emulator/health" 60
 }
 
-start_services() {
+pool_access() { # the backup host's files for pool "default": secret, node token, pool key
     mkdir -p "$QS/pools"
     [ -e "$QS/pools/default/pool.json" ] ||
         "$PY" -c 'import sys, pathlib; from edgeback_pools.pool_meta import create_pool; create_pool(pathlib.Path(sys.argv[1]), "default", "dedup")' "$QS/pools"
+    mkdir -p -m 700 "$QS/pool-access"
+    [ -f "$QS/pool-access/default.secret" ] || "$EB" key create "$QS/pool-access/default.secret"
+    (umask 077 && printf '%s' "$EDGEBACK_DEDUP_TOKEN" >"$QS/pool-access/default.token")
+    install -m 600 "$QS/pools/default/pool.key" "$QS/pool-access/default.key"
+}
+
+broker_url() { # broker_url SERVICE: its own broker user's URL (the catalog trusts by user)
+    case $1 in
+    catalog) echo "$EDGEBACK_AMQP_URL_CATALOG" ;;
+    api) echo "$EDGEBACK_AMQP_URL_API" ;;
+    scheduler) echo "$EDGEBACK_AMQP_URL_SCHEDULER" ;;
+    dedup) echo "" ;; # the storage node uses no broker
+    worker) env -u XDG_CONFIG_HOME bash "$REPO/deploy/dev-stack.sh" broker-user "host-$HOST_ID" host | tail -n1 ;;
+    esac
+}
+
+start_services() {
+    pool_access
     local s
     for s in $SERVICES; do
         start_bg "$s" "edgeback_$s" env \
-            EDGEBACK_LOG_JSON=true \
+            EDGEBACK_LOG_JSON=true EDGEBACK_AMQP_URL="$(broker_url "$s")" \
             "EDGEBACK_$(echo "$s" | tr a-z A-Z)_HEALTH_PORT=$(health_port "$s")" \
             EDGEBACK_DEDUP_DATA_DIR="$QS/pools" EDGEBACK_DEDUP_PORT="$NODE_PORT" \
-            EDGEBACK_CATALOG_DATABASE=edgeback_quickstart \
-            EDGEBACK_WORKER_HOST_ID=quickstart-host EDGEBACK_WORKER_DATA_DIR="$QS" \
+            EDGEBACK_CATALOG_DATABASE="$QS_DATABASE" EDGEBACK_API_PORT="$API_PORT" \
+            EDGEBACK_WORKER_HOST_ID="$HOST_ID" EDGEBACK_WORKER_DATA_DIR="$QS" \
+            EDGEBACK_WORKER_POOL_DIR="$QS/pool-access" EDGEBACK_WORKER_HEARTBEAT_S=2 \
+            EDGEBACK_WORKER_PROGRESS_INTERVAL_S=1 \
             "$PY" -m "edgeback_$s"
     done
     for s in $SERVICES; do
@@ -106,40 +141,91 @@ start_services() {
     done
 }
 
-platform() { # the quickstart's calls to the edge-cloud API (signed, through our client)
-    (cd "$REPO" && "$PY" -m tests.support.demo "$@" --port "$EMULATOR_PORT")
+api() { "$EB" "$@" --output json; } # one API call through the CLI, its JSON answer
+
+field() { # field EXPR: a Python expression over the JSON on stdin (as d)
+    "$PY" -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"
 }
 
-sha_of() { rbd -c "$CEPH_CONF" export "$1" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
+sha_of() { rbd -c "$CEPH_CONF" export --no-progress "$1" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
+
+signin() {
+    printf '%s\n' "$EDGEBACK_API_BOOTSTRAP_PASSWORD" |
+        "$EB" login --api "http://127.0.0.1:$API_PORT" --user admin --password-stdin >/dev/null
+    log "api: signed in as admin at http://127.0.0.1:$API_PORT"
+    local t0=$SECONDS # the worker's heartbeat registers the backup host; an admin activates it
+    until "$EB" host activate "$HOST_ID" >/dev/null 2>&1; do
+        ((SECONDS - t0 < 60)) || die "backup host $HOST_ID never registered (see $QS/worker.log)"
+        sleep 1
+    done
+    log "api: backup host $HOST_ID active"
+}
+
+register() { # the emulator as a platform and its Ceph storage (once); prints the platform id
+    local pid
+    pid=$(api platform list --name edge | field 'd[0]["id"] if d else ""')
+    if [ -z "$pid" ]; then
+        (umask 077 && printf '%s' "$QS_SECRET_KEY" >"$QS/platform.sk")
+        pid=$(api platform register --name edge --address 127.0.0.1 --port "$EMULATOR_PORT" \
+            --no-ssl --access-key "$QS_ACCESS_KEY" --secret-key-file "$QS/platform.sk" \
+            --host "$HOST_ID" | field 'd["id"]')
+        log "api: platform 'edge' registered ($pid)"
+    fi
+    if [ "$(api storage list "$pid" | field 'len(d)')" = 0 ]; then
+        api storage add "$pid" --name ceph --host "$HOST_ID" --pool rbd --conf "$CEPH_CONF" >/dev/null
+        log "api: Ceph storage of 'edge' added (pool rbd)"
+    fi
+    echo "$pid"
+}
+
+VMS_OF='sorted((v for h in d["hosts"] for v in h.get("vms") or []), key=lambda v: v["name"])'
+
+backup() { # backup JOB TYPE: start a run, follow it to its end; prints its backup set's id
+    local run
+    run=$(api job start "$1" --type "$2" | field 'd["run_id"]')
+    log "api: $2 backup run $run started; following it"
+    "$EB" run watch "$run" --interval 1 >&2 || die "the $2 run did not succeed: edgeback run show $run"
+    api backup-set list --run "$run" | field 'd[0]["id"]'
+}
 
 demo() {
-    local cli=("$REPO/.venv/bin/edgeback" disk) key=(--key-file "$QS/pools/default/pool.key")
-    # the backup host's pool secret (docs/encryption.md): authenticates the manifests
-    [ -f "$QS/default.secret" ] || "$REPO/.venv/bin/edgeback" key create "$QS/default.secret"
-    key+=(--secret-key-file "$QS/default.secret")
-    local node=("http://127.0.0.1:$NODE_PORT" --token-env EDGEBACK_DEDUP_TOKEN "${key[@]}")
-    local image snap1 vm snap_id1 snap2 snap_id2 restored=qs-restored-$$ want got
-    log "demo: asking the platform for a consistent snapshot of a running VM"
-    read -r image snap1 vm snap_id1 <<<"$(platform snapshot)"
-    log "demo: full backup of rbd/$image@$snap1 (VM $vm) through the storage node"
-    "${cli[@]}" backup --image "rbd/$image" --snap "$snap1" --vm "$vm" --disk "$image" \
-        --version "$snap_id1" --to "${node[@]}"
-    log "demo: changing 8 MiB of the disk, a second snapshot, an incremental backup"
-    rbd -c "$CEPH_CONF" bench --io-type write --io-size 4M --io-total 8M --io-pattern rand \
-        "rbd/$image" >/dev/null
-    read -r image snap2 vm snap_id2 <<<"$(platform snapshot)"
-    "${cli[@]}" backup --image "rbd/$image" --snap "$snap2" --base-snap "$snap1" \
-        --base "$vm/$image/$snap_id1" --vm "$vm" --disk "$image" --version "$snap_id2" \
-        --to "${node[@]}"
-    log "demo: restoring the incremental version into rbd/$restored"
-    "${cli[@]}" restore "$vm/$image/$snap_id2" --image "rbd/$restored" --from "${node[@]}"
-    want=$(sha_of "rbd/$image@$snap2")
-    got=$(sha_of "rbd/$restored")
-    rbd -c "$CEPH_CONF" rm --no-progress "rbd/$restored" >/dev/null
-    platform delete "$vm" "$snap_id1"
-    platform delete "$vm" "$snap_id2"
-    [ "$want" = "$got" ] || die "restored image differs from the snapshot ($got != $want)"
-    log "demo: restored image is byte-identical to the snapshot (sha256 $want)"
+    local pid vms src dst job set1 set2 images disk manifest snap image restored want got n=0
+    signin
+    pid=$(register)
+    vms=$(api browse "$pid")
+    src=$(field "$VMS_OF[0]['id']" <<<"$vms")
+    dst=$(field "$VMS_OF[1]['id']" <<<"$vms")
+    job=$(api job list | field '[j["id"] for j in d if j["spec"]["name"] == "quickstart"][0] if any(j["spec"]["name"] == "quickstart" for j in d) else ""')
+    if [ -z "$job" ]; then
+        job=$(api job create --name quickstart --type incremental --platform "$pid" --vm "$src" \
+            --host "$HOST_ID" --node-url "http://127.0.0.1:$NODE_PORT" --pool default | field 'd["id"]')
+        log "api: backup job 'quickstart' created for VM $src"
+    fi
+    set1=$(backup "$job" full)
+    log "demo: changing 8 MiB of each disk of VM $src, then an incremental backup"
+    images=$(field "' '.join(x['volume_id'] or '$src' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$src'][0]['disks'])" <<<"$vms")
+    for image in $images; do
+        rbd -c "$CEPH_CONF" bench --io-type write --io-size 4M --io-total 8M --io-pattern rand \
+            "rbd/$image" >/dev/null
+    done
+    set2=$(backup "$job" incremental)
+    [ "$(api backup-set show "$set2" | field 'd["backup_set"]["backup_type"]')" = incremental ] ||
+        die "backup set $set2 is not an incremental"
+    log "demo: restoring the incremental's disks and comparing them with their snapshots"
+    while read -r disk manifest snap; do
+        image=$(field "[x['volume_id'] or '$src' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$src'][0]['disks'] if x['id'] == '$disk'][0]" <<<"$vms")
+        restored=qs-restored-$$-$n && n=$((n + 1))
+        "$EB" disk restore "$manifest" --image "rbd/$restored" --conf "$CEPH_CONF" \
+            --from "http://127.0.0.1:$NODE_PORT" --token-env EDGEBACK_DEDUP_TOKEN \
+            --key-file "$QS/pool-access/default.key" --secret-key-file "$QS/pool-access/default.secret" \
+            </dev/null >&2
+        want=$(sha_of "rbd/$image@$snap")
+        got=$(sha_of "rbd/$restored")
+        rbd -c "$CEPH_CONF" rm --no-progress "rbd/$restored" </dev/null >/dev/null
+        [ "$want" = "$got" ] || die "disk $disk restored differs from its snapshot ($got != $want)"
+        log "demo: disk $disk restored byte-identical to its snapshot (sha256 $want)"
+    done < <(api backup-set show "$set2" | field '"\n".join(" ".join((x["disk_id"], x["manifest_name"], x["snapshot_name"])) for x in d["disks"])')
+    log "demo: restored image is byte-identical to the snapshot (every disk of VM $src)"
 }
 
 cmd_up() {
@@ -148,19 +234,27 @@ cmd_up() {
     eval "$(bash "$REPO/deploy/dev-stack.sh" env)"
     mkdir -p "$QS"
     secrets
+    admin_secret
     set -a
     # shellcheck disable=SC1091
     . "$QS/secrets.env"
     set +a
     start_emulator
     start_services
+    export XDG_CONFIG_HOME=$QS/cli # the CLI's session of the quickstart's admin
     demo
     cat >&2 <<EOF
 
 edgeback is running (logs and pids in $QS):
+  API            http://127.0.0.1:$API_PORT/api/v1   (docs: /api/v1/docs, OpenAPI: /api/v1/openapi.json)
+  sign in        edgeback login --api http://127.0.0.1:$API_PORT --user admin
+                 (password: EDGEBACK_API_BOOTSTRAP_PASSWORD in $QS/secrets.env)
   storage node   http://127.0.0.1:$NODE_PORT   (token in $QS/secrets.env)
   emulator       http://127.0.0.1:$EMULATOR_PORT  (edge-cloud API, signed requests)
   health         $(for s in $SERVICES; do printf '%s:%s ' "$s" "$(health_port "$s")"; done)
+next steps:
+  edgeback job list; edgeback run list --job JOB_ID; edgeback backup-set list --job JOB_ID
+  edgeback browse PLATFORM_ID; docs/cli.md, docs/api.md, docs/runs.md, docs/restores.md
   stop with      bash deploy/quickstart.sh stop
 EOF
 }

@@ -26,7 +26,6 @@ from edgeback_core.settings import process_environ
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_INTEGRITY, EXIT_AUTH = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
-API_GROUPS = frozenset({"login", "logout", "host", "platform", "storage", "browse", "job", "run"})
 
 DESCRIPTION = """\
 edgeback backs up and restores the virtual machines of an edge cloud whose disks are
@@ -103,7 +102,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    if args.group in API_GROUPS:
+    if hasattr(args, "needs_token"):  # made by apicli.verb: every API command, no other
         return apicli.run_api(args, environ)
     if args.group == "serve":
         return serve_all.run(args, environ)

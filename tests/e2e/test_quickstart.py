@@ -1,4 +1,5 @@
-"""The README's first command works: the quickstart brings everything up and proves a restore."""
+"""The README's first command works: the quickstart brings everything up and, through
+the HTTP API, backs up a VM (full, then incremental) and proves its restore."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def test_quickstart_backs_up_and_restores_a_vm_disk_byte_identical(
         "EDGEBACK_QS_DIR": str(tmp_path / "qs"),
         "EDGEBACK_QS_NODE_PORT": str(free_port()),
         "EDGEBACK_QS_EMULATOR_PORT": str(free_port()),
+        "EDGEBACK_QS_API_PORT": str(free_port()),
         "EDGEBACK_QS_HEALTH_BASE": str(free_port() + 100),
     }
     script = str(REPO / "deploy" / "quickstart.sh")
@@ -30,6 +32,10 @@ def test_quickstart_backs_up_and_restores_a_vm_disk_byte_identical(
         )
         assert run.returncode == 0, run.stderr[-4000:]
         assert "restored image is byte-identical to the snapshot" in run.stderr
+        # through the API: signed in, a full and then an incremental run, every disk checked
+        for step in ("api: signed in as admin", "full backup run", "incremental backup run"):
+            assert step in run.stderr, step
+        assert run.stderr.count("restored byte-identical to its snapshot") == 2
         for service in ("catalog", "dedup", "api", "scheduler", "worker"):
             assert f"{service} healthy" in run.stderr
     finally:

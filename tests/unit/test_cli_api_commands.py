@@ -119,8 +119,10 @@ def test_api_commands_without_a_session_exit_4(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = {"XDG_CONFIG_HOME": str(tmp_path), "EDGEBACK_API_URL": "http://127.0.0.1:9"}
-    assert run(["job", "list"], env) == EXIT_AUTH
-    assert "not signed in to http://127.0.0.1:9" in capsys.readouterr().err
+    # every group of API commands goes to the API (dispatch by how the verb was made)
+    for argv in (["job", "list"], ["backup-set", "show", "x"], ["host", "list"]):
+        assert run(argv, env) == EXIT_AUTH, argv
+        assert "not signed in to http://127.0.0.1:9" in capsys.readouterr().err
 
 
 def test_an_unreachable_api_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

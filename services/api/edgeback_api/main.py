@@ -3,6 +3,11 @@ configured) → the HTTP listener (TLS when a certificate is configured)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import structlog
 
 from edgeback_api.app import build_app, serve
@@ -10,11 +15,15 @@ from edgeback_api.routing import Api
 from edgeback_api.session import bootstrap_admin
 from edgeback_api.settings import ApiSettings
 from edgeback_core.bus.port import Bus
+from edgeback_core.errors import DeadlineExceededError, UnavailableError, UnroutableError
 from edgeback_core.lifecycle import ServiceRuntime
 from edgeback_core.listener import tls_context
 from edgeback_core.service import serve as serve_service
 
 SERVICE = "api"
+BOOTSTRAP_WAIT_S = 120.0
+"""How long the first admin's creation waits for the catalog to serve."""
+T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
@@ -26,8 +35,10 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: ApiSettings) -> Non
         session_ttl_s=settings.session_ttl_s,
     )
     if settings.bootstrap_admin is not None and settings.bootstrap_password is not None:
-        created = await bootstrap_admin(
-            api, settings.bootstrap_admin, settings.bootstrap_password.reveal()
+        password = settings.bootstrap_password.reveal()
+        created = await _until_catalog_answers(
+            lambda: bootstrap_admin(api, settings.bootstrap_admin or "", password),
+            within_s=BOOTSTRAP_WAIT_S,
         )
         log.info("api.bootstrap", admin=settings.bootstrap_admin, created=created)
     app = build_app(api, max_body_bytes=settings.max_body_bytes)
@@ -35,6 +46,23 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: ApiSettings) -> Non
     await runtime.stack.enter_async_context(
         serve(app, host=settings.host, port=settings.port, tls=tls)
     )
+
+
+async def _until_catalog_answers(call: Callable[[], Awaitable[T]], *, within_s: float) -> T:
+    """``call``'s result once the catalog serves it: services start in any order, so a
+    catalog not yet consuming (nothing bound, no answer) is waited for, up to
+    ``within_s`` seconds; any other error, or the last one, is raised."""
+    deadline = time.monotonic() + within_s
+    delay = 0.5
+    while True:
+        try:
+            return await call()
+        except (UnroutableError, UnavailableError, DeadlineExceededError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.info("api.waiting_for_catalog", error_code=exc.code, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def main() -> None:
