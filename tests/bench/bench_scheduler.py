@@ -34,7 +34,7 @@ from edgeback_catalog.mongo import CatalogDb, Coll, Doc
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.topology import Topology
+from edgeback_core.bus.topology import QUEUES, Topology
 from edgeback_core.lifecycle import InFlight
 from edgeback_core.messages.schedule import Daily, Once, Schedule
 from edgeback_core.settings import Secret
@@ -142,7 +142,7 @@ async def _run(
         for command, received in zip(runs.commands, runs.received_at, strict=True):
             assert command.due_at is not None
             lags.append(now_wall + received - command.due_at.timestamp())
-        await bus.delete_topology([])
+        await bus.delete_topology(list(QUEUES))
     doubled = sum(1 for n in runs.per_slot.values() if n > 1)
     return {
         "jobs": args.jobs,

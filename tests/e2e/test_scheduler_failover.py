@@ -24,7 +24,7 @@ from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.topology import Topology
+from edgeback_core.bus.topology import QUEUES, Topology
 from edgeback_core.messages.schedule import Daily, Hourly
 from edgeback_core.messages.scheduling import SCHEDULER_ROLE
 from edgeback_core.schedules import next_run
@@ -81,6 +81,7 @@ async def test_sigkill_of_the_active_scheduler_loses_and_doubles_nothing(
     runs = StartRunCounter()
     async with AsyncExitStack() as stack:
         bus = await stack.enter_async_context(AmqpBus.open(amqp_url, Topology(prefix=prefix)))
+        stack.push_async_callback(lambda: bus.delete_topology([*QUEUES, *bus.declared.values()]))
         await serve_catalog(
             bus, CatalogRpc(Catalog.build(catalog_db, box, probe=None), TEST_IDENTITIES)
         )

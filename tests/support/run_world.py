@@ -32,7 +32,13 @@ from edgeback_catalog.service import Catalog
 from edgeback_cli.runwatch import FINAL_STATES
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus
-from edgeback_core.bus.topology import HOST_HEARTBEAT, Topology, run_routing_key, worker_runs
+from edgeback_core.bus.topology import (
+    HOST_HEARTBEAT,
+    QUEUES,
+    Topology,
+    run_routing_key,
+    worker_runs,
+)
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
@@ -112,7 +118,8 @@ async def serve_world(
     server = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
     catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None, events=server)
     await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
-    stack.push_async_callback(server.delete_topology, [worker_runs(BackupHostId(HOST))])
+    # every durable queue of the prefix: quorum queues left behind slow the shared broker
+    stack.push_async_callback(server.delete_topology, [*QUEUES, worker_runs(BackupHostId(HOST))])
     client = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
     return RunWorld(
         bus=client, node=node, emulator=emulator, pool_dir=pool_dir, amqp_url=amqp_url,
