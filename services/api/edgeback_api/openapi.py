@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
-from edgeback_api.routing import ACTOR_FIELD, BASE, Access, Route
+from edgeback_api.routing import ACTOR_FIELD, BASE, EVENT_STREAM, Access, Route
 from edgeback_core.errors import ErrorBody
 
 REF: Final = "#/components/schemas/{name}"
@@ -28,6 +28,13 @@ _ERRORS: Final = {
     "503": "A service or backup host is unreachable (retry later)",
 }
 Doc = dict[str, Any]
+_OK: Final = {
+    EVENT_STREAM: (
+        "Server-sent events: `id` (resume with `Last-Event-ID`), `event` (the type), `data` "
+        "(the event as JSON, this schema); then `event: end` with `{state}`. `event: lagged` "
+        "`{dropped}`: a slow reader lost that many; `event: error`: a problem body."
+    )
+}
 
 
 def document(routes: Sequence[Route], *, version: str = "1") -> Doc:
@@ -113,7 +120,10 @@ def _responses(route: Route) -> Doc:
         done: Doc = {"description": "Done"}
     else:
         schema = msgspec.json.schema_components([route.reply], ref_template=REF)[0][0]
-        done = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+        done = {
+            "description": _OK.get(route.media, "OK"),
+            "content": {route.media: {"schema": schema}},
+        }
     responses: Doc = {str(route.status): done}
     errors = dict(_ERRORS)
     if route.access is not Access.PUBLIC:
