@@ -161,8 +161,9 @@ async def browse(
         part = {"$regex": re.escape(query.vm), "$options": "i"}
         filters["$or"] = [{"vm.name": part}, {"vm_id": part}]
     if query.pool is not None:
-        filters["pool.node_url"] = query.pool.node_url
         filters["pool.name"] = query.pool.name
+        if query.pool.node_url:  # empty: that pool name on any storage node
+            filters["pool.node_url"] = query.pool.node_url
     taken: dict[str, datetime] = {}
     if query.taken_after is not None:
         taken["$gte"] = query.taken_after
