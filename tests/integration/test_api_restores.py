@@ -111,7 +111,7 @@ def _disk(vm: str, name: str, version: str, minute: int) -> r.ImportedDisk:
     )  # fmt: skip
 
 
-async def _setup(world: World) -> list[str]:
+async def setup_points(world: World) -> list[str]:
     """An active backup host and three restore points: vm-a (new, old), vm-b."""
     await world.bus.publish("events", HOST_HEARTBEAT, m.HostHeartbeat(host_id=HOST, hostname="b"))
     for _ in range(100):
@@ -144,7 +144,7 @@ async def _operator(world: World) -> str:
 
 
 async def test_restore_points_code_start_and_stop(world: World) -> None:
-    newest, oldest = await _setup(world)
+    newest, oldest = await setup_points(world)
     window = (T0 - timedelta(days=1) + timedelta(minutes=15)).isoformat().replace("+", "%2B")
     recent = await world.ok("GET", f"/restore-points?pool=dd&taken_after={window}")
     assert sorted(p["vm"]["vm_id"] for p in recent["items"]) == ["vm-a", "vm-b"]
@@ -202,7 +202,7 @@ async def _events(resp: ClientResponse, until: str) -> list[tuple[str, str, dict
 
 
 async def test_a_restore_is_followed_live_until_it_ends(world: World) -> None:
-    newest, _ = await _setup(world)
+    newest, _ = await setup_points(world)
     created = await world.ok("POST", "/restores", 201, json=_spec(newest))
     rid = created["restore"]["id"]
     code = {"verification_code": created["verification_code"]}
@@ -244,8 +244,9 @@ async def test_a_restore_is_followed_live_until_it_ends(world: World) -> None:
     assert (await world.go("GET", "/restores/nope/progress")).status == 404
 
 
-async def test_a_run_is_followed_live_stopped_and_its_events_listed(world: World) -> None:
-    await _setup(world)
+async def started_run(world: World) -> tuple[str, str]:
+    """A job on an unchecked platform and a run of it started (queued: no worker): ids."""
+    await setup_points(world)
     platform = {
         "name": "edge-1",
         "address": "edge.example.net",
@@ -262,11 +263,21 @@ async def test_a_run_is_followed_live_stopped_and_its_events_listed(world: World
     async with asyncio.timeout(20):
         while not runs:
             runs = (await world.ok("GET", f"/jobs/{job['id']}/runs"))["items"]
-    run_id = runs[0]["id"]
+    return job["id"], runs[0]["id"]
+
+
+async def end_run(world: World, run_id: str) -> None:
+    """Finish a stopped run as its workers would (there are none here)."""
+    finish = RunFinish(run_id=run_id, request_id="t", abandon_unfinished=True)
+    await world.bus.call(RUN_FINISH, finish, m.RunTransitionReply, timeout=10)
+
+
+async def test_a_run_is_followed_live_stopped_and_its_events_listed(world: World) -> None:
+    job_id, run_id = await started_run(world)
     stream = await world.go("GET", f"/runs/{run_id}/progress")
     assert stream.status == 200
     progress = RunProgress(
-        run_id=run_id, job_id=job["id"], bytes_done=5, bytes_total=10, rate_bps=2.0,
+        run_id=run_id, job_id=job_id, bytes_done=5, bytes_total=10, rate_bps=2.0,
         eta_s=2.5, vms_total=1, at=datetime.now(UTC),
     )  # fmt: skip
     await world.bus.publish("events", RUN_PROGRESS, progress, message_id=f"rp-{run_id}")
@@ -274,9 +285,8 @@ async def test_a_run_is_followed_live_stopped_and_its_events_listed(world: World
     assert seen[-1][2]["bytes_done"] == 5 and seen[-1][0].endswith(f"|rp-{run_id}")
     stopped = await world.ok("POST", f"/runs/{run_id}/stop", json={"reason": "test"})
     assert stopped["run"]["state"] in {"cancelled", "cancelling"}
-    if stopped["run"]["state"] == "cancelling":  # no worker here: end it as one would
-        finish = RunFinish(run_id=run_id, request_id="t", abandon_unfinished=True)
-        await world.bus.call(RUN_FINISH, finish, m.RunTransitionReply, timeout=10)
+    if stopped["run"]["state"] == "cancelling":
+        await end_run(world, run_id)
     ended = await _events(stream, until="end")
     assert ended[-1][2] == {"state": "cancelled"}
     events = await world.ok("GET", f"/runs/{run_id}/events?limit=200")
