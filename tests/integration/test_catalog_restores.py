@@ -190,6 +190,11 @@ async def test_invalid_restores_are_refused_with_codes(world: RestoreWorld) -> N
     assert await world.code_of(r.RESTORE_CREATE, both) == "invalid_restore"
     nothing = r.RestoreCreate(actor=ADMIN, spec=spec(["no-such-set"]))
     assert await world.code_of(r.RESTORE_CREATE, nothing) == "invalid_restore"
+    mapped = [r.DiskMap(source_disk_id=d, target_disk_id=f"t-{d}") for d in ("d0", "d1")]
+    elsewhere = r.NewPath(platform_id="no-such-platform", vm_id="vm-9", disks=mapped)
+    into = spec([ids["a_new"]], target=r.RestoreTarget(new_path=elsewhere))
+    unknown = r.RestoreCreate(actor=ADMIN, spec=into)
+    assert await world.code_of(r.RESTORE_CREATE, unknown) == "unknown_reference"
     assert await world.db.count(Coll.RESTORES, {}) == 0
     window = r.RestorePointsQuery(
         actor=ADMIN, pool=POOL, taken_after=T0 - timedelta(days=1, minutes=-1)

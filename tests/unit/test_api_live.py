@@ -119,3 +119,18 @@ async def test_a_stream_of_an_ended_run_replays_and_ends_at_once() -> None:
         shown = [e async for e in stream(source, live, None, heartbeat_s=5.0)]
     assert _names(shown) == ["comment", "RunProgress", "end"]
     assert shown[0].encode() == b": events of run:r1\n\n"
+
+
+async def test_streams_end_when_the_api_stops() -> None:
+    run = _Run([])
+    source = Source("run:r1", run.page, run.get_state, RUN_ENDED, r.RunFinished)
+    async with _live(buffer=2) as (live, _bus):
+        events = stream(source, live, None, heartbeat_s=5.0)
+        assert _names([await anext(events)]) == ["comment"]
+        waiting = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0)  # the stream waits live
+        live.close_watchers()
+        last = await waiting
+        assert b"reconnect" in last.encode()
+        assert [e async for e in events] == []
+        assert live.watching == 0

@@ -65,6 +65,7 @@ def build_app(api: Api, *, max_body_bytes: int = 1 << 20) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=max_body_bytes)
     app[API] = api
     app.cleanup_ctx.append(_live_events)
+    app.on_shutdown.append(_end_streams)
     routes = route_table()
     for route in routes:
         app.router.add_route(route.method, route.url, _endpoint(route))
@@ -87,6 +88,10 @@ async def _live_events(app: web.Application) -> AsyncIterator[None]:
     await api.live.start(api.bus)
     yield
     await api.live.stop()
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[API].live.close_watchers()
 
 
 def _static(body: bytes, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -53,6 +53,12 @@ class Watcher:
         self._items: deque[Seen] = deque(maxlen=size)
         self._ready = asyncio.Event()
         self.dropped = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """The API is stopping: the stream ends (its client reconnects elsewhere)."""
+        self.closed = True
+        self._ready.set()
 
     def put(self, item: Seen) -> None:
         if len(self._items) == self._items.maxlen:
@@ -62,7 +68,7 @@ class Watcher:
 
     async def next(self, wait_s: float) -> Seen | None:
         """The oldest event kept, or None after ``wait_s`` without one."""
-        if not self._items:
+        if not self._items and not self.closed:
             self._ready.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
@@ -103,6 +109,12 @@ class LiveEvents:
             left.discard(watcher)
             if not left:
                 self._watchers.pop(owner, None)
+
+    def close_watchers(self) -> None:
+        """End every stream now (the app is shutting down: streams would hold it open)."""
+        for watchers in self._watchers.values():
+            for watcher in watchers:
+                watcher.close()
 
     @property
     def watching(self) -> int:

@@ -7,8 +7,10 @@ subscription brings (``live.py``), skipping those the log already gave. Each eve
 ``data: <the event's JSON>``. It ends with ``event: end`` (``data: {"state": ...}``)
 once the run has ended: after its ``RunFinished`` / ``RestoreFinished``, or when a
 keep-alive look at its state finds it ended (an event lost on the way cannot keep a
-stream open). A client too slow to read loses its oldest events and is told with
-``event: lagged`` (``data: {"dropped": n}``); the event log still holds them.
+stream open). A stopping API ends its streams without ``end``: clients reconnect (to
+another instance) with ``Last-Event-ID``. A client too slow to read loses its oldest
+events and is told with ``event: lagged`` (``data: {"dropped": n}``); the event log
+still holds them.
 """
 
 from __future__ import annotations
@@ -133,6 +135,9 @@ async def stream(
             return
         while True:
             seen = await watcher.next(heartbeat_s)
+            if watcher.closed:
+                yield ServerEvent(comment="the API is stopping: reconnect with Last-Event-ID")
+                return
             if watcher.dropped:
                 yield ServerEvent(event="lagged", data=_json.encode({"dropped": watcher.dropped}))
                 watcher.dropped = 0

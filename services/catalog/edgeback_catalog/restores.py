@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from edgeback_catalog import restorecodes as codes
-from edgeback_catalog.access import AuditLog, new_id
+from edgeback_catalog.access import AuditLog, new_id, visibility
 from edgeback_catalog.domain import Actor, Clock
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.mongo import CatalogDb, Coll
@@ -90,6 +90,7 @@ class Restores:
         host = await self._hosts.require_active(BackupHostId(spec.options.host_id))
         if not actor.can_see(host.groups):
             raise UnknownReferenceError(f"backup host {host.id} does not exist", host_id=host.id)
+        await self._require_target(actor, spec)
         rid, now, code = new_id(), self._clock(), codes.new_code()
         restore = Restore(
             id=rid,
@@ -107,6 +108,19 @@ class Restores:
             actor, "restore.created", f"restore/{rid}", {"points": len(points)}
         )
         return Created(restore=restore, code=code)
+
+    async def _require_target(self, actor: Actor, spec: r.RestoreSpec) -> None:
+        """A new path writes into a VM of a platform the actor sees (else it "does not
+        exist", as for a backup host); the original path writes where the points came from."""
+        new_path = spec.target.new_path
+        if new_path is None:
+            return
+        query = {"_id": new_path.platform_id, **visibility(actor)}
+        if await self._db.find_one(Coll.PLATFORMS, query) is None:
+            raise UnknownReferenceError(
+                f"platform {new_path.platform_id} does not exist",
+                platform_id=new_path.platform_id,
+            )
 
     async def get(self, actor: Actor, restore_id: str) -> Restore:
         doc = await self._db.find_one(Coll.RESTORES, {"_id": restore_id, **_visible(actor)})
