@@ -250,10 +250,10 @@ def _restore_start(ctx: Ctx, args: argparse.Namespace) -> int:
 
 def _start(ctx: Ctx, restore_id: str, code: str | None, *, watch: bool) -> int:
     if code is None:
-        try:
-            code = input("type the verification code to start the restore: ").strip()
-        except EOFError:
-            code = ""
+        # the question on stderr: stdout stays the answer (``-o json``)
+        print("type the verification code to start the restore: ", end="", file=sys.stderr)
+        sys.stderr.flush()
+        code = sys.stdin.readline().strip()
         if not code:
             raise InvalidInputError(
                 f"no verification code typed: restore {restore_id} was not started "
