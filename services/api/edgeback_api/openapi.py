@@ -67,7 +67,11 @@ def _operation(route: Route, schemas: Doc) -> Doc:
         "operationId": route.operation,
         "summary": route.summary,
         "tags": [route.tag],
-        "parameters": [*_path_parameters(route), *_query_parameters(route, schemas)],
+        "parameters": [
+            *_path_parameters(route),
+            *_query_parameters(route, schemas),
+            *_stream_parameters(route),
+        ],
         "responses": _responses(route),
     }
     if route.has_body and route.request is not None:
@@ -84,6 +88,13 @@ def _operation(route: Route, schemas: Doc) -> Doc:
 def _path_parameters(route: Route) -> Iterator[Doc]:
     for name in route.path_fields:
         yield {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _stream_parameters(route: Route) -> Iterator[Doc]:
+    if route.media == EVENT_STREAM:
+        text = "Resume after this event (the `id` of the last one received)"
+        yield {"name": "Last-Event-ID", "in": "header", "required": False,
+               "description": text, "schema": {"type": "string", "maxLength": 200}}  # fmt: skip
 
 
 def _query_parameters(route: Route, schemas: Doc) -> Iterator[Doc]:
