@@ -142,7 +142,14 @@ def _create(verbs: Groups) -> None:
         metavar="SOURCE_DISK=TARGET_DISK",
         help="with --to-vm: which of its disks each source disk is written to (repeat)",
     )
-    create.add_argument("--schedule", choices=("immediate", "manual"), help="default immediate")
+    create.add_argument(
+        "--schedule",
+        choices=("immediate", "manual"),
+        help="immediate (default): queued once verified; manual: held until started by hand",
+    )
+    create.add_argument(
+        "--at", metavar="TIME", help="schedule once at this time (ISO 8601, whole seconds)"
+    )
     for flag, field, text in _SWITCHES:
         create.add_argument(flag, dest=field, action="store_true", default=None, help=text)
     for flag, field in _NUMBERS:
@@ -186,15 +193,13 @@ def restore_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         spec["backup_set_ids"] = args.points
     if args.name is not None:
         spec["name"] = args.name
-    if args.schedule is not None:
-        spec["schedule"] = {"kind": args.schedule}
+    schedule = _schedule(args)
+    if schedule is not None:
+        spec["schedule"] = schedule
     options = {**spec.get("options", {})}
     if args.host is not None:
         options["host_id"] = args.host
-    for _, name, _ in _SWITCHES:
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    for _, name in _NUMBERS:
+    for name in [n for _, n, _ in _SWITCHES] + [n for _, n in _NUMBERS]:
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     spec["options"] = options
@@ -207,6 +212,14 @@ def restore_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         disks = [_disk_map(m) for m in args.map or []]
         spec["target"] = {"new_path": {"platform_id": platform, "vm_id": vm, "disks": disks}}
     return spec
+
+
+def _schedule(args: argparse.Namespace) -> dict[str, str] | None:
+    if args.schedule is not None and args.at is not None:
+        raise InvalidInputError("--at schedules the restore once: leave --schedule out")
+    if args.at is not None:
+        return {"kind": "once", "at": args.at}
+    return None if args.schedule is None else {"kind": args.schedule}
 
 
 def _disk_map(text: str) -> dict[str, str]:

@@ -219,9 +219,10 @@ def test_a_restores_total_starts_from_its_points() -> None:
 
 
 def _restore_flags(**given: object) -> argparse.Namespace:
-    names = ("points", "name", "schedule", "host", "to_vm", "map", "snapshot_before_overwrite",
-             "keep_snapshot_on_success", "start_vm_after", "instant", "parallel_vms",
-             "vms_per_physical_host", "disks_per_vm", "streams_per_disk")  # fmt: skip
+    names = ("points", "name", "schedule", "at", "host", "to_vm", "map",
+             "snapshot_before_overwrite", "keep_snapshot_on_success", "start_vm_after",
+             "instant", "parallel_vms", "vms_per_physical_host", "disks_per_vm",
+             "streams_per_disk")  # fmt: skip
     return argparse.Namespace(**{n: given.get(n) for n in names})
 
 
@@ -241,6 +242,10 @@ def test_a_restore_spec_from_flags() -> None:
                 _restore_flags(to_vm="p/v", map=["d0"])):  # fmt: skip
         with pytest.raises(InvalidInputError):
             restore_spec({}, bad)
+    once = restore_spec({}, _restore_flags(at="2026-12-24T18:00:00+01:00"))
+    assert once["schedule"] == {"kind": "once", "at": "2026-12-24T18:00:00+01:00"}
+    with pytest.raises(InvalidInputError):
+        restore_spec({}, _restore_flags(at="2026-12-24T18:00:00Z", schedule="manual"))
     assert shown_code("K7QM2XPA") == "K7QM-2XPA"
 
 
