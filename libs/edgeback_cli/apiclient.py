@@ -10,7 +10,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -68,13 +68,16 @@ class ApiClient:
         self.token = token
         parts = urllib.parse.urlsplit(self.base_url)
         self._prefix = parts.path + API_PREFIX
+        self._ca_file = ca_file
+        self._conn = self._connection(timeout_s)
+
+    def _connection(self, timeout_s: float) -> http.client.HTTPConnection:
+        parts = urllib.parse.urlsplit(self.base_url)
         host, port = parts.hostname or "", parts.port
-        self._conn: http.client.HTTPConnection
         if parts.scheme == "https":
-            context = ssl.create_default_context(cafile=ca_file)
-            self._conn = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)
-        else:
-            self._conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+            context = ssl.create_default_context(cafile=self._ca_file)
+            return http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)
+        return http.client.HTTPConnection(host, port, timeout=timeout_s)
 
     def close(self) -> None:
         self._conn.close()
@@ -111,17 +114,58 @@ class ApiClient:
             raise problem_error(status, content_type, data)
         return msgspec.json.decode(data) if data else None
 
-    def _exchange(
-        self, method: str, url: str, payload: bytes | None, headers: dict[str, str]
-    ) -> tuple[int, str, bytes]:
+    def lines(
+        self, path: str, *, headers: Mapping[str, str] | None = None, idle_s: float = TIMEOUT_S
+    ) -> Iterator[str]:
+        """The lines of a streamed answer (server-sent events) as they come, on a
+        connection of their own; our error for a problem answer, ``UnavailableError``
+        when the stream breaks or stays silent ``idle_s`` seconds."""
+        conn = self._connection(idle_s)
+        sent = {"Accept": "text/event-stream", **(headers or {})}
+        if self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
         try:
-            self._conn.request(method, url, body=payload, headers=headers)
-            answer = self._conn.getresponse()
-            return answer.status, answer.getheader("Content-Type") or "", answer.read()
+            answer = self._open(conn, "GET", self._prefix + path, None, sent)
+            if answer.status >= 400:
+                raise problem_error(
+                    answer.status, answer.getheader("Content-Type") or "", answer.read()
+                )
+            while line := self._guard(answer.readline):
+                yield line.decode(errors="replace").rstrip("\r\n")
+        finally:
+            conn.close()
+
+    def _guard(self, read: Callable[[], bytes]) -> bytes:
+        try:
+            return read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise UnavailableError(f"the stream from {self.base_url} broke: {exc}") from exc
+
+    def _open(
+        self,
+        conn: http.client.HTTPConnection,
+        method: str,
+        url: str,
+        payload: bytes | None,
+        headers: dict[str, str],
+    ) -> http.client.HTTPResponse:
+        try:
+            conn.request(method, url, body=payload, headers=headers)
+            return conn.getresponse()
         except ssl.SSLCertVerificationError as exc:
             raise ConfigError(
                 f"the API's certificate is not trusted ({exc.verify_message}): pass --ca-file"
             ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise UnavailableError(f"cannot reach the API at {self.base_url}: {exc}") from exc
+
+    def _exchange(
+        self, method: str, url: str, payload: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, str, bytes]:
+        answer = self._open(self._conn, method, url, payload, headers)
+        try:
+            return answer.status, answer.getheader("Content-Type") or "", answer.read()
         except (OSError, http.client.HTTPException) as exc:
             self._conn.close()
             raise UnavailableError(f"cannot reach the API at {self.base_url}: {exc}") from exc

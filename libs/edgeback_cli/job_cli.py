@@ -73,6 +73,14 @@ DISK_VERSION_COLUMNS: Columns = (
     ("SNAPSHOT", "snapshot_name"),
     ("KEPT", "snapshot_kept"),
 )
+STOP_COLUMNS: Columns = (("ID", "run.id"), ("STATE", "run.state"), ("APPLIED", "applied"))
+EVENT_COLUMNS: Columns = (
+    ("AT", "event.at"),
+    ("EVENT", "event.type"),
+    ("VM", "event.vm.name"),
+    ("CODE", "event.code"),
+    ("OUTCOME", "event.outcome"),
+)
 BACKUP_TYPES = get_args(JobType)
 RUN_STATES = get_args(RunStateName)
 
@@ -219,7 +227,8 @@ def _jobs(verbs: Groups) -> None:
     )
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def read_document(path: Path, what: str) -> dict[str, Any]:
+    """A mapping from a JSON (``.json``) or YAML file; refused with a clear reason."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -229,7 +238,12 @@ def _read_file(path: Path) -> dict[str, Any]:
     except msgspec.DecodeError as exc:
         raise InvalidInputError(f"{path} is not valid JSON or YAML: {exc}") from exc
     if not isinstance(doc, dict):
-        raise InvalidInputError(f"{path} holds no job (a mapping)")
+        raise InvalidInputError(f"{path} holds no {what} (a mapping)")
+    return doc
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    doc = read_document(path, "job")
     return doc if "spec" in doc else {"spec": doc}
 
 
@@ -306,18 +320,34 @@ def _runs(verbs: Groups) -> None:
     watch = verb(
         verbs,
         "watch",
-        "follow a run's progress (rate, ETA) until it ends",
+        "follow a run live (progress bar with rate and ETA) until it ends",
         "edgeback run watch 71c4…",
         _run_watch,
     )
     watch.add_argument("run", metavar="RUN_ID")
-    watch.add_argument(
-        "--interval",
-        type=float,
-        default=2.0,
-        metavar="SECONDS",
-        help="between two looks at the run (default 2)",
+    add_events(verbs, "run", "71c4…")
+    stop = verb(
+        verbs,
+        "stop",
+        "stop a run: a pending one at once, else its workers stop what they do",
+        "edgeback run stop 71c4… --reason 'wrong pool'",
+        sends("POST", "/runs/{run}/stop", STOP_COLUMNS, body=lambda a: {"reason": a.reason}),
     )
+    stop.add_argument("run", metavar="RUN_ID")
+    stop.add_argument("--reason", default="", help="kept in the run and the audit log")
+
+
+def add_events(verbs: Groups, noun: str, example_id: str) -> None:
+    """``edgeback <noun> events ID``: the event log of a run or a restore, oldest first."""
+    events = verb(
+        verbs,
+        "events",
+        f"a {noun}'s events, oldest first",
+        f"edgeback {noun} events {example_id} -o json",
+        listing(f"/{noun}s/{{{noun}}}/events", EVENT_COLUMNS, lambda a: {}),
+    )
+    events.add_argument(noun, metavar=f"{noun.upper()}_ID")
+    events.add_argument("--limit", type=int, default=500, help="at most this many (default 500)")
 
 
 def _show_detail(ctx: Ctx, detail: dict[str, Any]) -> None:
@@ -336,10 +366,8 @@ def _run_show(ctx: Ctx, args: argparse.Namespace) -> int:
 
 
 def _run_watch(ctx: Ctx, args: argparse.Namespace) -> int:
-    from edgeback_cli.runwatch import watch  # noqa: PLC0415 - API commands only
+    from edgeback_cli.runwatch import Tracker, watch  # noqa: PLC0415 - API commands only
 
-    if args.interval <= 0:
-        raise InvalidInputError("--interval must be positive")
-    detail = dict(watch(ctx.client, args.run, interval_s=args.interval))
-    _show_detail(ctx, detail)
-    return 0 if detail["run"]["state"] == "succeeded" else EXIT_RUN_NOT_SUCCEEDED
+    state = watch(ctx.client, f"/runs/{args.run}/progress", Tracker(), f"run {args.run[:12]}")
+    _show_detail(ctx, ctx.client.request("GET", f"/runs/{args.run}"))
+    return 0 if state == "succeeded" else EXIT_RUN_NOT_SUCCEEDED

@@ -1,6 +1,6 @@
 """``edgeback`` console script: the command line, the top-level help, exit codes.
 
-API commands (login, host, platform, storage, browse, job, run) talk to the HTTP API;
+API commands (login, host, platform, storage, browse, job, run, restore) talk to the HTTP API;
 the others (disk, pool, key, catalog import) work without it. Each side imports what
 it needs only when it runs, so ``edgeback disk ...`` never loads the HTTP client and
 the API commands never load the data path.
@@ -13,7 +13,7 @@ import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 
-from edgeback_cli import apicli, disk_cli, job_cli, resource_cli, serve_all
+from edgeback_cli import apicli, disk_cli, job_cli, resource_cli, restore_cli, serve_all
 from edgeback_core.errors import (
     ConfigError,
     EdgebackError,
@@ -45,6 +45,8 @@ getting started:
       --node-url http://node:8710 --pool dedup
   edgeback job start JOB_ID && edgeback run list --job JOB_ID
   edgeback run watch RUN_ID
+  edgeback restore points --vm web
+  edgeback restore create --point BACKUP_SET_ID --host bk-01 --watch   # asks for the code
 
 without the services:
   edgeback pool create /srv/backup/dd && edgeback key create ~/pool.secret
@@ -55,7 +57,7 @@ every command takes --help (with an example); API commands take --output json.
 exit codes:
   0  done
   1  failed: a service, node or cluster is unreachable or failed (a retry may help);
-     `run watch`: the run ended other than succeeded
+     `run watch`, `restore watch`: it ended other than succeeded
   2  bad input or refused (not found, conflict, invalid): nothing changed
   3  integrity problem: corrupt or missing chunks, untrustworthy diff
   4  not signed in, session expired, or not allowed (role or group)
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     apicli.add_session(groups)
     resource_cli.add(groups)
     job_cli.add(groups)
+    restore_cli.add(groups)
     disk_cli.add(groups)
     serve_all.add(groups)
     return parser

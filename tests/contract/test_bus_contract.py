@@ -313,3 +313,21 @@ async def test_rpc_handler_sees_the_callers_broker_user(world) -> None:
         mine = await server.call(rpc, Ping(nonce="a"), Pong, timeout=5)
         theirs = await other.call(rpc, Ping(nonce="b"), Pong, timeout=5)
     assert (mine.instance, theirs.instance) == (world.user, world.other_user)
+
+
+async def test_a_live_subscription_follows_events_until_stopped(world) -> None:
+    seen = Recorder(fail=lambda n: RuntimeError("a bug") if n == 1 else None)
+    async with world.open() as bus:
+        handle = await bus.subscribe(("backup.event.*",), seen, Note)
+        await bus.publish("events", "backup.event.done", Note(text="a"))
+        await bus.publish("events", "other.event.done", Note(text="skipped"))
+        await bus.publish("events", "backup.event.end", Note(text="b"), message_id="m-b")
+        await seen.until(2)  # the handler's failure on "a" dropped it, nothing stopped
+        await handle.stop()
+        later = Recorder()
+        await bus.subscribe(("backup.#",), later, Note)
+        await bus.publish("events", "backup.event.late", Note(text="late"))
+        await later.until(1)
+    assert seen.texts == ["a", "b"] and seen.seen[1][1].message_id == "m-b"
+    assert later.texts == ["late"]
+    assert seen.seen[1][1].user_id == world.user

@@ -3,7 +3,9 @@ starts beside it and a local dedup pool, driven like a fleet through the CLI ove
 API: sign in with the first admin's password from ``secrets.env``, activate the backup
 host (registered by the in-process worker's heartbeat), register the emulator as a
 platform with its Ceph storage, create a job of one VM into the local pool, start it,
-and the run succeeds with both disks read; its disk versions restore byte-identical.
+and the run succeeds with both disks read; its disk versions restore byte-identical, and
+so does the VM once its disks were overwritten and restored by ``edgeback restore create``
+(the verification code typed back) followed live to its end.
 SIGTERM stops everything, the catalog DB server too, with exit code 0."""
 
 from __future__ import annotations
@@ -109,12 +111,13 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
         )  # fmt: skip
         started = site.cli("job", "start", str(job["id"]))
         assert _run_of(site, str(job["id"])) == started["run_id"]  # the id the start named
-        run = site.cli("run", "watch", str(started["run_id"]), "--interval", "0.5")
+        run = site.cli("run", "watch", str(started["run_id"]))
         assert run["run"]["state"] == "succeeded", run
         vm = cloud.state().vms[0]
         assert [x["state"] for x in _vms_of(run)] == ["succeeded"]
         restored = _restored_identical(site, ceph_conf, cloud, vm.id)
         assert restored == {d.id for d in vm.disks}
+        _restore_through_the_api(site, ceph_conf, cloud)
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
@@ -185,6 +188,41 @@ def _restored_identical(site: Site, ceph_conf: str, cloud: EmulatorProcess, vm_i
             subprocess.run(["rbd", "-c", ceph_conf, "rm", "--no-progress", f"rbd/{image}"],
                            capture_output=True, check=False)  # fmt: skip
     return disks
+
+
+def _restore_through_the_api(site: Site, ceph_conf: str, cloud: EmulatorProcess) -> None:
+    """The VM's disks overwritten, then restored on the original path by ``edgeback
+    restore create --watch``, typing back the code it shows: byte-identical again."""
+    state = cloud.state()
+    vm = state.vms[0]
+    images = [f"rbd/{state.ceph.image_name(vm.id, d)}" for d in vm.disks]
+    for image in images:  # what the restore must undo
+        subprocess.run(["rbd", "-c", ceph_conf, "bench", "--io-type", "write", "--io-size", "1M",
+                        "--io-total", "4M", "--io-pattern", "rand", image],
+                       capture_output=True, check=True)  # fmt: skip
+    assert all(_sha(ceph_conf, i) != _snapshot_sha(ceph_conf, i) for i in images)
+    points = site.cli("restore", "points", "--vm-id", vm.id)
+    proc = subprocess.Popen(
+        [EDGEBACK, "restore", "create", "--point", str(points[0]["backup_set_id"]),
+         "--host", HOST, "--watch", "--output", "json"], env=site.env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stderr is not None
+    shown = ""
+    while not shown:  # the code is shown on stderr, then asked for
+        line = proc.stderr.readline()
+        assert line, "edgeback restore create showed no verification code"
+        if "verification code: " in line:
+            shown = line.split("verification code: ")[1].split()[0]
+    proc.stdin.write(shown.lower() + "\n")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=120)  # closes stdin
+    assert proc.returncode == 0, err
+    restore = json.loads(out)
+    assert restore["state"] == "succeeded" and [v["state"] for v in restore["vms"]] == ["succeeded"]
+    assert {d["disk_id"] for d in restore["vms"][0]["stats"]} == {d.id for d in vm.disks}
+    assert "100%" in err  # the progress bar's last line
+    assert all(_sha(ceph_conf, i) == _snapshot_sha(ceph_conf, i) for i in images)
 
 
 def _sha(conf: str, spec: str) -> str:

@@ -15,20 +15,15 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp.test_utils import TestClient, TestServer
-from tests.integration.conftest import TEST_IDENTITIES
+from tests.support.served_catalog import served_catalog
 
 from edgeback_api.app import build_app
 from edgeback_api.routing import Access, Api
 from edgeback_api.session import bootstrap_admin
 from edgeback_api.table import route_table
-from edgeback_catalog.handlers import CatalogRpc, serve_catalog
-from edgeback_catalog.mongo import CatalogDb
-from edgeback_catalog.secretbox import SecretBox
-from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.topology import CATALOG_HEARTBEATS, HOST_HEARTBEAT, Topology
 from edgeback_core.messages import catalog as m
-from edgeback_core.settings import Secret
 
 pytestmark = pytest.mark.integration
 ADMIN_PASSWORD = "admin-pass-Qx7-" + uuid.uuid4().hex[:8]
@@ -51,16 +46,16 @@ class World:
 
 @pytest.fixture
 async def world(amqp_url: str, mongo_url: str) -> AsyncIterator[World]:
-    box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
     topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
     async with AsyncExitStack() as stack:
-        db = await stack.enter_async_context(
-            CatalogDb.open(mongo_url, f"test_api_{uuid.uuid4().hex[:12]}")
+        server = await served_catalog(
+            stack,
+            topology,
+            amqp_url=amqp_url,
+            mongo_url=mongo_url,
+            database="test_api",
+            offline_after=timedelta(seconds=60),
         )
-        stack.push_async_callback(db.drop)
-        server = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
-        catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
-        await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
         bus = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
         api = Api(bus=bus, rpc_timeout_s=10, slow_rpc_timeout_s=20, session_ttl_s=3600)
         assert await bootstrap_admin(api, "root", ADMIN_PASSWORD)

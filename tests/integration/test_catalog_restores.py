@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from tests.integration.conftest import TEST_IDENTITIES, BusOpener
 from tests.integration.test_catalog_rpc import ADMIN, World, registered_host
@@ -189,9 +190,54 @@ async def test_invalid_restores_are_refused_with_codes(world: RestoreWorld) -> N
     assert await world.code_of(r.RESTORE_CREATE, both) == "invalid_restore"
     nothing = r.RestoreCreate(actor=ADMIN, spec=spec(["no-such-set"]))
     assert await world.code_of(r.RESTORE_CREATE, nothing) == "invalid_restore"
+    mapped = [r.DiskMap(source_disk_id=d, target_disk_id=f"t-{d}") for d in ("d0", "d1")]
+    elsewhere = r.NewPath(platform_id="no-such-platform", vm_id="vm-9", disks=mapped)
+    into = spec([ids["a_new"]], target=r.RestoreTarget(new_path=elsewhere))
+    unknown = r.RestoreCreate(actor=ADMIN, spec=into)
+    assert await world.code_of(r.RESTORE_CREATE, unknown) == "unknown_reference"
     assert await world.db.count(Coll.RESTORES, {}) == 0
     window = r.RestorePointsQuery(
         actor=ADMIN, pool=POOL, taken_after=T0 - timedelta(days=1, minutes=-1)
     )
     points = (await world.call(r.RESTORE_POINTS, window, r.RestorePointsReply)).points
     assert sorted(p.vm.vm_id for p in points) == ["vm-a", "vm-b"]
+
+
+async def test_points_are_searched_paged_and_scoped(world: RestoreWorld) -> None:
+    ids = await setup(world)
+    search = r.RestorePointsQuery(actor=ADMIN, vm="VM-A", limit=1)
+    first = await world.call(r.RESTORE_POINTS, search, r.RestorePointsReply)
+    assert [p.backup_set_id for p in first.points] == [ids["a_new"]]
+    assert first.next_after is not None
+    rest = msgspec.structs.replace(search, after=first.next_after)
+    second = await world.call(r.RESTORE_POINTS, rest, r.RestorePointsReply)
+    assert ([p.backup_set_id for p in second.points], second.next_after) == ([ids["a_old"]], None)
+    bad = msgspec.structs.replace(search, after="not-a-cursor")
+    assert await world.code_of(r.RESTORE_POINTS, bad) == "invalid_input"
+    # an operator sees the points of the jobs it sees: imported sets belong to none
+    await world.call(catalog_rpc.GROUP_CREATE, m.GroupCreate(name="g1"), m.GroupInfo)
+    made = m.UserCreate(name="op", role="operator", groups=["g1"])
+    await world.call(catalog_rpc.USER_CREATE, made, m.UserInfo)
+    op = m.ActorRef(user="op")
+    seen = await world.call(r.RESTORE_POINTS, r.RestorePointsQuery(actor=op), r.RestorePointsReply)
+    assert seen.points == []
+    hidden = r.RestoreCreate(actor=op, spec=spec([ids["a_new"]]))
+    assert await world.code_of(r.RESTORE_CREATE, hidden) == "invalid_restore"
+    assert await world.db.count(Coll.RESTORES, {}) == 0
+
+
+async def test_restores_are_listed_in_pages(world: RestoreWorld) -> None:
+    ids = await setup(world)
+    made = []
+    for minute in range(3):
+        world.clock.now = T0 + timedelta(minutes=minute)
+        create = r.RestoreCreate(actor=ADMIN, spec=spec([ids["a_new"]]))
+        made.append((await world.call(r.RESTORE_CREATE, create, r.RestoreCreated)).restore.id)
+    pages, after = [], None
+    while True:
+        ask = r.RestoreList(actor=ADMIN, limit=2, after=after)
+        got = await world.call(r.RESTORE_LIST, ask, r.RestoreListReply)
+        pages.append([x.id for x in got.restores])
+        if (after := got.next_after) is None:
+            break
+    assert pages == [made[::-1][:2], made[::-1][2:]]

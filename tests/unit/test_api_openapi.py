@@ -61,3 +61,21 @@ def test_failed_logins_wait_longer_and_longer_up_to_a_bound() -> None:
     waits = [delay_s(n) for n in range(1, 15)]
     assert waits[:3] == [0, 0, 0] and waits[3] == 1.0
     assert waits == sorted(waits) and max(waits) == 300.0
+
+
+def test_progress_streams_are_documented_as_server_sent_events() -> None:
+    doc = document(route_table())
+    streams = {
+        path: op
+        for path, ops in doc["paths"].items()
+        for op in ops.values()
+        if "text/event-stream" in op["responses"].get("200", {}).get("content", {})
+    }
+    assert sorted(streams) == [
+        "/api/v1/restores/{restore_id}/progress",
+        "/api/v1/runs/{run_id}/progress",
+    ]
+    for op in streams.values():
+        assert "Last-Event-ID" in [p["name"] for p in op["parameters"] if p["in"] == "header"]
+        schema = op["responses"]["200"]["content"]["text/event-stream"]["schema"]
+        assert "anyOf" in schema or "oneOf" in schema  # one of the run's or restore's events

@@ -8,7 +8,7 @@ import argparse
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -20,10 +20,13 @@ from edgeback_cli import credentials, disk_cli, output
 from edgeback_cli.apiclient import normalize_url, problem_error
 from edgeback_cli.job_cli import apply_flags
 from edgeback_cli.main import EXIT_AUTH, EXIT_FAILED, EXIT_INPUT, build_parser, exit_code, run
-from edgeback_cli.runwatch import view
+from edgeback_cli.restore_cli import restore_spec, shown_code
+from edgeback_cli.runwatch import Tracker
+from edgeback_cli.sse import Sse, parse
 from edgeback_core.errors import (
     ConfigError,
     DigestMismatchError,
+    InvalidInputError,
     NameTakenError,
     UnauthenticatedError,
     UnavailableError,
@@ -167,26 +170,85 @@ def test_a_job_from_flags_and_an_edit_that_keeps_the_rest() -> None:
     assert edited["target"] == spec["target"]
 
 
-def _detail(state: str, vm_states: list[str], read: int, started: datetime) -> dict[str, object]:
-    return {
-        "run": {"id": "r1", "state": state, "created_at": started.isoformat(),
-                "updated_at": (started + timedelta(seconds=40)).isoformat()},
-        "vms": [{"state": s} for s in vm_states],
-        "stats": {"bytes_read": read, "bytes_sparse": 0, "bytes_unchanged": 0},
+def test_server_sent_events_are_parsed() -> None:
+    lines = [
+        ": events of run:r1", "",
+        "id: k1", "event: RunProgress", 'data: {"bytes_done": 5}', "",
+        ": keep-alive", "",
+        "event: end", 'data: {"state": "succeeded"}', "",
+    ]  # fmt: skip
+    assert list(parse(lines)) == [
+        Sse(event="RunProgress", data={"bytes_done": 5}, id="k1"),
+        Sse(event="end", data={"state": "succeeded"}),
+    ]
+
+
+def _at(seconds: float) -> str:
+    return datetime.fromtimestamp(1_700_000_000 + seconds, UTC).isoformat()
+
+
+def test_a_runs_progress_sums_its_vms_and_settles_the_finished() -> None:
+    tracker = Tracker()
+    tracker.add({"type": "RunStarted", "vm_count": 2, "at": _at(0)})
+    for vm, done in (("a", 300), ("b", 100)):
+        tracker.add({"type": "RunProgress", "vm": {"vm_id": vm}, "bytes_done": done,
+                     "bytes_total": 400, "rate_bps": 10.0, "at": _at(20)})  # fmt: skip
+    half = tracker.view(1_700_000_000 + 20)
+    assert (half.done_bytes, half.total_bytes, half.rate_bps, half.elapsed_s) == (
+        400,
+        800,
+        20.0,
+        20,
+    )
+    assert (half.fraction, half.eta_s, half.tail()) == (0.5, 20.0, "0/2 VMs running")
+    tracker.add({"type": "VmFinished", "vm": {"vm_id": "a"}, "at": _at(30)})
+    settled = tracker.view(1_700_000_000 + 30)
+    assert (settled.total_bytes, settled.rate_bps, settled.vms_done) == (700, 10.0, 1)
+    tracker.end("partially_succeeded")
+    ended = tracker.view(1_700_000_000 + 100)
+    assert ended.final and ended.fraction == 1.0 and ended.elapsed_s == 30 and ended.eta_s == 0.0
+
+
+def test_a_restores_total_starts_from_its_points() -> None:
+    tracker = Tracker(total_hint=1000)
+    assert tracker.view(0).eta_s is None
+    disk = {"type": "RestoreProgress", "backup_set_id": "s1", "disk_id": "d0", "at": _at(5)}
+    tracker.add({**disk, "bytes_done": 250, "bytes_total": 500, "rate_bps": 50.0})
+    view = tracker.view(1_700_000_000 + 5)
+    assert (view.total_bytes, view.fraction, view.eta_s) == (1000, 0.25, 15.0)
+    tracker.add({"type": "RestoreVmFinished", "backup_set_id": "s1", "at": _at(6)})
+    assert tracker.view(1_700_000_000 + 6).rate_bps == 0.0
+
+
+def _restore_flags(**given: object) -> argparse.Namespace:
+    names = ("points", "name", "schedule", "at", "host", "to_vm", "map",
+             "snapshot_before_overwrite", "keep_snapshot_on_success", "start_vm_after",
+             "instant", "parallel_vms", "vms_per_physical_host", "disks_per_vm",
+             "streams_per_disk")  # fmt: skip
+    return argparse.Namespace(**{n: given.get(n) for n in names})
+
+
+def test_a_restore_spec_from_flags() -> None:
+    flags = _restore_flags(points=["s1"], host="bk", to_vm="p1/vm-9", map=["d0=t1", "d1=t0"],
+                           snapshot_before_overwrite=True, streams_per_disk=8)  # fmt: skip
+    assert restore_spec({"options": {"start_vm_after": True}}, flags) == {
+        "backup_set_ids": ["s1"],
+        "options": {"start_vm_after": True, "host_id": "bk",
+                    "snapshot_before_overwrite": True, "streams_per_disk": 8},
+        "target": {"new_path": {"platform_id": "p1", "vm_id": "vm-9", "disks": [
+            {"source_disk_id": "d0", "target_disk_id": "t1"},
+            {"source_disk_id": "d1", "target_disk_id": "t0"},
+        ]}},
     }  # fmt: skip
-
-
-def test_run_progress_is_estimated_from_the_vms_finished() -> None:
-    t0 = datetime(2025, 1, 1, tzinfo=UTC)
-    now = t0.timestamp() + 20
-    half = view(_detail("running", ["succeeded", "running", "pending", "failed"], 2000, t0), now)
-    assert (half.vms_done, half.vms_total, half.fraction) == (2, 4, 0.5)
-    assert (half.done_bytes, half.total_bytes, half.rate_bps) == (2000, 4000, 100.0)
-    assert half.eta_s == 20.0 and not half.final
-    early = view(_detail("running", ["running"], 0, t0), now)
-    assert early.eta_s is None and early.fraction == 0.0
-    done = view(_detail("succeeded", ["succeeded"], 4000, t0), now + 100)
-    assert done.final and done.fraction == 1.0 and done.elapsed_s == 40.0
+    for bad in (_restore_flags(map=["d0=t0"]), _restore_flags(to_vm="vm-9"),
+                _restore_flags(to_vm="p/v", map=["d0"])):  # fmt: skip
+        with pytest.raises(InvalidInputError):
+            restore_spec({}, bad)
+    once = restore_spec({}, _restore_flags(at="2026-12-24T18:00:00+01:00"))
+    assert once["schedule"] == {"kind": "once", "at": "2026-12-24T18:00:00+01:00"}
+    with pytest.raises(InvalidInputError):
+        restore_spec({}, _restore_flags(at="2026-12-24T18:00:00Z", schedule="manual"))
+    assert shown_code("K7QM2XPA") == "K7QM-2XPA"
 
 
 def test_pool_create_makes_a_usable_directory(

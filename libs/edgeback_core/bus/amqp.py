@@ -32,10 +32,15 @@ from aio_pika.abc import (
 
 from edgeback_core.bus.amqp_rpc import DIRECT_REPLY_TO, ReplyRouter
 from edgeback_core.bus.amqp_wire import envelope_of, guarded, table, wire_message
-from edgeback_core.bus.consumer import run_delivery
+from edgeback_core.bus.consumer import run_delivery, run_live
 from edgeback_core.bus.port import NullTracker
 from edgeback_core.bus.rpc import answer, reply_of
-from edgeback_core.bus.topology import PUBLISHER_HEADER, RETRIES_HEADER, ROUTING_KEY_HEADER
+from edgeback_core.bus.topology import (
+    PUBLISHER_HEADER,
+    RETRIES_HEADER,
+    ROUTING_KEY_HEADER,
+    live_queue,
+)
 from edgeback_core.errors import (
     ConfigError,
     DeadlineExceededError,
@@ -118,14 +123,17 @@ class _AmqpConsumer:
             task.cancel()
 
     async def start(
-        self, run: Callable[[AbstractIncomingMessage], Coroutine[Any, Any, None]]
+        self,
+        run: Callable[[AbstractIncomingMessage], Coroutine[Any, Any, None]],
+        *,
+        no_ack: bool = False,
     ) -> None:
         async def on_message(message: AbstractIncomingMessage) -> None:
             task = asyncio.get_running_loop().create_task(run(message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-        self._tag = await guarded("consume", self._queue.consume(on_message))
+        self._tag = await guarded("consume", self._queue.consume(on_message, no_ack=no_ack))
 
     async def stop(self) -> None:
         if self._tag is not None and not self._channel.is_closed:
@@ -363,6 +371,34 @@ class AmqpBus:
 
         consumer = _AmqpConsumer(channel, queue)
         await consumer.start(run)
+        self._consumers.append(consumer)
+        return consumer
+
+    async def subscribe(
+        self,
+        bindings: tuple[str, ...],
+        handler: Handler[T],
+        message_type: type[T],
+        *,
+        backlog: int = 1000,
+    ) -> ConsumerHandle:
+        channel = await guarded("open channel", self._connection.channel(publisher_confirms=False))
+        spec = live_queue(uuid.uuid4().hex[:16], bindings)
+        name, top = self.topology.queue(spec), self.topology
+        args = table(top.live_arguments(backlog))
+        # exclusive: the broker deletes it with this connection (or at stop, auto-delete)
+        queue = await guarded(
+            name, channel.declare_queue(name, exclusive=True, auto_delete=True, arguments=args)
+        )
+        for pattern in bindings:
+            await guarded(name, queue.bind(top.exchange("events"), routing_key=pattern))
+
+        async def run(message: AbstractIncomingMessage) -> None:
+            envelope = envelope_of(message, self.user_id)
+            await run_live(message.body, envelope, handler, message_type, queue=name)
+
+        consumer = _AmqpConsumer(channel, queue)
+        await consumer.start(run, no_ack=True)
         self._consumers.append(consumer)
         return consumer
 

@@ -164,3 +164,24 @@ def _log_decision(
             log.error("bus.message.dead_lettered", exc_info=error, **keys)
         case _:
             log.error("bus.message.handler_crashed", exc_info=error, **keys)
+
+
+async def run_live(
+    body: bytes, envelope: Envelope, handler: Handler[T], message_type: type[T], *, queue: str
+) -> None:
+    """One message of a live subscription (``Bus.subscribe``): nothing to settle, nothing
+    retried. An undecodable body or a failing handler is logged and the message dropped:
+    live views read a durable log for what they missed."""
+    try:
+        message = decoder(message_type).decode(body)
+    except msgspec.DecodeError as exc:
+        log.warning(
+            "bus.live.undecodable", queue=queue, message_id=envelope.message_id, error=str(exc)
+        )
+        return
+    try:
+        await handler(message, envelope)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("bus.live.handler_failed", queue=queue, message_id=envelope.message_id)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from edgeback_core.bus.consumer import run_delivery
+from edgeback_core.bus.consumer import run_delivery, run_live
 from edgeback_core.bus.memory_rpc import MemoryRpc
 from edgeback_core.bus.port import Envelope, NullTracker
 from edgeback_core.bus.topology import (
@@ -26,6 +26,7 @@ from edgeback_core.bus.topology import (
     ExchangeKind,
     QueueSpec,
     Topology,
+    live_queue,
     topic_matches,
 )
 from edgeback_core.errors import UnroutableError
@@ -201,6 +202,27 @@ class _MemoryConsumer:
             delivery.give_back()
 
 
+class _MemoryLive:
+    """A live subscription: its own bounded queue, read in order, removed at stop."""
+
+    def __init__(self, broker: MemoryBroker, name: str, queue: _Queue, run: Any) -> None:
+        self._broker, self._name, self._queue = broker, name, queue
+        self._loop = asyncio.get_running_loop().create_task(self._intake(run))
+
+    async def _intake(self, run: Any) -> None:
+        while True:
+            stored = await self._queue.take()
+            await run(stored)
+
+    async def stop(self) -> None:
+        await self.kill()
+
+    async def kill(self) -> None:
+        self._broker.queues.pop(self._name, None)
+        self._loop.cancel()
+        await asyncio.gather(self._loop, return_exceptions=True)
+
+
 class MemoryBus:
     """One client of a :class:`MemoryBroker`; satisfies :class:`~edgeback_core.bus.port.Bus`.
 
@@ -221,7 +243,7 @@ class MemoryBus:
         self.user_id = user_id
         self.topology = topology
         self._tracker = tracker or NullTracker()
-        self._consumers: list[_MemoryConsumer] = []
+        self._consumers: list[_MemoryConsumer | _MemoryLive] = []
         self._ids = itertools.count()
 
     @classmethod
@@ -280,6 +302,26 @@ class MemoryBus:
         consumer = _MemoryConsumer(self, queue, run, name)
         self._consumers.append(consumer)
         return consumer
+
+    async def subscribe(
+        self,
+        bindings: tuple[str, ...],
+        handler: Handler[T],
+        message_type: type[T],
+        *,
+        backlog: int = 1000,
+    ) -> ConsumerHandle:
+        spec = live_queue(uuid.uuid4().hex[:16], bindings)
+        name = self.topology.queue(spec)
+        queue = self.broker.declare(name, spec)
+        queue.ready = deque(maxlen=backlog)  # the oldest dropped, as x-overflow drop-head
+
+        async def run(stored: _Stored) -> None:
+            await run_live(stored.body, stored.envelope, handler, message_type, queue=name)
+
+        live = _MemoryLive(self.broker, name, queue, run)
+        self._consumers.append(live)
+        return live
 
     async def declare(self, spec: QueueSpec) -> None:
         """Create ``spec``'s queue without consuming (messages wait in it)."""

@@ -90,6 +90,20 @@ class Bus(Protocol):
     ) -> ConsumerHandle:
         """Declare ``spec``'s queue and run ``handler`` on each message (see ``consumer``)."""
 
+    async def subscribe(
+        self,
+        bindings: tuple[str, ...],
+        handler: Handler[T],
+        message_type: type[T],
+        *,
+        backlog: int = 1000,
+    ) -> ConsumerHandle:
+        """Follow the events exchange live on a queue of this client's own
+        (``topology.live_queue``: gone with the client or at ``stop``), bound to
+        ``bindings`` and holding at most ``backlog`` messages (the oldest dropped).
+        Nothing is acked or retried: a failing handler's message is logged and dropped.
+        For live views, which read a durable log for what they missed."""
+
     async def serve_rpc(
         self, name: str, handler: RpcHandler[Req], request_type: type[Req]
     ) -> ConsumerHandle:

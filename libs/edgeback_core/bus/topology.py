@@ -166,6 +166,18 @@ QUEUES: tuple[QueueSpec, ...] = (
 the docs to this and to ``PER_HOST_QUEUES``)."""
 
 
+LIVE_EVENT_KEYS: tuple[str, ...] = (*RUN_EVENT_KEYS.values(), *RESTORE_EVENT_KEYS.values())
+"""What the API follows live for its progress streams (``Bus.subscribe``)."""
+
+
+def live_queue(owner: str, bindings: tuple[str, ...]) -> QueueSpec:
+    """A live subscription's queue (``<p>live.<owner>``): the subscriber's own, deleted with
+    its connection, never retried; ``Bus.subscribe`` declares it."""
+    if not owner or any(c in owner for c in ".*#"):
+        raise ValueError(f"invalid live subscription owner: {owner!r}")
+    return QueueSpec(name=f"live.{owner}", exchange="events", bindings=bindings, max_retries=0)
+
+
 def worker_runs(host_id: BackupHostId) -> QueueSpec:
     """Runs for one backup host; every worker of that host competes on it."""
     if not host_id or any(c in host_id for c in ".*#"):
@@ -223,6 +235,11 @@ class Topology:
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         }
+
+    def live_arguments(self, backlog: int) -> dict[str, str | int]:
+        """A live queue keeps the newest ``backlog`` messages: a slow subscriber loses
+        the oldest rather than growing the broker's memory."""
+        return {"x-max-length": backlog, "x-overflow": "drop-head"}
 
     def dlq_arguments(self) -> dict[str, str | int]:
         return {"x-queue-type": "quorum"}

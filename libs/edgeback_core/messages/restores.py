@@ -269,13 +269,18 @@ class RestoreGet(Request, frozen=True, kw_only=True):
 
 
 class RestoreList(Request, frozen=True, kw_only=True):
+    """Restores the actor may see, newest first; pass ``next_after`` back as ``after``."""
+
     actor: ActorRef
     state: RestoreStateName | None = None
     limit: int = 50
+    after: str | None = None
 
 
 class RestoreListReply(Message, frozen=True, kw_only=True):
     restores: list[RestoreInfo]
+    next_after: str | None = None
+    """None: this was the last page."""
 
 
 class RestoreCancel(Request, frozen=True, kw_only=True):
@@ -284,18 +289,25 @@ class RestoreCancel(Request, frozen=True, kw_only=True):
 
 
 class RestorePointsQuery(Request, frozen=True, kw_only=True):
-    """Browse restore points (S1): newest first, every filter optional but one needed."""
+    """Browse restore points (S1) of the jobs the actor sees: newest first, every
+    filter optional."""
 
     actor: ActorRef
     vm_id: str | None = None
+    vm: str | None = None
+    """Search: part of the VM's name or id, any case."""
     pool: PoolRef | None = None
     taken_after: datetime | None = None
     taken_before: datetime | None = None
     limit: int = 50
+    after: str | None = None
+    """``next_after`` of the previous page."""
 
 
 class RestorePointsReply(Message, frozen=True, kw_only=True):
     points: list[RestorePoint]
+    next_after: str | None = None
+    """None: this was the last page."""
 
 
 class RestoreTransition(Request, frozen=True, kw_only=True):

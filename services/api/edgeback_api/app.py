@@ -21,7 +21,17 @@ import structlog
 from aiohttp import web
 
 from edgeback_api.openapi import PROBLEM, document
-from edgeback_api.routing import ACTOR_FIELD, BASE, Access, Api, Call, Route
+from edgeback_api.routing import (
+    ACTOR_FIELD,
+    BASE,
+    EVENT_STREAM,
+    Access,
+    Api,
+    Call,
+    Route,
+    ServerEvent,
+    ServerEvents,
+)
 from edgeback_api.session import API_ACTOR
 from edgeback_api.table import route_table
 from edgeback_api.tokens import bearer_of, token_hash
@@ -54,6 +64,8 @@ _DOCS_INIT = (
 def build_app(api: Api, *, max_body_bytes: int = 1 << 20) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=max_body_bytes)
     app[API] = api
+    app.cleanup_ctx.append(_live_events)
+    app.on_shutdown.append(_end_streams)
     routes = route_table()
     for route in routes:
         app.router.add_route(route.method, route.url, _endpoint(route))
@@ -68,6 +80,18 @@ def build_app(api: Api, *, max_body_bytes: int = 1 << 20) -> web.Application:
         )
         app.router.add_get(f"{BASE}/docs/{name}", _static((static / name).read_bytes(), kind))
     return app
+
+
+async def _live_events(app: web.Application) -> AsyncIterator[None]:
+    """The live subscription of the progress streams, for as long as the app serves."""
+    api = app[API]
+    await api.live.start(api.bus)
+    yield
+    await api.live.stop()
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[API].live.close_watchers()
 
 
 def _static(body: bytes, kind: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -100,6 +124,8 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
             user=None if identity is None else identity.user.name,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
+        if isinstance(result, ServerEvents):
+            return await _send_events(request, result)
         if result is None:
             return web.Response(status=204)
         return web.Response(
@@ -107,6 +133,29 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
         )
 
     return endpoint
+
+
+async def _send_events(request: web.Request, events: ServerEvents) -> web.StreamResponse:
+    """Each event as it comes; an error after the start is the stream's last event
+    (``event: error``, its problem body): the status line has gone already."""
+    headers = {"Content-Type": EVENT_STREAM, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    response = web.StreamResponse(headers=headers)
+    # the first event before the status line: the stream is watching once a client
+    # has its 200, and an error this early is still a problem answer
+    first = await anext(events.events)
+    await response.prepare(request)
+    try:
+        await response.write(first.encode())
+        async for event in events.events:
+            await response.write(event.encode())
+    except ConnectionResetError:
+        log.info("api.stream.gone", path=request.path)  # the client went away
+    except EdgebackError as exc:
+        log.info("api.stream.failed", path=request.path, code=exc.code)
+        await response.write(ServerEvent(event="error", data=_json.encode(body_of(exc))).encode())
+    finally:
+        await events.events.aclose()
+    return response
 
 
 async def _identity(api: Api, request: web.Request, route: Route) -> a.TokenIdentity:

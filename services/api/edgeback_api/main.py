@@ -11,6 +11,7 @@ from typing import TypeVar
 import structlog
 
 from edgeback_api.app import build_app, serve
+from edgeback_api.live import LiveEvents
 from edgeback_api.routing import Api
 from edgeback_api.session import bootstrap_admin
 from edgeback_api.settings import ApiSettings
@@ -33,6 +34,8 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: ApiSettings) -> Non
         rpc_timeout_s=settings.rpc_timeout_s,
         slow_rpc_timeout_s=settings.slow_rpc_timeout_s,
         session_ttl_s=settings.session_ttl_s,
+        live=LiveEvents(buffer=settings.live_buffer),
+        heartbeat_s=settings.live_heartbeat_s,
     )
     if settings.bootstrap_admin is not None and settings.bootstrap_password is not None:
         password = settings.bootstrap_password.reveal()

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
-from edgeback_api.routing import ACTOR_FIELD, BASE, Access, Route
+from edgeback_api.routing import ACTOR_FIELD, BASE, EVENT_STREAM, Access, Route
 from edgeback_core.errors import ErrorBody
 
 REF: Final = "#/components/schemas/{name}"
@@ -28,6 +28,13 @@ _ERRORS: Final = {
     "503": "A service or backup host is unreachable (retry later)",
 }
 Doc = dict[str, Any]
+_OK: Final = {
+    EVENT_STREAM: (
+        "Server-sent events: `id` (resume with `Last-Event-ID`), `event` (the type), `data` "
+        "(the event as JSON, this schema); then `event: end` with `{state}`. `event: lagged` "
+        "`{dropped}`: a slow reader lost that many; `event: error`: a problem body."
+    )
+}
 
 
 def document(routes: Sequence[Route], *, version: str = "1") -> Doc:
@@ -60,7 +67,11 @@ def _operation(route: Route, schemas: Doc) -> Doc:
         "operationId": route.operation,
         "summary": route.summary,
         "tags": [route.tag],
-        "parameters": [*_path_parameters(route), *_query_parameters(route, schemas)],
+        "parameters": [
+            *_path_parameters(route),
+            *_query_parameters(route, schemas),
+            *_stream_parameters(route),
+        ],
         "responses": _responses(route),
     }
     if route.has_body and route.request is not None:
@@ -77,6 +88,13 @@ def _operation(route: Route, schemas: Doc) -> Doc:
 def _path_parameters(route: Route) -> Iterator[Doc]:
     for name in route.path_fields:
         yield {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _stream_parameters(route: Route) -> Iterator[Doc]:
+    if route.media == EVENT_STREAM:
+        text = "Resume after this event (the `id` of the last one received)"
+        yield {"name": "Last-Event-ID", "in": "header", "required": False,
+               "description": text, "schema": {"type": "string", "maxLength": 200}}  # fmt: skip
 
 
 def _query_parameters(route: Route, schemas: Doc) -> Iterator[Doc]:
@@ -113,7 +131,10 @@ def _responses(route: Route) -> Doc:
         done: Doc = {"description": "Done"}
     else:
         schema = msgspec.json.schema_components([route.reply], ref_template=REF)[0][0]
-        done = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+        done = {
+            "description": _OK.get(route.media, "OK"),
+            "content": {route.media: {"schema": schema}},
+        }
     responses: Doc = {str(route.status): done}
     errors = dict(_ERRORS)
     if route.access is not Access.PUBLIC:

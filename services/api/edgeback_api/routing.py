@@ -10,12 +10,13 @@ return a msgspec struct, or None for ``204 No Content``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import msgspec
 
+from edgeback_api.live import LiveEvents
 from edgeback_core.bus.port import Bus
 from edgeback_core.errors import InvalidInputError
 from edgeback_core.messages.auth import TokenIdentity
@@ -23,6 +24,8 @@ from edgeback_core.messages.catalog import ActorRef
 
 BASE: Final = "/api/v1"
 ACTOR_FIELD: Final = "actor"
+JSON: Final = "application/json"
+EVENT_STREAM: Final = "text/event-stream"
 S = TypeVar("S", bound=msgspec.Struct)
 
 
@@ -34,12 +37,16 @@ class Access(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Api:
-    """What handlers reach the rest of edgeback through: the bus, and its deadlines."""
+    """What handlers reach the rest of edgeback through: the bus, its deadlines, and the
+    live run and restore events (started and stopped with the app)."""
 
     bus: Bus
     rpc_timeout_s: float
     slow_rpc_timeout_s: float
     session_ttl_s: float
+    live: LiveEvents = field(default_factory=LiveEvents)
+    heartbeat_s: float = 15.0
+    """A progress stream's keep-alive, and how often it looks whether its run ended."""
 
     async def call(
         self, name: str, request: msgspec.Struct, reply: type[S], *, slow: bool = False
@@ -81,7 +88,36 @@ class Call:
         return self.query
 
 
-Handler = Callable[[Call], Awaitable[msgspec.Struct | None]]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerEvent:
+    """One server-sent event: ``event`` names it, ``data`` is its JSON (one line);
+    ``id`` (resumable position) and ``comment`` (keep-alive) are optional."""
+
+    event: str = ""
+    data: bytes = b""
+    id: str = ""
+    comment: str = ""
+
+    def encode(self) -> bytes:
+        lines = [f": {self.comment}".encode()] if self.comment else []
+        if self.id:
+            lines.append(f"id: {self.id}".encode())
+        if self.event:
+            lines.append(f"event: {self.event}".encode())
+        if self.data:
+            lines.append(b"data: " + self.data)
+        return b"\n".join(lines) + b"\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvents:
+    """What a streaming route's handler returns: the app sends each event as it comes
+    (``text/event-stream``) and closes the stream when the iterator ends."""
+
+    events: AsyncGenerator[ServerEvent]
+
+
+Handler = Callable[[Call], Awaitable[msgspec.Struct | ServerEvents | None]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,8 +136,11 @@ class Route:
     handler: Handler
     request: type[msgspec.Struct] | None = None
     query: type[msgspec.Struct] | None = None
-    reply: type[Any] | None = None
+    reply: Any = None
     status: int = 200
+    media: str = JSON
+    """``text/event-stream``: the handler returns :class:`ServerEvents`, each event's
+    data one of ``reply``."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,6 +162,37 @@ class Route:
             return ()
         filled = {ACTOR_FIELD, *self.path_fields}
         return tuple(f for f in self.request.__struct_fields__ if f not in filled)
+
+
+def row(  # noqa: PLR0917 - one row of a route table per call, read like a table
+    method: str,
+    path: str,
+    op: str,
+    summary: str,
+    access: Access,
+    handler: Handler,
+    *,
+    request: type[msgspec.Struct] | None = None,
+    query: type[msgspec.Struct] | None = None,
+    reply: Any = None,
+    status: int = 200,
+    media: str = JSON,
+) -> Route:
+    """A route of a table (its tag: the path's first part)."""
+    return Route(
+        method=method,
+        path=path,
+        operation=op,
+        summary=summary,
+        tag=path.split("/")[1],
+        access=access,
+        handler=handler,
+        request=request,
+        query=query,
+        reply=reply,
+        status=status,
+        media=media,
+    )
 
 
 def rpc(name: str, reply: type[msgspec.Struct], *, slow: bool = False) -> Handler:

@@ -2,7 +2,8 @@
 ``EDGEBACK_API_``: where it listens (``HOST``, ``PORT``), TLS (``TLS_CERT_FILE`` and
 ``TLS_KEY_FILE``, both or neither), how long a login lasts (``SESSION_TTL_S``), how
 long it waits for the catalog (``RPC_TIMEOUT_S``; checks that reach a platform wait
-``SLOW_RPC_TIMEOUT_S``), and the first admin (``BOOTSTRAP_ADMIN`` with
+``SLOW_RPC_TIMEOUT_S``), progress streams (``LIVE_BUFFER`` events kept per client,
+a ``LIVE_HEARTBEAT_S`` keep-alive), and the first admin (``BOOTSTRAP_ADMIN`` with
 ``BOOTSTRAP_PASSWORD``: created at start unless an admin exists)."""
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class ApiSettings(Settings):
     rpc_timeout_s: Annotated[float, POSITIVE] = 10.0
     slow_rpc_timeout_s: Annotated[float, POSITIVE] = 60.0
     max_body_bytes: Annotated[int, POSITIVE] = 1 << 20
+    live_buffer: Annotated[int, POSITIVE] = 256
+    live_heartbeat_s: Annotated[float, POSITIVE] = 15.0
     bootstrap_admin: str | None = None
     bootstrap_password: Secret | None = None
 

@@ -8,13 +8,11 @@ signed-in user and the path's fields, the client sends the rest as JSON.
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
-
 from edgeback_api import commands, lists, session
 from edgeback_api.paging import Page
-from edgeback_api.routing import Access, Handler, Route, no_content, rpc
+from edgeback_api.restoretable import restore_routes, run_routes
+from edgeback_api.routing import Access, Route, no_content, rpc
+from edgeback_api.routing import row as _r
 from edgeback_api.wire import (
     AuditQuery,
     BackupSetQuery,
@@ -42,35 +40,6 @@ from edgeback_core.messages import jobs as j
 from edgeback_core.messages import worker as w
 
 PUBLIC, USER, ADMIN = Access.PUBLIC, Access.USER, Access.ADMIN
-
-
-def _r(  # noqa: PLR0917 - one row of the table per call, read like a table
-    method: str,
-    path: str,
-    op: str,
-    summary: str,
-    access: Access,
-    handler: Handler,
-    *,
-    request: type[msgspec.Struct] | None = None,
-    query: type[msgspec.Struct] | None = None,
-    reply: type[Any] | None = None,
-    status: int = 200,
-) -> Route:
-    tag = path.split("/")[1]
-    return Route(
-        method=method,
-        path=path,
-        operation=op,
-        summary=summary,
-        tag=tag,
-        access=access,
-        handler=handler,
-        request=request,
-        query=query,
-        reply=reply,
-        status=status,
-    )
 
 
 def _auth() -> list[Route]:
@@ -557,4 +526,12 @@ def _users() -> list[Route]:
 
 
 def route_table() -> list[Route]:
-    return [*_auth(), *_hosts(), *_platforms(), *_jobs(), *_users()]
+    return [
+        *_auth(),
+        *_hosts(),
+        *_platforms(),
+        *_jobs(),
+        *run_routes(),
+        *restore_routes(),
+        *_users(),
+    ]

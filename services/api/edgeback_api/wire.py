@@ -13,6 +13,7 @@ from edgeback_api.paging import Limit
 from edgeback_core.messages.auth import TokenInfo
 from edgeback_core.messages.base import Message
 from edgeback_core.messages.catalog import RunStateName, UserInfo
+from edgeback_core.messages.restores import RestoreStateName
 from edgeback_core.messages.runs import BackupType
 
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
@@ -120,3 +121,30 @@ class BrowseQuery(Body, frozen=True, kw_only=True):
     """Matches VM names and ids, any case."""
     host_id: str | None = None
     """Keep one physical host of the platform."""
+
+
+class RestorePointQuery(PageQuery, frozen=True, kw_only=True):
+    vm: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    """Part of the VM's name or id, any case."""
+    vm_id: str | None = None
+    pool: str | None = None
+    """The pool's name."""
+    node_url: str | None = None
+    """With ``pool``: only that pool of this storage node."""
+    taken_after: datetime | None = None
+    """Points taken at or after this time (ISO 8601 with a zone)."""
+    taken_before: datetime | None = None
+
+
+class RestoreQuery(PageQuery, frozen=True, kw_only=True):
+    state: RestoreStateName | None = None
+
+
+class RunStopBody(Body, frozen=True, kw_only=True):
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class LiveQuery(Body, frozen=True, kw_only=True):
+    """``Last-Event-ID`` (header) or ``last_event_id``: resume after that event."""
+
+    last_event_id: str | None = None

@@ -3,18 +3,21 @@ restore points (complete backup sets with their disks) it is made of."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import msgspec
 
+from edgeback_catalog.access import visibility
 from edgeback_catalog.backupdocs import KEPT, backup_set_of, disk_version_of
 from edgeback_catalog.documents import utc
+from edgeback_catalog.domain import Actor
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.restorecodes import Verification
 from edgeback_catalog.restorestate import RestoreState
-from edgeback_core.errors import InvalidRestoreError
+from edgeback_core.errors import InvalidInputError, InvalidRestoreError
 from edgeback_core.messages import restores as r
 from edgeback_core.restorerules import PointSummary
 
@@ -128,9 +131,13 @@ async def point_of(db: CatalogDb, set_doc: dict[str, Any]) -> r.RestorePoint:
     )
 
 
-async def restore_points(db: CatalogDb, set_ids: list[str]) -> list[r.RestorePoint]:
-    """The complete backup sets named, in the order named; ``not_found`` names the rest."""
-    docs = await db.find(Coll.BACKUP_SETS, {"_id": {"$in": set_ids}, "complete": True, **KEPT})
+async def restore_points(
+    db: CatalogDb, set_ids: list[str], visible: dict[str, Any] | None = None
+) -> list[r.RestorePoint]:
+    """The complete backup sets named (of those ``visible``, a :func:`sets_visible_to`
+    clause), in the order named; the others are refused alike, seen or not."""
+    query = {"_id": {"$in": set_ids}, "complete": True, **KEPT, **(visible or {})}
+    docs = await db.find(Coll.BACKUP_SETS, query)
     by_id = {doc["_id"]: doc for doc in docs}
     missing = [s for s in set_ids if s not in by_id]
     if missing:
@@ -142,14 +149,21 @@ async def restore_points(db: CatalogDb, set_ids: list[str]) -> list[r.RestorePoi
     return [await point_of(db, by_id[s]) for s in dict.fromkeys(set_ids)]
 
 
-async def browse(db: CatalogDb, query: r.RestorePointsQuery) -> list[r.RestorePoint]:
-    """Restore points newest first, by VM, pool and time (S1)."""
-    filters: dict[str, Any] = {"complete": True, **KEPT}
+async def browse(
+    db: CatalogDb, actor: Actor, query: r.RestorePointsQuery
+) -> tuple[list[r.RestorePoint], str | None]:
+    """Restore points newest first, by VM, pool and time (S1), of the jobs ``actor``
+    sees; one page and the next one's cursor (None: the last page)."""
+    filters: dict[str, Any] = {"complete": True, **KEPT, **await sets_visible_to(db, actor)}
     if query.vm_id is not None:
         filters["vm_id"] = query.vm_id
+    if query.vm:
+        part = {"$regex": re.escape(query.vm), "$options": "i"}
+        filters["$or"] = [{"vm.name": part}, {"vm_id": part}]
     if query.pool is not None:
-        filters["pool.node_url"] = query.pool.node_url
         filters["pool.name"] = query.pool.name
+        if query.pool.node_url:  # empty: that pool name on any storage node
+            filters["pool.node_url"] = query.pool.node_url
     taken: dict[str, datetime] = {}
     if query.taken_after is not None:
         taken["$gte"] = query.taken_after
@@ -158,7 +172,55 @@ async def browse(db: CatalogDb, query: r.RestorePointsQuery) -> list[r.RestorePo
     if taken:
         filters["taken_at"] = taken
     limit = max(1, min(query.limit, 1000))
-    docs = await db.find(
-        Coll.BACKUP_SETS, filters, sort=(("taken_at", -1), ("_id", 1)), limit=limit
+    docs = await newest_page(
+        db, Coll.BACKUP_SETS, filters, time_field="taken_at", after=query.after, limit=limit
     )
-    return [await point_of(db, doc) for doc in docs]
+    points = [await point_of(db, doc) for doc in docs[:limit]]
+    more = len(docs) > limit
+    return points, (position(points[-1].taken_at, points[-1].backup_set_id) if more else None)
+
+
+async def sets_visible_to(db: CatalogDb, actor: Actor) -> dict[str, Any]:
+    """The clause keeping the backup sets of the jobs ``actor`` sees (as runs are seen);
+    admins see every set, imported ones too."""
+    if actor.sees_everything:
+        return {}
+    jobs = await db.find(Coll.JOBS, visibility(actor))
+    return {"job_id": {"$in": sorted(doc["_id"] for doc in jobs)}}
+
+
+# --- pages newest first, by (time, id) --------------------------------------------
+def position(at: datetime, item_id: str) -> str:
+    """The cursor after an item: its time and id (``next_after``, given back as ``after``)."""
+    return f"{utc(at).isoformat()}|{item_id}"
+
+
+async def newest_page(
+    db: CatalogDb,
+    coll: Coll,
+    filters: dict[str, Any],
+    *,
+    time_field: str,
+    after: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to ``limit + 1`` documents newest first (ties by id) past the cursor ``after``:
+    one more than asked tells whether another page follows."""
+    query = dict(filters)
+    if after is not None:
+        at, item_id = _cursor(after)
+        older = {"$or": [{time_field: {"$lt": at}}, {time_field: at, "_id": {"$gt": item_id}}]}
+        query = {"$and": [query, older]}
+    sort = ((time_field, -1), ("_id", 1))
+    return await db.find(coll, query, sort=sort, limit=limit + 1)
+
+
+def _cursor(after: str) -> tuple[datetime, str]:
+    at, sep, item_id = after.partition("|")
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        moment = None
+    if not sep or not item_id or moment is None or moment.tzinfo is None:
+        raise InvalidInputError("after is not a cursor this catalog gave", field="after")
+    return moment, item_id

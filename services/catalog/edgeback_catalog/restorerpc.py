@@ -83,16 +83,16 @@ class RestoreRpc:
         return r.RestoreEventsReply(events=found, next_after=after)
 
     async def list(self, req: r.RestoreList) -> r.RestoreListReply:
-        found = await self._restores.list(current_actor(), req.state, req.limit)
-        return r.RestoreListReply(restores=[restore_info(x) for x in found])
+        found, after = await self._restores.list(current_actor(), req.state, req.limit, req.after)
+        return r.RestoreListReply(restores=[restore_info(x) for x in found], next_after=after)
 
     async def cancel(self, req: r.RestoreCancel) -> r.RestoreInfo:
         actor = current_actor()
         return restore_info(await self._restores.cancel(actor, req.restore_id))
 
     async def points(self, req: r.RestorePointsQuery) -> r.RestorePointsReply:
-        current_actor()  # admitted by the gate: any end user may browse points
-        return r.RestorePointsReply(points=await browse(self._restores.db, req))
+        points, after = await browse(self._restores.db, current_actor(), req)
+        return r.RestorePointsReply(points=points, next_after=after)
 
     async def pool_import(self, req: r.BackupSetImport) -> r.BackupSetImportReply:
         sets, versions = await self._import.run(current_actor(), req.pool, req.disks)

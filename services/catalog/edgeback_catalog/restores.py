@@ -20,15 +20,18 @@ from typing import Any, NoReturn
 import msgspec
 
 from edgeback_catalog import restorecodes as codes
-from edgeback_catalog.access import AuditLog, new_id
+from edgeback_catalog.access import AuditLog, new_id, visibility
 from edgeback_catalog.domain import Actor, Clock
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.restoredocs import (
     Restore,
+    newest_page,
+    position,
     restore_doc,
     restore_of,
     restore_points,
+    sets_visible_to,
     summary_of,
 )
 from edgeback_catalog.restorestate import (
@@ -81,11 +84,13 @@ class Restores:
         self._on_end = on_end
 
     async def create(self, actor: Actor, spec: r.RestoreSpec) -> Created:
-        points = await restore_points(self._db, list(spec.backup_set_ids))
+        visible = await sets_visible_to(self._db, actor)
+        points = await restore_points(self._db, list(spec.backup_set_ids), visible)
         restorerules.check(spec, [summary_of(p) for p in points])
         host = await self._hosts.require_active(BackupHostId(spec.options.host_id))
         if not actor.can_see(host.groups):
             raise UnknownReferenceError(f"backup host {host.id} does not exist", host_id=host.id)
+        await self._require_target(actor, spec)
         rid, now, code = new_id(), self._clock(), codes.new_code()
         restore = Restore(
             id=rid,
@@ -103,6 +108,19 @@ class Restores:
             actor, "restore.created", f"restore/{rid}", {"points": len(points)}
         )
         return Created(restore=restore, code=code)
+
+    async def _require_target(self, actor: Actor, spec: r.RestoreSpec) -> None:
+        """A new path writes into a VM of a platform the actor sees (else it "does not
+        exist", as for a backup host); the original path writes where the points came from."""
+        new_path = spec.target.new_path
+        if new_path is None:
+            return
+        query = {"_id": new_path.platform_id, **visibility(actor)}
+        if await self._db.find_one(Coll.PLATFORMS, query) is None:
+            raise UnknownReferenceError(
+                f"platform {new_path.platform_id} does not exist",
+                platform_id=new_path.platform_id,
+            )
 
     async def get(self, actor: Actor, restore_id: str) -> Restore:
         doc = await self._db.find_one(Coll.RESTORES, {"_id": restore_id, **_visible(actor)})
@@ -122,17 +140,20 @@ class Restores:
         if restore.state in TERMINAL and self._on_end is not None:
             await self._on_end(restore)
 
-    async def list(self, actor: Actor, state: str | None, limit: int) -> list[Restore]:
+    async def list(
+        self, actor: Actor, state: str | None, limit: int, after: str | None = None
+    ) -> tuple[list[Restore], str | None]:
+        """One page newest first and the next one's cursor (None: the last page)."""
         query: dict[str, Any] = dict(_visible(actor))
         if state is not None:
             query["state"] = state
-        docs = await self._db.find(
-            Coll.RESTORES,
-            query,
-            sort=(("created_at", -1), ("_id", 1)),
-            limit=max(1, min(limit, 500)),
+        limit = max(1, min(limit, 500))
+        docs = await newest_page(
+            self._db, Coll.RESTORES, query, time_field="created_at", after=after, limit=limit
         )
-        return [restore_of(doc) for doc in docs]
+        found = [restore_of(doc) for doc in docs[:limit]]
+        last = found[-1] if len(docs) > limit else None
+        return found, (None if last is None else position(last.created_at, last.id))
 
     async def start(self, actor: Actor, restore_id: str, offered: str) -> Restore:
         """Consume the code and queue (or schedule) the restore; errors change nothing

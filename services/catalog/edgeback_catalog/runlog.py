@@ -12,16 +12,19 @@ is also the page cursor: oldest first, stable while new events arrive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Generic, TypeVar, cast
 
 from edgeback_catalog.documents import utc
 from edgeback_catalog.domain import Clock, JobId, RunId
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_core.errors import InvalidInputError
+from edgeback_core.eventkeys import entry_key
 from edgeback_core.messages import restores as rs
 from edgeback_core.messages import runs as r
 from edgeback_core.messages.base import decoder, encode
+
+__all__ = ["LogEntry", "RunLog", "entry_key", "run_of_event"]
 
 MAX_PAGE = 500
 
@@ -35,12 +38,6 @@ class LogEntry(Generic[E]):
     received_at: datetime
     event: E
     key: str
-
-
-def entry_key(at: datetime, message_id: str) -> str:
-    """Sorts as (``at`` in UTC, ``message_id``): fixed-width time, then the id."""
-    moment = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S.%f}Z|{message_id}"
 
 
 def run_of_event(event: r.RunEvent) -> str | None:

@@ -1,0 +1,293 @@
+"""Restores through the API in-process (aiohttp's test client) against a real catalog on
+the catalog DB, over RabbitMQ: restore points searched and paged, the verification
+code (wrong: nothing changes and it is audited; right: queued, once), stop, scoping for
+an operator, and the live progress stream of a restore and of a run (server-sent
+events fed from the events exchange), ending when they end and resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from tests.support.served_catalog import served_catalog
+
+from edgeback_api.app import build_app
+from edgeback_api.live import LiveEvents
+from edgeback_api.routing import Api
+from edgeback_api.session import bootstrap_admin
+from edgeback_core.bus.amqp import AmqpBus
+from edgeback_core.bus.topology import (
+    HOST_HEARTBEAT,
+    QUEUES,
+    RESTORE_PROGRESS,
+    RESTORE_STARTED,
+    RUN_PROGRESS,
+    Topology,
+    worker_runs,
+)
+from edgeback_core.ids import BackupHostId
+from edgeback_core.messages import catalog as m
+from edgeback_core.messages import restores as r
+from edgeback_core.messages.backups import RUN_FINISH, RunFinish
+from edgeback_core.messages.jobs import PoolRef
+from edgeback_core.messages.runs import RunProgress, VmRef
+
+pytestmark = pytest.mark.integration
+PASSWORD = "admin-pass-Rs4-" + uuid.uuid4().hex[:8]
+OP_PASSWORD = "oper-pass-Rs5-" + uuid.uuid4().hex[:8]
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+POOL = PoolRef(node_url="http://node:8710", name="dd")
+HOST = "h1"
+
+
+@dataclass
+class World:
+    client: TestClient[Any, Any]
+    bus: AmqpBus
+    admin: str = ""
+
+    async def login(self, name: str, password: str) -> str:
+        resp = await self.client.post(
+            "/api/v1/auth/login", json={"name": name, "password": password}
+        )
+        assert resp.status == 200, await resp.text()
+        return str((await resp.json())["token"])
+
+    async def go(self, method: str, path: str, token: str = "", **kw: Any) -> ClientResponse:
+        headers = {"Authorization": f"Bearer {token or self.admin}", **kw.pop("headers", {})}
+        return await self.client.request(method, "/api/v1" + path, headers=headers, **kw)
+
+    async def ok(self, method: str, path: str, status: int = 200, **kw: Any) -> Any:
+        resp = await self.go(method, path, **kw)
+        assert resp.status == status, (path, await resp.text())
+        return await resp.json()
+
+
+@pytest.fixture
+async def world(amqp_url: str, mongo_url: str) -> AsyncIterator[World]:
+    topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
+    async with AsyncExitStack() as stack:
+        server = await served_catalog(
+            stack,
+            topology,
+            amqp_url=amqp_url,
+            mongo_url=mongo_url,
+            database="test_api_restores",
+            events=True,
+        )
+        await server.declare(worker_runs(BackupHostId(HOST)))  # what a worker consumes
+        bus = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
+        api = Api(
+            bus=bus,
+            rpc_timeout_s=10,
+            slow_rpc_timeout_s=20,
+            session_ttl_s=3600,
+            live=LiveEvents(buffer=8),
+            heartbeat_s=0.5,
+        )
+        assert await bootstrap_admin(api, "root", PASSWORD)
+        client = await stack.enter_async_context(TestClient(TestServer(build_app(api))))
+        world = World(client=client, bus=bus)
+        world.admin = await world.login("root", PASSWORD)
+        yield world
+        await server.delete_topology([*QUEUES, worker_runs(BackupHostId(HOST))])
+
+
+def _disk(vm: str, name: str, version: str, minute: int) -> r.ImportedDisk:
+    created = T0 - timedelta(days=1) + timedelta(minutes=minute)
+    return r.ImportedDisk(
+        vm_id=vm, disk_id=name, version=version, image=f"rbd/{vm}-{name}@{version}",
+        image_size=1 << 30, backup_type="full", created_ms=int(created.timestamp() * 1000),
+        chunks=1, zero_chunks=0,
+    )  # fmt: skip
+
+
+async def setup_points(world: World) -> list[str]:
+    """An active backup host and three restore points: vm-a (new, old), vm-b."""
+    await world.bus.publish("events", HOST_HEARTBEAT, m.HostHeartbeat(host_id=HOST, hostname="b"))
+    for _ in range(100):
+        if (await world.go("POST", f"/backup-hosts/{HOST}/activate")).status == 200:
+            break
+        await asyncio.sleep(0.05)
+    disks = [
+        _disk("vm-a", "d0", "v1", 0),
+        _disk("vm-a", "d0", "v2", 60),
+        _disk("vm-b", "d0", "v1", 30),
+    ]
+    imported = r.BackupSetImport(actor=m.ActorRef(), pool=POOL, disks=disks)
+    await world.bus.call(r.BACKUP_SET_IMPORT, imported, r.BackupSetImportReply, timeout=10)
+    page = await world.ok("GET", "/restore-points?vm=VM-A&limit=1")
+    rest = await world.ok("GET", f"/restore-points?vm=VM-A&limit=1&cursor={page['next_cursor']}")
+    assert rest["next_cursor"] is None
+    return [page["items"][0]["backup_set_id"], rest["items"][0]["backup_set_id"]]
+
+
+def _spec(point: str) -> dict[str, Any]:
+    return {"spec": {"backup_set_ids": [point], "options": {"host_id": HOST}}}
+
+
+async def _operator(world: World) -> str:
+    await world.ok("POST", "/groups", 201, json={"name": "site-a"})
+    made = {"name": "op", "role": "operator", "groups": ["site-a"]}
+    await world.ok("POST", "/users", 201, json=made)
+    await world.go("PUT", "/users/op/password", json={"password": OP_PASSWORD})
+    return await world.login("op", OP_PASSWORD)
+
+
+async def test_restore_points_code_start_and_stop(world: World) -> None:
+    newest, oldest = await setup_points(world)
+    window = (T0 - timedelta(days=1) + timedelta(minutes=15)).isoformat().replace("+", "%2B")
+    recent = await world.ok("GET", f"/restore-points?pool=dd&taken_after={window}")
+    assert sorted(p["vm"]["vm_id"] for p in recent["items"]) == ["vm-a", "vm-b"]
+    bad = await world.go("GET", "/restore-points?node_url=http://x")
+    assert (bad.status, (await bad.json())["code"]) == (400, "invalid_input")
+
+    created = await world.ok("POST", "/restores", 201, json=_spec(newest))
+    rid, code = created["restore"]["id"], created["verification_code"]
+    assert created["restore"]["state"] == "pending_verification"
+    wrong = await world.go("POST", f"/restores/{rid}/start", json={"verification_code": "AAAAAAAA"})
+    assert wrong.content_type == "application/problem+json"
+    assert (await wrong.json())["code"] == "verification_code_wrong"
+    assert (await world.ok("GET", f"/restores/{rid}"))["state"] == "pending_verification"
+    audit = await world.ok("GET", f"/audit?resource=restore/{rid}")
+    assert "restore.code_refused" in [e["action"] for e in audit["items"]]
+
+    started = await world.ok(
+        "POST", f"/restores/{rid}/start", 202, json={"verification_code": code.lower()}
+    )
+    assert started["state"] == "queued"
+    again = await world.go("POST", f"/restores/{rid}/start", json={"verification_code": code})
+    assert (await again.json())["code"] == "verification_code_used"
+    other = await world.ok("POST", "/restores", 201, json=_spec(oldest))
+    listed = await world.ok("GET", "/restores?limit=1")
+    assert [x["id"] for x in listed["items"]] == [other["restore"]["id"]]
+    more = await world.ok("GET", f"/restores?limit=1&cursor={listed['next_cursor']}")
+    assert [x["id"] for x in more["items"]] == [rid]
+    stopped = await world.ok("POST", f"/restores/{rid}/stop")
+    assert stopped["state"] == "cancelled"
+
+    operator = await _operator(world)
+    assert (await world.ok("GET", "/restore-points", token=operator))["items"] == []
+    assert (await world.go("GET", f"/restores/{rid}", token=operator)).status == 404
+    hidden = await world.go("POST", "/restores", token=operator, json=_spec(newest))
+    assert (await hidden.json())["code"] == "invalid_restore"
+
+
+async def _events(resp: ClientResponse, until: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(id, event, data) of each server-sent event up to and with ``until``."""
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    async with asyncio.timeout(20):
+        while True:
+            line = (await resp.content.readline()).decode().rstrip("\n")
+            if line:
+                name, _, value = line.partition(": ")
+                fields[name] = value
+                continue
+            if "event" in fields:
+                data = msgspec.json.decode(fields.get("data", "{}"))
+                found.append((fields.get("id", ""), fields["event"], data))
+                if fields["event"] == until:
+                    return found
+            fields = {}
+
+
+async def test_a_restore_is_followed_live_until_it_ends(world: World) -> None:
+    newest, _ = await setup_points(world)
+    created = await world.ok("POST", "/restores", 201, json=_spec(newest))
+    rid = created["restore"]["id"]
+    code = {"verification_code": created["verification_code"]}
+    await world.ok("POST", f"/restores/{rid}/start", 202, json=code)
+    stream = await world.go("GET", f"/restores/{rid}/progress")
+    assert stream.status == 200 and stream.content_type == "text/event-stream"
+    target = VmRef(platform_id="p", vm_id="vm-a")
+    now = datetime.now(UTC)  # each event later than the one before, as a worker's are
+    started = r.RestoreStarted(
+        restore_id=rid, host_id=HOST, vm_count=1, requested_by="root", at=now
+    )
+    await world.bus.publish("events", RESTORE_STARTED, started, message_id=f"s-{rid}")
+    for done in (1, 2):
+        progress = r.RestoreProgress(
+            restore_id=rid, backup_set_id=newest, target_vm=target, disk_id="d0",
+            bytes_done=done << 20, bytes_total=2 << 20, rate_bps=1e6,
+            at=now + timedelta(milliseconds=done),
+        )  # fmt: skip
+        await world.bus.publish("events", RESTORE_PROGRESS, progress, message_id=f"p{done}-{rid}")
+    live = await _events(stream, until="RestoreProgress")
+    assert [e for _, e, _ in live] == ["RestoreStarted", "RestoreProgress"]
+    await world.ok("POST", f"/restores/{rid}/stop")
+    rest = await _events(stream, until="end")
+    assert [e for _, e, _ in rest][-2:] == ["RestoreFinished", "end"]
+    assert rest[-1][2] == {"state": "cancelled"} and rest[0][2]["bytes_done"] == 2 << 20
+
+    # once ended, a stream replays the log (after Last-Event-ID) and ends at once
+    late = await world.go("GET", f"/restores/{rid}/progress")
+    replay = await _events(late, until="end")
+    assert replay[-1] == ("", "end", {"state": "cancelled"})
+    finished = [i for i, e, _ in replay if e == "RestoreFinished"]
+    assert finished, replay
+    resumed = await world.go(
+        "GET", f"/restores/{rid}/progress", headers={"Last-Event-ID": finished[0]}
+    )
+    assert [e for _, e, _ in await _events(resumed, until="end")] == ["end"]
+    junk = await world.go("GET", f"/restores/{rid}/progress", headers={"Last-Event-ID": "x" * 300})
+    assert junk.status == 400
+    assert (await world.go("GET", "/restores/nope/progress")).status == 404
+
+
+async def started_run(world: World) -> tuple[str, str]:
+    """A job on an unchecked platform and a run of it started (queued: no worker): ids."""
+    await setup_points(world)
+    platform = {
+        "name": "edge-1",
+        "address": "edge.example.net",
+        "access_key": "AKEDGE0000001234",
+        "secret_key": "SK-" + uuid.uuid4().hex,
+        "default_host_id": HOST,
+    }
+    made = await world.ok("POST", "/platforms", 201, json=platform)
+    target = {"host_id": HOST, "pool": {"node_url": POOL.node_url, "name": POOL.name}}
+    spec = {"name": "nightly", "content": {"vms": [{"platform_id": made["id"]}]}, "target": target}
+    job = await world.ok("POST", "/jobs", 201, json={"spec": spec})
+    await world.ok("POST", f"/jobs/{job['id']}/runs", 202, json={})
+    runs: list[Any] = []
+    async with asyncio.timeout(20):
+        while not runs:
+            runs = (await world.ok("GET", f"/jobs/{job['id']}/runs"))["items"]
+    return job["id"], runs[0]["id"]
+
+
+async def end_run(world: World, run_id: str) -> None:
+    """Finish a stopped run as its workers would (there are none here)."""
+    finish = RunFinish(run_id=run_id, request_id="t", abandon_unfinished=True)
+    await world.bus.call(RUN_FINISH, finish, m.RunTransitionReply, timeout=10)
+
+
+async def test_a_run_is_followed_live_stopped_and_its_events_listed(world: World) -> None:
+    job_id, run_id = await started_run(world)
+    stream = await world.go("GET", f"/runs/{run_id}/progress")
+    assert stream.status == 200
+    progress = RunProgress(
+        run_id=run_id, job_id=job_id, bytes_done=5, bytes_total=10, rate_bps=2.0,
+        eta_s=2.5, vms_total=1, at=datetime.now(UTC),
+    )  # fmt: skip
+    await world.bus.publish("events", RUN_PROGRESS, progress, message_id=f"rp-{run_id}")
+    seen = await _events(stream, until="RunProgress")
+    assert seen[-1][2]["bytes_done"] == 5 and seen[-1][0].endswith(f"|rp-{run_id}")
+    stopped = await world.ok("POST", f"/runs/{run_id}/stop", json={"reason": "test"})
+    assert stopped["run"]["state"] in {"cancelled", "cancelling"}
+    if stopped["run"]["state"] == "cancelling":
+        await end_run(world, run_id)
+    ended = await _events(stream, until="end")
+    assert ended[-1][2] == {"state": "cancelled"}
+    events = await world.ok("GET", f"/runs/{run_id}/events?limit=200")
+    assert "RunFinished" in [e["event"]["type"] for e in events["items"]]
