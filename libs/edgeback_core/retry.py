@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from edgeback_core.errors import DeadlineExceededError, EdgebackError, UnavailableError
 
@@ -76,6 +76,22 @@ def lost_connection(error: BaseException) -> bool:
 
 OnRetry = Callable[[int, float, EdgebackError], None]
 """Told (attempts made so far, delay before the next, the error) before each wait."""
+
+
+class _Logger(Protocol):
+    def warning(self, event: str, **keys: Any) -> Any: ...
+
+
+def logged(log: _Logger, event: str, then: OnRetry | None = None, **keys: Any) -> OnRetry:
+    """An ``OnRetry`` that logs ``event`` at warning level (``keys``, the attempt, the
+    delay and the error's code), then tells ``then``."""
+
+    def note(attempts: int, delay: float, exc: EdgebackError) -> None:
+        log.warning(event, **keys, attempt=attempts, delay_s=round(delay, 3), error_code=exc.code)
+        if then is not None:
+            then(attempts, delay, exc)
+
+    return note
 
 
 async def retrying(
