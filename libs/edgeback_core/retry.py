@@ -31,7 +31,8 @@ class RetryPolicy:
     ``base_delay`` up to ``max_delay`` (seconds); no attempt starts after ``deadline``
     seconds from the first one, if set. With ``reconnect`` set, a lost connection (the
     peer unreachable or silent) is tried again past ``retries`` until ``reconnect``
-    seconds from the first attempt: a job's "reconnect time"."""
+    seconds from the first attempt, the last attempt at that time: a job's "reconnect
+    time"."""
 
     retries: int = 3
     base_delay: float = 0.1
@@ -59,7 +60,10 @@ class RetryPolicy:
         if attempt < self.retries:
             return delay
         if self.reconnect is not None and lost_connection(error):
-            return delay if elapsed + delay < self.reconnect else None
+            # the last wait ends at the reconnect time, so a peer back just before it is
+            # heard: an outage shorter than the reconnect time is always ridden out
+            left = self.reconnect - elapsed
+            return min(delay, left) if left > 0 else None
         return None
 
 
