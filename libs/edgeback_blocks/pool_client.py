@@ -49,7 +49,7 @@ from edgeback_core.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from edgeback_core.retry import OnRetry, RetryPolicy, retrying
+from edgeback_core.retry import OnRetry, RetryPolicy, logged, retrying
 
 if TYPE_CHECKING:
     from edgeback_blocks.pipeline.target import ChunkRecord
@@ -278,14 +278,7 @@ class PoolClient:
                 raise error_from_problem(status, answer)
             return status, answer
 
-        def note(attempts: int, delay: float, exc: EdgebackError) -> None:
-            _log.warning(
-                "node.retry", path=path, attempt=attempts, delay_s=round(delay, 3),
-                error_code=exc.code,
-            )  # fmt: skip
-            if self._on_retry is not None:
-                self._on_retry(attempts, delay, exc)
-
+        note = logged(_log, "node.retry", self._on_retry, path=path)
         return await retrying(attempt, self._retry, on_retry=note)
 
 

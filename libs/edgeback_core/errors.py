@@ -257,6 +257,13 @@ class StorageNodeUnreachableError(UnavailableError):
     code = "storage_node_unreachable"
 
 
+class CatalogUnreachableError(UnavailableError):
+    """The catalog did not answer a worker's call for longer than the job's reconnect
+    time (its process, its database or the way to it down)."""
+
+    code = "catalog_unreachable"
+
+
 class PlatformTlsError(PlatformUnreachableError):
     """The platform's certificate does not verify: retrying cannot fix it."""
 

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from edgeback_core.errors import DeadlineExceededError, EdgebackError, UnavailableError
 
@@ -31,7 +31,8 @@ class RetryPolicy:
     ``base_delay`` up to ``max_delay`` (seconds); no attempt starts after ``deadline``
     seconds from the first one, if set. With ``reconnect`` set, a lost connection (the
     peer unreachable or silent) is tried again past ``retries`` until ``reconnect``
-    seconds from the first attempt: a job's "reconnect time"."""
+    seconds from the first attempt, the last attempt at that time: a job's "reconnect
+    time"."""
 
     retries: int = 3
     base_delay: float = 0.1
@@ -59,7 +60,10 @@ class RetryPolicy:
         if attempt < self.retries:
             return delay
         if self.reconnect is not None and lost_connection(error):
-            return delay if elapsed + delay < self.reconnect else None
+            # the last wait ends at the reconnect time, so a peer back just before it is
+            # heard: an outage shorter than the reconnect time is always ridden out
+            left = self.reconnect - elapsed
+            return min(delay, left) if left > 0 else None
         return None
 
 
@@ -76,6 +80,22 @@ def lost_connection(error: BaseException) -> bool:
 
 OnRetry = Callable[[int, float, EdgebackError], None]
 """Told (attempts made so far, delay before the next, the error) before each wait."""
+
+
+class _Logger(Protocol):
+    def warning(self, event: str, **keys: Any) -> Any: ...
+
+
+def logged(log: _Logger, event: str, then: OnRetry | None = None, **keys: Any) -> OnRetry:
+    """An ``OnRetry`` that logs ``event`` at warning level (``keys``, the attempt, the
+    delay and the error's code), then tells ``then``."""
+
+    def note(attempts: int, delay: float, exc: EdgebackError) -> None:
+        log.warning(event, **keys, attempt=attempts, delay_s=round(delay, 3), error_code=exc.code)
+        if then is not None:
+            then(attempts, delay, exc)
+
+    return note
 
 
 async def retrying(

@@ -34,7 +34,13 @@ from tests.e2e.services import forget_deployment
 from tests.integration.conftest import BrokerUsers
 from tests.support.backup_host import ADMIN, platform_of_host, write_pool_files
 from tests.support.emulator_process import EmulatorProcess, emulator_process
-from tests.support.processes import NodeProcess, ServiceProcess, free_port, node_process_async
+from tests.support.processes import (
+    NodeProcess,
+    ServiceProcess,
+    catalog_service,
+    free_port,
+    node_process_async,
+)
 
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_core.bus.amqp import AmqpBus
@@ -132,7 +138,10 @@ async def fleet(
                 disk_mib=str(VM_MIB), eligible=True, disks="1", fill=1.0,
             )
         )  # fmt: skip
-        catalog = _catalog(common, mongo_url, database, tmp_path)
+        catalog = catalog_service(
+            common, mongo_url=mongo_url, database=database, log_path=tmp_path / "catalog.log",
+            master_key=base64.b64encode(os.urandom(32)).decode(),
+        )  # fmt: skip
         catalog.start()
         stack.callback(catalog.kill)
         bus = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
@@ -142,21 +151,6 @@ async def fleet(
             bus=bus, host=host, tmp=tmp_path, node=node, cloud=cloud, common=common,
             host_url=await host_user, pool_dir=pool_dir,
         )  # fmt: skip
-
-
-def _catalog(common: dict[str, str], mongo_url: str, database: str, tmp: Path) -> ServiceProcess:
-    """The catalog process, as the dev stack's ``catalog`` broker user where there is one."""
-    port = free_port()
-    env = common | {
-        "EDGEBACK_AMQP_URL": os.environ.get("EDGEBACK_AMQP_URL_CATALOG")
-        or os.environ["EDGEBACK_AMQP_URL"],
-        "EDGEBACK_CATALOG_HEALTH_PORT": str(port),
-        "EDGEBACK_MONGO_URL": mongo_url,
-        "EDGEBACK_CATALOG_DATABASE": database,
-        "EDGEBACK_CATALOG_TEST_USERS": "edgeback-test",
-        "EDGEBACK_CATALOG_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
-    }
-    return ServiceProcess("catalog", port, env, tmp / "catalog.log")
 
 
 def _host_files(pool_dir: Path, node: NodeProcess) -> Path:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,15 +60,17 @@ class Stage:
     tmp: Path
     workers: list[ServiceProcess] = field(default_factory=list)
 
-    async def worker(self, name: str) -> ServiceProcess:
+    async def worker(self, name: str, extra: Mapping[str, str] | None = None) -> ServiceProcess:
         """A worker process of the backup host, healthy: 1 s checkpoints, 3 s claims,
-        a storage node that is silent for 2 s counts as a lost connection."""
+        a storage node that is silent for 2 s counts as a lost connection; ``extra``
+        adds settings."""
         proc = worker_process(self.world, self.tmp, name, {
             "EDGEBACK_WORKER_HEARTBEAT_S": "1",
             "EDGEBACK_WORKER_CHECKPOINT_INTERVAL_S": "1",
             "EDGEBACK_WORKER_CLAIM_S": "3",
             "EDGEBACK_WORKER_NODE_TIMEOUT_S": "2",
             "EDGEBACK_WORKER_PROGRESS_INTERVAL_S": "0.5",
+            **(extra or {}),
         })  # fmt: skip
         proc.start()
         self.workers.append(proc)

@@ -263,3 +263,52 @@ async def test_a_running_attempt_belongs_to_one_worker_until_its_claim_runs_out(
     stale = msgspec.structs.replace(renew, worker_id=holder)
     assert await world.code_of(b.VM_RENEW, stale) == "lease_lost"
     assert (await world.call(b.VM_RENEW, renew, b.VmTaskReply)).task.worker_id == other
+
+
+async def test_a_claim_fences_the_commits_and_the_finish_of_a_worker_that_lost_it(
+    world: World,
+) -> None:
+    """A worker cut off from the catalog for longer than its claim (an outage it rides
+    out) keeps its VM if nobody took it meanwhile; once another worker has, the first
+    one's commits and finish are refused, and repeats after a lost reply are answered."""
+    _job_id, started = await job_with_run(world)
+    run_id = started.run.id
+
+    def claim(worker: str) -> b.VmStart:
+        return b.VmStart(actor=SERVICE, run_id=run_id, vm=vm(1), worker_id=worker, claim_s=0.8)
+
+    def renew(worker: str) -> b.VmRenew:
+        return b.VmRenew(actor=SERVICE, run_id=run_id, vm_id="vm-1", worker_id=worker, claim_s=0.8)
+
+    assert (await world.call(b.VM_START, claim("w1"), b.VmTaskReply)).applied
+    await asyncio.sleep(1.0)  # w1 could not renew: its claim lapsed, nobody took it
+    assert (await world.call(b.VM_RENEW, renew("w1"), b.VmTaskReply)).task.worker_id == "w1"
+    await asyncio.sleep(1.0)  # lapsed again, and this time w2 takes the VM over
+    taken = await world.call(b.VM_START, claim("w2"), b.VmTaskReply)
+    assert taken.applied and taken.task.worker_id == "w2"
+    assert await world.code_of(b.VM_RENEW, renew("w1")) == "lease_lost"
+    assert await world.code_of(b.DISK_COMMIT, commit(run_id, 1, "d1", worker_id="w1")) == (
+        "lease_lost"
+    )
+    assert (
+        await world.call(b.DISK_COMMIT, commit(run_id, 1, "d1", worker_id="w2"), b.DiskCommitReply)
+    ).applied
+    # the stored commit repeated (a reply lost on its way) is answered whoever asks
+    again = commit(run_id, 1, "d1", worker_id="w1")
+    assert not (await world.call(b.DISK_COMMIT, again, b.DiskCommitReply)).applied
+    stale = msgspec.structs.replace(
+        finish(run_id, 1, "failed", "catalog_unreachable"), worker_id="w1"
+    )
+    assert await world.code_of(b.VM_FINISH, stale) == "lease_lost"
+    done = msgspec.structs.replace(finish(run_id, 1, "succeeded"), worker_id="w2")
+    assert (await world.call(b.VM_FINISH, done, b.VmTaskReply)).applied
+    repeat = await world.call(b.VM_FINISH, done, b.VmTaskReply)  # its reply was lost
+    assert not repeat.applied and repeat.task.state == "succeeded"
+    assert await world.code_of(b.VM_FINISH, stale) == "conflict"  # ended otherwise
+    detail = await world.call(b.RUN_DETAIL, b.RunDetailGet(actor=ADMIN, run_id=run_id), b.RunDetail)
+    assert detail.stats.bytes_read == 8  # the one disk, counted once
+    (only,) = detail.backup_set_ids
+    got = await world.call(
+        b.BACKUP_SET_GET, b.BackupSetGet(actor=ADMIN, backup_set_id=only), b.BackupSetWithDisks
+    )
+    assert got.backup_set is not None and got.backup_set.complete and len(got.disks) == 1

@@ -1,11 +1,12 @@
 """Service processes for tests and benchmarks: a free port, a child process, its health.
 
 One module for every test that runs something as its own process: the five services
-(``python -m edgeback_<name>``), the storage node on its own (frozen with SIGSTOP by
-the transport tests, measured by the benchmark), the platform emulator. The core is
-synchronous, so a benchmark can keep a node across several ``asyncio.run`` calls; async
-tests use the thin async wrappers (``ServiceProcess.wait_healthy``,
-``node_process_async``), which run the blocking parts in a thread.
+(``python -m edgeback_<name>``; the catalog's settings: :func:`catalog_service`), the
+storage node on its own (frozen with SIGSTOP by the transport tests, measured by the
+benchmark), the platform emulator. The core is synchronous, so a benchmark can keep a
+node across several ``asyncio.run`` calls; async tests use the thin async wrappers
+(``ServiceProcess.wait_healthy``, ``node_process_async``), which run the blocking parts
+in a thread.
 """
 
 from __future__ import annotations
@@ -175,6 +176,26 @@ def _unread_bytes(port: int) -> list[int]:
         if int(local.rsplit(":", 1)[1], 16) == port and state == ESTABLISHED:
             queues.append(int(queue.split(":")[1], 16))
     return queues
+
+
+def catalog_service(
+    common: Mapping[str, str], *, mongo_url: str, database: str, master_key: str, log_path: Path
+) -> ServiceProcess:
+    """The catalog as a process (not started), as the dev stack's ``catalog`` broker user
+    where there is one; ``common`` holds the bus prefix and logging settings. Started
+    again with the same ``database`` and ``master_key``, it finds everything as it was."""
+    port = free_port()
+    env = {
+        **common,
+        "EDGEBACK_AMQP_URL": os.environ.get("EDGEBACK_AMQP_URL_CATALOG")
+        or os.environ["EDGEBACK_AMQP_URL"],
+        "EDGEBACK_CATALOG_HEALTH_PORT": str(port),
+        "EDGEBACK_MONGO_URL": mongo_url,
+        "EDGEBACK_CATALOG_DATABASE": database,
+        "EDGEBACK_CATALOG_TEST_USERS": "edgeback-test",
+        "EDGEBACK_CATALOG_MASTER_KEY": master_key,
+    }
+    return ServiceProcess("catalog", port, env, log_path)
 
 
 def node_env(data_dir: Path, port: int, health_port: int, threads: int) -> dict[str, str]:

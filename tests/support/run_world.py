@@ -1,7 +1,8 @@
 """A backup host's runs, for the worker-runs tests and the runs benchmark.
 
 The catalog on the catalog DB and RabbitMQ in this process, a storage node process with
-dedup pools and a platform emulator on real Ceph (:func:`serve_world`); workers of the
+dedup pools and a platform emulator on real Ceph (:func:`serve_world`; the last two
+alone: :func:`serve_data_side`, for a test that runs the catalog as a process); workers of the
 host in this process, each on its own connection as separate worker processes would be
 (:func:`host_workers`), or as processes started by the test. Helpers register the host,
 the platform and its storage, create a job and drive a run to its end (docs/runs.md).
@@ -93,6 +94,34 @@ async def serve_world(
     """Everything of a run but the workers, closed with ``stack``: a node process with
     ``pools`` and this host's files for them, the emulator with ``vms`` VMs, the catalog
     (on a database of its own) serving ``topology``, and a client bus."""
+    node, emulator, pool_dir = await serve_data_side(
+        stack, tmp_path, ceph_conf=ceph_conf, vms=vms, disk_mib=disk_mib, seeding=seeding,
+        pools=pools, node_threads=node_threads, node_env=node_env,
+    )  # fmt: skip
+    db = await stack.enter_async_context(
+        CatalogDb.open(mongo_url, f"test_runs_{uuid.uuid4().hex[:12]}")
+    )
+    stack.push_async_callback(db.drop)
+    box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
+    server = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
+    catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None, events=server)
+    await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
+    # every durable queue of the prefix: quorum queues left behind slow the shared broker
+    stack.push_async_callback(server.delete_topology, [*QUEUES, worker_runs(BackupHostId(HOST))])
+    client = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
+    return RunWorld(
+        bus=client, node=node, emulator=emulator, pool_dir=pool_dir, amqp_url=amqp_url,
+        topology=topology,
+    )  # fmt: skip
+
+
+async def serve_data_side(
+    stack: AsyncExitStack, tmp_path: Path, *, ceph_conf: str, vms: int, disk_mib: str,
+    seeding: Seeding = Seeding(), pools: Sequence[str] = (POOL,), node_threads: int = 2,
+    node_env: Mapping[str, str] | None = None,
+) -> tuple[NodeProcess, EmulatorProcess, Path]:  # fmt: skip
+    """The node process with ``pools``, this host's files for them (the folder is the
+    third value) and the emulator with ``vms`` VMs, closed with ``stack``."""
     pool_dir = tmp_path / "pools"
     pool_dir.mkdir()
     for pool in pools:
@@ -110,21 +139,7 @@ async def serve_world(
             prepare=seeding.prepare,
         )
     )  # fmt: skip
-    db = await stack.enter_async_context(
-        CatalogDb.open(mongo_url, f"test_runs_{uuid.uuid4().hex[:12]}")
-    )
-    stack.push_async_callback(db.drop)
-    box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
-    server = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
-    catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None, events=server)
-    await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
-    # every durable queue of the prefix: quorum queues left behind slow the shared broker
-    stack.push_async_callback(server.delete_topology, [*QUEUES, worker_runs(BackupHostId(HOST))])
-    client = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
-    return RunWorld(
-        bus=client, node=node, emulator=emulator, pool_dir=pool_dir, amqp_url=amqp_url,
-        topology=topology,
-    )  # fmt: skip
+    return node, emulator, pool_dir
 
 
 @asynccontextmanager

@@ -81,8 +81,9 @@ async def test_errors_that_are_not_retryable_go_straight_to_the_caller(error: Ex
     [
         # waits 1 + 2 + 4 = 7 s; another 4 s would start the fifth attempt at 11 s > 8 s
         (RetryPolicy(retries=10, base_delay=1.0, max_delay=4.0, deadline=8.0), [1.0, 2.0, 4.0]),
-        # a lost connection past the retries: a third wait would end at 12 s > 10 s
-        (RetryPolicy(retries=0, base_delay=4.0, max_delay=4.0, reconnect=10.0), [4.0, 4.0]),
+        # a lost connection past the retries: the third wait is cut to end at 10 s, where
+        # the last attempt starts
+        (RetryPolicy(retries=0, base_delay=4.0, max_delay=4.0, reconnect=10.0), [4.0, 4.0, 2.0]),
     ],
     ids=["deadline", "reconnect"],
 )

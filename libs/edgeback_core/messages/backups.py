@@ -200,6 +200,9 @@ class VmFinish(Request, frozen=True, kw_only=True):
     failed_disks: list[FailedDisk] = []
     will_retry: bool = False
     """A failed attempt that will be retried: the run waits for the next attempt."""
+    worker_id: str = ""
+    """Set: recorded only while this worker holds the running attempt's claim, else
+    ``lease_lost`` (a worker that lost the VM to another during a catalog outage)."""
 
 
 class VmTaskReply(Message, frozen=True, kw_only=True):
@@ -229,6 +232,9 @@ class DiskCommit(Request, frozen=True, kw_only=True):
     stats: DiskStats = DiskStats()
     snapshot_name: str = ""
     snapshot_kept: bool = False
+    worker_id: str = ""
+    """Set: accepted only while this worker holds the VM's claim, else ``lease_lost``
+    (a repeat of a stored commit is answered whoever asks)."""
 
 
 class DiskCommitReply(Message, frozen=True, kw_only=True):

@@ -147,6 +147,7 @@ class BackupRpc:
             message=req.message,
             failed_disks=tuple(req.failed_disks),
             will_retry=req.will_retry,
+            worker_id=req.worker_id,
         )
         done = await self._c.run_tasks.finish(result)
         state = None if done.run_state is None else cast(m.RunStateName, str(done.run_state))
@@ -175,6 +176,7 @@ class BackupRpc:
                 taken_at=req.taken_at,
                 base_backup_set_id=req.base_backup_set_id,
                 version=version,
+                worker_id=req.worker_id,
             )
         )
         return b.DiskCommitReply(disk_version=bw.disk_version_info(stored), applied=applied)

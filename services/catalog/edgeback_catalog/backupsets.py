@@ -5,7 +5,8 @@ A VM's backup set is created by its first disk commit and becomes a restore poin
 commit is keyed by (run, VM, disk): repeating it with the same manifest answers the
 stored version, another manifest under the same key is a conflict. Commits are
 accepted only while the VM task runs (a redelivered commit of a finished VM is
-answered if it repeats what is stored).
+answered if it repeats what is stored), and one that names its worker only from the
+holder of the task's claim.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from edgeback_catalog.backupdocs import (
 )
 from edgeback_catalog.domain import BackupSet, Clock, DiskVersion, JobId, RunId
 from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_catalog.taskclaims import holder_fence
 from edgeback_catalog.vmtaskstate import VmTaskState
 from edgeback_core.errors import (
     AlreadyExistsError,
@@ -45,6 +47,8 @@ class DiskCommitRequest:
     taken_at: datetime
     base_backup_set_id: str | None
     version: DiskVersion  # id, backup_set_id and committed_at are filled in here
+    worker_id: str = ""
+    """Set: accepted only from the worker holding the VM task's claim."""
 
 
 class BackupSets:
@@ -66,6 +70,7 @@ class BackupSets:
         task_doc = await self._db.find_one(Coll.VM_TASKS, {"_id": task_id(req.run_id, req.vm_id)})
         if task_doc is None or task_of(task_doc).state is not VmTaskState.RUNNING:
             raise InvalidTransitionError(f"VM {req.vm_id} of run {req.run_id} is not running")
+        holder_fence(task_doc, req.worker_id)
         await self._ensure_set(req, set_id, task_doc)
         try:
             await self._db.insert(

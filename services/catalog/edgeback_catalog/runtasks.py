@@ -49,6 +49,8 @@ class VmResult:
     message: str = ""
     failed_disks: tuple[FailedDisk, ...] = ()
     will_retry: bool = False
+    worker_id: str = ""
+    """Set: only the worker holding the running attempt's claim may finish it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +113,7 @@ class RunTasks:
         finish = Finish(
             attempt=result.attempt, outcome=result.outcome, code=result.code,
             message=result.message, will_retry=result.will_retry,
-            fields={"failed_disks": failed_disks},
+            fields={"failed_disks": failed_disks}, worker_id=result.worker_id,
         )  # fmt: skip
         doc, applied = await self._steps.finish(read, finish)
         task = task_of(doc)

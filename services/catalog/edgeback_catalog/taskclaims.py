@@ -6,7 +6,9 @@ one conditional update whose filter repeats what was decided (state, attempt, an
 a claim the holder), so two workers racing on one task cannot both apply a step; the
 loser re-reads and is answered as a repetition or refused. A claim whose worker
 stopped renewing it (``claimed_until`` passed) is taken over by the next worker that
-asks: that worker died, and its task resumes elsewhere.
+asks: that worker died, and its task resumes elsewhere. A finish that names its worker
+is fenced by the claim: refused with ``lease_lost`` when another worker holds the
+running attempt (its first worker lost it while the catalog could not hear it renew).
 
 Works on any collection whose documents carry the task fields: ``state``, ``attempt``,
 ``worker_id``, ``claimed_until``, ``code``, ``message``, ``results``, ``retrying``,
@@ -68,6 +70,8 @@ class Finish:
     message: str = ""
     will_retry: bool = False
     fields: Mapping[str, Any] | None = None
+    worker_id: str = ""
+    """Set: a running attempt is finished only by the worker holding its claim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +156,10 @@ class TaskSteps:
                 refuse_reasons=self.refuse_reasons,
             ):  # fmt: skip
                 return doc, False
-            finished = await self._conditional(doc, result.outcome, self._finish_change(result))
+            fence = holder_fence(doc, result.worker_id)
+            finished = await self._conditional(
+                doc, result.outcome, self._finish_change(result), fence
+            )
             if finished is not None:
                 return finished, True
         raise LockBusyError("the task kept changing; try again")
@@ -178,11 +185,25 @@ class TaskSteps:
         }
 
     async def _conditional(
-        self, doc: Doc, target: VmTaskState, change: dict[str, Any]
+        self,
+        doc: Doc,
+        target: VmTaskState,
+        change: dict[str, Any],
+        fence: Mapping[str, Any] | None = None,
     ) -> Doc | None:
         state = VmTaskState(doc["state"])
         if state not in allowed_from(target):  # decided before: never written
             raise ConflictError(f"a VM {state} cannot become {target}")
         # the state and attempt read: a concurrent step makes this match nothing
         condition = {"_id": doc["_id"], "attempt": doc["attempt"], "state": str(state)}
-        return await self.db.update(self.coll, condition, change)
+        return await self.db.update(self.coll, condition | dict(fence or {}), change)
+
+
+def holder_fence(doc: Mapping[str, Any], worker_id: str) -> dict[str, Any]:
+    """The filter that keeps a write to the claim's holder ``worker_id`` (none when it is
+    empty or the attempt is not running); ``lease_lost`` if another worker holds it."""
+    if not worker_id or doc.get("state") != str(VmTaskState.RUNNING):
+        return {}
+    if doc.get("worker_id", "") != worker_id:
+        raise LeaseLostError(f"{worker_id} no longer holds task {doc['_id']}")
+    return {"worker_id": worker_id}

@@ -2,17 +2,32 @@
 
 One thin method per RPC (names in ``edgeback_core.messages.backups`` / ``jobs`` /
 ``catalog_rpc``); every write is idempotent in the catalog on its natural key, so a
-retried call is harmless.
+retried call is harmless. A VM task's catalog (:meth:`RunCatalog.reconnecting`) tries a
+call again while the catalog does not answer (no server for the RPC, no reply in time,
+the broker connection lost, the catalog's database down), with backoff, until the job's
+reconnect time from the call's first attempt, then raises ``catalog_unreachable``
+(docs/runs.md, "Reconnect time").
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import msgspec
+import structlog
 
 from edgeback_core.bus.port import Bus
+from edgeback_core.errors import (
+    CatalogUnreachableError,
+    EdgebackError,
+    UnavailableError,
+    UnroutableError,
+)
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as rpc
@@ -20,6 +35,9 @@ from edgeback_core.messages import jobs as j
 from edgeback_core.messages import restores as rs
 from edgeback_core.messages.jobs import PoolRef
 from edgeback_core.messages.runs import BackupType, VmRef
+from edgeback_core.retry import OnRetry, RetryPolicy, logged, lost_connection, retrying
+
+log = structlog.get_logger(__name__)
 
 R = TypeVar("R", bound=msgspec.Struct)
 
@@ -29,14 +47,48 @@ class RunCatalog:
     bus: Bus
     worker_id: str
     timeout_s: float = 30.0
+    retry: RetryPolicy | None = None
+    """None: one attempt per call. Set: lost connections tried again under it."""
+    on_retry: OnRetry | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
+    jitter: Callable[[], float] = random.random
 
     @property
     def actor(self) -> m.ActorRef:
         # the catalog knows this worker by its broker user (host-<id>): it names nobody
         return m.ActorRef()
 
+    def reconnecting(self, policy: RetryPolicy, on_retry: OnRetry | None = None) -> RunCatalog:
+        """This catalog, its calls tried again under ``policy`` (``on_retry`` told of each)."""
+        return replace(self, retry=policy, on_retry=on_retry)
+
     async def _call(self, name: str, request: msgspec.Struct, reply: type[R]) -> R:
-        return await self.bus.call(name, request, reply, timeout=self.timeout_s)
+        policy = self.retry
+        if policy is None:
+            return await self.bus.call(name, request, reply, timeout=self.timeout_s)
+
+        async def once() -> R:
+            try:
+                return await self.bus.call(name, request, reply, timeout=self.timeout_s)
+            except UnroutableError as exc:  # the catalog's RPC queue goes with its process
+                raise UnavailableError(f"no catalog serves rpc {name!r}", rpc=name) from exc
+
+        retried = logged(log, "catalog.retry", self.on_retry, rpc=name)
+        try:
+            return await retrying(
+                once, policy, sleep=self.sleep, clock=self.clock, jitter=self.jitter,
+                on_retry=retried,
+            )  # fmt: skip
+        except EdgebackError as exc:
+            if not lost_connection(exc) or isinstance(exc, CatalogUnreachableError):
+                raise
+            log.warning("catalog.lost", rpc=name, error_code=exc.code)
+            raise CatalogUnreachableError(
+                f"the catalog did not answer {name} within the reconnect time "
+                f"({policy.reconnect or 0:g} s): {exc.message}",
+                rpc=name,
+            ) from exc
 
     # --- resources ------------------------------------------------------------------
     async def job(self, job_id: str) -> j.JobInfo:

@@ -28,7 +28,13 @@ from edgeback_core.retry import OnRetry, RetryPolicy
 from edgeback_core.settings import Secret
 from edgeback_platform.client import EdgeCloudClient, PlatformEndpoint
 from edgeback_worker.runcatalog import RunCatalog
-from edgeback_worker.runrules import event_message_id, rate_windows, reconnect_policy
+from edgeback_worker.runrules import (
+    catalog_policy,
+    event_message_id,
+    rate_windows,
+    reconnect_policy,
+    reconnect_s,
+)
 from edgeback_worker.settings import WorkerSettings
 
 log = structlog.get_logger(__name__)
@@ -77,10 +83,18 @@ class RunContext:
         key = RUN_EVENT_KEYS.get(name) or RESTORE_EVENT_KEYS[name]
         await self.bus.publish("events", key, event, message_id=event_message_id(event))
 
+    def reconnecting(self, opts: JobOptions, on_retry: OnRetry | None = None) -> RunContext:
+        """This context for one VM task of a job with ``opts``: its catalog calls tried
+        again while the catalog is lost, until the job's reconnect time (``on_retry``
+        told of each retry); throttles shared with the process's other tasks."""
+        policy = catalog_policy(reconnect_s(opts, self.settings.reconnect_cap_s))
+        return replace(self, catalog=self.catalog.reconnecting(policy, on_retry))
+
     @contextlib.asynccontextmanager
     async def platform(self, platform_id: str, opts: JobOptions) -> AsyncIterator[EdgeCloudClient]:
         """A client of ``platform_id`` with the job's request retries and reconnect time."""
-        async with self.platform_with(platform_id, reconnect_policy(opts)) as client:
+        policy = reconnect_policy(opts, self.settings.reconnect_cap_s)
+        async with self.platform_with(platform_id, policy) as client:
             yield client
 
     @contextlib.asynccontextmanager
@@ -106,7 +120,7 @@ class RunContext:
     ) -> AsyncIterator[tuple[PoolHandle, ClientKeys]]:
         """The pool ``job`` writes to, with this host's token, secret and (plain) key;
         its requests retried within the job's reconnect time (``on_retry`` told of each)."""
-        policy = reconnect_policy(job.spec.options)
+        policy = reconnect_policy(job.spec.options, self.settings.reconnect_cap_s)
         async with self.pool_at(job.spec.target.pool, policy, on_retry) as opened:
             yield opened
 

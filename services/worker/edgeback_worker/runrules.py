@@ -62,14 +62,30 @@ def resolve_content(content: JobContent, listed: Mapping[str, Sequence[Vm]]) -> 
     return [ref for ref in chosen.values() if not excluded(ref.name, content.exclude_names)]
 
 
-def reconnect_policy(opts: JobOptions) -> RetryPolicy:
+def reconnect_s(opts: JobOptions, cap_s: float | None = None) -> float:
+    """The job's reconnect time in seconds, at most ``cap_s`` (a test setting: a job's
+    own is at least a minute)."""
+    full = opts.reconnect_minutes * 60.0
+    return full if cap_s is None else min(full, cap_s)
+
+
+def reconnect_policy(opts: JobOptions, cap_s: float | None = None) -> RetryPolicy:
     """How a run's platform and storage-node requests are retried: ``request_retries``
     times for any transient error, and a lost connection until the job's reconnect time
     (waits capped at 5 s, so a peer that is back is used again within seconds)."""
     return RetryPolicy(
         retries=opts.request_retries, base_delay=0.5, max_delay=5.0,
-        reconnect=opts.reconnect_minutes * 60.0,
+        reconnect=reconnect_s(opts, cap_s),
     )  # fmt: skip
+
+
+def catalog_policy(reconnect: float) -> RetryPolicy:
+    """How a VM task's catalog calls are retried: only a lost connection (the catalog's
+    own answers, a conflict or a busy lock, are its caller's to handle), until
+    ``reconnect`` seconds after the call's first attempt; waits capped at 2 s, so a
+    catalog that is back is heard within seconds, before a claim it lets lapse is
+    likely to be taken over."""
+    return RetryPolicy(retries=0, base_delay=0.25, max_delay=2.0, reconnect=reconnect)
 
 
 def restore_policy(opts: RestoreOptions, request_retries: int = 3) -> RetryPolicy:

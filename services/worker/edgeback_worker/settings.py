@@ -70,6 +70,9 @@ class WorkerSettings(Settings):
     """Bound of each socket operation of a storage-node request: a node that stays
     silent this long counts as a lost connection, tried again within the job's
     reconnect time."""
+    reconnect_cap_s: Annotated[float | None, POSITIVE] = None
+    """Tests only: caps every job's reconnect time (a job's own is 1-60 minutes) for the
+    platform, the storage node and the catalog. Leave unset in production."""
 
     @property
     def resolved_worker_id(self) -> str:

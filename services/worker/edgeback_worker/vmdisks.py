@@ -193,6 +193,7 @@ class VmDisks:
             manifest_version=version, size_bytes=header.image_size,
             stats=_stats(done.stats), snapshot_name=ref.snap or "",
             snapshot_kept=self.job.spec.options.keep_latest_snapshot,
+            worker_id=self.ctx.worker_id,
         )  # fmt: skip
         return await self.ctx.catalog.disk_commit(commit)
 

@@ -10,26 +10,41 @@ with ``catalog.run.vm.finish`` before the leases are released; a failed attempt 
 retries left is published again as the next attempt, not before
 ``vm_retry_interval_s``. The worker whose finish ended the run runs the post-script
 (the catalog announces ``RunFinished``).
+
+Catalog outages (docs/runs.md, "Reconnect time"): every catalog call of the task is
+tried again until the job's reconnect time. A catalog lost for longer before the VM is
+claimed defers the task; once claimed, the VM fails with ``catalog_unreachable`` (its
+snapshot and checkpoint kept for the retry), and that outcome is recorded whenever the
+catalog answers again. A claim another worker took over meanwhile (``lease_lost``)
+stops the VM at once, without a finish: it is that worker's now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import structlog
 
 from edgeback_core.bus.topology import run_routing_key
-from edgeback_core.errors import DeferredError, EdgebackError, RunCancelledError
+from edgeback_core.errors import (
+    CatalogUnreachableError,
+    DeferredError,
+    EdgebackError,
+    LeaseLostError,
+    RunCancelledError,
+)
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import backups as b
-from edgeback_core.messages.jobs import JobInfo
+from edgeback_core.messages.jobs import JobInfo, JobOptions
 from edgeback_core.messages.runs import RunVmTask, VmFinished, VmStarted
+from edgeback_core.retry import lost_connection
 from edgeback_worker.runcontext import RunContext, now
-from edgeback_worker.runrules import lease_holder, task_message_id
+from edgeback_worker.runrules import catalog_policy, lease_holder, task_message_id
 from edgeback_worker.scripts import run_job_script
 from edgeback_worker.vmbackup import VmBackup, release_taken
 from edgeback_worker.vmdisks import VmOutcome
@@ -47,9 +62,22 @@ class VmTasks:
         due = task.not_before
         if due is not None and due > now():
             raise DeferredError("VM retry not due yet", delay_s=(due - now()).total_seconds())
-        job = await self.ctx.catalog.job(task.job_id)
+        retried = LostCalls()
+        with deferred_while_lost():  # the job says the reconnect time: the default till then
+            job = await self.ctx.reconnecting(JobOptions(), retried).catalog.job(task.job_id)
+        mine = VmTasks(self.ctx.reconnecting(job.spec.options, retried))
+        try:
+            await mine._run(task, job, retried)
+        except LeaseLostError as exc:
+            log.warning(
+                "vm.claim_lost", run_id=task.run_id, vm=task.vm.vm_id, attempt=task.attempt,
+                error=exc.message,
+            )  # fmt: skip
+
+    async def _run(self, task: RunVmTask, job: JobInfo, retried: LostCalls) -> None:
         async with self._leases(task, job) as leases:
-            claimed = await self._claimed(task)
+            with deferred_while_lost():
+                claimed = await self._claimed(task)
             if claimed is None:
                 return
             if claimed == "cancelling":
@@ -61,7 +89,7 @@ class VmTasks:
                         attempt=task.attempt, worker_id=self.ctx.worker_id, at=now(),
                     )
                 )  # fmt: skip
-                outcome = await self._backed_up_unless_cancelled(task, job, leases)
+                outcome = retried.noted(await self._backed_up_unless_cancelled(task, job, leases))
             # finished while the slots are still held (docs/runs.md 3.7), so the run log's
             # VmStarted..VmFinished of every VM lies inside its leases
             ended = await self._finish(task, job, outcome)
@@ -73,6 +101,7 @@ class VmTasks:
     ) -> VmOutcome:
         backup = VmBackup(self.ctx, task, job)
         outcome: VmOutcome | None = None
+        stopped: list[EdgebackError] = []
         try:
             async with asyncio.TaskGroup() as group:
                 renewing = group.create_task(self._renew(task, leases))
@@ -82,8 +111,16 @@ class VmTasks:
                     renewing.cancel()
         except* RunCancelledError:  # the renewal saw the cancel: the backup was cancelled
             log.info("vm.cancelled", run_id=task.run_id, vm=task.vm.vm_id, attempt=task.attempt)
+        except* (LeaseLostError, CatalogUnreachableError) as group:
+            stopped.extend(e for e in group.exceptions if isinstance(e, EdgebackError))
+        lost = [e for e in stopped if isinstance(e, LeaseLostError)]
+        if lost:  # another worker took the VM over: nothing more of it is ours to do
+            raise lost[0]
         if outcome is not None:
             return outcome
+        if stopped:  # no renewal heard within the reconnect time: snapshot, checkpoint kept
+            log.warning("vm.failed", run_id=task.run_id, vm=task.vm.vm_id, code=stopped[0].code)
+            return VmOutcome(outcome="failed", code=stopped[0].code, message=stopped[0].message)
         await release_taken(self.ctx, backup)
         return _cancelled(task, "while it was backed up")
 
@@ -130,10 +167,12 @@ class VmTasks:
             )
             return reply.run_state
 
-        await keep_claim(self.ctx, renew_claim, leases, f"run {task.run_id}")
+        await keep_claim(self.ctx, renew_claim, leases, f"run {task.run_id}", fenced=True)
 
     async def _finish(self, task: RunVmTask, job: JobInfo, done: VmOutcome) -> bool:
         """Record the outcome (and the next attempt); True when this finish ended the run."""
+        if done.code == LeaseLostError.code:  # a disk commit found the VM another's
+            raise LeaseLostError(done.message)
         opts = job.spec.options
         retry = (
             done.outcome == "failed"
@@ -152,11 +191,16 @@ class VmTasks:
                     stats=done.stats, will_retry=retry, at=now(), warnings=done.warnings,
                 )
             )  # fmt: skip
-        reply = await self.ctx.catalog.vm_finish(
+        # the outcome must land, or the run never ends: tried until the catalog answers
+        # (a repeat after a lost reply is answered as done; fenced by this worker's claim)
+        catalog = self.ctx.catalog
+        recording = catalog.reconnecting(catalog_policy(math.inf), catalog.on_retry)
+        reply = await recording.vm_finish(
             b.VmFinish(
-                actor=self.ctx.catalog.actor, run_id=task.run_id, vm_id=task.vm.vm_id,
+                actor=catalog.actor, run_id=task.run_id, vm_id=task.vm.vm_id,
                 attempt=task.attempt, outcome=done.outcome, code=done.code,
                 message=done.message, failed_disks=done.failed_disks, will_retry=retry,
+                worker_id=self.ctx.worker_id,
             )
         )  # fmt: skip
         if retry:
@@ -203,11 +247,15 @@ async def held_leases(
     taken: list[b.LeaseInfo] = []
     try:
         for scope, limit in wanted:
-            lease = await ctx.catalog.lease(scope, holder, limit, ttl)
+            with deferred_while_lost():
+                lease = await ctx.catalog.lease(scope, holder, limit, ttl)
             if lease is None:
                 raise DeferredError(f"no free slot in {scope}", delay_s=1.0, scope=scope)
             taken.append(lease)
         yield taken
+    except LeaseLostError:
+        taken.clear()  # the task's slots (held by the task, not by us) are its new worker's
+        raise
     finally:
         for lease in taken:
             with contextlib.suppress(EdgebackError):
@@ -219,20 +267,62 @@ async def keep_claim(
     renew_claim: Callable[[], Awaitable[str | None]],
     leases: list[b.LeaseInfo],
     what: str,
+    *,
+    fenced: bool = False,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Renew a task's claim (``renew_claim`` answers the run's or restore's state) and
     its leases every ``claim_s / 3`` until cancelled; ``RunCancelledError`` once the
     state is ``cancelling``. A failed renewal is tried again at the next tick (the
-    claim outlives it)."""
+    claim outlives it). ``fenced`` (a backup's VM task, whose catalog calls retry until
+    the reconnect time): a claim another worker took over (``lease_lost``) or a catalog
+    lost for the whole reconnect time (``catalog_unreachable``) ends the renewals with
+    that error, which stops the task's work. A lost lease only costs its limit: logged."""
     claim_s = ctx.settings.claim_s
     while True:
-        await asyncio.sleep(claim_s / 3)
+        await sleep(claim_s / 3)
         try:
             state = await renew_claim()
-            for lease in leases:
-                await ctx.catalog.lease_renew(lease, claim_s)
         except EdgebackError as exc:
+            if fenced and isinstance(exc, LeaseLostError | CatalogUnreachableError):
+                raise
             log.warning("task.renew_failed", task=what, code=exc.code)
             continue
+        for lease in leases:
+            try:
+                await ctx.catalog.lease_renew(lease, claim_s)
+            except EdgebackError as exc:
+                log.warning("lease.renew_failed", task=what, scope=lease.scope, code=exc.code)
         if state == "cancelling":
             raise RunCancelledError(f"{what} was cancelled")
+
+
+@contextlib.contextmanager
+def deferred_while_lost() -> Iterator[None]:
+    """A catalog lost for the whole reconnect time before the VM started: the task is
+    parked and tried again (``DeferredError``, not counted as a failure), nothing begun."""
+    try:
+        yield
+    except CatalogUnreachableError as exc:
+        raise DeferredError(f"{exc.message}; the task waits", delay_s=5.0) from exc
+
+
+@dataclass(slots=True)
+class LostCalls:
+    """Counts a VM task's catalog calls tried again after a lost connection (``OnRetry``),
+    and says so in the VM's warnings."""
+
+    count: int = 0
+
+    def __call__(self, attempts: int, delay: float, exc: EdgebackError) -> None:
+        if lost_connection(exc):
+            self.count += 1
+
+    def noted(self, outcome: VmOutcome) -> VmOutcome:
+        if not self.count:
+            return outcome
+        warning = (
+            f"the catalog did not answer for a while: {self.count} call(s) tried again "
+            "within the reconnect time"
+        )
+        return replace(outcome, warnings=[*outcome.warnings, warning])
