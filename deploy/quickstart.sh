@@ -8,8 +8,9 @@
 #                 under its own broker user; then, only through the HTTP API (the
 #                 `edgeback` CLI): sign in, register the platform, its Ceph storage and
 #                 the dedup pool's node, create a backup job, run a full backup, change
-#                 the VM's disks, run an incremental, restore the VM into the other VM
-#                 and check each restored disk against its snapshot. Idempotent: a
+#                 the VM's disks, run an incremental, restore that point into the
+#                 other VM (a restore run started with its verification code) and
+#                 check each restored disk against the source's snapshot. Idempotent: a
 #                 second run reuses what runs and what is registered.
 #   stop          stop the services and the emulator this script started
 #   status        show what runs and the health of each service
@@ -184,12 +185,12 @@ backup() { # backup JOB TYPE: start a run, follow it to its end; prints its back
     local run
     run=$(api job start "$1" --type "$2" | field 'd["run_id"]')
     log "api: $2 backup run $run started; following it"
-    "$EB" run watch "$run" --interval 1 >&2 || die "the $2 run did not succeed: edgeback run show $run"
+    "$EB" run watch "$run" >&2 || die "the $2 run did not succeed: edgeback run show $run"
     api backup-set list --run "$run" | field 'd[0]["id"]'
 }
 
 demo() {
-    local pid vms src dst job set1 set2 images disk manifest snap image restored want got n=0
+    local pid vms src dst job set1 set2 images snap image restored want got
     signin
     pid=$(register)
     vms=$(api browse "$pid")
@@ -211,21 +212,26 @@ demo() {
     set2=$(backup "$job" incremental)
     [ "$(api backup-set show "$set2" | field 'd["backup_set"]["backup_type"]')" = incremental ] ||
         die "backup set $set2 is not an incremental"
-    log "demo: restoring the incremental's disks and comparing them with their snapshots"
-    while read -r disk manifest snap; do
-        image=$(field "[x['volume_id'] or '$src' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$src'][0]['disks'] if x['id'] == '$disk'][0]" <<<"$vms")
-        restored=qs-restored-$$-$n && n=$((n + 1))
-        "$EB" disk restore "$manifest" --image "rbd/$restored" --conf "$CEPH_CONF" \
-            --from "http://127.0.0.1:$NODE_PORT" --token-env EDGEBACK_DEDUP_TOKEN \
-            --key-file "$QS/pool-access/default.key" --secret-key-file "$QS/pool-access/default.secret" \
-            </dev/null >&2
+    log "demo: restoring the incremental restore point into VM $dst (new path) through a restore run"
+    local maps=() created rid code disks_src disks_dst i
+    read -r -a disks_src <<<"$(field "' '.join(x['id'] for x in [v for v in $VMS_OF if v['id'] == '$src'][0]['disks'])" <<<"$vms")"
+    read -r -a disks_dst <<<"$(field "' '.join(x['id'] for x in [v for v in $VMS_OF if v['id'] == '$dst'][0]['disks'])" <<<"$vms")"
+    for i in "${!disks_src[@]}"; do maps+=(--map "${disks_src[$i]}=${disks_dst[$i]}"); done
+    created=$(api restore create --point "$set2" --host "$HOST_ID" --to-vm "$pid/$dst" "${maps[@]}" --no-start)
+    rid=$(field 'd["restore"]["id"]' <<<"$created")
+    code=$(field 'd["verification_code"]' <<<"$created")
+    log "api: restore $rid created; starting it with its verification code"
+    "$EB" restore start "$rid" --code "$code" --watch >&2 || die "the restore did not succeed: edgeback restore show $rid"
+    for i in "${!disks_src[@]}"; do
+        snap=$(api backup-set show "$set2" | field "[x['snapshot_name'] for x in d['disks'] if x['disk_id'] == '${disks_src[$i]}'][0]")
+        image=$(field "[x['volume_id'] or '$src' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$src'][0]['disks'] if x['id'] == '${disks_src[$i]}'][0]" <<<"$vms")
+        restored=$(field "[x['volume_id'] or '$dst' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$dst'][0]['disks'] if x['id'] == '${disks_dst[$i]}'][0]" <<<"$vms")
         want=$(sha_of "rbd/$image@$snap")
         got=$(sha_of "rbd/$restored")
-        rbd -c "$CEPH_CONF" rm --no-progress "rbd/$restored" </dev/null >/dev/null
-        [ "$want" = "$got" ] || die "disk $disk restored differs from its snapshot ($got != $want)"
-        log "demo: disk $disk restored byte-identical to its snapshot (sha256 $want)"
-    done < <(api backup-set show "$set2" | field '"\n".join(" ".join((x["disk_id"], x["manifest_name"], x["snapshot_name"])) for x in d["disks"])')
-    log "demo: restored image is byte-identical to the snapshot (every disk of VM $src)"
+        [ "$want" = "$got" ] || die "disk ${disks_dst[$i]} of VM $dst differs from its source snapshot ($got != $want)"
+        log "demo: disk ${disks_dst[$i]} restored byte-identical to its snapshot (sha256 $want)"
+    done
+    log "demo: restored VM $dst is byte-identical to the snapshot of VM $src, disk by disk"
 }
 
 cmd_up() {
