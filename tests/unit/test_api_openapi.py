@@ -10,6 +10,7 @@ from edgeback_api.routing import Access
 from edgeback_api.table import route_table
 from edgeback_api.tokens import bearer_of, new_token, token_hash
 from edgeback_catalog.loginthrottle import delay_s
+from edgeback_catalog.passwords import MAX_LENGTH, MIN_LENGTH
 from edgeback_core.errors import InvalidInputError
 
 
@@ -34,6 +35,15 @@ def test_every_protected_operation_requires_the_bearer_scheme() -> None:
         op = doc["paths"][route.url][route.method.lower()]
         assert (op["security"] == []) == (route.access is Access.PUBLIC), route.operation
         assert {"401", "403"} <= set(op["responses"]) or route.access is Access.PUBLIC
+
+
+def test_new_passwords_are_documented_with_the_catalogs_length_rule() -> None:
+    # the fuzz run found both bodies documented as 1-1024 characters, refused under 10
+    schemas = document(route_table())["components"]["schemas"]
+    for body in ("PasswordBody", "UserSetPasswordBody"):
+        password = schemas[body]["properties"]["password"]
+        assert (password["minLength"], password["maxLength"]) == (MIN_LENGTH, MAX_LENGTH), body
+    assert schemas["LoginBody"]["properties"]["password"]["minLength"] == 1  # any may be tried
 
 
 def test_pages_follow_their_cursor_to_the_end() -> None:
