@@ -12,7 +12,9 @@ routing key is ``edgeback_core.bus.topology.HOST_HEARTBEAT``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
+
+import msgspec
 
 from edgeback_core.messages.base import Message
 
@@ -87,18 +89,21 @@ class HostAuthorize(Request, frozen=True, kw_only=True):
     groups: list[str]
 
 
+HostIds = Annotated[list[str], msgspec.Meta(min_length=1, description="at least one")]
+
+
 class HostActivateMany(Request, frozen=True, kw_only=True):
     """Activate several backup hosts: all or none (an unknown id changes nothing)."""
 
     actor: ActorRef = ActorRef()
-    host_ids: list[str]
+    host_ids: HostIds
 
 
 class HostAuthorizeMany(Request, frozen=True, kw_only=True):
     """Replace the user groups allowed on several backup hosts: all or none."""
 
     actor: ActorRef = ActorRef()
-    host_ids: list[str]
+    host_ids: HostIds
     groups: list[str]
 
 
