@@ -11,7 +11,9 @@ from edgeback_api.table import route_table
 from edgeback_api.tokens import bearer_of, new_token, token_hash
 from edgeback_catalog.loginthrottle import delay_s
 from edgeback_catalog.passwords import MAX_LENGTH, MIN_LENGTH
+from edgeback_core import jobrules
 from edgeback_core.errors import InvalidInputError
+from edgeback_core.messages.jobs import MAX_KEEP
 
 
 def test_the_document_lists_exactly_the_route_table() -> None:
@@ -51,6 +53,16 @@ def test_the_many_hosts_bodies_are_documented_as_naming_one_host_at_least() -> N
     schemas = document(route_table())["components"]["schemas"]
     for body in ("HostActivateManyBody", "HostAuthorizeManyBody"):
         assert schemas[body]["properties"]["host_ids"]["minItems"] == 1, body
+
+
+def test_job_option_ranges_are_documented_as_the_job_rules_check_them() -> None:
+    # the fuzz run found e.g. "request_retries": -90687789 documented as valid
+    schemas = document(route_table())["components"]["schemas"]
+    options = schemas["JobOptions"]["properties"]
+    for name, (low, high) in jobrules.INT_RANGES.items():
+        assert (options[name]["minimum"], options[name]["maximum"]) == (low, high), name
+    keep = schemas["RetentionPolicy"]["properties"]["keep_weekly"]["anyOf"][0]
+    assert (keep["minimum"], keep["maximum"]) == (1, MAX_KEEP)
 
 
 def test_pages_follow_their_cursor_to_the_end() -> None:
