@@ -65,6 +65,15 @@ def test_job_option_ranges_are_documented_as_the_job_rules_check_them() -> None:
     assert (keep["minimum"], keep["maximum"]) == (1, MAX_KEEP)
 
 
+def test_platform_ports_are_documented_in_range() -> None:
+    # the fuzz run found "port": -1054355864317793794004149600256 documented as valid
+    schemas = document(route_table())["components"]["schemas"]
+    register = schemas["PlatformRegisterBody"]["properties"]["port"]
+    update = schemas["PlatformUpdateBody"]["properties"]["port"]["anyOf"][0]
+    for port in (register, update):
+        assert (port["minimum"], port["maximum"]) == (1, 65535)
+
+
 def test_pages_follow_their_cursor_to_the_end() -> None:
     items = [f"i{n:03}" for n in range(25)]
     seen, cursor = [], None

@@ -121,6 +121,9 @@ class HostListReply(Message, frozen=True, kw_only=True):
 
 
 # --- platforms ------------------------------------------------------------------------
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
 class PlatformInfo(Message, frozen=True, kw_only=True):
     id: str
     name: str
@@ -139,7 +142,7 @@ class PlatformRegister(Request, frozen=True, kw_only=True):
     actor: ActorRef = ActorRef()
     name: str
     address: str
-    port: int = 30188
+    port: Port = 30188
     ssl: bool = True
     access_key: str
     secret_key: str
@@ -160,7 +163,7 @@ class PlatformUpdate(Request, frozen=True, kw_only=True):
     actor: ActorRef = ActorRef()
     platform_id: str
     address: str | None = None
-    port: int | None = None
+    port: Port | None = None
     ssl: bool | None = None
     access_key: str | None = None
     secret_key: str | None = None
