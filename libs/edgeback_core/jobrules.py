@@ -12,7 +12,14 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from edgeback_core.errors import InvalidInputError
-from edgeback_core.messages.jobs import JobOptions, JobSpec, Script, SpeedWindow
+from edgeback_core.messages.jobs import (
+    MAX_KEEP,
+    OPTION_RANGES,
+    JobOptions,
+    JobSpec,
+    Script,
+    SpeedWindow,
+)
 
 MAX_SELECTIONS = 1000
 MAX_EXCLUSIONS = 100
@@ -20,18 +27,7 @@ MAX_WINDOWS = 24
 MAX_ID = 128
 MINUTES_PER_DAY = 24 * 60
 
-# option: (lowest, highest) accepted, both inclusive
-INT_RANGES: dict[str, tuple[int, int]] = {
-    "parallel_vms": (1, 64),
-    "vms_per_physical_host": (1, 5),
-    "disks_per_vm": (1, 16),
-    "streams_per_disk": (1, 16),
-    "reconnect_minutes": (1, 60),
-    "resume_buffer_mib": (1, 1024),
-    "request_retries": (0, 100),
-    "vm_retries": (0, 10),
-    "vm_retry_interval_s": (0, 86400),
-}
+INT_RANGES = OPTION_RANGES  # stated in the schema by messages.jobs, checked here
 SCRIPT_TIMEOUT_S = (1, 86400)
 MAX_RATE = 1 << 20  # in the window's unit: 1 Mi GiB/s is no limit a link reaches
 
@@ -46,9 +42,6 @@ def check(spec: JobSpec) -> JobSpec:
     if found:
         raise InvalidInputError("invalid job: " + "; ".join(found), problems=found)
     return spec
-
-
-MAX_KEEP = 100_000
 
 
 def problems(spec: JobSpec) -> list[str]:

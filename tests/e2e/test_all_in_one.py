@@ -6,10 +6,19 @@ platform with its Ceph storage, create a job of one VM into the local pool, star
 and the run succeeds with both disks read; its disk versions restore byte-identical, and
 so does the VM once its disks were overwritten and restored by ``edgeback restore create``
 (the verification code typed back) followed live to its end.
-SIGTERM stops everything, the catalog DB server too, with exit code 0."""
+SIGTERM stops everything, the catalog DB server too, with exit code 0.
+
+No secret of the run leaks: the platform's Secret Key, the admin's password, the
+session token the CLI got, an API token, the node tokens, the catalog's master key and
+the pool secret appear in no log line (the all-in-one process's log and the catalog DB
+server's) and in no response: what every CLI command printed (``--output json``) and
+every GET route of the API read with the API token. The search is shown able to fail:
+it finds each secret where it is known to be (``secrets.env``, the session file, the
+pool secret file, the Secret Key file, the answer that created the API token)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -17,7 +26,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +36,17 @@ import pytest
 from tests.support.emulator_process import EmulatorProcess, emulator_process
 from tests.support.processes import free_port
 
+from edgeback_api.table import route_table
+from edgeback_cli.credentials import session_path
 from edgeback_pools.manifest_store import SUFFIX
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 EDGEBACK = str(Path(sys.executable).parent / "edgeback")
 HOST = "aio"
+SECRET_KEY = f"SK-aio-{uuid.uuid4().hex}"
+READ_QUERIES = {"/backup-sets": "job_id={job_id}"}
+"""Query strings the GET routes need (a filter the list requires)."""
 
 
 class Site:
@@ -40,12 +56,22 @@ class Site:
         self.env = {**os.environ, "XDG_CONFIG_HOME": str(home), "EDGEBACK_API_URL": self.api}
         for name in ("EDGEBACK_MONGO_URL", "EDGEBACK_AMQP_URL", "EDGEBACK_BUS_PREFIX"):
             self.env.pop(name, None)  # the site's own catalog DB and in-memory bus
+        self.printed: list[str] = []
+        """What every CLI command printed (stdout and stderr): searched for secrets."""
 
-    def cli(self, *args: str, stdin: str | None = None) -> Any:
+    def run(
+        self, args: list[str], *, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [EDGEBACK, *args, "--output", "json"], env=self.env, input=stdin,
+            [EDGEBACK, *args], env=env or self.env, input=stdin,
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
+        self.printed += [done.stdout, done.stderr]
+        return done
+
+    def cli(self, *args: str, stdin: str | None = None, token: str | None = None) -> Any:
+        env = None if token is None else {**self.env, "EDGEBACK_API_TOKEN": token}
+        done = self.run([*args, "--output", "json"], stdin=stdin, env=env)
         assert done.returncode == 0, f"edgeback {' '.join(args)}: {done.stderr}"
         return json.loads(done.stdout) if done.stdout.strip() else {}
 
@@ -59,7 +85,13 @@ class Site:
 @pytest.fixture
 def cloud(ceph_conf: str, tmp_path: Path) -> Iterator[EmulatorProcess]:
     with emulator_process(
-        ceph_conf, tmp_path / "cloud", vms=1, disk_mib="8", disks="2", eligible=True
+        ceph_conf,
+        tmp_path / "cloud",
+        vms=1,
+        disk_mib="8",
+        disks="2",
+        eligible=True,
+        secret_key=SECRET_KEY,
     ) as running:
         yield running
 
@@ -103,8 +135,8 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
             "--port", str(cloud.port), "--no-ssl", "--access-key", cloud.access_key,
             "--secret-key-file", str(secret), "--host", HOST,
         )  # fmt: skip
-        site.cli("storage", "add", str(platform["id"]), "--name", "ceph", "--host", HOST,
-                 "--pool", "rbd", "--conf", ceph_conf)  # fmt: skip
+        storage = site.cli("storage", "add", str(platform["id"]), "--name", "ceph",
+                           "--host", HOST, "--pool", "rbd", "--conf", ceph_conf)  # fmt: skip
         job = site.cli(
             "job", "create", "--name", "aio", "--platform", str(platform["id"]), "--host", HOST,
             "--node-url", f"http://127.0.0.1:{site.node_port}", "--pool", "default",
@@ -118,6 +150,12 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
         restored = _restored_identical(site, ceph_conf, cloud, vm.id)
         assert restored == {d.id for d in vm.disks}
         _restore_through_the_api(site, ceph_conf, cloud)
+        ids = {"platform_id": platform["id"], "storage_id": storage["id"], "job_id": job["id"],
+               "run_id": run["run"]["id"], "backup_set_id": run["backup_set_ids"][0],
+               "host_id": HOST, "name": "admin"}  # fmt: skip
+        api_token, minted = _api_token(site)
+        site.cli("run", "list", "--job", str(job["id"]), token=api_token)
+        read = _read_every_get_route(site, api_token, ids)
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=60)
@@ -126,15 +164,18 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
     assert code == 0, text[-3000:]
     assert '"status": "stopped"' in text or "status=stopped" in text
     assert not _catalog_db_alive(site.data), "the catalog DB server outlived serve --all"
+    secrets = _secrets_of(site, api_token, minted)
+    # latin-1: every byte stays itself, so a raw binary secret would be found too
+    logs = [(tmp_path / "serve.log").read_text("latin-1"),
+            (site.data / "catalogdb" / "server.log").read_text("latin-1")]  # fmt: skip
+    leaks = _leaks(secrets, [*logs, *site.printed, *read])
+    assert not leaks, f"secrets in logs or responses: {sorted(leaks)}"
 
 
 def _activate_host(site: Site, within_s: float = 30) -> None:
     deadline = time.monotonic() + within_s
     while True:  # the worker's first heartbeat registers the host
-        done = subprocess.run(
-            [EDGEBACK, "host", "activate", HOST, "--output", "json"], env=site.env,
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        done = site.run(["host", "activate", HOST, "--output", "json"])
         if done.returncode == 0:
             return
         assert time.monotonic() < deadline, done.stderr
@@ -172,11 +213,10 @@ def _restored_identical(site: Site, ceph_conf: str, cloud: EmulatorProcess, vm_i
         disks.add(disk)
         assert vm == vm_id
         image = f"aio-restored-{os.urandom(3).hex()}"
-        done = subprocess.run(
-            [EDGEBACK, "disk", "restore", f"{vm}/{disk}/{version}", "--image", f"rbd/{image}",
+        done = site.run(
+            ["disk", "restore", f"{vm}/{disk}/{version}", "--image", f"rbd/{image}",
              "--from", str(pool), "--conf", ceph_conf,
              "--secret-key-file", str(site.data / "pool-access" / "default.secret")],
-            env=site.env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         try:
@@ -250,3 +290,72 @@ def _catalog_db_alive(data: Path) -> bool:
             if marker in cmd and "server.py" in cmd:
                 return True
     return False
+
+
+def _api_token(site: Site) -> tuple[str, str]:
+    """An API token made with the CLI's session, and the answer that showed it."""
+    session = json.loads(session_path(site.env).read_text())["token"]
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        f"{site.api}/api/v1/auth/tokens", data=b'{"label": "aio-e2e"}', method="POST",
+        headers={"Authorization": f"Bearer {session}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - loopback
+        body = answer.read().decode()
+    return str(json.loads(body)["token"]), body
+
+
+def _read_every_get_route(site: Site, token: str, ids: dict[str, str]) -> list[str]:
+    """The bodies of every GET route of the API whose path the run's ids fill."""
+    bodies = []
+    for route in route_table():
+        if route.method != "GET" or not set(route.path_fields) <= ids.keys():
+            continue
+        query = READ_QUERIES.get(route.path, "").format(**ids)
+        url = f"{site.api}{route.url.format(**ids)}" + (f"?{query}" if query else "")
+        auth = {"Authorization": f"Bearer {token}"}
+        request = urllib.request.Request(url, headers=auth)  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - loopback
+            assert answer.status == 200, (route.operation, answer.status)
+            bodies.append(answer.read().decode())
+    assert len(bodies) >= 15, "the run's ids should fill most GET routes"
+    return bodies
+
+
+def _secrets_of(site: Site, api_token: str, minted: str) -> dict[str, list[str]]:
+    """Each secret the run used, in the forms it could be printed in; each is first
+    found where it is known to be, so the search below is one that can fail."""
+    env_file = (site.data / "secrets.env").read_text()
+    stored = {k: v for k, _, v in (x.partition("=") for x in env_file.splitlines())}
+    pool_secret = (site.data / "pool-access" / "default.secret").read_bytes()
+    session = session_path(site.env).read_text()
+    texts = {
+        "platform secret key": (SECRET_KEY, (site.data.parent / "sk.txt").read_text()),
+        "admin password": (stored["EDGEBACK_API_BOOTSTRAP_PASSWORD"], env_file),
+        "session token": (json.loads(session)["token"], session),
+        "API token": (api_token, minted),
+        "node token": (stored["EDGEBACK_DEDUP_TOKEN"], env_file),
+        "node admin token": (stored["EDGEBACK_DEDUP_ADMIN_TOKEN"], env_file),
+        "catalog master key": (stored["EDGEBACK_CATALOG_MASTER_KEY"], env_file),
+    }
+    forms = {name: [value] for name, (value, _) in texts.items()}
+    forms["pool secret"] = _binary_forms(pool_secret)
+    homes = {name: home for name, (_, home) in texts.items()}
+    homes["pool secret"] = (site.data / "pool-access" / "default.secret").read_text("latin-1")
+    for name, home in homes.items():
+        assert min(map(len, forms[name])) >= 16 and _leaks({name: forms[name]}, [home]), name
+    return forms
+
+
+def _binary_forms(secret: bytes) -> list[str]:
+    return [
+        secret.decode("latin-1"), secret.hex(), secret.hex().upper(),
+        base64.b64encode(secret).decode().rstrip("="),
+        base64.urlsafe_b64encode(secret).decode().rstrip("="),
+    ]  # fmt: skip
+
+
+def _leaks(secrets: dict[str, list[str]], texts: Iterable[str]) -> set[str]:
+    """The names of the secrets some text contains."""
+    return {
+        name for text in texts for name, forms in secrets.items() if any(f in text for f in forms)
+    }

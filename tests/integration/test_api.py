@@ -7,22 +7,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
 
 import pytest
 import structlog
-from aiohttp.test_utils import TestClient, TestServer
-from tests.support.served_catalog import served_catalog
+from tests.support.api_world import ADMIN, World, api_world
 
-from edgeback_api.app import build_app
-from edgeback_api.routing import Access, Api
-from edgeback_api.session import bootstrap_admin
+from edgeback_api.routing import Access
 from edgeback_api.table import route_table
-from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.topology import CATALOG_HEARTBEATS, HOST_HEARTBEAT, Topology
+from edgeback_core.bus.topology import HOST_HEARTBEAT
 from edgeback_core.messages import catalog as m
 
 pytestmark = pytest.mark.integration
@@ -31,38 +23,10 @@ OPERATOR_PASSWORD = "oper-pass-Zr2-" + uuid.uuid4().hex[:8]
 PLATFORM_SECRET = "SK-" + uuid.uuid4().hex
 
 
-@dataclass
-class World:
-    client: TestClient[Any, Any]
-    api: Api
-
-    async def login(self, name: str, password: str) -> str:
-        resp = await self.client.post(
-            "/api/v1/auth/login", json={"name": name, "password": password}
-        )
-        assert resp.status == 200, await resp.text()
-        return str((await resp.json())["token"])
-
-
 @pytest.fixture
 async def world(amqp_url: str, mongo_url: str) -> AsyncIterator[World]:
-    topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
-    async with AsyncExitStack() as stack:
-        server = await served_catalog(
-            stack,
-            topology,
-            amqp_url=amqp_url,
-            mongo_url=mongo_url,
-            database="test_api",
-            offline_after=timedelta(seconds=60),
-        )
-        bus = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
-        api = Api(bus=bus, rpc_timeout_s=10, slow_rpc_timeout_s=20, session_ttl_s=3600)
-        assert await bootstrap_admin(api, "root", ADMIN_PASSWORD)
-        assert not await bootstrap_admin(api, "root2", ADMIN_PASSWORD)
-        client = await stack.enter_async_context(TestClient(TestServer(build_app(api))))
-        yield World(client=client, api=api)
-        await server.delete_topology([CATALOG_HEARTBEATS])
+    async with api_world(amqp_url, mongo_url, ADMIN_PASSWORD) as running:
+        yield running
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -92,7 +56,7 @@ async def _operator(world: World, admin: str) -> str:
 
 
 async def test_every_route_needs_its_token_and_role(world: World) -> None:
-    admin = await world.login("root", ADMIN_PASSWORD)
+    admin = await world.login(ADMIN, ADMIN_PASSWORD)
     operator = await _operator(world, admin)
     # signing out ends the operator's session: that route goes last
     for route in sorted(route_table(), key=lambda r: r.operation == "logout"):
@@ -144,7 +108,7 @@ async def test_repeated_failed_logins_are_slowed_down(world: World) -> None:
 async def test_resources_flow_and_secrets_stay_out(world: World) -> None:
     c = world.client
     with structlog.testing.capture_logs() as logs:
-        admin = await world.login("root", ADMIN_PASSWORD)
+        admin = await world.login(ADMIN, ADMIN_PASSWORD)
         await world.api.bus.publish(
             "events", HOST_HEARTBEAT, m.HostHeartbeat(host_id="h1", hostname="bk1")
         )

@@ -10,7 +10,10 @@ from edgeback_api.routing import Access
 from edgeback_api.table import route_table
 from edgeback_api.tokens import bearer_of, new_token, token_hash
 from edgeback_catalog.loginthrottle import delay_s
+from edgeback_catalog.passwords import MAX_LENGTH, MIN_LENGTH
+from edgeback_core import jobrules
 from edgeback_core.errors import InvalidInputError
+from edgeback_core.messages.jobs import MAX_KEEP
 
 
 def test_the_document_lists_exactly_the_route_table() -> None:
@@ -34,6 +37,41 @@ def test_every_protected_operation_requires_the_bearer_scheme() -> None:
         op = doc["paths"][route.url][route.method.lower()]
         assert (op["security"] == []) == (route.access is Access.PUBLIC), route.operation
         assert {"401", "403"} <= set(op["responses"]) or route.access is Access.PUBLIC
+
+
+def test_new_passwords_are_documented_with_the_catalogs_length_rule() -> None:
+    # the fuzz run found both bodies documented as 1-1024 characters, refused under 10
+    schemas = document(route_table())["components"]["schemas"]
+    for body in ("PasswordBody", "UserSetPasswordBody"):
+        password = schemas[body]["properties"]["password"]
+        assert (password["minLength"], password["maxLength"]) == (MIN_LENGTH, MAX_LENGTH), body
+    assert schemas["LoginBody"]["properties"]["password"]["minLength"] == 1  # any may be tried
+
+
+def test_the_many_hosts_bodies_are_documented_as_naming_one_host_at_least() -> None:
+    # the fuzz run found "host_ids": [] documented as valid and answered 400
+    schemas = document(route_table())["components"]["schemas"]
+    for body in ("HostActivateManyBody", "HostAuthorizeManyBody"):
+        assert schemas[body]["properties"]["host_ids"]["minItems"] == 1, body
+
+
+def test_job_option_ranges_are_documented_as_the_job_rules_check_them() -> None:
+    # the fuzz run found e.g. "request_retries": -90687789 documented as valid
+    schemas = document(route_table())["components"]["schemas"]
+    options = schemas["JobOptions"]["properties"]
+    for name, (low, high) in jobrules.INT_RANGES.items():
+        assert (options[name]["minimum"], options[name]["maximum"]) == (low, high), name
+    keep = schemas["RetentionPolicy"]["properties"]["keep_weekly"]["anyOf"][0]
+    assert (keep["minimum"], keep["maximum"]) == (1, MAX_KEEP)
+
+
+def test_platform_ports_are_documented_in_range() -> None:
+    # the fuzz run found "port": -1054355864317793794004149600256 documented as valid
+    schemas = document(route_table())["components"]["schemas"]
+    register = schemas["PlatformRegisterBody"]["properties"]["port"]
+    update = schemas["PlatformUpdateBody"]["properties"]["port"]["anyOf"][0]
+    for port in (register, update):
+        assert (port["minimum"], port["maximum"]) == (1, 65535)
 
 
 def test_pages_follow_their_cursor_to_the_end() -> None:

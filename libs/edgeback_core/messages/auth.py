@@ -10,7 +10,9 @@ checked by the catalog; neither is ever stored, logged or answered.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Final, Literal
+
+import msgspec
 
 from edgeback_core.messages.base import Message
 from edgeback_core.messages.catalog import ActorRef, Request, UserInfo
@@ -26,6 +28,18 @@ TOKEN_REVOKE = "catalog.token.revoke"  # noqa: S105 - an RPC name
 
 TokenKind = Literal["session", "api"]
 
+PASSWORD_MIN_LENGTH: Final = 10
+PASSWORD_MAX_LENGTH: Final = 1024
+NewPassword = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=PASSWORD_MIN_LENGTH,
+        max_length=PASSWORD_MAX_LENGTH,
+        description="10 to 1024 characters: length is the only rule (NIST SP 800-63B)",
+    ),
+]
+"""A password being set (a login may try any: it is only checked)."""
+
 
 class UserList(Request, frozen=True, kw_only=True):
     actor: ActorRef
@@ -40,7 +54,7 @@ class UserSetPassword(Request, frozen=True, kw_only=True):
 
     actor: ActorRef
     name: str
-    password: str
+    password: NewPassword
 
 
 class UserBootstrap(Request, frozen=True, kw_only=True):

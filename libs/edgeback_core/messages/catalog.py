@@ -12,7 +12,9 @@ routing key is ``edgeback_core.bus.topology.HOST_HEARTBEAT``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
+
+import msgspec
 
 from edgeback_core.messages.base import Message
 
@@ -87,18 +89,21 @@ class HostAuthorize(Request, frozen=True, kw_only=True):
     groups: list[str]
 
 
+HostIds = Annotated[list[str], msgspec.Meta(min_length=1, description="at least one")]
+
+
 class HostActivateMany(Request, frozen=True, kw_only=True):
     """Activate several backup hosts: all or none (an unknown id changes nothing)."""
 
     actor: ActorRef = ActorRef()
-    host_ids: list[str]
+    host_ids: HostIds
 
 
 class HostAuthorizeMany(Request, frozen=True, kw_only=True):
     """Replace the user groups allowed on several backup hosts: all or none."""
 
     actor: ActorRef = ActorRef()
-    host_ids: list[str]
+    host_ids: HostIds
     groups: list[str]
 
 
@@ -116,6 +121,9 @@ class HostListReply(Message, frozen=True, kw_only=True):
 
 
 # --- platforms ------------------------------------------------------------------------
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
 class PlatformInfo(Message, frozen=True, kw_only=True):
     id: str
     name: str
@@ -134,7 +142,7 @@ class PlatformRegister(Request, frozen=True, kw_only=True):
     actor: ActorRef = ActorRef()
     name: str
     address: str
-    port: int = 30188
+    port: Port = 30188
     ssl: bool = True
     access_key: str
     secret_key: str
@@ -155,7 +163,7 @@ class PlatformUpdate(Request, frozen=True, kw_only=True):
     actor: ActorRef = ActorRef()
     platform_id: str
     address: str | None = None
-    port: int | None = None
+    port: Port | None = None
     ssl: bool | None = None
     access_key: str | None = None
     secret_key: str | None = None

@@ -12,7 +12,9 @@ it, when it was set (``schedule_anchor``), when it is due next and when it last 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Final, Literal
+
+import msgspec
 
 from edgeback_core.messages.base import Message
 from edgeback_core.messages.catalog import ActorRef, Request
@@ -25,6 +27,31 @@ JOB_UPDATE = "catalog.job.update"
 JOB_CLONE = "catalog.job.clone"
 JOB_DELETE = "catalog.job.delete"
 JOB_SET_ENABLED = "catalog.job.set_enabled"
+
+OPTION_RANGES: Final[dict[str, tuple[int, int]]] = {
+    "parallel_vms": (1, 64),
+    "vms_per_physical_host": (1, 5),
+    "disks_per_vm": (1, 16),
+    "streams_per_disk": (1, 16),
+    "reconnect_minutes": (1, 60),
+    "resume_buffer_mib": (1, 1024),
+    "request_retries": (0, 100),
+    "vm_retries": (0, 10),
+    "vm_retry_interval_s": (0, 86400),
+}
+"""option: (lowest, highest) accepted, both inclusive."""
+MAX_KEEP: Final = 100_000
+
+
+def _within(low: int, high: int) -> msgspec.Meta:
+    """A range stated in the schema but not checked on decoding: ``jobrules`` checks
+    every field, to name every problem of a job in one answer."""
+    return msgspec.Meta(extra_json_schema={"minimum": low, "maximum": high})
+
+
+def _option(name: str) -> msgspec.Meta:
+    return _within(*OPTION_RANGES[name])
+
 
 JobType = Literal["full", "incremental", "cumulative"]
 DedupMode = Literal["agent", "server"]
@@ -87,10 +114,10 @@ class RetentionPolicy(Message, frozen=True, kw_only=True, forbid_unknown_fields=
     always kept (the next incremental and cumulative need them).
     """
 
-    keep_last: int | None = None
-    keep_daily: int | None = None
-    keep_weekly: int | None = None
-    keep_monthly: int | None = None
+    keep_last: Annotated[int, _within(1, MAX_KEEP)] | None = None
+    keep_daily: Annotated[int, _within(1, MAX_KEEP)] | None = None
+    keep_weekly: Annotated[int, _within(1, MAX_KEEP)] | None = None
+    keep_monthly: Annotated[int, _within(1, MAX_KEEP)] | None = None
 
 
 class JobOptions(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -98,10 +125,10 @@ class JobOptions(Message, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
     compression: bool = True
     dedup_mode: DedupMode = "agent"
-    parallel_vms: int = 2
-    vms_per_physical_host: int = 2
-    disks_per_vm: int = 2
-    streams_per_disk: int = 2
+    parallel_vms: Annotated[int, _option("parallel_vms")] = 2
+    vms_per_physical_host: Annotated[int, _option("vms_per_physical_host")] = 2
+    disks_per_vm: Annotated[int, _option("disks_per_vm")] = 2
+    streams_per_disk: Annotated[int, _option("streams_per_disk")] = 2
     skip_free_percent: float | None = None
     """Skip a VM when a datastore it uses has at most this % free (None = never)."""
     skip_free_gib: float | None = None
@@ -109,17 +136,17 @@ class JobOptions(Message, frozen=True, kw_only=True, forbid_unknown_fields=True)
     transfer_mode: TransferMode = "san"
     effective_data_only: bool = True
     keep_latest_snapshot: bool = True
-    reconnect_minutes: int = 10
-    resume_buffer_mib: int = 10
+    reconnect_minutes: Annotated[int, _option("reconnect_minutes")] = 10
+    resume_buffer_mib: Annotated[int, _option("resume_buffer_mib")] = 10
     """Per stream: data held for retransmission after a network fault."""
     backup_speed: list[SpeedWindow] = []
     transfer_speed: list[SpeedWindow] = []
     precondition: Script | None = None
     pre_script: Script | None = None
     post_script: Script | None = None
-    request_retries: int = 15
-    vm_retries: int = 3
-    vm_retry_interval_s: int = 300
+    request_retries: Annotated[int, _option("request_retries")] = 15
+    vm_retries: Annotated[int, _option("vm_retries")] = 3
+    vm_retry_interval_s: Annotated[int, _option("vm_retry_interval_s")] = 300
     retention: RetentionPolicy = RetentionPolicy()
     """Default: keep every restore point."""
 

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from edgeback_api.paging import Limit
-from edgeback_core.messages.auth import TokenInfo
+from edgeback_core.messages.auth import NewPassword, TokenInfo
 from edgeback_core.messages.base import Message
 from edgeback_core.messages.catalog import RunStateName, UserInfo
 from edgeback_core.messages.restores import RestoreStateName
@@ -37,7 +37,7 @@ class Session(Message, frozen=True, kw_only=True):
 
 
 class PasswordBody(Body, frozen=True, kw_only=True):
-    password: Password
+    password: NewPassword
 
 
 class TokenBody(Body, frozen=True, kw_only=True):

@@ -16,9 +16,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from edgeback_core.errors import InvalidInputError
+from edgeback_core.messages.auth import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 
-MIN_LENGTH = 10
-MAX_LENGTH = 1024
+MIN_LENGTH = PASSWORD_MIN_LENGTH  # the wire schema states the same rule
+MAX_LENGTH = PASSWORD_MAX_LENGTH
 
 _hasher = PasswordHasher()
 _DUMMY = _hasher.hash("edgeback-dummy-password-for-unknown-users")
