@@ -166,8 +166,8 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
     assert not _catalog_db_alive(site.data), "the catalog DB server outlived serve --all"
     secrets = _secrets_of(site, api_token, minted)
     # latin-1: every byte stays itself, so a raw binary secret would be found too
-    logs = [(tmp_path / "serve.log").read_text("latin-1"),
-            (site.data / "catalogdb" / "server.log").read_text("latin-1")]  # fmt: skip
+    logs = [(tmp_path / "serve.log").read_bytes().decode("latin-1"),
+            (site.data / "catalogdb" / "server.log").read_bytes().decode("latin-1")]  # fmt: skip
     leaks = _leaks(secrets, [*logs, *site.printed, *read])
     assert not leaks, f"secrets in logs or responses: {sorted(leaks)}"
 
@@ -340,7 +340,10 @@ def _secrets_of(site: Site, api_token: str, minted: str) -> dict[str, list[str]]
     forms = {name: [value] for name, (value, _) in texts.items()}
     forms["pool secret"] = _binary_forms(pool_secret)
     homes = {name: home for name, (_, home) in texts.items()}
-    homes["pool secret"] = (site.data / "pool-access" / "default.secret").read_text("latin-1")
+    # bytes as latin-1 text, no newline translation (a 0x0d byte would become 0x0a)
+    homes["pool secret"] = (
+        (site.data / "pool-access" / "default.secret").read_bytes().decode("latin-1")
+    )
     for name, home in homes.items():
         assert min(map(len, forms[name])) >= 16 and _leaks({name: forms[name]}, [home]), name
     return forms
