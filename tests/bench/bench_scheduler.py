@@ -29,11 +29,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from datetime import time as wall
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.integration.conftest import TEST_IDENTITIES
 from tests.support.processes import ServiceProcess, free_port
@@ -50,47 +50,51 @@ from edgeback_core.bus.topology import Topology
 from edgeback_core.messages.schedule import Daily, Once, Schedule
 from edgeback_core.settings import Secret
 
+T = TypeVar("T")
+
 
 class CountingDb(CatalogDb):
-    """The catalog's adapter, counting every operation it sends to the database."""
+    """The catalog's adapter, counting every operation it sends to the database and the
+    time spent waiting for them."""
 
     ops = 0
+    busy_s = 0.0
+
+    async def _counted(self, op: Awaitable[T]) -> T:
+        self.ops += 1
+        t0 = time.monotonic()
+        try:
+            return await op
+        finally:
+            self.busy_s += time.monotonic() - t0
 
     async def find_one(self, coll: Coll, query: Mapping[str, Any]) -> Doc | None:
-        self.ops += 1
-        return await super().find_one(coll, query)
+        return await self._counted(super().find_one(coll, query))
 
     async def find(self, coll: Coll, query: Mapping[str, Any], **kw: Any) -> list[Doc]:
-        self.ops += 1
-        return await super().find(coll, query, **kw)
+        return await self._counted(super().find(coll, query, **kw))
 
     async def count(self, coll: Coll, query: Mapping[str, Any]) -> int:
-        self.ops += 1
-        return await super().count(coll, query)
+        return await self._counted(super().count(coll, query))
 
     async def update(
         self, coll: Coll, query: Mapping[str, Any], change: Mapping[str, Any]
     ) -> Doc | None:
-        self.ops += 1
-        return await super().update(coll, query, change)
+        return await self._counted(super().update(coll, query, change))
 
     async def update_each(
         self, coll: Coll, updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
     ) -> int:
-        self.ops += 1
-        return await super().update_each(coll, updates)
+        return await self._counted(super().update_each(coll, updates))
 
     async def upsert(self, coll: Coll, query: Mapping[str, Any], change: Mapping[str, Any]) -> Doc:
-        self.ops += 1
-        return await super().upsert(coll, query, change)
+        return await self._counted(super().upsert(coll, query, change))
 
     async def insert(self, coll: Coll, doc: Mapping[str, Any]) -> None:
-        self.ops += 1
-        await super().insert(coll, doc)
+        await self._counted(super().insert(coll, doc))
 
     async def delete(self, coll: Coll, query: Mapping[str, Any]) -> bool:
-        self.ops += 1
-        return await super().delete(coll, query)
+        return await self._counted(super().delete(coll, query))
 
 
 def due_soon(due: int, start: datetime, window_s: float) -> list[Schedule]:
@@ -131,6 +135,7 @@ class Meters:
     def read(self) -> dict[str, float]:
         return {
             "scheduling_ops": self.scheduling.ops,
+            "scheduling_db_s": self.scheduling.busy_s,
             "all_ops": self.scheduling.ops + self.catalog.ops,
             "scheduler_cpu_s": self.scheduler.cpu_s(),
             "catalog_cpu_s": time.process_time(),
@@ -140,15 +145,21 @@ class Meters:
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     mongo, name = os.environ["EDGEBACK_MONGO_URL"], f"bench_sched_{uuid.uuid4().hex[:8]}"
-    async with CountingDb.open(mongo, name) as db, CountingDb.open(mongo, name) as scheduling:
+    amqp, prefix = os.environ["EDGEBACK_AMQP_URL"], f"bench-{uuid.uuid4().hex[:8]}."
+    async with (
+        CountingDb.open(mongo, name) as db,
+        CountingDb.open(mongo, name) as scheduling,
+        AmqpBus.open(amqp, Topology(prefix=prefix)) as bus,  # before minutes of seeding
+    ):
         try:
             t0, anchor = time.monotonic(), datetime.now(UTC).replace(microsecond=0)
             later = (anchor + timedelta(hours=12)).time()
             idle: list[Schedule] = [Daily(tz="UTC", at=wall(later.hour, later.minute))]
             rate = await populate(db, idle * (args.jobs - args.due), anchor, "idle", args.batch)
             seeded = {"idle_seed_s": round(time.monotonic() - t0, 1)}
-            return seeded | await _run(args, db, scheduling, rate=rate)
+            return seeded | await _run(args, db, scheduling, bus, amqp=amqp, rate=rate)
         finally:
+            await bus.delete_topology([])
             await db.drop()
 
 
@@ -177,7 +188,13 @@ def scheduler_process(amqp: str, prefix: str, tick_s: float, log: Path) -> Servi
 
 
 async def _run(
-    args: argparse.Namespace, db: CountingDb, scheduling: CountingDb, *, rate: float
+    args: argparse.Namespace,
+    db: CountingDb,
+    scheduling: CountingDb,
+    bus: AmqpBus,
+    *,
+    amqp: str,
+    rate: float,
 ) -> dict[str, Any]:
     box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
     catalog = Catalog.build(db, box, probe=None)
@@ -186,30 +203,28 @@ async def _run(
     catalog = dataclasses.replace(
         catalog, leadership=leadership, due_jobs=DueJobs(scheduling, leadership)
     )
-    amqp, prefix = os.environ["EDGEBACK_AMQP_URL"], f"bench-{uuid.uuid4().hex[:8]}."
     runs = StartRunCounter()
     log = Path(tempfile.mkdtemp(prefix="bench-scheduler-")) / "scheduler.log"
-    async with AmqpBus.open(amqp, Topology(prefix=prefix)) as bus:
-        await serve_catalog(bus, CatalogRpc(catalog, TEST_IDENTITIES))
-        await runs.consume(bus, "bench.start_runs")
-        proc = scheduler_process(amqp, prefix, args.tick_s, log)
-        proc.start()
-        try:
-            await proc.wait_healthy()
-            start = await seed_due(args, db, rate)
-            meters = Meters(db, scheduling, proc)
-            late_start_s = (datetime.now(UTC) - start).total_seconds()
-            await asyncio.sleep(max(-late_start_s, 0))
-            before = meters.read()
-            deadline = time.monotonic() + args.window_s + args.grace_s
-            while len(runs.commands) < args.due and time.monotonic() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.2)
-            after = meters.read()
-            # a tick in flight ends within its RPC timeouts
-            assert await asyncio.to_thread(proc.terminate, 60) == 0, proc.log_text()[-4000:]
-        finally:
-            proc.kill()
-        await bus.delete_topology([])
+    await serve_catalog(bus, CatalogRpc(catalog, TEST_IDENTITIES))
+    await runs.consume(bus, "bench.start_runs")
+    proc = scheduler_process(amqp, bus.topology.prefix, args.tick_s, log)
+    proc.start()
+    try:
+        await proc.wait_healthy()
+        start = await seed_due(args, db, rate)
+        meters = Meters(db, scheduling, proc)
+        late_start_s = (datetime.now(UTC) - start).total_seconds()
+        await asyncio.sleep(max(-late_start_s, 0))
+        before = meters.read() | {"runs_created": 0}
+        deadline = time.monotonic() + args.window_s + args.grace_s
+        while len(runs.commands) < args.due and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        after = meters.read()
+        after["runs_created"] = await db.count(Coll.RUNS, {})  # by the catalog, meanwhile
+        # a tick in flight ends within its RPC timeouts
+        assert await asyncio.to_thread(proc.terminate, 60) == 0, proc.log_text()[-4000:]
+    finally:
+        proc.kill()
     used = {key: after[key] - before[key] for key in before}
     return report(args, runs, used, late_start_s=late_start_s)
 
@@ -250,6 +265,8 @@ def report(
         "first_due_late_s": round(max(late_start_s, 0.0), 1),
         "measured_s": round(used["wall_s"], 1),
         "scheduling_db_ops": int(used["scheduling_ops"]),
+        "runs_created_by_catalog": int(used["runs_created"]),
+        "scheduling_db_wait_s": round(used["scheduling_db_s"], 2),
         "catalog_db_ops": int(used["all_ops"]),
         **per_due_run,
         "scheduler_cpu_s": round(used["scheduler_cpu_s"], 2),

@@ -31,6 +31,6 @@ def test_benchmark_with_200_jobs_writes_every_figure(
     figures = json.loads(out.read_text())
     assert set(figures) >= FIGURES
     assert (figures["started"], figures["doubled"]) == (40, 0)
-    assert 0 <= figures["lag_p50_s"] <= figures["lag_p99_s"] < 5
+    assert 0 <= figures["lag_p50_s"] <= figures["lag_p99_s"]  # no bound: timing is the figure
     assert figures["scheduling_db_ops_per_due_run"] > 0  # the scheduler's RPCs were counted
     assert figures["scheduler_cpu_s_per_1000_due_runs"] > 0  # read from its own process
