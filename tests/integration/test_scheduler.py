@@ -209,3 +209,28 @@ async def test_disabled_jobs_are_not_due_and_enabling_skips_the_past(rig: Rig) -
     assert await rig.scheduler("a").step() is not None and rig.runs.commands == []
     on = await rig.catalog.jobs.set_enabled(admin, job, True)
     assert on.next_due == START + timedelta(hours=4)
+
+
+async def test_one_page_marks_each_job_on_its_own_condition(rig: Rig) -> None:
+    daily = Daily(tz="UTC", at=time(23))
+    ids = [await insert_job(rig.db, f"d{i}", daily, START) for i in range(4)]
+    rig.clock.now = START.replace(hour=23, second=1)
+    a = rig.scheduler("a")
+    token = await a.lease.hold()
+    assert token is not None
+    page = await CatalogClient(rig.bus, "a", timeout_s=5).due(rig.clock.now, None, 10)
+    assert sorted(j.job_id for j in page.jobs) == sorted(ids)
+    # between the read and the mark: one job written by a newer token, one edited away
+    await rig.db.update(Coll.JOBS, {"_id": ids[0]}, {"$set": {"fence_token": token + 1}})
+    await rig.db.update(Coll.JOBS, {"_id": ids[1]}, {"$set": {"next_due": START}})
+    fires = [(JobId(j.job_id), j.due) for j in page.jobs]
+    done = await rig.catalog.due_jobs.mark_fired("a", token, rig.clock.now, fires)
+    applied = {f.job_id: f.applied for f in done}
+    assert applied == {ids[0]: False, ids[1]: False, ids[2]: True, ids[3]: True}
+    tomorrow = START.replace(hour=23) + timedelta(days=1)
+    assert {f.next_due for f in done if f.applied} == {tomorrow}
+    for job, due in ((ids[0], page.jobs[0].due), (ids[1], START), (ids[2], tomorrow)):
+        doc = await rig.db.find_one(Coll.JOBS, {"_id": job})
+        assert doc is not None and doc["next_due"] == due
+    again = await rig.catalog.due_jobs.mark_fired("a", token, rig.clock.now, fires)
+    assert not any(f.applied for f in again)  # each slot is marked once

@@ -122,6 +122,12 @@ class ServiceProcess:
             self.proc.kill()
             self.proc.wait()
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the process has used so far (Linux ``/proc``)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime: fields 14, 15 of stat(5)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -10,7 +10,7 @@ from collections import Counter
 from datetime import datetime
 
 from edgeback_catalog.domain import GroupName, Job, JobId
-from edgeback_catalog.jobdocs import job_doc
+from edgeback_catalog.jobdocs import JobDoc, job_doc
 from edgeback_catalog.jobschedule import schedule_fields
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_core.bus.port import Bus, ConsumerHandle, Envelope
@@ -29,10 +29,10 @@ def spec(name: str, schedule: Schedule) -> j.JobSpec:
     )
 
 
-async def insert_job(
-    db: CatalogDb, name: str, schedule: Schedule, anchor: datetime, *, enabled: bool = True
-) -> JobId:
-    """A job as ``Jobs.create`` stores it, its schedule set at ``anchor``."""
+def job_document(
+    name: str, schedule: Schedule, anchor: datetime, *, enabled: bool = True
+) -> JobDoc:
+    """A job's document as ``Jobs.create`` stores it, its schedule set at ``anchor``."""
     job = Job(
         id=JobId(uuid.uuid4().hex),
         revision=1,
@@ -44,8 +44,16 @@ async def insert_job(
         updated_at=anchor,
         **schedule_fields(schedule, anchor=anchor, enabled=enabled),
     )
-    await db.insert(Coll.JOBS, job_doc(job))
-    return job.id
+    return job_doc(job)
+
+
+async def insert_job(
+    db: CatalogDb, name: str, schedule: Schedule, anchor: datetime, *, enabled: bool = True
+) -> JobId:
+    """Insert :func:`job_document`; its id."""
+    doc = job_document(name, schedule, anchor, enabled=enabled)
+    await db.insert(Coll.JOBS, doc)
+    return JobId(doc["_id"])
 
 
 class StartRunCounter:

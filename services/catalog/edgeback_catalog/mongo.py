@@ -15,10 +15,10 @@ import contextlib
 import enum
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import structlog
-from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
     ConnectionFailure,
@@ -154,9 +154,7 @@ class CatalogDb:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(
-        cls, url: str, database: str, *, timeout_ms: int = 5000
-    ) -> AsyncIterator[CatalogDb]:
+    async def open(cls, url: str, database: str, *, timeout_ms: int = 5000) -> AsyncIterator[Self]:
         """Connect, migrate the schema, and close the client on exit."""
         client: AsyncMongoClient[Doc] = AsyncMongoClient(
             url,
@@ -206,6 +204,13 @@ class CatalogDb:
         with translated(f"insert into {coll}"):
             await self._db[coll].insert_one(dict(doc))
 
+    async def insert_many(self, coll: Coll, docs: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``docs`` with one command, in order, stopping at the first error (tests
+        and tools: seeding thousands of documents; a duplicate is ``catalog DB error``)."""
+        if docs:
+            with translated(f"insert many into {coll}"):
+                await self._db[coll].insert_many([dict(doc) for doc in docs], ordered=True)
+
     async def find_one(self, coll: Coll, query: Mapping[str, Any]) -> Doc | None:
         with translated(f"read {coll}"):
             return await self._db[coll].find_one(dict(query))
@@ -235,6 +240,21 @@ class CatalogDb:
             return await self._db[coll].find_one_and_update(
                 dict(query), dict(change), return_document=ReturnDocument.AFTER
             )
+
+    async def update_each(
+        self, coll: Coll, updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
+    ) -> int:
+        """Apply each ``(query, change)`` to the one document its query matches, all in one
+        command (unordered, each document atomically); how many queries matched. A query
+        that matched nothing changed nothing: its condition did not hold."""
+        if not updates:
+            return 0
+        with translated(f"update each in {coll}"):
+            result = await self._db[coll].bulk_write(
+                [UpdateOne(dict(query), dict(change)) for query, change in updates],
+                ordered=False,
+            )
+        return result.matched_count
 
     async def upsert(self, coll: Coll, query: Mapping[str, Any], change: Mapping[str, Any]) -> Doc:
         with translated(f"upsert {coll}"):
