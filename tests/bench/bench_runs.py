@@ -215,38 +215,54 @@ def scratch(parent: str | None) -> Iterator[Path]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(fig: dict[str, Any]) -> str:
-    def line(label: str, f: dict[str, Any], extra: str = "") -> str:
-        return (f"{label:22} {f['wall_s']:7.2f} s {f['mb_s']:8.1f} MB/s  cpu s/GiB: "
-                f"total {f['total_cpu_s_per_gib']:.2f}{extra}")  # fmt: skip
+def figure_line(label: str, f: dict[str, Any], extra: str = "") -> str:
+    """One measured step of a report: wall, MB/s, total CPU per GiB, then ``extra``."""
+    return (f"{label:24} {f['wall_s']:7.2f} s {f['mb_s']:8.1f} MB/s  cpu s/GiB: "
+            f"total {f['total_cpu_s_per_gib']:.2f}{extra}")  # fmt: skip
 
+
+def world_line(fig: dict[str, Any]) -> str:
+    """The first line of a report: the VMs, their sizes, the machine and its load."""
+    return (f"{fig['vms']} VMs x {fig['disks'] // fig['vms']} disks, "
+            f"{fig['size_bytes'] / GiB:.2f} GiB provisioned (disks MiB {fig['disk_mib']}, "
+            f"fill {fig['fill']}), {fig['cpus']} CPUs, "
+            f"load {fig['load_before'][0]:.2f}")  # fmt: skip
+
+
+def report(fig: dict[str, Any], *, tool: str = "export", step: str = "run") -> str:
+    """The figures of a run (``step``) per setting against ``rbd <tool>`` one image after
+    another (``rbd_<tool>``) and all at once (``rbd_<tool>_parallel``)."""
     lines = [
-        f"{fig['vms']} VMs x {fig['disks'] // fig['vms']} disks, {fig['size_bytes'] / GiB:.2f} "
-        f"GiB provisioned (disks MiB {fig['disk_mib']}, fill {fig['fill']}), "
-        f"{fig['cpus']} CPUs, load {fig['load_before'][0]:.2f}",
-        *(line(label, fig[key], f", rbd {fig[key]['rbd_cpu_s_per_gib']:.2f}")
-          for label, key in (("rbd export, serial", "rbd_export"),
-                             ("rbd export, 8 at once", "rbd_export_parallel"))),
+        world_line(fig),
+        *(figure_line(label, fig[key], f", rbd {fig[key]['rbd_cpu_s_per_gib']:.2f}")
+          for label, key in ((f"rbd {tool}, serial", f"rbd_{tool}"),
+                             (f"rbd {tool}, 8 at once", f"rbd_{tool}_parallel"))),
     ]  # fmt: skip
     for label in SETTINGS:
         run = fig[label]
         extra = (f", bench {run['bench_cpu_s_per_gib']:.2f}, node {run['node_cpu_s_per_gib']:.2f}"
-                 f", osd {run['osd_cpu_s_per_gib']:.2f}; ratio {run['ratio_vs_rbd_export']:.2f}x "
-                 f"serial export, {run['ratio_vs_rbd_export_parallel']:.2f}x parallel export; "
+                 f", osd {run['osd_cpu_s_per_gib']:.2f}; ratio "
+                 f"{run[f'ratio_vs_rbd_{tool}']:.2f}x serial {tool}, "
+                 f"{run[f'ratio_vs_rbd_{tool}_parallel']:.2f}x parallel {tool}; "
                  f"VM overlap {run['vm_overlap']:.2f}")  # fmt: skip
-        lines.append(line(f"run, {label}", run, extra))
+        lines.append(figure_line(f"{step}, {label}", run, extra))
     lines.append(f"parallel speed-up over serial {fig['parallel']['speedup_vs_serial']:.2f}x")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options of the runs and restores benchmarks (``doc``: the module's)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", maxsplit=1)[0])
     parser.add_argument("--disk-mib", type=int, default=256, help="largest disk, MiB")
     parser.add_argument("--fill", type=float, default=0.6, help="share of chunks written")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--conf", default=os.environ.get("CEPH_CONF", "var/ceph/ceph.conf"))
-    parser.add_argument("--workdir", help="where the node's pools go")
-    args = parser.parse_args(argv)
+    parser.add_argument("--workdir", help="where the node's pools (and other files) go")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__, argv)
     check_room(args.conf, int(VMS * DISKS_PER_VM * args.disk_mib * (1 << 20) * args.fill))
     with scratch(args.workdir) as workdir:
         figures = asyncio.run(measure(args, workdir))

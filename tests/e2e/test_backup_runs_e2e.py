@@ -17,7 +17,6 @@ not describe.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import uuid
@@ -31,26 +30,25 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 from tests.bench.images import image_sha256, remove_image
-from tests.e2e.services import forget_deployment
+from tests.e2e.services import start_host_services
 from tests.integration.test_catalog_rpc import ADMIN
 from tests.support.asyncapi import payload_validator
+from tests.support.backup_host import write_pool_files
 from tests.support.cli_runner import edgeback
 from tests.support.emulator.state import EmulatorState
 from tests.support.emulator_process import EmulatorProcess, emulator_process
 from tests.support.event_tap import EventTap, Tapped, tap_events
-from tests.support.processes import NodeProcess, ServiceProcess, free_port, node_process
+from tests.support.processes import NodeProcess, ServiceProcess, node_process
 from tests.support.storage_node import TOKEN
 
 from edgeback_blocks.chunk import CHUNK_SIZE
-from edgeback_blocks.keys import write_secret_file
 from edgeback_blocks.pool_wire import PoolKind
 from edgeback_blocks.rbd import RbdPool
 from edgeback_catalog.domain import JobId
 from edgeback_catalog.runstart import run_id_for
 from edgeback_core.bus.amqp import AmqpBus
-from edgeback_core.bus.topology import START_RUN, Topology, worker_runs
+from edgeback_core.bus.topology import START_RUN, Topology
 from edgeback_core.errors import NotFoundError
-from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc as rpc
@@ -92,68 +90,20 @@ def deployment(
     pool_dir = tmp_path / "pools"
     with ExitStack() as stack:
         node = stack.enter_context(node_process(tmp_path / "node"))
-        _host_files(pool_dir, node)
+        pool_dir.mkdir()
+        write_pool_files(pool_dir, node, POOL)
         emulator = stack.enter_context(
             emulator_process(ceph_conf, tmp_path / "cloud", vms=6, disk_mib="5,7,8,10", disks="2,3")
         )
-        common = {
-            "EDGEBACK_AMQP_URL": amqp_url,
-            "EDGEBACK_BUS_PREFIX": prefix,
-            "EDGEBACK_LOG_JSON": "true",
-            "EDGEBACK_GRACE_S": "5",
-        }
-        catalog = _service("catalog", tmp_path, common | {
-            "EDGEBACK_MONGO_URL": mongo_url,
-            "EDGEBACK_CATALOG_DATABASE": database,
-            "EDGEBACK_CATALOG_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
-            "EDGEBACK_CATALOG_TEST_USERS": "edgeback-test",
-        })  # fmt: skip
-        worker_env = common | {
-            "EDGEBACK_WORKER_HOST_ID": HOST,
-            "EDGEBACK_WORKER_HEARTBEAT_S": "0.3",
-            "EDGEBACK_WORKER_DATA_DIR": str(tmp_path),
-            "EDGEBACK_WORKER_POOL_DIR": str(pool_dir),
-            "EDGEBACK_WORKER_PROGRESS_INTERVAL_S": "0.5",
-        }
-        workers = [
-            _service("worker", tmp_path, worker_env | {"EDGEBACK_WORKER_WORKER_ID": f"w-{x}"}, x)
-            for x in ("a", "b")
-        ]
-        stack.callback(
-            forget_deployment, amqp_url, mongo_url, prefix=prefix, database=database,
-            queues=[worker_runs(BackupHostId(HOST))],
+        services = start_host_services(
+            stack, tmp_path, amqp_url=amqp_url, mongo_url=mongo_url, prefix=prefix,
+            database=database, host=HOST, pool_dir=pool_dir, worker_ids=["w-a", "w-b"],
         )  # fmt: skip
-        for service in (catalog, *workers):
-            service.start()
-            stack.callback(_stop, service)
         yield Deployment(
-            prefix=prefix, catalog=catalog, workers=workers, node=node, emulator=emulator,
+            prefix=prefix, catalog=services.catalog, workers=services.workers, node=node,
+            emulator=emulator,
             pool_dir=pool_dir, ceph_conf=ceph_conf,
         )  # fmt: skip
-
-
-def _stop(service: ServiceProcess) -> None:
-    """SIGTERM, as a deployment stops its services; one that does not stop is killed
-    (how services stop is ``test_services_lifecycle``'s subject, not this test's)."""
-    try:
-        service.terminate(within_s=15)
-    except AssertionError as exc:  # killed after all
-        print(exc)
-
-
-def _service(name: str, tmp_path: Path, env: dict[str, str], label: str = "") -> ServiceProcess:
-    port = free_port()
-    env = env | {f"EDGEBACK_{name.upper()}_HEALTH_PORT": str(port)}
-    return ServiceProcess(name, port, env, tmp_path / f"{name}{label}.log")
-
-
-def _host_files(pool_dir: Path, node: NodeProcess) -> None:
-    """What the backup host keeps for the pool: secret, node token, plain pool key."""
-    pool_dir.mkdir()
-    write_secret_file(pool_dir / f"{POOL}.secret")
-    (pool_dir / f"{POOL}.token").write_text(TOKEN)
-    os.chmod(pool_dir / f"{POOL}.token", 0o600)
-    (pool_dir / f"{POOL}.key").write_bytes(node.key_file(POOL).read_bytes())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,6 +1,6 @@
 """Helpers of the restore-run tests: read and scribble RBD images, run a restore to its
-end through the catalog (create, start with its verification code, poll), and the
-restore's event types as a consumer of the events exchange sees them."""
+end through the catalog as the API does (create, start with its verification code,
+poll), and the restore's event types as a consumer of the events exchange sees them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from tests.bench.images import image_sha256
-from tests.support.backup_host import ADMIN
+from tests.support.backup_host import ADMIN, CatalogCall
 from tests.support.event_tap import EventTap
 from tests.support.run_world import RunWorld, Seeding, host_workers, serve_world
 
@@ -60,23 +60,38 @@ def vm_images(world: RunWorld, vm: Vm) -> list[str]:
     return [ceph.image_name(vm.id, disk) or "" for disk in vm.disks]
 
 
-async def restore_and_wait(
-    world: RunWorld, spec: r.RestoreSpec, within_s: float = 60
-) -> r.RestoreInfo:
-    """Create the restore, start it with its code, and wait for its end."""
-    created = await world.call(
+async def start_restore(call: CatalogCall, spec: r.RestoreSpec) -> str:
+    """Create the restore and start it with its verification code, as the API does; its id."""
+    created = await call(
         r.RESTORE_CREATE, r.RestoreCreate(actor=ADMIN, spec=spec), r.RestoreCreated
     )
-    rid = created.restore.id
-    start = r.RestoreStart(actor=ADMIN, restore_id=rid, verification_code=created.verification_code)
-    await world.call(r.RESTORE_START, start, r.RestoreInfo)
+    assert created.restore.state == "pending_verification", created.restore
+    rid, code = created.restore.id, created.verification_code
+    start = r.RestoreStart(actor=ADMIN, restore_id=rid, verification_code=code)
+    started = await call(r.RESTORE_START, start, r.RestoreInfo)
+    assert started.state in ("queued", "scheduled"), started
+    return rid
+
+
+async def restore_ended(
+    call: CatalogCall, rid: str, *, within_s: float = 90, poll_s: float = 0.3
+) -> r.RestoreInfo:
+    """The restore once it ended (with its VMs and their figures)."""
     get = r.RestoreGet(actor=ADMIN, restore_id=rid)
     async with asyncio.timeout(within_s):
         while True:
-            info = await world.call(r.RESTORE_GET, get, r.RestoreInfo)
+            info = await call(r.RESTORE_GET, get, r.RestoreInfo)
             if info.state in ENDED:
                 return info
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(poll_s)
+
+
+async def restore_and_wait(
+    world: RunWorld, spec: r.RestoreSpec, within_s: float = 60, poll_s: float = 0.3
+) -> r.RestoreInfo:
+    """Create the restore, start it with its code, and wait for its end."""
+    rid = await start_restore(world.call, spec)
+    return await restore_ended(world.call, rid, within_s=within_s, poll_s=poll_s)
 
 
 async def restore_events(tap: EventTap, rid: str) -> list[str]:

@@ -237,12 +237,7 @@ class RestoreVmTasks:
             reports = _Reports(
                 ctx=self.ctx, task=task, interval_s=self.ctx.settings.progress_interval_s
             )
-            async with asyncio.TaskGroup() as group:
-                reporter = group.create_task(reports.run())
-                try:
-                    out = await self._restore_vm(task, restore, point, reports)
-                finally:
-                    reporter.cancel()
+            out = await self._reported(task, restore, point, reports)
             await reports.flush(final=True)
         except EdgebackError as exc:
             log.warning(
@@ -251,6 +246,31 @@ class RestoreVmTasks:
             )  # fmt: skip
             return _failed(task, exc.code, exc.message)
         return finish_of(task, out)
+
+    async def _reported(
+        self,
+        task: rs.RestoreVmTask,
+        restore: rs.RestoreInfo,
+        point: rs.RestorePoint,
+        reports: _Reports,
+    ) -> VmRestoreOutcome:
+        """``_restore_vm`` with ``reports`` publishing beside it. Its error is raised
+        after the group, as it is: raised inside, the TaskGroup would wrap it in an
+        ExceptionGroup that ``except EdgebackError`` misses, and the task would crash
+        and be redelivered until dead-lettered instead of ending ``failed``."""
+        async with asyncio.TaskGroup() as group:
+            reporter = group.create_task(reports.run())
+            try:
+                outcome: VmRestoreOutcome | EdgebackError = await self._restore_vm(
+                    task, restore, point, reports
+                )
+            except EdgebackError as exc:
+                outcome = exc
+            finally:
+                reporter.cancel()
+        if isinstance(outcome, EdgebackError):
+            raise outcome
+        return outcome
 
     async def _restore_vm(
         self,
