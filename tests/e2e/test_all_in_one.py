@@ -149,10 +149,10 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
         assert [x["state"] for x in _vms_of(run)] == ["succeeded"]
         restored = _restored_identical(site, ceph_conf, cloud, vm.id)
         assert restored == {d.id for d in vm.disks}
-        _restore_through_the_api(site, ceph_conf, cloud)
+        restore_id = _restore_through_the_api(site, ceph_conf, cloud)
         ids = {"platform_id": platform["id"], "storage_id": storage["id"], "job_id": job["id"],
                "run_id": run["run"]["id"], "backup_set_id": run["backup_set_ids"][0],
-               "host_id": HOST, "name": "admin"}  # fmt: skip
+               "restore_id": restore_id, "host_id": HOST, "name": "admin"}  # fmt: skip
         api_token, minted = _api_token(site)
         site.cli("run", "list", "--job", str(job["id"]), token=api_token)
         read = _read_every_get_route(site, api_token, ids)
@@ -165,7 +165,7 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
     assert '"status": "stopped"' in text or "status=stopped" in text
     assert not _catalog_db_alive(site.data), "the catalog DB server outlived serve --all"
     secrets = _secrets_of(site, api_token, minted)
-    # latin-1: every byte stays itself, so a raw binary secret would be found too
+    # bytes as latin-1 (no newline translation): a raw binary secret would be found too
     logs = [(tmp_path / "serve.log").read_bytes().decode("latin-1"),
             (site.data / "catalogdb" / "server.log").read_bytes().decode("latin-1")]  # fmt: skip
     leaks = _leaks(secrets, [*logs, *site.printed, *read])
@@ -230,7 +230,7 @@ def _restored_identical(site: Site, ceph_conf: str, cloud: EmulatorProcess, vm_i
     return disks
 
 
-def _restore_through_the_api(site: Site, ceph_conf: str, cloud: EmulatorProcess) -> None:
+def _restore_through_the_api(site: Site, ceph_conf: str, cloud: EmulatorProcess) -> str:
     """The VM's disks overwritten, then restored on the original path by ``edgeback
     restore create --watch``, typing back the code it shows: byte-identical again."""
     state = cloud.state()
@@ -257,12 +257,14 @@ def _restore_through_the_api(site: Site, ceph_conf: str, cloud: EmulatorProcess)
     proc.stdin.write(shown.lower() + "\n")
     proc.stdin.flush()
     out, err = proc.communicate(timeout=120)  # closes stdin
+    site.printed += [out, err]
     assert proc.returncode == 0, err
     restore = json.loads(out)
     assert restore["state"] == "succeeded" and [v["state"] for v in restore["vms"]] == ["succeeded"]
     assert {d["disk_id"] for d in restore["vms"][0]["stats"]} == {d.id for d in vm.disks}
     assert "100%" in err  # the progress bar's last line
     assert all(_sha(ceph_conf, i) == _snapshot_sha(ceph_conf, i) for i in images)
+    return str(restore["id"])
 
 
 def _sha(conf: str, spec: str) -> str:
@@ -305,11 +307,13 @@ def _api_token(site: Site) -> tuple[str, str]:
 
 
 def _read_every_get_route(site: Site, token: str, ids: dict[str, str]) -> list[str]:
-    """The bodies of every GET route of the API whose path the run's ids fill."""
+    """The bodies of every GET route of the API, its path filled with the run's ids (the
+    progress streams of the ended run and restore end at once)."""
+    routes = [r for r in route_table() if r.method == "GET"]
+    unfilled = [r.path for r in routes if not set(r.path_fields) <= ids.keys()]
+    assert not unfilled, f"no id of this run for {unfilled}"
     bodies = []
-    for route in route_table():
-        if route.method != "GET" or not set(route.path_fields) <= ids.keys():
-            continue
+    for route in routes:
         query = READ_QUERIES.get(route.path, "").format(**ids)
         url = f"{site.api}{route.url.format(**ids)}" + (f"?{query}" if query else "")
         auth = {"Authorization": f"Bearer {token}"}
@@ -317,7 +321,6 @@ def _read_every_get_route(site: Site, token: str, ids: dict[str, str]) -> list[s
         with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - loopback
             assert answer.status == 200, (route.operation, answer.status)
             bodies.append(answer.read().decode())
-    assert len(bodies) >= 15, "the run's ids should fill most GET routes"
     return bodies
 
 
@@ -340,7 +343,6 @@ def _secrets_of(site: Site, api_token: str, minted: str) -> dict[str, list[str]]
     forms = {name: [value] for name, (value, _) in texts.items()}
     forms["pool secret"] = _binary_forms(pool_secret)
     homes = {name: home for name, (_, home) in texts.items()}
-    # bytes as latin-1 text, no newline translation (a 0x0d byte would become 0x0a)
     homes["pool secret"] = (
         (site.data / "pool-access" / "default.secret").read_bytes().decode("latin-1")
     )
