@@ -36,7 +36,8 @@ def forget_deployment(
     """
 
     async def delete_queues() -> None:
-        async with AmqpBus.open(amqp_url, Topology(prefix=prefix)) as bus:
+        # bounded: a stalled broker fails the teardown instead of holding the test run
+        async with asyncio.timeout(120), AmqpBus.open(amqp_url, Topology(prefix=prefix)) as bus:
             await bus.delete_topology([*QUEUES, *queues])
 
     asyncio.run(delete_queues())
