@@ -91,6 +91,7 @@ wait_http() { # wait_http WHAT URL SECONDS
 }
 
 start_emulator() {
+    (umask 077 && printf '%s' "$QS_SECRET_KEY" >"$QS/platform.sk") # off the command line
     if [ ! -s "$QS/emulator-state.json" ]; then
         log "seeding the edge-cloud emulator: 2 VMs with 2 RBD disks each in pool rbd"
         (cd "$REPO" && "$PY" -m tests.support.emulator seed --vms 2 --disks 2 --eligible \
@@ -98,7 +99,7 @@ start_emulator() {
     fi
     start_bg emulator "tests.support.emulator serve" env -C "$REPO" "$PY" -m tests.support.emulator serve \
         --port "$EMULATOR_PORT" --state "$QS/emulator-state.json" \
-        --access-key "$QS_ACCESS_KEY" --secret-key "$QS_SECRET_KEY"
+        --access-key "$QS_ACCESS_KEY" --secret-key-file "$QS/platform.sk"
     wait_http emulator "http://127.0.0.1:$EMULATOR_PORT/emulator/health" 60
 }
 
@@ -122,12 +123,28 @@ broker_url() { # broker_url SERVICE: its own broker user's URL (the catalog trus
     esac
 }
 
+own_secrets() { # own_secrets SERVICE: the secrets.env settings that service needs, no other
+    case $1 in
+    catalog) echo "EDGEBACK_CATALOG_MASTER_KEY=$EDGEBACK_CATALOG_MASTER_KEY" ;;
+    dedup) printf '%s\n' "EDGEBACK_DEDUP_TOKEN=$EDGEBACK_DEDUP_TOKEN" \
+        "EDGEBACK_DEDUP_ADMIN_TOKEN=$EDGEBACK_DEDUP_ADMIN_TOKEN" ;;
+    api) printf '%s\n' "EDGEBACK_API_BOOTSTRAP_ADMIN=$EDGEBACK_API_BOOTSTRAP_ADMIN" \
+        "EDGEBACK_API_BOOTSTRAP_PASSWORD=$EDGEBACK_API_BOOTSTRAP_PASSWORD" ;;
+    esac
+}
+
 start_services() {
     pool_access
-    local s
+    local s url settings
     for s in $SERVICES; do
-        start_bg "$s" "edgeback_$s" env \
-            EDGEBACK_LOG_JSON=true EDGEBACK_AMQP_URL="$(broker_url "$s")" \
+        if alive "$s" "edgeback_$s"; then
+            log "$s already running (pid $(cat "$QS/$s.pid"))"
+            continue
+        fi
+        url=$(broker_url "$s") || die "no broker user for $s"
+        mapfile -t settings < <(own_secrets "$s")
+        start_bg "$s" "edgeback_$s" env "${settings[@]}" \
+            EDGEBACK_LOG_JSON=true EDGEBACK_AMQP_URL="$url" \
             "EDGEBACK_$(echo "$s" | tr a-z A-Z)_HEALTH_PORT=$(health_port "$s")" \
             EDGEBACK_DEDUP_DATA_DIR="$QS/pools" EDGEBACK_DEDUP_PORT="$NODE_PORT" \
             EDGEBACK_CATALOG_DATABASE="$QS_DATABASE" EDGEBACK_API_PORT="$API_PORT" \
@@ -166,7 +183,6 @@ register() { # the emulator as a platform and its Ceph storage (once); prints th
     local pid
     pid=$(api platform list --name edge | field 'd[0]["id"] if d else ""')
     if [ -z "$pid" ]; then
-        (umask 077 && printf '%s' "$QS_SECRET_KEY" >"$QS/platform.sk")
         pid=$(api platform register --name edge --address 127.0.0.1 --port "$EMULATOR_PORT" \
             --no-ssl --access-key "$QS_ACCESS_KEY" --secret-key-file "$QS/platform.sk" \
             --host "$HOST_ID" | field 'd["id"]')
@@ -185,6 +201,11 @@ backup() { # backup JOB TYPE: start a run, follow it to its end; prints its back
     local run
     run=$(api job start "$1" --type "$2" | field 'd["run_id"]')
     log "api: $2 backup run $run started; following it"
+    local t0=$SECONDS # the catalog creates the run from the published StartRun
+    until api run show "$run" >/dev/null 2>&1; do
+        ((SECONDS - t0 < 60)) || die "run $run did not appear (see $QS/catalog.log)"
+        sleep 0.5
+    done
     "$EB" run watch "$run" >&2 || die "the $2 run did not succeed: edgeback run show $run"
     api backup-set list --run "$run" | field 'd[0]["id"]'
 }
@@ -226,8 +247,8 @@ demo() {
         snap=$(api backup-set show "$set2" | field "[x['snapshot_name'] for x in d['disks'] if x['disk_id'] == '${disks_src[$i]}'][0]")
         image=$(field "[x['volume_id'] or '$src' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$src'][0]['disks'] if x['id'] == '${disks_src[$i]}'][0]" <<<"$vms")
         restored=$(field "[x['volume_id'] or '$dst' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$dst'][0]['disks'] if x['id'] == '${disks_dst[$i]}'][0]" <<<"$vms")
-        want=$(sha_of "rbd/$image@$snap")
-        got=$(sha_of "rbd/$restored")
+        want=$(sha_of "rbd/$image@$snap") || die "cannot read rbd/$image@$snap"
+        got=$(sha_of "rbd/$restored") || die "cannot read rbd/$restored"
         [ "$want" = "$got" ] || die "disk ${disks_dst[$i]} of VM $dst differs from its source snapshot ($got != $want)"
         log "demo: disk ${disks_dst[$i]} restored byte-identical to its snapshot (sha256 $want)"
     done
@@ -241,10 +262,9 @@ cmd_up() {
     mkdir -p "$QS"
     secrets
     admin_secret
-    set -a
+    # read into this shell only: each child gets its own (own_secrets), none gets them all
     # shellcheck disable=SC1091
     . "$QS/secrets.env"
-    set +a
     start_emulator
     start_services
     export XDG_CONFIG_HOME=$QS/cli # the CLI's session of the quickstart's admin

@@ -215,7 +215,10 @@ class PoolClient:
     async def list_capabilities(self) -> list[CapabilityItem]:
         """The pool's capabilities (no ids), each with the last read the node failed."""
         _, answer = await self._call("GET", f"{self._pool_path}/capabilities")
-        return _capabilities_decoder.decode(answer)
+        try:
+            return _capabilities_decoder.decode(answer)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise UnavailableError(f"the node's capability list is unreadable: {exc}") from exc
 
     async def revoke_capability(self, handle: str) -> None:
         """Revoke capability ``handle`` (again: no change); its URL answers 410 from now."""

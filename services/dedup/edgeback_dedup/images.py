@@ -33,7 +33,7 @@ from edgeback_blocks.pool_wire import (
     CreateCapability,
     ImageReadFailure,
 )
-from edgeback_core.errors import EdgebackError, InvalidInputError
+from edgeback_core.errors import EdgebackError, IntegrityError, InvalidInputError, NotFoundError
 from edgeback_core.throttle import UNLIMITED, Throttle, TokenBucket
 from edgeback_dedup.access import GRANT, Handler
 from edgeback_dedup.byte_ranges import ByteRange, parse_range, pieces
@@ -76,10 +76,11 @@ class ImageServing:
     """The last failed read per capability handle (bounded, in memory only)."""
 
     async def chunk(self, handle: str, image: DiskImage, index: int) -> Buffer:
-        """Chunk ``index`` of ``image``, verified; a failure is remembered for ``handle``."""
+        """Chunk ``index`` of ``image``, verified; a bad or missing chunk is remembered
+        for ``handle`` (a transient error is not: it says nothing about the chunk)."""
         try:
             return await self.reader.chunk(image, index)
-        except EdgebackError as exc:
+        except (IntegrityError, NotFoundError) as exc:  # the chunk is bad or gone; not I/O
             digest = image.entries[index]
             self.failures[handle] = ImageReadFailure(
                 code=exc.code, message=exc.message, index=index,

@@ -370,6 +370,6 @@ async def _roll_back_disk(
     except EdgebackError as exc:
         log.error("instant_restore.roll_back_failed", disk=disk.disk, error_code=exc.code)
         return {"disk": disk.disk, "target": disk.target, "outcome": "roll-back failed",
-                "error": exc.code, "aside": aside}  # fmt: skip
+                "error": exc.code, "aside": aside} | bad  # fmt: skip
     log.info("instant_restore.rolled_back", disk=disk.disk, target=disk.target, outcome=outcome)
     return {"disk": disk.disk, "target": disk.target, "outcome": outcome} | bad

@@ -4,7 +4,8 @@ Commands::
 
     seed  --vms N --conf CEPH_CONF --pool rbd --state FILE [--disk-mib 64,128,256] [--disks 2,3]
           [--hosts H] [--eligible]
-    serve --port P --state FILE --access-key AK --secret-key SK [--bind 127.0.0.1]
+    serve --port P --state FILE --access-key AK (--secret-key SK | --secret-key-file F)
+          [--bind 127.0.0.1]
     purge --state FILE      remove the RBD images (and snapshots) of a seeded state
 """
 
@@ -42,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--bind", default="127.0.0.1")
     v.add_argument("--state", type=Path, required=True)
     v.add_argument("--access-key", required=True)
-    v.add_argument("--secret-key", required=True)
+    key = v.add_mutually_exclusive_group(required=True)
+    key.add_argument("--secret-key")
+    key.add_argument("--secret-key-file", type=Path, help="the Secret Key, kept off ps")
     p = sub.add_parser("purge", help="remove the RBD images of a state file")
     p.add_argument("--state", type=Path, required=True)
     return parser
@@ -73,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "seed":
         _seed(args)
     elif args.command == "serve":
-        emulator = open_emulator(args.state, args.access_key, args.secret_key)
+        secret = args.secret_key or args.secret_key_file.read_text().strip()
+        emulator = open_emulator(args.state, args.access_key, secret)
         web.run_app(make_app(emulator), host=args.bind, port=args.port, print=None)
     else:
         removed = purge(load(args.state))
