@@ -205,8 +205,8 @@ async def _run(
     )
     runs = StartRunCounter()
     log = Path(tempfile.mkdtemp(prefix="bench-scheduler-")) / "scheduler.log"
-    await serve_catalog(bus, CatalogRpc(catalog, TEST_IDENTITIES))
-    await runs.consume(bus, "bench.start_runs")
+    consumers = await serve_catalog(bus, CatalogRpc(catalog, TEST_IDENTITIES))
+    consumers.append(await runs.consume(bus, "bench.start_runs"))
     proc = scheduler_process(amqp, bus.topology.prefix, args.tick_s, log)
     proc.start()
     try:
@@ -225,6 +225,10 @@ async def _run(
         assert await asyncio.to_thread(proc.terminate, 60) == 0, proc.log_text()[-4000:]
     finally:
         proc.kill()
+        # the catalog may still be starting runs: stopped before the exchanges go, or
+        # its publishes to them close the channel the clean-up needs
+        async with asyncio.timeout(120):
+            await asyncio.gather(*(consumer.stop() for consumer in consumers))
     used = {key: after[key] - before[key] for key in before}
     return report(args, runs, used, late_start_s=late_start_s)
 
