@@ -17,7 +17,7 @@ import asyncio
 import ssl
 import uuid
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
@@ -214,14 +214,29 @@ class AmqpBus:
         ``ConfigError``) until they exist: a backup host's user may not declare, hence
         not delete, them, and its worker may start before any service declared them.
         """
+        made: list[aio_pika.RobustConnection] = []
+
+        def tracked(*args: Any, **kwargs: Any) -> aio_pika.RobustConnection:
+            made.append(aio_pika.RobustConnection(*args, **kwargs))
+            return made[-1]
+
         connect = aio_pika.connect_robust(
             url,
             fail_fast=True,
             reconnect_interval=reconnect_interval,
             client_properties={"connection_name": name or f"edgeback-{uuid.uuid4().hex[:8]}"},
             ssl_context=None if cafile is None else ssl.create_default_context(cafile=cafile),
+            connection_class=cast("type[aio_pika.RobustConnection]", tracked),
         )
-        connection = await guarded("connect", connect)
+        try:
+            connection = await guarded("connect", connect)
+        except BaseException:
+            # a connect that timed out leaves aio-pika's reconnect task running (it takes
+            # a cancellation for a lost attempt and tries again): closing the connection
+            # ends it, else a stopping process or asyncio.run waits for it forever
+            for unfinished in made:
+                await _close(unfinished)
+            raise
         try:
             channel = await guarded(
                 "open channel", connection.channel(publisher_confirms=True, on_return_raises=True)
