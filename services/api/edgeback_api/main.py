@@ -3,8 +3,6 @@ configured) → the HTTP listener (TLS when a certificate is configured)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -16,9 +14,10 @@ from edgeback_api.routing import Api
 from edgeback_api.session import bootstrap_admin
 from edgeback_api.settings import ApiSettings
 from edgeback_core.bus.port import Bus
-from edgeback_core.errors import DeadlineExceededError, UnavailableError, UnroutableError
+from edgeback_core.errors import EdgebackError, UnavailableError, UnroutableError
 from edgeback_core.lifecycle import ServiceRuntime
 from edgeback_core.listener import tls_context
+from edgeback_core.retry import RetryPolicy, retrying
 from edgeback_core.service import serve as serve_service
 
 SERVICE = "api"
@@ -54,18 +53,19 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: ApiSettings) -> Non
 async def _until_catalog_answers(call: Callable[[], Awaitable[T]], *, within_s: float) -> T:
     """``call``'s result once the catalog serves it: services start in any order, so a
     catalog not yet consuming (nothing bound, no answer) is waited for, up to
-    ``within_s`` seconds; any other error, or the last one, is raised."""
-    deadline = time.monotonic() + within_s
-    delay = 0.5
-    while True:
+    ``within_s`` seconds (the retry policy's reconnect time); other errors are raised."""
+
+    async def attempt() -> T:
         try:
             return await call()
-        except (UnroutableError, UnavailableError, DeadlineExceededError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.info("api.waiting_for_catalog", error_code=exc.code, retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        except UnroutableError as exc:  # nothing bound yet: the catalog is still starting
+            raise UnavailableError(exc.message, **exc.details) from exc
+
+    def waiting(attempts: int, delay: float, exc: EdgebackError) -> None:
+        log.info("api.waiting_for_catalog", error_code=exc.code, retry_in_s=round(delay, 2))
+
+    policy = RetryPolicy(retries=0, base_delay=0.5, max_delay=5.0, reconnect=within_s)
+    return await retrying(attempt, policy, on_retry=waiting)
 
 
 def main() -> None:
