@@ -40,6 +40,7 @@ from typing import Any
 
 from tests.bench.bench_data_path import check_room, emit, evict
 from tests.bench.bench_runs import (
+    CONCURRENCY,
     CpuMeter,
     disk_sizes_mib,
     parse_args,
@@ -67,10 +68,8 @@ from edgeback_core.bus.topology import Topology
 from edgeback_core.messages import jobs as j
 from edgeback_core.messages import restores as r
 
-GiB = 1 << 30
 VMS, DISKS_PER_VM = 4, 2
 POOL = "restores"
-CONCURRENCY = ("parallel_vms", "vms_per_physical_host", "disks_per_vm", "streams_per_disk")
 SETTINGS = {
     # one disk at a time, but with the default streams: ``rbd import`` of one image keeps
     # several writes in flight too (librbd's aio), a single stream would measure latency
