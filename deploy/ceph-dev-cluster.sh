@@ -179,6 +179,10 @@ memstore_device_bytes = $size_bytes
 osd_fast_shutdown = $([ "$objectstore" = memstore ] && echo false || echo true)
 osd_memory_target = 1073741824
 osd_memory_cache_min = 134217728
+# removed snapshots' objects are trimmed at once, not one every 5 s (the hdd default):
+# tests and benchmarks delete images with snapshots all the time, and the space only
+# comes back once the clones are trimmed (a 10 GiB OSD filled up within minutes)
+osd_snap_trim_sleep_hdd = 0
 
 [$RGW_NAME]
 rgw_data = $DIR/rgw

@@ -1,8 +1,9 @@
 """Restores benchmark: a restore run of 4 VMs x 2 disks against ``rbd import`` of the
 same data into the same cluster, serial and parallel settings.
 
-The world is the runs benchmark's (``tests/support/run_world.py``): the catalog and the
-workers in this process on RabbitMQ and the catalog DB, a storage node and the platform
+The world is the runs benchmark's (``tests/support/run_world.py``): the catalog in this
+process on RabbitMQ and the catalog DB, the backup's workers in it too, the restores'
+workers as processes of their own (the fleet layout), a storage node and the platform
 emulator (4 VMs it can back up, 2 disks each, sizes drawn from ``--disk-mib`` and 3/4
 and 1/2 of it, ``--fill`` of their chunks written) as child processes. A full backup
 run puts the VMs into a pool; each image is exported to a file (not measured). Then,
@@ -17,8 +18,8 @@ compared with its file (the bytes backed up).
 
 Figures: wall seconds, MB/s of the provisioned bytes (what both write: ``rbd import``
 skips zero runs, a restore discards them with ``write_zeroes``), the rate ratio of each
-restore to each import, and CPU seconds per GiB of this process (workers and catalog),
-the node, the emulator and the OSDs.
+restore to each import, and CPU seconds per GiB of the worker processes, this process
+(the catalog), the node, the emulator and the OSDs.
 
     .venv/bin/python -m tests.bench.bench_restores [--disk-mib 256] [--json PATH]
 """
@@ -32,9 +33,9 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ from tests.bench.bench_runs import (
 )
 from tests.bench.images import image_sha256, remove_image
 from tests.bench.processes import Timed, osd_pids, run_timed
+from tests.support.processes import ServiceProcess
 from tests.support.restore_runs import restore_and_wait
 from tests.support.run_world import (
     HOST,
@@ -61,6 +63,7 @@ from tests.support.run_world import (
     host_workers,
     run_job,
     serve_world,
+    worker_process,
 )
 
 from edgeback_blocks.rbd import RbdCluster
@@ -78,6 +81,27 @@ SETTINGS = {
     "parallel": r.RestoreOptions(host_id=HOST, parallel_vms=4, vms_per_physical_host=4,
                                  disks_per_vm=2, streams_per_disk=4),
 }  # fmt: skip
+
+
+@asynccontextmanager
+async def worker_processes(
+    world: RunWorld, logs: Path, count: int
+) -> AsyncIterator[list[ServiceProcess]]:
+    """``count`` worker processes of the backup host, healthy, stopped after the block."""
+    await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
+    env = {"EDGEBACK_WORKER_PROGRESS_INTERVAL_S": "0.5"}
+    workers = [worker_process(world, logs, f"w-{i}", env) for i in range(count)]
+    try:
+        for proc in workers:
+            proc.start()
+        for proc in workers:
+            await proc.wait_healthy(within_s=60)
+        yield workers
+        for proc in workers:  # a worker that does not stop on SIGTERM fails the benchmark
+            await asyncio.to_thread(proc.terminate, 30.0)
+    finally:
+        for proc in workers:
+            proc.kill()
 
 
 def import_files(conf: str, files: dict[str, Path], *, at_once: bool) -> list[Timed]:
@@ -174,13 +198,17 @@ async def measure_restore(
     size: int,
     pids: dict[str, list[int]],
     within_s: float,
+    workdir: Path,
 ) -> dict[str, Any]:
     """A restore of every VM to its original path with ``SETTINGS[label]``, by as many
-    workers as it may restore VMs at once (a worker takes one VM task at a time)."""
+    worker processes as it may restore VMs at once (a worker takes one VM task at a
+    time), started before the clock runs: the fleet layout, the catalog in this process
+    and each worker in its own."""
     options = SETTINGS[label]
     spec = r.RestoreSpec(name=f"bench-{label}", backup_set_ids=set_ids, options=options)
-    async with host_workers(world, options.parallel_vms):
-        meter, started = CpuMeter(pids), time.perf_counter()
+    async with worker_processes(world, workdir / label, options.parallel_vms) as workers:
+        meter = CpuMeter(pids | {"workers": [w.pid for w in workers]})
+        started = time.perf_counter()
         done = await restore_and_wait(world, spec, within_s=within_s, poll_s=0.1)
         wall = time.perf_counter() - started
         cpu = meter.used()
@@ -240,7 +268,13 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             fig[key] = await measure_import(args.conf, files, size, pids, at_once=at_once)
             await scribble(args.conf, images)
             fig[label] = await measure_restore(
-                world, label, backup.backup_set_ids, size=size, pids=pids, within_s=within_s
+                world,
+                label,
+                backup.backup_set_ids,
+                size=size,
+                pids=pids,
+                within_s=within_s,
+                workdir=workdir,
             )
             await check_restored(args.conf, files)
         fig["load_after"] = os.getloadavg()

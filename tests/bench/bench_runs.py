@@ -240,7 +240,9 @@ def report(fig: dict[str, Any], *, tool: str = "export", step: str = "run") -> s
     ]  # fmt: skip
     for label in SETTINGS:
         run = fig[label]
-        extra = (f", bench {run['bench_cpu_s_per_gib']:.2f}, node {run['node_cpu_s_per_gib']:.2f}"
+        workers = run.get("workers_cpu_s_per_gib")  # workers as processes of their own
+        extra = ((f", workers {workers:.2f}" if workers is not None else "")
+                 + f", bench {run['bench_cpu_s_per_gib']:.2f}, node {run['node_cpu_s_per_gib']:.2f}"
                  f", osd {run['osd_cpu_s_per_gib']:.2f}; ratio "
                  f"{run[f'ratio_vs_rbd_{tool}']:.2f}x serial {tool}, "
                  f"{run[f'ratio_vs_rbd_{tool}_parallel']:.2f}x parallel {tool}; "

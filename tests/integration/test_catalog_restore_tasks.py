@@ -91,9 +91,14 @@ async def test_vm_tasks_claim_take_over_finish_and_end_the_restore(world: Restor
         r.RestoreDiskStats(disk_id=d, bytes_written=4 << 20, bytes_zeroed=8 << 20, duration_s=1.5)
         for d in ("d0", "d1")
     ]
+    stale = r.RestoreVmFinish(
+        actor=SELF, restore_id=rid, backup_set_id=set_id, outcome="failed",
+        code="digest_mismatch", worker_id="w1",
+    )  # fmt: skip
+    assert await world.code_of(r.RESTORE_VM_FINISH, stale) == "lease_lost"  # w2's VM now
     finish = r.RestoreVmFinish(
         actor=SELF, restore_id=rid, backup_set_id=set_id, outcome="succeeded", stats=stats,
-        vm_started=True,
+        vm_started=True, worker_id="w2",
     )  # fmt: skip
     done = await world.call(r.RESTORE_VM_FINISH, finish, r.RestoreVmReply)
     assert (done.applied, done.restore_state, done.task.state) == (True, "succeeded", "succeeded")

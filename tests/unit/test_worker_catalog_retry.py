@@ -16,12 +16,18 @@ from tests.support.fake_time import FakeTime
 from edgeback_core import errors
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import jobs as j
+from edgeback_worker.restoretask import RESTORE_CLAIM_STOPS
 from edgeback_worker.runcatalog import RunCatalog
 from edgeback_worker.runcontext import RunContext
 from edgeback_worker.runrules import catalog_policy, reconnect_policy, reconnect_s
 from edgeback_worker.settings import WorkerSettings
 from edgeback_worker.vmdisks import VmOutcome
-from edgeback_worker.vmtask import LostCalls, deferred_while_lost, keep_claim
+from edgeback_worker.vmtask import (
+    BACKUP_CLAIM_STOPS,
+    LostCalls,
+    deferred_while_lost,
+    keep_claim,
+)
 
 LEASE = b.LeaseInfo(scope="run:r1", slot=0, holder="r1/vm-1", expires_at=datetime.now(UTC))
 
@@ -166,12 +172,14 @@ async def test_a_fenced_claim_stops_the_vm_when_its_renewal_gives_up_or_is_taken
     line = CatalogLine(time, reply=b.LeaseReply(lease=LEASE))
     renew = renewals("running", error)
     with pytest.raises(type(error)):
-        await keep_claim(context(line), renew, [LEASE], "run r1", fenced=True, sleep=time.sleep)
+        await keep_claim(
+            context(line), renew, [LEASE], "run r1", stops=BACKUP_CLAIM_STOPS, sleep=time.sleep
+        )
     assert time.slept == [1.0, 1.0]
     assert [name for name, _ in line.calls] == [b.LEASE_RENEW]  # after the first renewal
 
 
-async def test_unfenced_renewals_go_on_past_failures_and_a_lost_lease() -> None:
+async def test_renewals_without_stops_go_on_past_failures_and_a_lost_lease() -> None:
     time = FakeTime()
     line = CatalogLine(time, errors.LeaseLostError("slot taken"), reply=b.LeaseReply())
     renew = renewals(
@@ -181,3 +189,18 @@ async def test_unfenced_renewals_go_on_past_failures_and_a_lost_lease() -> None:
     with pytest.raises(errors.RunCancelledError):
         await keep_claim(context(line), renew, [LEASE], "restore x", sleep=time.sleep)
     assert len(time.slept) == 5 and len(line.calls) == 3
+
+
+async def test_a_restore_claim_stops_on_a_take_over_but_outlives_a_lost_catalog() -> None:
+    time = FakeTime()
+    line = CatalogLine(time, reply=b.LeaseReply(lease=LEASE))
+    renew = renewals(
+        errors.CatalogUnreachableError("lost"), "running", errors.LeaseLostError("w2 took it")
+    )
+    with pytest.raises(errors.LeaseLostError):
+        await keep_claim(
+            context(line), renew, [LEASE], "restore x", stops=RESTORE_CLAIM_STOPS,
+            sleep=time.sleep,
+        )  # fmt: skip
+    assert len(time.slept) == 3
+    assert [name for name, _ in line.calls] == [b.LEASE_RENEW]  # after the one renewal heard

@@ -364,6 +364,9 @@ class RestoreVmFinish(Request, frozen=True, kw_only=True):
     stats: list[RestoreDiskStats] = []
     snapshot_id: str | None = None
     vm_started: bool = False
+    worker_id: str = ""
+    """Set: the VM's running attempt is finished only by the worker holding its claim
+    (another's finish gets ``lease_lost``)."""
 
 
 class RestoreVmReply(Message, frozen=True, kw_only=True):

@@ -123,7 +123,7 @@ class RestoreTasks:
 
         result = Finish(
             attempt=req.attempt, outcome=VmTaskState(req.outcome), code=req.code,
-            message=req.message, fields=_result_fields(req),
+            message=req.message, fields=_result_fields(req), worker_id=req.worker_id,
         )  # fmt: skip
         doc, applied = await self._steps.finish(read, result)
         state = await self._end_if_over(req.restore_id)

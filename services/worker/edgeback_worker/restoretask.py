@@ -12,14 +12,24 @@ files; its outcome (succeeded with per-disk figures, refused with every code, fa
 with ``rolled_back``) is published (``RestoreVmFinished``) and recorded with
 ``catalog.restore.vm.finish`` before the leases are released. The worker whose finish
 ended the restore runs the post-script (the catalog announces ``RestoreFinished``).
+
+Catalog outages, as a backup's VM task: every catalog call is tried again until the
+restore's reconnect time (lost before the claim: the task is deferred). Unlike a
+backup, a restore goes on writing while its renewals go unheard (its writes need no
+catalog, and nobody can take the VM over while the catalog is away); its finish is
+tried until the catalog answers, fenced by the claim. A claim another worker took over
+(``lease_lost`` at a renewal or at the finish) stops the VM here at once, without a
+finish: it is that worker's now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 
+import msgspec
 import structlog
 
 from edgeback_blocks.pipeline import Progress, RestoreStats
@@ -27,6 +37,7 @@ from edgeback_blocks.rbd import RbdCluster
 from edgeback_core.errors import (
     DeferredError,
     EdgebackError,
+    LeaseLostError,
     NotFoundError,
     RunCancelledError,
     ScriptFailedError,
@@ -34,11 +45,12 @@ from edgeback_core.errors import (
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import restores as rs
+from edgeback_core.messages.jobs import JobOptions
 from edgeback_platform.models import VmId
 from edgeback_worker.restorechecks import Refusal
 from edgeback_worker.restoreinstant import InstantInputs, restore_vm_instantly
 from edgeback_worker.runcontext import RunContext, now
-from edgeback_worker.runrules import rate_windows, restore_policy
+from edgeback_worker.runrules import catalog_policy, rate_windows, restore_policy
 from edgeback_worker.scripts import run_job_script
 from edgeback_worker.vm_restore import (
     RestoreResources,
@@ -48,11 +60,13 @@ from edgeback_worker.vm_restore import (
     restore_vm,
 )
 from edgeback_worker.vmbackup import storage_of, templates_of
-from edgeback_worker.vmtask import held_leases, keep_claim
+from edgeback_worker.vmtask import deferred_while_lost, held_leases, keep_claim
 
 log = structlog.get_logger(__name__)
 
 _OVER = frozenset({"succeeded", "failed", "partially_succeeded", "cancelled", "expired"})
+RESTORE_CLAIM_STOPS: tuple[type[EdgebackError], ...] = (LeaseLostError,)
+"""A restore's writes need no catalog: only a take-over stops them (``keep_claim``)."""
 
 
 def vm_restore_options(opts: rs.RestoreOptions, ctx: RunContext) -> VmRestoreOptions:
@@ -150,13 +164,26 @@ class RestoreVmTasks:
     ctx: RunContext
 
     async def run(self, task: rs.RestoreVmTask) -> None:
-        restore = await self.ctx.catalog.restore(task.restore_id)
+        with deferred_while_lost():  # the restore says the reconnect time: the default till then
+            restore = await self.ctx.reconnecting(JobOptions()).catalog.restore(task.restore_id)
         if restore.state in _OVER:
             log.info("restore_vm.restore_over", restore_id=restore.id, state=restore.state)
             return
         point = next((p for p in restore.points if p.backup_set_id == task.backup_set_id), None)
         if point is None:
             raise NotFoundError(f"{task.backup_set_id} is no restore point of {restore.id}")
+        mine = RestoreVmTasks(self.ctx.reconnecting(restore.spec.options))
+        try:
+            await mine._run(task, restore, point)
+        except LeaseLostError as exc:  # another worker took the VM over: it is theirs now
+            log.warning(
+                "restore_vm.claim_lost", restore_id=task.restore_id, vm=task.target_vm.vm_id,
+                error=exc.message,
+            )  # fmt: skip
+
+    async def _run(
+        self, task: rs.RestoreVmTask, restore: rs.RestoreInfo, point: rs.RestorePoint
+    ) -> None:
         opts, vm = restore.spec.options, task.target_vm
         wanted = [
             (f"restore:{restore.id}", opts.parallel_vms),
@@ -164,7 +191,8 @@ class RestoreVmTasks:
         ]
         holder = f"{restore.id}/{task.backup_set_id}"
         async with held_leases(self.ctx, wanted, holder) as leases:
-            state = await self._claimed(task)
+            with deferred_while_lost():
+                state = await self._claimed(task)
             if state is None:
                 return
             if state == "cancelling":
@@ -214,17 +242,25 @@ class RestoreVmTasks:
             return reply.restore_state
 
         done: rs.RestoreVmFinish | None = None
+        lost: list[LeaseLostError] = []
         try:
             async with asyncio.TaskGroup() as group:
                 renewing = group.create_task(
-                    keep_claim(self.ctx, renew_claim, leases, f"restore {task.restore_id}")
-                )
+                    keep_claim(
+                        self.ctx, renew_claim, leases, f"restore {task.restore_id}",
+                        stops=RESTORE_CLAIM_STOPS,
+                    )
+                )  # fmt: skip
                 try:
                     done = await self._restored(task, restore, point)
                 finally:
                     renewing.cancel()
         except* RunCancelledError:  # the renewal saw the cancel: the VM's restore stopped
             log.info("restore_vm.cancelled", restore_id=task.restore_id, vm=task.target_vm.vm_id)
+        except* LeaseLostError as group:
+            lost.extend(e for e in group.exceptions if isinstance(e, LeaseLostError))
+        if lost:  # another worker took the VM over: its restore stopped here, no finish
+            raise lost[0]
         if done is not None:
             return done
         return _failed(task, RunCancelledError.code, "cancelled while it was restored")
@@ -343,7 +379,12 @@ class RestoreVmTasks:
                 refusals=done.refusals, stats=done.stats, at=now(),
             )
         )  # fmt: skip
-        reply = await self.ctx.catalog.restore_vm_finish(done)
+        # the outcome must land, or the restore never ends: tried until the catalog
+        # answers (a repeat after a lost reply is answered as done; fenced by the claim)
+        catalog = self.ctx.catalog
+        recording = catalog.reconnecting(catalog_policy(math.inf), catalog.on_retry)
+        fenced = msgspec.structs.replace(done, worker_id=self.ctx.worker_id)
+        reply = await recording.restore_vm_finish(fenced)
         return reply.applied and reply.restore_state in _OVER
 
     async def _restore_ended(self, restore: rs.RestoreInfo) -> None:

@@ -23,6 +23,7 @@ from edgeback_cli.refs import PoolLocation, read_key
 from edgeback_core.bus.port import Bus
 from edgeback_core.bus.topology import RESTORE_EVENT_KEYS, RUN_EVENT_KEYS
 from edgeback_core.messages.jobs import JobInfo, JobOptions, PoolRef, SpeedWindow
+from edgeback_core.messages.restores import RestoreOptions
 from edgeback_core.messages.runs import Versioned
 from edgeback_core.retry import OnRetry, RetryPolicy
 from edgeback_core.settings import Secret
@@ -83,10 +84,13 @@ class RunContext:
         key = RUN_EVENT_KEYS.get(name) or RESTORE_EVENT_KEYS[name]
         await self.bus.publish("events", key, event, message_id=event_message_id(event))
 
-    def reconnecting(self, opts: JobOptions, on_retry: OnRetry | None = None) -> RunContext:
-        """This context for one VM task of a job with ``opts``: its catalog calls tried
-        again while the catalog is lost, until the job's reconnect time (``on_retry``
-        told of each retry); throttles shared with the process's other tasks."""
+    def reconnecting(
+        self, opts: JobOptions | RestoreOptions, on_retry: OnRetry | None = None
+    ) -> RunContext:
+        """This context for one VM task of a job (or restore) with ``opts``: its catalog
+        calls tried again while the catalog is lost, until the reconnect time
+        (``on_retry`` told of each retry); throttles shared with the process's other
+        tasks."""
         policy = catalog_policy(reconnect_s(opts, self.settings.reconnect_cap_s))
         return replace(self, catalog=self.catalog.reconnecting(policy, on_retry))
 

@@ -62,9 +62,9 @@ def resolve_content(content: JobContent, listed: Mapping[str, Sequence[Vm]]) -> 
     return [ref for ref in chosen.values() if not excluded(ref.name, content.exclude_names)]
 
 
-def reconnect_s(opts: JobOptions, cap_s: float | None = None) -> float:
-    """The job's reconnect time in seconds, at most ``cap_s`` (a test setting: a job's
-    own is at least a minute)."""
+def reconnect_s(opts: JobOptions | RestoreOptions, cap_s: float | None = None) -> float:
+    """The job's (or restore's) reconnect time in seconds, at most ``cap_s`` (a test
+    setting: a job's own is at least a minute)."""
     full = opts.reconnect_minutes * 60.0
     return full if cap_s is None else min(full, cap_s)
 

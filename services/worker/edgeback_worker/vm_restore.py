@@ -249,7 +249,8 @@ class _Run:
             stats = await self._disks()
         except EdgebackError as exc:
             return await self._failed(exc, safety)
-        await self._clear_marks()
+        if safety is not None:  # each disk's checkpoint went with its end (``_disk``)
+            await self._clear_marks()
         kept = None
         if safety is not None and opts.keep_snapshot:
             kept = safety.snapshot_id
@@ -330,6 +331,9 @@ class _Run:
                 options=self._options(target, resume, save),
             )  # fmt: skip
             await _zero_tail(image, manifest.header.image_size)
+            # while the image is open (reopening it read-write costs more than the
+            # removal): a task redelivered after this rewrites the whole disk, no harm
+            await image.metadata_remove(key)
         return stats
 
     def _options(

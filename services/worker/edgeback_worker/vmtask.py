@@ -52,6 +52,7 @@ from edgeback_worker.vmdisks import VmOutcome
 log = structlog.get_logger(__name__)
 
 _TERMINAL_RUN = frozenset({"succeeded", "failed", "partially_succeeded", "cancelled"})
+BACKUP_CLAIM_STOPS: tuple[type[EdgebackError], ...] = (LeaseLostError, CatalogUnreachableError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +168,9 @@ class VmTasks:
             )
             return reply.run_state
 
-        await keep_claim(self.ctx, renew_claim, leases, f"run {task.run_id}", fenced=True)
+        await keep_claim(
+            self.ctx, renew_claim, leases, f"run {task.run_id}", stops=BACKUP_CLAIM_STOPS
+        )
 
     async def _finish(self, task: RunVmTask, job: JobInfo, done: VmOutcome) -> bool:
         """Record the outcome (and the next attempt); True when this finish ended the run."""
@@ -257,9 +260,13 @@ async def held_leases(
         taken.clear()  # the task's slots (held by the task, not by us) are its new worker's
         raise
     finally:
-        for lease in taken:
-            with contextlib.suppress(EdgebackError):
-                await ctx.catalog.lease_release(lease)
+        await asyncio.gather(*(_release(ctx, lease) for lease in taken))
+
+
+async def _release(ctx: RunContext, lease: b.LeaseInfo) -> None:
+    """One lease given back; a failed release only holds its slot until the lease expires."""
+    with contextlib.suppress(EdgebackError):
+        await ctx.catalog.lease_release(lease)
 
 
 async def keep_claim(
@@ -268,23 +275,25 @@ async def keep_claim(
     leases: list[b.LeaseInfo],
     what: str,
     *,
-    fenced: bool = False,
+    stops: tuple[type[EdgebackError], ...] = (),
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Renew a task's claim (``renew_claim`` answers the run's or restore's state) and
     its leases every ``claim_s / 3`` until cancelled; ``RunCancelledError`` once the
     state is ``cancelling``. A failed renewal is tried again at the next tick (the
-    claim outlives it). ``fenced`` (a backup's VM task, whose catalog calls retry until
-    the reconnect time): a claim another worker took over (``lease_lost``) or a catalog
-    lost for the whole reconnect time (``catalog_unreachable``) ends the renewals with
-    that error, which stops the task's work. A lost lease only costs its limit: logged."""
+    claim outlives it), except an error of ``stops``: it ends the renewals, which stops
+    the task's work. A backup's VM task stops on a claim another worker took over
+    (``lease_lost``) and on a catalog lost for the whole reconnect time
+    (``catalog_unreachable``); a restore's only on the first (its writes need no
+    catalog, and nobody can take the VM over while the catalog is away). A lost lease
+    only costs its limit: logged."""
     claim_s = ctx.settings.claim_s
     while True:
         await sleep(claim_s / 3)
         try:
             state = await renew_claim()
         except EdgebackError as exc:
-            if fenced and isinstance(exc, LeaseLostError | CatalogUnreachableError):
+            if isinstance(exc, stops):
                 raise
             log.warning("task.renew_failed", task=what, code=exc.code)
             continue
