@@ -10,6 +10,7 @@ from edgeback_catalog.domain import (
     Group,
     Job,
     Platform,
+    RegisteredPool,
     Run,
     RunTransition,
     User,
@@ -31,6 +32,36 @@ def host_info(view: HostView) -> m.HostInfo:
         groups=sorted(host.groups),
         registered_at=host.registered_at,
         last_seen=host.last_seen,
+    )
+
+
+def pool_info(pool: RegisteredPool) -> m.PoolInfo:
+    fig, err = pool.status, pool.last_error
+    return m.PoolInfo(
+        id=pool.id,
+        name=pool.name,
+        node_url=pool.node_url,
+        host_id=pool.host_id,
+        description=pool.description,
+        kind=pool.kind,
+        encrypted=pool.encrypted,
+        created_at=pool.created_at,
+        created_by=pool.created_by,
+        status=m.PoolFigures(
+            capacity_bytes=fig.capacity_bytes,
+            used_bytes=fig.used_bytes,
+            free_bytes=fig.free_bytes,
+            quota_bytes=fig.quota_bytes,
+            chunks=fig.chunks,
+            manifests=fig.manifests,
+            stored_bytes=fig.stored_bytes,
+            logical_bytes=fig.logical_bytes,
+            dedup_ratio=fig.dedup_ratio,
+            checked_at=fig.checked_at,
+        ),
+        last_error=None
+        if err is None
+        else m.PoolCheckFailure(code=err.code, message=err.message, at=err.at),
     )
 
 
