@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from edgeback_core.messages.base import Message
+from edgeback_core.messages.worker import PoolSpace
 
 RoleName = Literal["admin", "operator", "service"]
 RbdClient = Literal["librbd", "krbd"]
@@ -268,19 +269,9 @@ class StorageListReply(Message, frozen=True, kw_only=True):
 Description = Annotated[str, msgspec.Meta(max_length=500)]
 
 
-class PoolFigures(Message, frozen=True, kw_only=True):
-    """The pool's status as the storage node last reported it to the pool's backup host.
-    Capacity: the pool's quota when it has one, else the node filesystem's size."""
+class PoolFigures(PoolSpace, frozen=True, kw_only=True):
+    """The pool's status as the storage node last reported it to the pool's backup host."""
 
-    capacity_bytes: int
-    used_bytes: int
-    free_bytes: int
-    quota_bytes: int | None = None
-    chunks: int = 0
-    manifests: int = 0
-    stored_bytes: int = 0
-    logical_bytes: int = 0
-    dedup_ratio: float | None = None
     checked_at: datetime
 
 

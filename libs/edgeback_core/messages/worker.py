@@ -141,13 +141,10 @@ class PoolStatusCheck(Request, frozen=True, kw_only=True):
     pool: str
 
 
-class PoolStatusChecked(Message, frozen=True, kw_only=True):
-    """The node's answer for the pool, as this backup host got it. Capacity: the pool's
+class PoolSpace(Message, frozen=True, kw_only=True):
+    """A pool's space and counts as its storage node reports them. Capacity: the pool's
     quota when it has one, else the node filesystem's size; free: what still fits."""
 
-    pool: str
-    kind: str
-    encrypted: bool
     capacity_bytes: int
     used_bytes: int
     free_bytes: int
@@ -157,5 +154,13 @@ class PoolStatusChecked(Message, frozen=True, kw_only=True):
     stored_bytes: int = 0
     logical_bytes: int = 0
     dedup_ratio: float | None = None
+
+
+class PoolStatusChecked(PoolSpace, frozen=True, kw_only=True):
+    """The node's answer for the pool, as this backup host got it."""
+
+    pool: str
+    kind: str
+    encrypted: bool
     checked_from: str
     elapsed_ms: int = 0

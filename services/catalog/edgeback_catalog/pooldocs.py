@@ -33,18 +33,8 @@ class PoolDoc(TypedDict):
 
 
 def figures_of(checked: w.PoolStatusChecked, at: datetime) -> PoolFigures:
-    return PoolFigures(
-        capacity_bytes=checked.capacity_bytes,
-        used_bytes=checked.used_bytes,
-        free_bytes=checked.free_bytes,
-        quota_bytes=checked.quota_bytes,
-        chunks=checked.chunks,
-        manifests=checked.manifests,
-        stored_bytes=checked.stored_bytes,
-        logical_bytes=checked.logical_bytes,
-        dedup_ratio=checked.dedup_ratio,
-        checked_at=at,
-    )
+    names = (f.name for f in dataclasses.fields(PoolFigures) if f.name != "checked_at")
+    return PoolFigures(**{name: getattr(checked, name) for name in names}, checked_at=at)
 
 
 def figures_doc(figures: PoolFigures) -> dict[str, Any]:
@@ -72,7 +62,6 @@ def pool_doc(pool: RegisteredPool) -> PoolDoc:
 
 
 def pool_of(doc: dict[str, Any]) -> RegisteredPool:
-    status = dict(doc["status"])
     error = doc.get("last_error")
     return RegisteredPool(
         id=PoolId(doc["_id"]),
@@ -84,8 +73,14 @@ def pool_of(doc: dict[str, Any]) -> RegisteredPool:
         encrypted=doc["encrypted"],
         created_at=utc(doc["created_at"]),
         created_by=doc["created_by"],
-        status=PoolFigures(**{**status, "checked_at": utc(status["checked_at"])}),
+        status=_figures(doc["status"]),
         last_error=None
         if error is None
         else PoolCheckFailure(code=error["code"], message=error["message"], at=utc(error["at"])),
     )
+
+
+def _figures(stored: dict[str, Any]) -> PoolFigures:
+    # large counts come back as BSON Int64: plain ints, as the wire encodes them
+    plain = {k: int(v) if isinstance(v, int) else v for k, v in stored.items()}
+    return PoolFigures(**{**plain, "checked_at": utc(stored["checked_at"])})

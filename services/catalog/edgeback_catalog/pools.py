@@ -42,6 +42,8 @@ from edgeback_core.jobrules import pool_ref_problems
 from edgeback_core.messages import worker as w
 
 MAX_DESCRIPTION = 500
+_NO_HOST = ""
+"""A host id no host has (ids are never empty): matches nothing."""
 
 
 def check_pool_ref(node_url: str, name: str) -> str:
@@ -213,7 +215,9 @@ class Pools:
         if actor.sees_everything:
             return {}
         hosts = await self._db.find(Coll.BACKUP_HOSTS, visibility(actor))
-        return {"host_id": {"$in": sorted(doc["_id"] for doc in hosts)}}
+        # never an empty $in: the mongoeco server answers it with a syntax error
+        seen = sorted(doc["_id"] for doc in hosts) or [_NO_HOST]
+        return {"host_id": {"$in": seen}}
 
 
 def _checked_fields(checked: w.PoolStatusChecked, at: datetime) -> dict[str, Any]:

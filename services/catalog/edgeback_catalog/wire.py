@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, cast
 
 from edgeback_catalog.access import AuditLog
@@ -47,18 +48,7 @@ def pool_info(pool: RegisteredPool) -> m.PoolInfo:
         encrypted=pool.encrypted,
         created_at=pool.created_at,
         created_by=pool.created_by,
-        status=m.PoolFigures(
-            capacity_bytes=fig.capacity_bytes,
-            used_bytes=fig.used_bytes,
-            free_bytes=fig.free_bytes,
-            quota_bytes=fig.quota_bytes,
-            chunks=fig.chunks,
-            manifests=fig.manifests,
-            stored_bytes=fig.stored_bytes,
-            logical_bytes=fig.logical_bytes,
-            dedup_ratio=fig.dedup_ratio,
-            checked_at=fig.checked_at,
-        ),
+        status=m.PoolFigures(**dataclasses.asdict(fig)),
         last_error=None
         if err is None
         else m.PoolCheckFailure(code=err.code, message=err.message, at=err.at),
