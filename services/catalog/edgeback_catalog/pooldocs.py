@@ -82,5 +82,5 @@ def pool_of(doc: dict[str, Any]) -> RegisteredPool:
 
 def _figures(stored: dict[str, Any]) -> PoolFigures:
     # large counts come back as BSON Int64: plain ints, as the wire encodes them
-    plain = {k: int(v) if isinstance(v, int) else v for k, v in stored.items()}
+    plain: dict[str, Any] = {k: int(v) if isinstance(v, int) else v for k, v in stored.items()}
     return PoolFigures(**{**plain, "checked_at": utc(stored["checked_at"])})
