@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import pytest
+from pymongo import AsyncMongoClient
 from tests.integration.conftest import TEST_IDENTITIES, BusOpener
 from tests.integration.test_resource_checks import active_host
 from tests.support.processes import free_port
@@ -237,3 +238,24 @@ async def test_a_pool_a_job_writes_to_cannot_be_deleted(world: World) -> None:
         "not_found"
     )
     assert (await world.actions())[-2:] == ["job.deleted", "pool.deleted"]
+
+
+async def test_the_old_unique_pool_name_index_is_dropped_at_start(mongo_url: str) -> None:
+    """Two nodes may hold pools of the same name: a catalog that had the index of before
+    (``name`` unique) loses it when it starts, and keeps the (node URL, name) one."""
+    name = f"test_pools_ix_{uuid.uuid4().hex[:12]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        await client[name][Coll.POOLS].create_index(
+            [("name", 1)], unique=True, name="name_1_unique"
+        )
+        async with CatalogDb.open(mongo_url, name) as db:
+            try:
+                names = await db.index_names(Coll.POOLS)
+                assert "name_1_unique" not in names
+                assert "node_url_1_name_1_unique" in names
+                await db.migrate()  # again: nothing left to drop
+            finally:
+                await db.drop()
+    finally:
+        await client.close()

@@ -2,7 +2,8 @@
 (in-process, aiohttp's test server on loopback) with the catalog on the catalog DB over
 RabbitMQ, checking pools through a backup host's worker RPCs against a real storage
 node: capacity and free space come from the node, refusals exit 2 with their code and
-register nothing, an operator lists only the pools of their backup hosts."""
+register nothing, a job takes a registered pool by id (and keeps it from being deleted),
+an operator lists only the pools of their backup hosts."""
 
 from __future__ import annotations
 
@@ -18,9 +19,16 @@ import pytest
 from tests.support.api_world import ADMIN, World, api_world
 from tests.support.storage_node import Node, make_pools, running_node, scoped_token
 
+from edgeback_catalog.domain import Actor, Role
+from edgeback_catalog.mongo import CatalogDb
+from edgeback_catalog.platforms import PlatformDraft
+from edgeback_catalog.secretbox import SecretBox
+from edgeback_catalog.service import Catalog
 from edgeback_cli.main import EXIT_AUTH, EXIT_INPUT
 from edgeback_core.bus.topology import HOST_HEARTBEAT
+from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
+from edgeback_core.settings import Secret
 from edgeback_worker.handlers import serve_worker_rpcs
 from edgeback_worker.settings import WorkerSettings
 
@@ -92,7 +100,22 @@ async def operator(world: World, admin: Cli, tmp_path: Path, host: str) -> Cli:
     return Cli(world, tmp_path / "op", await world.login("op", OPERATOR_PASSWORD))
 
 
-async def test_pool_commands_over_the_api(world: World, node: Node, tmp_path: Path) -> None:
+async def unchecked_platform(mongo_url: str, world: World, host: str) -> str:
+    """A platform stored by the catalog's own rules, unchecked (no platform to reach here):
+    what a job refers to."""
+    draft = PlatformDraft(
+        name="edge-1", address="127.0.0.1", port=30188, ssl=False, access_key="AKEDGE0001",
+        secret_key="sk-edge-0001", default_host_id=BackupHostId(host),
+    )  # fmt: skip
+    box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
+    async with CatalogDb.open(mongo_url, world.database) as db:
+        catalog = Catalog.build(db, box, probe=None)
+        return (await catalog.platforms.register(Actor(name="root", role=Role.ADMIN), draft)).id
+
+
+async def test_pool_commands_over_the_api(
+    world: World, node: Node, tmp_path: Path, mongo_url: str
+) -> None:
     admin = Cli(world, tmp_path, await world.login(ADMIN, ADMIN_PASSWORD))
     access = tmp_path / "access"
     access.mkdir()
@@ -126,6 +149,19 @@ async def test_pool_commands_over_the_api(world: World, node: Node, tmp_path: Pa
     assert code == 0 and json.loads(out)["description"] == "rack 2"
     code, out, _ = await admin("pool", "refresh", pool["id"], "-o", "json")
     assert code == 0 and json.loads(out)["last_error"] is None
+
+    platform = await unchecked_platform(mongo_url, world, host)
+    job_flags = ("--name", "nightly", "--platform", platform, "--vm", "vm-1")
+    code, _, err = await admin("job", "create", *job_flags, "--pool-id", pool["id"], "--pool", "x")
+    assert code == EXIT_INPUT and "--pool-id names the node and the pool" in err
+    code, out, err = await admin("job", "create", *job_flags, "--pool-id", pool["id"], "-o", "json")
+    assert code == 0, err
+    target = json.loads(out)["spec"]["target"]
+    assert target == {"host_id": host, "pool": {"node_url": node.url, "name": "dd"}}
+    code, _, err = await admin("pool", "delete", pool["id"])
+    assert code == EXIT_INPUT and "[pool_in_use]" in err
+    code, _, err = await admin("job", "delete", json.loads(out)["id"])
+    assert code == 0, err
 
     op = await operator(world, admin, tmp_path, host)
     code, out, _ = await op("pool", "list", "-o", "json")
