@@ -118,8 +118,17 @@ async def test_a_pool_is_registered_with_the_nodes_status_and_refreshed(world: W
     assert await world.call(
         names.POOL_GET, m.PoolGet(actor=ADMIN, pool_id=pool.id), m.PoolInfo
     ) == (pool)
-    listed = await world.call(names.POOL_LIST, m.PoolList(actor=ADMIN), m.PoolListReply)
-    assert listed.pools == [pool]
+    for filters, found in (
+        ({}, [pool]),
+        ({"host_id": world.host}, [pool]),
+        ({"host_id": "bk-other"}, []),
+        ({"node_url": world.node.url + "/", "host_id": world.host}, [pool]),
+        ({"node_url": "http://elsewhere:8710"}, []),
+    ):
+        listed = await world.call(
+            names.POOL_LIST, m.PoolList(actor=ADMIN, **filters), m.PoolListReply
+        )
+        assert listed.pools == found, filters
     assert await world.actions() == ["host.registered", "host.activated", "pool.registered"]
 
     digest, record = make_chunk(world.node.key("dd"), b"x" * 70_000)
@@ -189,6 +198,10 @@ async def test_operators_see_the_pools_of_their_backup_hosts_only(world: World) 
 
     mine = await world.call(names.POOL_LIST, m.PoolList(actor=ops), m.PoolListReply)
     assert [p.id for p in mine.pools] == [pool.id]
+    on_host = m.PoolList(actor=ops, host_id=world.host)
+    assert [p.id for p in (await world.call(names.POOL_LIST, on_host, m.PoolListReply)).pools] == [
+        pool.id
+    ]
     refreshed = await world.call(
         names.POOL_REFRESH, m.PoolRefresh(actor=ops, pool_id=pool.id), m.PoolInfo
     )
