@@ -7,7 +7,7 @@
 #                 and the five edgeback services as separate processes on RabbitMQ, each
 #                 under its own broker user; then, only through the HTTP API (the
 #                 `edgeback` CLI): sign in, register the platform, its Ceph storage and
-#                 the dedup pool's node, create a backup job, run a full backup, change
+#                 the storage node's dedup pool, create a backup job, run a full backup, change
 #                 the VM's disks, run an incremental, restore that point into the
 #                 other VM (a restore run started with its verification code) and
 #                 check each restored disk against the source's snapshot. Idempotent: a
@@ -32,6 +32,8 @@ HEALTH_BASE=${EDGEBACK_QS_HEALTH_BASE:-18700}
 API_PORT=${EDGEBACK_QS_API_PORT:-8440}
 HOST_ID=quickstart-host
 EB=$REPO/.venv/bin/edgeback
+NODE_URL=http://127.0.0.1:$NODE_PORT
+POOL_ID= POOL_SPACE= # the registered dedup pool and its space, for the summary
 
 log() { printf '%s [%s] %s\n' "$(date +%H:%M:%S)" "$PROG" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -195,6 +197,19 @@ register() { # the emulator as a platform and its Ceph storage (once); prints th
     echo "$pid"
 }
 
+register_pool() { # the node's dedup pool "default", checked from the backup host (once); prints its id
+    local id
+    id=$(api pool list --node-url "$NODE_URL" --name default | field '([p["id"] for p in d if p["name"] == "default"] or [""])[0]')
+    if [ -z "$id" ]; then
+        id=$(api pool register --name default --node-url "$NODE_URL" --host "$HOST_ID" \
+            --description "quickstart dedup pool" | field 'd["id"]')
+        log "api: pool 'default' of $NODE_URL registered ($id), checked from $HOST_ID"
+    fi
+    echo "$id"
+}
+
+SPACE='"%.1f GiB capacity, %.1f GiB free, %d chunks" % (d["status"]["capacity_bytes"] / 2**30, d["status"]["free_bytes"] / 2**30, d["status"]["chunks"])'
+
 VMS_OF='sorted((v for h in d["hosts"] for v in h.get("vms") or []), key=lambda v: v["name"])'
 
 backup() { # backup JOB TYPE: start a run, follow it to its end; prints its backup set's id
@@ -214,13 +229,14 @@ demo() {
     local pid vms src dst job set1 set2 images snap image restored want got
     signin
     pid=$(register)
+    POOL_ID=$(register_pool)
     vms=$(api browse "$pid")
     src=$(field "$VMS_OF[0]['id']" <<<"$vms")
     dst=$(field "$VMS_OF[1]['id']" <<<"$vms")
     job=$(api job list | field '[j["id"] for j in d if j["spec"]["name"] == "quickstart"][0] if any(j["spec"]["name"] == "quickstart" for j in d) else ""')
     if [ -z "$job" ]; then
         job=$(api job create --name quickstart --type incremental --platform "$pid" --vm "$src" \
-            --host "$HOST_ID" --node-url "http://127.0.0.1:$NODE_PORT" --pool default | field 'd["id"]')
+            --pool-id "$POOL_ID" | field 'd["id"]')
         log "api: backup job 'quickstart' created for VM $src"
     fi
     set1=$(backup "$job" full)
@@ -253,6 +269,8 @@ demo() {
         log "demo: disk ${disks_dst[$i]} restored byte-identical to its snapshot (sha256 $want)"
     done
     log "demo: restored VM $dst is byte-identical to the snapshot of VM $src, disk by disk"
+    POOL_SPACE=$(api pool refresh "$POOL_ID" | field "$SPACE")
+    log "api: pool 'default' now: $POOL_SPACE"
 }
 
 cmd_up() {
@@ -275,7 +293,8 @@ edgeback is running (logs and pids in $QS):
   API            http://127.0.0.1:$API_PORT/api/v1   (docs: /api/v1/docs, OpenAPI: /api/v1/openapi.json)
   sign in        edgeback login --api http://127.0.0.1:$API_PORT --user admin
                  (password: EDGEBACK_API_BOOTSTRAP_PASSWORD in $QS/secrets.env)
-  storage node   http://127.0.0.1:$NODE_PORT   (token in $QS/secrets.env)
+  storage node   $NODE_URL   (token in $QS/secrets.env)
+  pool default   $POOL_SPACE   (edgeback pool show $POOL_ID)
   emulator       http://127.0.0.1:$EMULATOR_PORT  (edge-cloud API, signed requests)
   health         $(for s in $SERVICES; do printf '%s:%s ' "$s" "$(health_port "$s")"; done)
 next steps:

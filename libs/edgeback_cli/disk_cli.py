@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeback_cli import pool_cli
 from edgeback_cli.apicli import Groups, Raw
 from edgeback_core.errors import ConfigError, InvalidInputError
 
@@ -167,7 +168,12 @@ def add(groups: Groups) -> None:
 
 
 def _local_groups(groups: Groups) -> None:
-    pools = _group(groups, "pool", "local pool directories, for `edgeback disk` without a node")
+    pools = _group(
+        groups,
+        "pool",
+        "storage pools: registered in the catalog (API), or a local pool directory (create)",
+    )
+    pool_cli.add(pools)
     create = _verb(
         pools,
         "create",

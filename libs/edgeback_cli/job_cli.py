@@ -157,6 +157,12 @@ def _job_fields(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", metavar="HOST_ID", help="the backup host that runs the job")
     parser.add_argument("--node-url", help="storage node of the target pool (http(s)://host:port)")
     parser.add_argument("--pool", help="the target pool on that node")
+    parser.add_argument(
+        "--pool-id",
+        metavar="POOL_ID",
+        help="a registered pool (edgeback pool list) instead of --node-url and --pool; "
+        "its backup host unless --host",
+    )
 
 
 def _jobs(verbs: Groups) -> None:
@@ -272,7 +278,26 @@ def apply_flags(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     return spec
 
 
+def _with_pool(ctx: Ctx, args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with ``--pool-id`` resolved: the registered pool's node URL and name, and
+    its backup host unless ``--host`` names one."""
+    if args.pool_id is None:
+        return args
+    if args.node_url is not None or args.pool is not None:
+        raise InvalidInputError(
+            "--pool-id names the node and the pool: leave out --node-url, --pool"
+        )
+    pool = ctx.client.request("GET", f"/pools/{args.pool_id}")
+    found = {
+        "node_url": pool["node_url"],
+        "pool": pool["name"],
+        "host": args.host or pool["host_id"],
+    }
+    return argparse.Namespace(**{**vars(args), **found})
+
+
 def _job_create(ctx: Ctx, args: argparse.Namespace) -> int:
+    args = _with_pool(ctx, args)
     body = _read_file(args.file) if args.file else {"spec": {}}
     body["spec"] = apply_flags(body["spec"], args)
     if args.disabled:
@@ -282,6 +307,7 @@ def _job_create(ctx: Ctx, args: argparse.Namespace) -> int:
 
 
 def _job_edit(ctx: Ctx, args: argparse.Namespace) -> int:
+    args = _with_pool(ctx, args)
     current = ctx.client.request("GET", f"/jobs/{args.job}")
     spec = _read_file(args.file)["spec"] if args.file else current["spec"]
     body = {"revision": current["revision"], "spec": apply_flags(spec, args)}

@@ -1,9 +1,9 @@
 """``edgeback`` console script: the command line, the top-level help, exit codes.
 
-API commands (login, host, platform, storage, browse, job, run, restore) talk to the HTTP API;
-the others (disk, pool, key, catalog import) work without it. Each side imports what
-it needs only when it runs, so ``edgeback disk ...`` never loads the HTTP client and
-the API commands never load the data path.
+API commands (login, host, platform, storage, pool, browse, job, run, restore) talk to the
+HTTP API; the others (disk, pool create, key, catalog import) work without it. Each side
+imports what it needs only when it runs, so ``edgeback disk ...`` never loads the HTTP
+client and the API commands never load the data path.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ EXIT_INTERRUPTED = 130
 DESCRIPTION = """\
 edgeback backs up and restores the virtual machines of an edge cloud whose disks are
 Ceph RBD images. Most commands talk to the edgeback API (sign in first with `edgeback
-login`); `disk`, `pool` and `key` work on their own, for disaster recovery."""
+login`); `disk`, `pool create` and `key` work on their own, for disaster recovery."""
 
 EPILOG = """\
 getting started:
@@ -40,9 +40,9 @@ getting started:
   edgeback platform register --name edge-1 --address 10.0.0.5 --access-key AK1 \\
       --secret-key-file sk.txt --host bk-01
   edgeback storage add PLATFORM_ID --name ceph --host bk-01 --pool rbd
+  edgeback pool register --name dedup --node-url http://node:8710 --host bk-01
   edgeback browse PLATFORM_ID --keyword web
-  edgeback job create --name nightly --platform PLATFORM_ID --host bk-01 \\
-      --node-url http://node:8710 --pool dedup
+  edgeback job create --name nightly --platform PLATFORM_ID --pool-id POOL_ID
   edgeback job start JOB_ID && edgeback run list --job JOB_ID
   edgeback run watch RUN_ID
   edgeback restore points --vm web

@@ -399,6 +399,31 @@ class PlatformInUseError(ConflictError):
     code = "platform_in_use"
 
 
+class PoolInUseError(ConflictError):
+    """The registered pool cannot be removed: jobs still write to it."""
+
+    code = "pool_in_use"
+
+
+class PoolNotOnNodeError(UnknownReferenceError):
+    """The storage node answers but holds no pool by that name."""
+
+    code = "pool_not_on_node"
+
+
+class PoolAccessMissingError(InvalidInputError):
+    """The backup host holds no node token for the pool in its pool access directory."""
+
+    code = "pool_access_missing"
+
+
+class PoolTokenRefusedError(InvalidInputError):
+    """The storage node refused the backup host's token for the pool (unknown token, or
+    one without the right on that pool)."""
+
+    code = "pool_token_refused"
+
+
 class InvalidTransitionError(ConflictError):
     """The run's state machine does not allow this transition from its current state."""
 

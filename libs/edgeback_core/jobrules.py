@@ -76,11 +76,21 @@ def _content(spec: JobSpec) -> Iterator[str]:
 def _target(spec: JobSpec) -> Iterator[str]:
     if not _is_id(spec.target.host_id):
         yield f"target.host_id: 1-{MAX_ID} printable characters"
-    url = urlsplit(spec.target.pool.node_url)
-    if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
-        yield "target.pool.node_url: an http(s)://host[:port][/path] URL"
-    if not _POOL_NAME.fullmatch(spec.target.pool.name):
-        yield "target.pool.name: 1-64 of A-Z a-z 0-9 _ . -"
+    pool = spec.target.pool
+    yield from pool_ref_problems(pool.node_url, pool.name, prefix="target.pool.")
+
+
+def pool_ref_problems(node_url: str, name: str, *, prefix: str = "") -> Iterator[str]:
+    """What is wrong with a storage node's URL and a pool name on it (nothing: fine)."""
+    try:
+        url = urlsplit(node_url)
+        hostname = url.hostname
+    except ValueError:  # e.g. an unclosed "[" or a port out of range
+        url, hostname = urlsplit(""), None
+    if url.scheme not in ("http", "https") or not hostname or url.query or url.fragment:
+        yield f"{prefix}node_url: an http(s)://host[:port][/path] URL"
+    if not _POOL_NAME.fullmatch(name):
+        yield f"{prefix}name: 1-64 of A-Z a-z 0-9 _ . -"
 
 
 def _options(opts: JobOptions, job_type: str) -> Iterator[str]:

@@ -19,6 +19,7 @@ from edgeback_api.routing import Api
 from edgeback_api.session import bootstrap_admin
 from edgeback_catalog.handlers import CatalogRpc, serve_catalog
 from edgeback_catalog.mongo import CatalogDb
+from edgeback_catalog.probes import WorkerProbe
 from edgeback_catalog.secretbox import SecretBox
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
@@ -44,7 +45,11 @@ class World:
 
 
 @asynccontextmanager
-async def api_world(amqp_url: str, mongo_url: str, admin_password: str) -> AsyncIterator[World]:
+async def api_world(
+    amqp_url: str, mongo_url: str, admin_password: str, *, probe: bool = False
+) -> AsyncIterator[World]:
+    """``probe``: the catalog checks resources from their backup host (``WorkerProbe``:
+    serve the worker RPCs of the hosts used on ``World.api.bus``); else unchecked."""
     box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
     topology = Topology(prefix=f"t-{uuid.uuid4().hex[:10]}.")
     database = f"test_api_{uuid.uuid4().hex[:12]}"
@@ -52,7 +57,12 @@ async def api_world(amqp_url: str, mongo_url: str, admin_password: str) -> Async
         db = await stack.enter_async_context(CatalogDb.open(mongo_url, database))
         stack.push_async_callback(db.drop)
         server = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
-        catalog = Catalog.build(db, box, offline_after=timedelta(seconds=60), probe=None)
+        catalog = Catalog.build(
+            db,
+            box,
+            offline_after=timedelta(seconds=60),
+            probe=WorkerProbe(server) if probe else None,
+        )
         await serve_catalog(server, CatalogRpc(catalog, TEST_IDENTITIES))
         bus = await stack.enter_async_context(AmqpBus.open(amqp_url, topology))
         api = Api(bus=bus, rpc_timeout_s=10, slow_rpc_timeout_s=20, session_ttl_s=3600)

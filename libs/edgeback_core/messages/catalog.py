@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from edgeback_core.messages.base import Message
+from edgeback_core.messages.worker import PoolSpace
 
 RoleName = Literal["admin", "operator", "service"]
 RbdClient = Literal["librbd", "krbd"]
@@ -262,6 +263,84 @@ class StorageList(Request, frozen=True, kw_only=True):
 
 class StorageListReply(Message, frozen=True, kw_only=True):
     storages: list[StorageInfo]
+
+
+# --- storage pools --------------------------------------------------------------------
+Description = Annotated[str, msgspec.Meta(max_length=500)]
+
+
+class PoolFigures(PoolSpace, frozen=True, kw_only=True):
+    """The pool's status as the storage node last reported it to the pool's backup host."""
+
+    checked_at: datetime
+
+
+class PoolCheckFailure(Message, frozen=True, kw_only=True):
+    """Why the last status check failed (``code``: the worker's or the catalog's)."""
+
+    code: str
+    message: str
+    at: datetime
+
+
+class PoolInfo(Message, frozen=True, kw_only=True):
+    id: str
+    name: str
+    """The pool's name on its storage node."""
+    node_url: str
+    host_id: str
+    """The backup host whose workers hold the pool's access files and reach the node."""
+    description: str
+    kind: str
+    encrypted: bool
+    created_at: datetime
+    created_by: str
+    status: PoolFigures
+    """The last successful check (registration's at first)."""
+    last_error: PoolCheckFailure | None = None
+    """The last check's failure, when it failed (``status`` keeps the figures before it)."""
+
+
+class PoolRegister(Request, frozen=True, kw_only=True):
+    actor: ActorRef = ActorRef()
+    name: str
+    node_url: str
+    host_id: str
+    description: Description = ""
+
+
+class PoolList(Request, frozen=True, kw_only=True):
+    actor: ActorRef = ActorRef()
+    host_id: str | None = None
+    node_url: str | None = None
+
+
+class PoolListReply(Message, frozen=True, kw_only=True):
+    pools: list[PoolInfo]
+
+
+class PoolGet(Request, frozen=True, kw_only=True):
+    actor: ActorRef = ActorRef()
+    pool_id: str
+
+
+class PoolEdit(Request, frozen=True, kw_only=True):
+    """Change a pool's description or backup host; a field left out (null) stays."""
+
+    actor: ActorRef = ActorRef()
+    pool_id: str
+    description: Description | None = None
+    host_id: str | None = None
+
+
+class PoolDelete(Request, frozen=True, kw_only=True):
+    actor: ActorRef = ActorRef()
+    pool_id: str
+
+
+class PoolRefresh(Request, frozen=True, kw_only=True):
+    actor: ActorRef = ActorRef()
+    pool_id: str
 
 
 # --- users and groups -----------------------------------------------------------------

@@ -30,6 +30,13 @@ STORAGE_REMOVE: Final = "catalog.storage.remove"
 STORAGE_GET: Final = "catalog.storage.get"
 STORAGE_LIST: Final = "catalog.storage.list"
 
+POOL_REGISTER: Final = "catalog.pool.register"
+POOL_LIST: Final = "catalog.pool.list"
+POOL_GET: Final = "catalog.pool.get"
+POOL_EDIT: Final = "catalog.pool.edit"
+POOL_DELETE: Final = "catalog.pool.delete"
+POOL_REFRESH: Final = "catalog.pool.refresh"
+
 GROUP_CREATE: Final = "catalog.group.create"
 GROUP_LIST: Final = "catalog.group.list"
 

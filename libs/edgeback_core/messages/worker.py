@@ -29,6 +29,10 @@ def storage_check_rpc(host_id: BackupHostId) -> str:
     return f"worker.{host_id}.storage.check"
 
 
+def pool_status_rpc(host_id: BackupHostId) -> str:
+    return f"worker.{host_id}.pool.status"
+
+
 class Request(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of worker RPC requests."""
 
@@ -124,5 +128,39 @@ class StorageChecked(Message, frozen=True, kw_only=True):
     pool: str
     cluster_total_bytes: int
     cluster_avail_bytes: int
+    checked_from: str
+    elapsed_ms: int = 0
+
+
+# --- worker.<host>.pool.status -----------------------------------------------------------
+class PoolStatusCheck(Request, frozen=True, kw_only=True):
+    """Ask the storage node for one pool's status with this host's own token for it
+    (``<pool>.token`` in the worker's pool access directory)."""
+
+    node_url: str
+    pool: str
+
+
+class PoolSpace(Message, frozen=True, kw_only=True):
+    """A pool's space and counts as its storage node reports them. Capacity: the pool's
+    quota when it has one, else the node filesystem's size; free: what still fits."""
+
+    capacity_bytes: int
+    used_bytes: int
+    free_bytes: int
+    quota_bytes: int | None = None
+    chunks: int = 0
+    manifests: int = 0
+    stored_bytes: int = 0
+    logical_bytes: int = 0
+    dedup_ratio: float | None = None
+
+
+class PoolStatusChecked(PoolSpace, frozen=True, kw_only=True):
+    """The node's answer for the pool, as this backup host got it."""
+
+    pool: str
+    kind: str
+    encrypted: bool
     checked_from: str
     elapsed_ms: int = 0

@@ -88,6 +88,13 @@ class PlatformQuery(PageQuery, frozen=True, kw_only=True):
     """Part of the name, any case."""
 
 
+class PoolQuery(PageQuery, frozen=True, kw_only=True):
+    host_id: str | None = None
+    node_url: str | None = None
+    name: str | None = None
+    """Part of the pool's name, any case."""
+
+
 class JobQuery(PageQuery, frozen=True, kw_only=True):
     host_id: str | None = None
 

@@ -25,6 +25,7 @@ from edgeback_platform.templates import RbdTemplates
 
 PlatformId = NewType("PlatformId", str)
 StorageId = NewType("StorageId", str)
+PoolId = NewType("PoolId", str)
 JobId = NewType("JobId", str)
 RunId = NewType("RunId", str)
 UserName = NewType("UserName", str)
@@ -120,6 +121,51 @@ class CephStorage:
     templates: RbdTemplates
     created_at: datetime
     rbd_client: str = "librbd"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolFigures:
+    """A pool's status as its storage node reported it (through the pool's backup host)."""
+
+    capacity_bytes: int
+    used_bytes: int
+    free_bytes: int
+    quota_bytes: int | None = None
+    chunks: int = 0
+    manifests: int = 0
+    stored_bytes: int = 0
+    logical_bytes: int = 0
+    dedup_ratio: float | None = None
+    checked_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolCheckFailure:
+    code: str
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisteredPool:
+    """A storage pool on a storage node, registered with the backup host that uses it.
+    Visible to whoever sees that backup host."""
+
+    id: PoolId
+    name: str
+    node_url: str
+    host_id: BackupHostId
+    description: str
+    kind: str
+    encrypted: bool
+    created_at: datetime
+    created_by: str
+    status: PoolFigures
+    last_error: PoolCheckFailure | None = None
+
+    @property
+    def ref(self) -> PoolRef:
+        return PoolRef(node_url=self.node_url, name=self.name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

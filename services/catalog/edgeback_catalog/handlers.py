@@ -13,7 +13,7 @@ from typing import cast
 from edgeback_catalog import wire
 from edgeback_catalog.authrpc import AuthRpc
 from edgeback_catalog.backuprpc import BackupRpc
-from edgeback_catalog.domain import Actor, JobId, PlatformId, RunId, StorageId, UserName
+from edgeback_catalog.domain import Actor, JobId, PlatformId, PoolId, RunId, StorageId, UserName
 from edgeback_catalog.gate import Gate, current_actor
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.jobrpc import JobRpc
@@ -73,6 +73,12 @@ class CatalogRpc:
             r(names.STORAGE_REMOVE, m.StorageRemove, self.storage_remove),
             r(names.STORAGE_GET, m.StorageGet, self.storage_get),
             r(names.STORAGE_LIST, m.StorageList, self.storage_list),
+            r(names.POOL_REGISTER, m.PoolRegister, self.pool_register),
+            r(names.POOL_LIST, m.PoolList, self.pool_list),
+            r(names.POOL_GET, m.PoolGet, self.pool_get),
+            r(names.POOL_EDIT, m.PoolEdit, self.pool_edit),
+            r(names.POOL_DELETE, m.PoolDelete, self.pool_delete),
+            r(names.POOL_REFRESH, m.PoolRefresh, self.pool_refresh),
             r(names.GROUP_CREATE, m.GroupCreate, self.group_create),
             r(names.GROUP_LIST, m.GroupList, self.group_list),
             r(names.USER_CREATE, m.UserCreate, self.user_create),
@@ -224,6 +230,40 @@ class CatalogRpc:
         actor = current_actor()
         found = await self._c.storages.list(actor, PlatformId(req.platform_id))
         return m.StorageListReply(storages=[wire.storage_info(s) for s in found])
+
+    # --- storage pools ------------------------------------------------------------
+    async def pool_register(self, req: m.PoolRegister) -> m.PoolInfo:
+        pool = await self._c.pools.register(
+            current_actor(),
+            name=req.name,
+            node_url=req.node_url,
+            host_id=BackupHostId(req.host_id),
+            description=req.description,
+        )
+        return wire.pool_info(pool)
+
+    async def pool_list(self, req: m.PoolList) -> m.PoolListReply:
+        found = await self._c.pools.list(
+            current_actor(), host_id=req.host_id, node_url=req.node_url
+        )
+        return m.PoolListReply(pools=[wire.pool_info(p) for p in found])
+
+    async def pool_get(self, req: m.PoolGet) -> m.PoolInfo:
+        return wire.pool_info(await self._c.pools.get(current_actor(), PoolId(req.pool_id)))
+
+    async def pool_edit(self, req: m.PoolEdit) -> m.PoolInfo:
+        host = None if req.host_id is None else BackupHostId(req.host_id)
+        pool = await self._c.pools.edit(
+            current_actor(), PoolId(req.pool_id), description=req.description, host_id=host
+        )
+        return wire.pool_info(pool)
+
+    async def pool_delete(self, req: m.PoolDelete) -> m.Done:
+        await self._c.pools.delete(current_actor(), PoolId(req.pool_id))
+        return m.Done()
+
+    async def pool_refresh(self, req: m.PoolRefresh) -> m.PoolInfo:
+        return wire.pool_info(await self._c.pools.refresh(current_actor(), PoolId(req.pool_id)))
 
     # --- users and groups ---------------------------------------------------------
     async def group_create(self, req: m.GroupCreate) -> m.GroupInfo:

@@ -92,7 +92,8 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.PLATFORMS, "groups"),
     _ix(Coll.CEPH_STORAGES, "platform_id", "name", unique=True),
     _ix(Coll.BACKUP_HOSTS, "hostname"),
-    _ix(Coll.POOLS, "name", unique=True),
+    _ix(Coll.POOLS, "node_url", "name", unique=True),
+    _ix(Coll.POOLS, "host_id"),
     _ix(Coll.JOBS, "name", unique=True),
     _ix(Coll.JOBS, "platform_ids"),
     _ix(Coll.JOBS, "host_id", "name"),
@@ -124,6 +125,10 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.RESTORES, "created_by", "-created_at"),
     _ix(Coll.RESTORE_VM_TASKS, "restore_id", "backup_set_id", unique=True),
 )
+
+OBSOLETE_INDEXES: tuple[tuple[Coll, str], ...] = ((Coll.POOLS, "name_1_unique"),)
+"""Dropped at start-up when present. Pools are unique per storage node, not by name (no
+pool was stored before that index changed)."""
 
 
 @contextlib.contextmanager
@@ -178,6 +183,9 @@ class CatalogDb:
     async def migrate(self) -> int:
         """Bring indexes and the schema version up to date; safe to run at every start."""
         with translated("migrate"):
+            for coll, name in OBSOLETE_INDEXES:
+                if name in await self._db[coll].index_information():
+                    await self._db[coll].drop_index(name)
             for spec in INDEXES:
                 await self._db[spec.coll].create_index(
                     list(spec.keys), unique=spec.unique, name=spec.name

@@ -1,5 +1,5 @@
-"""How the catalog asks a backup host to check a platform or a Ceph storage, or to list
-a platform's content: the worker RPCs ``worker.<host_id>.*`` over the bus.
+"""How the catalog asks a backup host to check a platform, a Ceph storage or a storage
+pool, or to list a platform's content: the worker RPCs ``worker.<host_id>.*`` over the bus.
 
 The catalog never reaches a platform or a cluster itself (the backup host's network
 does), and never imports the worker: :class:`WorkerProbe` is a bus client. The
@@ -22,7 +22,8 @@ from edgeback_core.messages import worker as w
 R = TypeVar("R", bound=msgspec.Struct)
 
 STORAGE_CHECK_TIMEOUT_S = 30.0
-"""Above the worker's own bounds: conf read, connect and two calls of 5 s each by default."""
+"""Above the worker's own bounds: conf read, connect and two calls of 5 s each by default
+(a pool's status: two attempts of 10 s at most)."""
 _MARGIN_S = 5.0
 """Added to a platform request's budget, so the worker's answer (even a refusal) arrives
 before the catalog gives up on the host."""
@@ -44,6 +45,12 @@ class ResourceProbe(Protocol):
     async def inventory(
         self, host_id: BackupHostId, request: w.PlatformInventoryRequest
     ) -> w.PlatformInventory: ...
+
+    async def check_pool(
+        self, host_id: BackupHostId, check: w.PoolStatusCheck
+    ) -> w.PoolStatusChecked:
+        """Raise why the host cannot use the pool, or return the node's status of it."""
+        ...
 
 
 class WorkerProbe:
@@ -70,6 +77,12 @@ class WorkerProbe:
         timeout = request.budget_s + _MARGIN_S
         rpc = w.platform_inventory_rpc(host_id)
         return await self._call(host_id, rpc, request, w.PlatformInventory, timeout)
+
+    async def check_pool(
+        self, host_id: BackupHostId, check: w.PoolStatusCheck
+    ) -> w.PoolStatusChecked:
+        rpc = w.pool_status_rpc(host_id)
+        return await self._call(host_id, rpc, check, w.PoolStatusChecked, self._storage_timeout_s)
 
     async def _call(
         self,

@@ -20,6 +20,7 @@ from edgeback_catalog.leasing import Leases
 from edgeback_catalog.mongo import CatalogDb
 from edgeback_catalog.platforms import Platforms
 from edgeback_catalog.poolimport import PoolImport
+from edgeback_catalog.pools import Pools
 from edgeback_catalog.probes import ResourceProbe
 from edgeback_catalog.restoreends import RestoreEnds
 from edgeback_catalog.restores import DEFAULT_CODE_TTL, Restores
@@ -46,6 +47,7 @@ class Catalog:
     hosts: BackupHosts
     platforms: Platforms
     storages: CephStorages
+    pools: Pools
     users: Users
     runs: Runs
     jobs: Jobs
@@ -77,8 +79,8 @@ class Catalog:
         restore_code_ttl: timedelta = DEFAULT_CODE_TTL,
         events: Bus | None = None,
     ) -> Catalog:
-        """``probe`` checks platforms and storages from their backup host before they
-        are stored (``WorkerProbe`` in the service). ``probe=None`` must be said out
+        """``probe`` checks platforms, storages and pools from their backup host before
+        they are stored (``WorkerProbe`` in the service). ``probe=None`` must be said out
         loud: resources are then stored unchecked and browsing is unavailable (tests of
         the catalog's own rules). ``events`` is where the catalog publishes the
         ``RunFinished`` of runs and the ``RestoreFinished`` of restores it ends
@@ -103,6 +105,7 @@ class Catalog:
             hosts=hosts,
             platforms=Platforms(db, audit, hosts, box, clock, probe=probe),
             storages=CephStorages(db, audit, hosts, clock, probe=probe),
+            pools=Pools(db, audit, hosts, clock, probe=probe),
             users=users,
             runs=runs,
             jobs=jobs,

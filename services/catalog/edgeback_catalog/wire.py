@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, cast
 
 from edgeback_catalog.access import AuditLog
@@ -10,6 +11,7 @@ from edgeback_catalog.domain import (
     Group,
     Job,
     Platform,
+    RegisteredPool,
     Run,
     RunTransition,
     User,
@@ -31,6 +33,25 @@ def host_info(view: HostView) -> m.HostInfo:
         groups=sorted(host.groups),
         registered_at=host.registered_at,
         last_seen=host.last_seen,
+    )
+
+
+def pool_info(pool: RegisteredPool) -> m.PoolInfo:
+    fig, err = pool.status, pool.last_error
+    return m.PoolInfo(
+        id=pool.id,
+        name=pool.name,
+        node_url=pool.node_url,
+        host_id=pool.host_id,
+        description=pool.description,
+        kind=pool.kind,
+        encrypted=pool.encrypted,
+        created_at=pool.created_at,
+        created_by=pool.created_by,
+        status=m.PoolFigures(**dataclasses.asdict(fig)),
+        last_error=None
+        if err is None
+        else m.PoolCheckFailure(code=err.code, message=err.message, at=err.at),
     )
 
 

@@ -1,8 +1,9 @@
 """The worker's RPCs, served under names that carry this backup host's id, and its
 backup runs, consumed from the host's run queue.
 
-The catalog calls the RPCs before it stores a platform or a Ceph storage, and to list a
-platform's content: only a worker of the chosen backup host reaches that network.
+The catalog calls the RPCs before it stores a platform, a Ceph storage or a pool, to
+refresh a pool's status and to list a platform's content: only a worker of the chosen
+backup host reaches that network.
 Several workers of one host share each name (the broker hands a call to one of them).
 Runs and restores: ``PlanRun``, ``RunVmTask``, ``PlanRestore`` and ``RestoreVmTask``
 (``HostCommand``) arrive on ``worker.runs.<host_id>`` (prefetch 1), which every worker
@@ -11,6 +12,7 @@ of the host competes on (docs/runs.md, docs/restores.md).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
 import structlog
@@ -21,6 +23,7 @@ from edgeback_core.messages import worker as w
 from edgeback_core.messages.restores import HostCommand, PlanRestore, RestoreVmTask
 from edgeback_core.messages.runs import PlanRun
 from edgeback_worker.platform_checks import PlatformProbe
+from edgeback_worker.pool_check import PoolProbe
 from edgeback_worker.restoreplan import RestorePlanner
 from edgeback_worker.restoretask import RestoreVmTasks
 from edgeback_worker.runcatalog import RunCatalog
@@ -32,7 +35,8 @@ from edgeback_worker.vmtask import VmTasks
 
 
 async def serve_worker_rpcs(bus: Bus, settings: WorkerSettings) -> list[ConsumerHandle]:
-    """Serve ``worker.<host_id>.platform.check|inventory`` and ``.storage.check``."""
+    """Serve ``worker.<host_id>.platform.check|inventory``, ``.storage.check`` and
+    ``.pool.status``."""
     host = settings.resolved_host_id
     platform = PlatformProbe(
         host_id=host,
@@ -41,12 +45,19 @@ async def serve_worker_rpcs(bus: Bus, settings: WorkerSettings) -> list[Consumer
         timeout_s=settings.platform_timeout_s,
     )
     storage = StorageProbe(host_id=host, connect_timeout_s=settings.ceph_connect_timeout_s)
+    pool = PoolProbe(
+        host_id=host,
+        pool_dir=Path(settings.pool_dir),
+        ca_file=settings.ca_file,
+        timeout_s=settings.pool_check_timeout_s,
+    )
     return [
         await bus.serve_rpc(w.platform_check_rpc(host), platform.check, w.PlatformCheck),
         await bus.serve_rpc(
             w.platform_inventory_rpc(host), platform.inventory, w.PlatformInventoryRequest
         ),
         await bus.serve_rpc(w.storage_check_rpc(host), storage.check, w.StorageCheck),
+        await bus.serve_rpc(w.pool_status_rpc(host), pool.status, w.PoolStatusCheck),
     ]
 
 

@@ -45,6 +45,8 @@ class WorkerSettings(Settings):
     """Whole-request bound of one platform call made for a check or a listing."""
     ceph_connect_timeout_s: Annotated[float, POSITIVE] = 5.0
     """Bound of the Ceph connect (and of its calls) when a storage is checked."""
+    pool_check_timeout_s: Annotated[float, POSITIVE] = 10.0
+    """Bound of each socket operation of a pool's status check (register, refresh)."""
 
     # --- backup runs (docs/runs.md) ----------------------------------------------------
     worker_id: str = ""
