@@ -61,14 +61,17 @@ async def test_restore_commands_over_the_api(world: World, tmp_path: Path) -> No
     code, out, _ = await cli("restore", "points", "--vm", "VM-A", "-o", "json")
     assert code == 0 and [p["backup_set_id"] for p in json.loads(out)] == [newest, oldest]
 
+    code, _, err = await cli("restore", "create", "--point", newest, "--host", HOST)
+    assert code == EXIT_INPUT and "restore it to a new path" in err  # imported: no original
+    home = ("--to-vm", f"{world.platform}/vm-a", "--map", "d0=d0")
     code, out, _ = await cli(
-        "restore", "create", "--point", newest, "--host", HOST, "--no-start", "-o", "json"
+        "restore", "create", "--point", newest, *home, "--host", HOST, "--no-start", "-o", "json"
     )
     created = json.loads(out)
     rid, shown = created["restore"]["id"], created["verification_code"]
     code, _, err = await cli("restore", "start", rid, "--code", "AAAA-AAAA")
     assert code == EXIT_INPUT and "[verification_code_wrong]" in err
-    code, _, err = await cli("restore", "create", "--point", oldest, "--host", HOST)
+    code, _, err = await cli("restore", "create", "--point", oldest, *home, "--host", HOST)
     assert code == EXIT_INPUT and "no verification code typed" in err
     assert "verification code: " in err  # shown, then asked for
 
