@@ -98,6 +98,9 @@ def test_secret_files_are_new_private_and_never_overwritten(tmp_path: Path) -> N
     before = secret.read_bytes()
     assert run(["key", "create", str(secret)], {}) == EXIT_INPUT
     assert secret.read_bytes() == before
+    nowhere = tmp_path / "no-such-folder" / "pool.secret"
+    assert run(["key", "create", str(nowhere)], {}) == EXIT_INPUT  # not a traceback
+    assert not nowhere.parent.exists()
     secret.chmod(0o644)
     with pytest.raises(InvalidInputError, match="readable by others"):
         read_secret_file(secret)
