@@ -28,6 +28,7 @@ from edgeback_core.errors import (
     DigestMismatchError,
     InvalidInputError,
     NameTakenError,
+    NotFoundError,
     UnauthenticatedError,
     UnavailableError,
     UnroutableError,
@@ -85,6 +86,13 @@ def test_problem_bodies_become_our_errors_and_exit_codes() -> None:
     assert exit_code(UnavailableError("down")) == EXIT_FAILED
     assert exit_code(UnroutableError("nobody")) == EXIT_INPUT
     assert exit_code(DigestMismatchError("bad")) == 3
+    # a code of no known kind (an unknown route's http_404): the status tells whose fault
+    unknown = msgspec.json.encode({"code": "http_404", "message": "Not Found", "kinds": []})
+    gone = problem_error(404, "application/problem+json", unknown)
+    assert isinstance(gone, NotFoundError) and exit_code(gone) == EXIT_INPUT
+    refused = problem_error(405, "application/problem+json", unknown)
+    assert isinstance(refused, InvalidInputError) and exit_code(refused) == EXIT_INPUT
+    assert exit_code(problem_error(500, "application/problem+json", unknown)) == EXIT_FAILED
 
 
 def test_api_urls_are_normalized() -> None:
