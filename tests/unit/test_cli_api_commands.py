@@ -95,6 +95,17 @@ def test_problem_bodies_become_our_errors_and_exit_codes() -> None:
     assert exit_code(problem_error(500, "application/problem+json", unknown)) == EXIT_FAILED
 
 
+def test_an_unreadable_secret_key_file_exits_2_before_any_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "EDGEBACK_API_TOKEN": "ebt_x"}
+    argv = ["platform", "register", "--name", "e", "--address", "10.0.0.5", "--access-key"]
+    argv += ["AK1", "--host", "bk-01", "--secret-key-file", str(tmp_path / "none")]
+    assert run([*argv, "--api", "http://127.0.0.1:9"], env) == EXIT_INPUT  # not unreachable
+    err = capsys.readouterr().err
+    assert "[invalid_input]: cannot read" in err and "Traceback" not in err
+
+
 def test_api_urls_are_normalized() -> None:
     assert normalize_url("https://api.example:8440/api/v1/") == "https://api.example:8440"
     assert normalize_url("http://127.0.0.1:8440") == "http://127.0.0.1:8440"
