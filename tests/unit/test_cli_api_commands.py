@@ -95,6 +95,17 @@ def test_problem_bodies_become_our_errors_and_exit_codes() -> None:
     assert exit_code(problem_error(500, "application/problem+json", unknown)) == EXIT_FAILED
 
 
+def test_a_limit_below_one_exits_2_before_any_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "EDGEBACK_API_TOKEN": "ebt_x"}
+    for argv in (["job", "list"], ["restore", "list"], ["run", "events", "r1"]):
+        for limit in ("0", "-1"):
+            given = [*argv, "--limit", limit, "--api", "http://127.0.0.1:9"]
+            assert run(given, env) == EXIT_INPUT, given  # not unreachable: never asked
+            assert "--limit must be at least 1" in capsys.readouterr().err
+
+
 def test_an_unreadable_secret_key_file_exits_2_before_any_request(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
