@@ -33,9 +33,16 @@ TIMEOUT_S = 90.0
 
 def normalize_url(url: str) -> str:
     """``url`` without a trailing ``/`` or ``/api/v1``; refused unless http(s)://host."""
-    parts = urllib.parse.urlsplit(url.strip())
+    refused = ConfigError(f"the API URL must be http(s)://HOST[:PORT][/PATH], not {url!r}")
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises for a port out of range
+    except ValueError as exc:  # "http://[::1", a port above 65535
+        raise refused from exc
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"the API URL must be http(s)://HOST[:PORT], not {url!r}")
+        raise refused
+    if any(c.isspace() or not c.isprintable() for c in parts.path):
+        raise refused
     path = parts.path.rstrip("/")
     path = path.removesuffix(API_PREFIX)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))

@@ -122,6 +122,11 @@ def test_api_urls_are_normalized() -> None:
     assert normalize_url("http://127.0.0.1:8440") == "http://127.0.0.1:8440"
     with pytest.raises(ConfigError):
         normalize_url("127.0.0.1:8440")
+    # once ValueError tracebacks, or "cannot reach the API" (exit 1) for a space
+    for bad in ("http://[::1", "http://127.0.0.1:99999", "http://127.0.0.1:8440/x y"):
+        with pytest.raises(ConfigError):
+            normalize_url(bad)
+    assert normalize_url("https://[::1]:8440/edge/api/v1") == "https://[::1]:8440/edge"
 
 
 def test_the_session_file_is_private_and_only_sent_to_its_api(tmp_path: Path) -> None:
