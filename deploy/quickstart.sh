@@ -163,8 +163,11 @@ start_services() {
 
 api() { "$EB" "$@" --output json; } # one API call through the CLI, its JSON answer
 
-field() { # field EXPR: a Python expression over the JSON on stdin (as d)
-    "$PY" -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"
+# field EXPR [VALUE...]: EXPR, a Python expression written in this script, over the JSON
+# on stdin (d) and the VALUEs (a[0], a[1], ...). Ids and names go in as VALUEs, never into
+# EXPR: a value is data, whatever quotes or code it holds.
+field() {
+    "$PY" -c 'import json, sys; d = json.load(sys.stdin); print(eval(sys.argv[1], {"d": d, "a": sys.argv[2:]}))' "$@"
 }
 
 sha_of() { rbd -c "$CEPH_CONF" export --no-progress "$1" - 2>/dev/null | sha256sum | cut -d' ' -f1; }
@@ -211,6 +214,8 @@ register_pool() { # the node's dedup pool "default", checked from the backup hos
 SPACE='"%.1f GiB capacity, %.1f GiB free, %d chunks" % (d["status"]["capacity_bytes"] / 2**30, d["status"]["free_bytes"] / 2**30, d["status"]["chunks"])'
 
 VMS_OF='sorted((v for h in d["hosts"] for v in h.get("vms") or []), key=lambda v: v["name"])'
+DISKS_OF="[v for v in $VMS_OF if v['id'] == a[0]][0]['disks']" # of the VM a[0]
+IMAGE_OF="[x['volume_id'] or a[0] + '_disk' for x in $DISKS_OF if x['id'] == a[1]][0]" # its disk a[1]
 
 backup() { # backup JOB TYPE: start a run, follow it to its end; prints its backup set's id
     local run
@@ -241,7 +246,7 @@ demo() {
     fi
     set1=$(backup "$job" full)
     log "demo: changing 8 MiB of each disk of VM $src, then an incremental backup"
-    images=$(field "' '.join(x['volume_id'] or '$src' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$src'][0]['disks'])" <<<"$vms")
+    images=$(field "' '.join(x['volume_id'] or a[0] + '_disk' for x in $DISKS_OF)" "$src" <<<"$vms")
     for image in $images; do
         rbd -c "$CEPH_CONF" bench --io-type write --io-size 4M --io-total 8M --io-pattern rand \
             "rbd/$image" >/dev/null
@@ -251,8 +256,8 @@ demo() {
         die "backup set $set2 is not an incremental"
     log "demo: restoring the incremental restore point into VM $dst (new path) through a restore run"
     local maps=() created rid code disks_src disks_dst i
-    read -r -a disks_src <<<"$(field "' '.join(x['id'] for x in [v for v in $VMS_OF if v['id'] == '$src'][0]['disks'])" <<<"$vms")"
-    read -r -a disks_dst <<<"$(field "' '.join(x['id'] for x in [v for v in $VMS_OF if v['id'] == '$dst'][0]['disks'])" <<<"$vms")"
+    read -r -a disks_src <<<"$(field "' '.join(x['id'] for x in $DISKS_OF)" "$src" <<<"$vms")"
+    read -r -a disks_dst <<<"$(field "' '.join(x['id'] for x in $DISKS_OF)" "$dst" <<<"$vms")"
     for i in "${!disks_src[@]}"; do maps+=(--map "${disks_src[$i]}=${disks_dst[$i]}"); done
     created=$(api restore create --point "$set2" --host "$HOST_ID" --to-vm "$pid/$dst" "${maps[@]}" --no-start)
     rid=$(field 'd["restore"]["id"]' <<<"$created")
@@ -260,9 +265,10 @@ demo() {
     log "api: restore $rid created; starting it with its verification code"
     "$EB" restore start "$rid" --code "$code" --watch >&2 || die "the restore did not succeed: edgeback restore show $rid"
     for i in "${!disks_src[@]}"; do
-        snap=$(api backup-set show "$set2" | field "[x['snapshot_name'] for x in d['disks'] if x['disk_id'] == '${disks_src[$i]}'][0]")
-        image=$(field "[x['volume_id'] or '$src' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$src'][0]['disks'] if x['id'] == '${disks_src[$i]}'][0]" <<<"$vms")
-        restored=$(field "[x['volume_id'] or '$dst' + '_disk' for x in [v for v in $VMS_OF if v['id'] == '$dst'][0]['disks'] if x['id'] == '${disks_dst[$i]}'][0]" <<<"$vms")
+        snap=$(api backup-set show "$set2" |
+            field '[x["snapshot_name"] for x in d["disks"] if x["disk_id"] == a[0]][0]' "${disks_src[$i]}")
+        image=$(field "$IMAGE_OF" "$src" "${disks_src[$i]}" <<<"$vms")
+        restored=$(field "$IMAGE_OF" "$dst" "${disks_dst[$i]}" <<<"$vms")
         want=$(sha_of "rbd/$image@$snap") || die "cannot read rbd/$image@$snap"
         got=$(sha_of "rbd/$restored") || die "cannot read rbd/$restored"
         [ "$want" = "$got" ] || die "disk ${disks_dst[$i]} of VM $dst differs from its source snapshot ($got != $want)"

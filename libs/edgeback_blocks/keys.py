@@ -92,6 +92,8 @@ def write_secret_file(path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError as exc:
         raise InvalidInputError(f"{path} exists: a secret is never overwritten") from exc
+    except OSError as exc:  # no such folder, not allowed, a read-only filesystem
+        raise InvalidInputError(f"cannot write the secret key file {path}: {exc.strerror}") from exc
     try:
         os.write(fd, os.urandom(SECRET_SIZE))
         os.fsync(fd)

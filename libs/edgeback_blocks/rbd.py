@@ -27,6 +27,7 @@ import rbd
 
 from edgeback_blocks.extents import Extent
 from edgeback_core.errors import (
+    CephConfUnreadableError,
     ConflictError,
     DeadlineExceededError,
     EdgebackError,
@@ -321,7 +322,12 @@ def _mon_json(cluster: rados.Rados, prefix: str) -> dict[str, Any]:
 
 
 def _connect(conffile: str, client_id: str, conf: dict[str, str], timeout: float) -> rados.Rados:
-    cluster = rados.Rados(conffile=conffile, rados_id=client_id, conf=conf)
+    try:
+        cluster = rados.Rados(conffile=conffile, rados_id=client_id, conf=conf)
+    except rados.Error as exc:  # reads the conf: missing (ObjectNotFound, not an image) or denied
+        raise CephConfUnreadableError(
+            f"cannot read ceph.conf {conffile}: {exc}", conffile=conffile
+        ) from exc
     try:
         cluster.connect(timeout=int(_seconds(timeout)))
     except BaseException:

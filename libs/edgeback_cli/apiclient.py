@@ -20,6 +20,7 @@ from edgeback_core.errors import (
     EdgebackError,
     ErrorBody,
     InvalidInputError,
+    NotFoundError,
     UnavailableError,
     error_of,
 )
@@ -32,9 +33,16 @@ TIMEOUT_S = 90.0
 
 def normalize_url(url: str) -> str:
     """``url`` without a trailing ``/`` or ``/api/v1``; refused unless http(s)://host."""
-    parts = urllib.parse.urlsplit(url.strip())
+    refused = ConfigError(f"the API URL must be http(s)://HOST[:PORT][/PATH], not {url!r}")
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises for a port out of range
+    except ValueError as exc:  # "http://[::1", a port above 65535
+        raise refused from exc
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ConfigError(f"the API URL must be http(s)://HOST[:PORT], not {url!r}")
+        raise refused
+    if any(c.isspace() or not c.isprintable() for c in parts.path):
+        raise refused
     path = parts.path.rstrip("/")
     path = path.removesuffix(API_PREFIX)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
@@ -44,9 +52,20 @@ def problem_error(status: int, content_type: str, body: bytes) -> EdgebackError:
     """The error an answer with ``status`` >= 400 stands for."""
     if "json" in content_type:
         try:
-            return error_of(msgspec.json.decode(body, type=ErrorBody))
+            problem = msgspec.json.decode(body, type=ErrorBody)
         except msgspec.DecodeError:
             pass
+        else:
+            error = error_of(problem)
+            if type(error) is not EdgebackError or not 400 <= status < 500:
+                return error
+            # a code this CLI does not know, of no kind it knows (an unknown route's
+            # ``http_404``): the status still says it was the request, not the API
+            refused = NotFoundError if status == 404 else InvalidInputError
+            return refused(
+                f"the API answered HTTP {status} ({problem.code}): {problem.message}",
+                **error.details,
+            )
     text = body[:200].decode(errors="replace").strip()
     if status >= 500:
         return UnavailableError(f"the API answered HTTP {status}: {text}", status=status)
@@ -98,7 +117,7 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """The decoded JSON answer (None for 204); our error for a problem answer."""
-        url = self._prefix + path
+        url = self._prefix + _quoted(path)
         given = {k: _query_value(v) for k, v in (query or {}).items() if v is not None}
         if given:
             url += "?" + urllib.parse.urlencode(given)
@@ -125,7 +144,7 @@ class ApiClient:
         if self.token:
             sent["Authorization"] = f"Bearer {self.token}"
         try:
-            answer = self._open(conn, "GET", self._prefix + path, None, sent)
+            answer = self._open(conn, "GET", self._prefix + _quoted(path), None, sent)
             if answer.status >= 400:
                 raise problem_error(
                     answer.status, answer.getheader("Content-Type") or "", answer.read()
@@ -169,6 +188,12 @@ class ApiClient:
         except (OSError, http.client.HTTPException) as exc:
             self._conn.close()
             raise UnavailableError(f"cannot reach the API at {self.base_url}: {exc}") from exc
+
+
+def _quoted(path: str) -> str:
+    """``path`` percent-encoded but for its slashes: an id typed with a space, ``?``,
+    ``#`` or ``%`` is sent as that id, not as a broken URL or a query."""
+    return urllib.parse.quote(path, safe="/")
 
 
 def _query_value(value: Any) -> str:

@@ -241,9 +241,14 @@ def _ceph(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, st
     conf = args.conf or environ.get("CEPH_CONF")
     if not conf:
         raise ConfigError("no ceph.conf: pass --conf or set CEPH_CONF")
-    if args.streams < 1:
-        raise InvalidInputError("--streams must be at least 1")
+    _at_least_one(args.streams, "--streams")
     return conf, args.client_id
+
+
+def _at_least_one(value: int, flag: str) -> int:
+    if value < 1:
+        raise InvalidInputError(f"{flag} must be at least 1, not {value}")
+    return value
 
 
 def _backup_request(args: argparse.Namespace, environ: Mapping[str, str]) -> commands.BackupRequest:
@@ -275,7 +280,7 @@ def _backup_request(args: argparse.Namespace, environ: Mapping[str, str]) -> com
         compression=Compression(args.compression),
         dedup=DedupMode.SERVER if args.server_side_dedup else DedupMode.AGENT,
         streams=args.streams,
-        uploads=max(1, args.uploads),
+        uploads=_at_least_one(args.uploads, "--uploads"),
         checkpoint_interval_s=args.checkpoint_interval,
     )
 
@@ -348,8 +353,9 @@ async def _disk(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             snapshot_before=args.snapshot_before,
         )
     else:
+        sample = None if args.sample is None else _at_least_one(args.sample, "--sample")
         ok, summary = await commands.run_verify(
-            ManifestRef.parse(args.manifest), _access(args, environ), sample=args.sample
+            ManifestRef.parse(args.manifest), _access(args, environ), sample=sample
         )
         commands.emit(summary, as_json=args.json)
         return 0 if ok else EXIT_INTEGRITY

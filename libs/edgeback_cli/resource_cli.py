@@ -10,6 +10,7 @@ from typing import Any
 
 from edgeback_cli.apicli import Ctx, Groups, group, listing, sends, verb
 from edgeback_cli.output import Columns
+from edgeback_core.errors import InvalidInputError
 
 HOST_COLUMNS: Columns = (
     ("ID", "id"),
@@ -217,7 +218,10 @@ def _platforms(verbs: Groups) -> None:
 
 def _secret_key(args: argparse.Namespace) -> str:
     if args.secret_key_file:
-        return Path(args.secret_key_file).read_text().strip()
+        try:
+            return Path(args.secret_key_file).read_text().strip()
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {args.secret_key_file}: {exc.strerror}") from exc
     return getpass.getpass("the platform's Secret Key: ")
 
 

@@ -27,19 +27,26 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeback_core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from edgeback_api.settings import ApiSettings
+    from edgeback_catalog.settings import CatalogSettings
     from edgeback_core.lifecycle import ServiceRuntime
+    from edgeback_core.service import HealthSettings
+    from edgeback_dedup.settings import DedupSettings
+    from edgeback_scheduler.settings import SchedulerSettings
+    from edgeback_worker.settings import WorkerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "default"
 SERVICES = ("dedup", "catalog", "worker", "scheduler", "api")
 _DB_START_S = 30.0
+_DB_STAND_IN = "mongodb://127.0.0.1/"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,12 +89,19 @@ def add(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve.add_argument("--all", action="store_true", required=True, help="every service")
     serve.add_argument("--data-dir", type=Path, default=Path("var/edgeback"))
     serve.add_argument("--host-id", default="local", help="this backup host's id")
-    serve.add_argument("--api-port", type=int, default=8440)
-    serve.add_argument("--node-port", type=int, default=8710, help="the storage node's port")
+    serve.add_argument("--api-port", type=_port, default=8440)
+    serve.add_argument("--node-port", type=_port, default=8710, help="the storage node's port")
     serve.add_argument(
         "--mongo-url", help="an existing catalog DB (default: start one under --data-dir)"
     )
-    serve.add_argument("--catalogdb-port", type=int, default=0, help="0: any free port")
+    serve.add_argument("--catalogdb-port", type=_port, default=0, help="0: any free port")
+
+
+def _port(text: str) -> int:
+    """A TCP port (0: any free one) or a usage error (exit 2) before anything is made."""
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
+    return int(text)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -100,6 +114,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     )  # fmt: skip
     first = prepare(site)
     env = site_environ(site, environ)
+    given_db = args.mongo_url or env.get("EDGEBACK_MONGO_URL")
+    # every settings problem now, before anything starts (a bad one: exit 2, no traceback);
+    # until the catalog DB started below has a URL, the catalog's is checked with a stand-in
+    settings = load_settings({**env, "EDGEBACK_MONGO_URL": given_db or _DB_STAND_IN})
     edgeback_logging.configure(
         env.get("EDGEBACK_LOG_LEVEL", "INFO"), json=env.get("EDGEBACK_LOG_JSON") == "true",
         service="all",
@@ -112,12 +130,13 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         )
 
     async def setup(runtime: ServiceRuntime) -> None:
-        mongo_url = args.mongo_url or env.get("EDGEBACK_MONGO_URL")
-        if not mongo_url:
+        started = settings
+        if not given_db:
             mongo_url = await runtime.stack.enter_async_context(
                 catalog_db(site.data_dir / "catalogdb", args.catalogdb_port)
             )
-        await start_services(runtime, site, {**env, "EDGEBACK_MONGO_URL": mongo_url})
+            started = replace(settings, catalog=replace(settings.catalog, mongo_url=mongo_url))
+        await start_services(runtime, site, env, started)
 
     return asyncio.run(run_service("all", setup, grace_s=float(env.get("EDGEBACK_GRACE_S", 30))))
 
@@ -127,7 +146,12 @@ def prepare(site: Site) -> bool:
     from edgeback_blocks.keys import write_secret_file  # noqa: PLC0415
     from edgeback_pools.pool_meta import create_pool  # noqa: PLC0415
 
-    site.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        site.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the data directory {site.data_dir}: {exc.strerror}"
+        ) from exc
     first = not site.secrets_file.exists()
     if first:
         values = {
@@ -237,27 +261,55 @@ def _free_port() -> int:
         return port
 
 
-async def start_services(runtime: ServiceRuntime, site: Site, env: Mapping[str, str]) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteSettings:
+    """The five services' settings and the site's ``/healthz`` (``EDGEBACK_ALL_``)."""
+
+    node: DedupSettings
+    catalog: CatalogSettings
+    worker: WorkerSettings
+    scheduler: SchedulerSettings
+    api: ApiSettings
+    health: HealthSettings
+
+
+def load_settings(env: Mapping[str, str]) -> SiteSettings:
+    """Every service's settings from ``env``; one ``ConfigError`` naming every problem."""
+    from edgeback_api.settings import ApiSettings  # noqa: PLC0415 - the services only when serving
+    from edgeback_catalog.settings import CatalogSettings  # noqa: PLC0415
+    from edgeback_core.service import HealthSettings  # noqa: PLC0415
+    from edgeback_core.settings import ProblemCollector, load  # noqa: PLC0415
+    from edgeback_dedup.settings import DedupSettings  # noqa: PLC0415
+    from edgeback_scheduler.settings import SchedulerSettings  # noqa: PLC0415
+    from edgeback_worker.settings import WorkerSettings  # noqa: PLC0415
+
+    problems = ProblemCollector()
+    settings = SiteSettings(
+        node=problems.collect(lambda: DedupSettings.load(env)),
+        catalog=problems.collect(lambda: CatalogSettings.load(env)),
+        worker=problems.collect(lambda: WorkerSettings.load(env)),
+        scheduler=problems.collect(lambda: SchedulerSettings.load(env)),
+        api=problems.collect(lambda: ApiSettings.load(env)),
+        health=problems.collect(lambda: load(HealthSettings, env, prefix="EDGEBACK_ALL_")),
+    )
+    problems.check()
+    return settings
+
+
+async def start_services(
+    runtime: ServiceRuntime, site: Site, env: Mapping[str, str], settings: SiteSettings
+) -> None:
     """Each service's own ``setup`` on its own in-memory bus client; ``/healthz`` of all."""
     from edgeback_api import main as api  # noqa: PLC0415 - the services only when serving
-    from edgeback_api.settings import ApiSettings  # noqa: PLC0415
     from edgeback_catalog import main as catalog  # noqa: PLC0415
-    from edgeback_catalog.settings import CatalogSettings  # noqa: PLC0415
     from edgeback_core.bus.memory import MemoryBroker, MemoryBus  # noqa: PLC0415
     from edgeback_core.bus.topology import Topology  # noqa: PLC0415
     from edgeback_core.messages.health import Ping, Pong, ping_rpc  # noqa: PLC0415
-    from edgeback_core.service import HealthSettings, open_health  # noqa: PLC0415
-    from edgeback_core.settings import load  # noqa: PLC0415
+    from edgeback_core.service import open_health  # noqa: PLC0415
     from edgeback_dedup import main as dedup  # noqa: PLC0415
-    from edgeback_dedup.settings import DedupSettings  # noqa: PLC0415
     from edgeback_scheduler import main as scheduler  # noqa: PLC0415
-    from edgeback_scheduler.settings import SchedulerSettings  # noqa: PLC0415
     from edgeback_worker import main as worker  # noqa: PLC0415
-    from edgeback_worker.settings import WorkerSettings  # noqa: PLC0415
 
-    node_settings, catalog_settings = DedupSettings.load(env), CatalogSettings.load(env)
-    worker_settings, scheduler_settings = WorkerSettings.load(env), SchedulerSettings.load(env)
-    api_settings = ApiSettings.load(env)
     broker = MemoryBroker()
     topology = Topology(prefix=env.get("EDGEBACK_BUS_PREFIX", ""))
 
@@ -273,10 +325,10 @@ async def start_services(runtime: ServiceRuntime, site: Site, env: Mapping[str, 
         runtime.on_stop_intake(handle.stop)
         return bus
 
-    await dedup.setup(runtime, node_settings)
-    await catalog.setup(runtime, await bus_of("catalog", "catalog"), catalog_settings)
+    await dedup.setup(runtime, settings.node)
+    await catalog.setup(runtime, await bus_of("catalog", "catalog"), settings.catalog)
     host_user = f"host-{site.host_id}"
-    await worker.setup(runtime, await bus_of("worker", host_user), worker_settings)
-    await scheduler.setup(runtime, await bus_of("scheduler", "scheduler"), scheduler_settings)
-    await api.setup(runtime, await bus_of("api", "api"), api_settings)
-    await open_health(runtime, load(HealthSettings, env, prefix="EDGEBACK_ALL_"))
+    await worker.setup(runtime, await bus_of("worker", host_user), settings.worker)
+    await scheduler.setup(runtime, await bus_of("scheduler", "scheduler"), settings.scheduler)
+    await api.setup(runtime, await bus_of("api", "api"), settings.api)
+    await open_health(runtime, settings.health)

@@ -57,10 +57,12 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PointSummary:
-    """What the rules need of a restore point: its VM and its disks."""
+    """What the rules need of a restore point: its VM, the platform the VM was backed up
+    from (empty for a point imported from a pool) and its disks."""
 
     backup_set_id: str
     vm_id: str
+    platform_id: str
     disks: tuple[PointDisk, ...]
 
 
@@ -100,6 +102,15 @@ def _points(spec: RestoreSpec, points: Sequence[PointSummary]) -> Iterator[Probl
             field="target.new_path",
             message="a new path restores one restore point (one VM)",
         )
+    if spec.target.new_path is None:
+        for point in points:
+            if not point.platform_id:
+                yield Problem(
+                    code=r.POINT_NO_ORIGINAL_VM,
+                    field="target.new_path",
+                    message=f"restore point {point.backup_set_id} was imported from a pool "
+                    "and names no platform: restore it to a new path",
+                )
 
 
 def _mapping(spec: RestoreSpec, points: Sequence[PointSummary]) -> Iterator[Problem]:

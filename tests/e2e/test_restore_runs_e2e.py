@@ -53,7 +53,7 @@ from edgeback_catalog.domain import JobId
 from edgeback_catalog.runstart import run_id_for
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.topology import START_RUN, Topology
-from edgeback_core.errors import NotFoundError
+from edgeback_core.errors import InvalidRestoreError, NotFoundError
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import jobs as j
 from edgeback_core.messages import restores as r
@@ -418,10 +418,14 @@ async def test_restores_from_a_catalog_rebuilt_from_the_pool_are_byte_identical(
     assert set(point_of) == {full, incr}
     assert {point_of[full].backup_type, point_of[incr].backup_type} == {"full", "incremental"}
 
-    # an imported point names no platform: its original path fails with a code (it
-    # once crashed the worker's task, redelivered until dead-lettered, never ending)
-    lost = await _restore(stage, _original(point_of[full].backup_set_id, _options()))
-    assert lost.state == "failed" and lost.vms[0].code == "not_found", lost
+    # an imported point names no platform: its original path is refused at create (it
+    # once crashed the worker's task, then failed there "not_found")
+    lost = _original(point_of[full].backup_set_id, _options())
+    with pytest.raises(InvalidRestoreError) as refused:
+        await stage.call(
+            r.RESTORE_CREATE, r.RestoreCreate(actor=ADMIN, spec=lost), r.RestoreCreated
+        )
+    assert refused.value.details["codes"] == [r.POINT_NO_ORIGINAL_VM]
     onto_itself = _crossed(stage, point_of[full].backup_set_id, onto=stage.source)
     done = await _restore(stage, onto_itself)
     await _check_restored(stage, done, stage.snapshots[full])

@@ -54,6 +54,9 @@ class World:
     client: TestClient[Any, Any]
     bus: AmqpBus
     admin: str = ""
+    platform: str = ""
+    """Where :func:`setup_points`' restore points go: an imported point has no original
+    path, only a new one (its own VM on a registered platform)."""
 
     async def login(self, name: str, password: str) -> str:
         resp = await self.client.post(
@@ -112,7 +115,8 @@ def _disk(vm: str, name: str, version: str, minute: int) -> r.ImportedDisk:
 
 
 async def setup_points(world: World) -> list[str]:
-    """An active backup host and three restore points: vm-a (new, old), vm-b."""
+    """An active backup host, three restore points: vm-a (new, old), vm-b (imported), and
+    an unchecked platform ``world.platform`` (imported points restore to a new path)."""
     await world.bus.publish("events", HOST_HEARTBEAT, m.HostHeartbeat(host_id=HOST, hostname="b"))
     for _ in range(100):
         if (await world.go("POST", f"/backup-hosts/{HOST}/activate")).status == 200:
@@ -128,11 +132,23 @@ async def setup_points(world: World) -> list[str]:
     page = await world.ok("GET", "/restore-points?vm=VM-A&limit=1")
     rest = await world.ok("GET", f"/restore-points?vm=VM-A&limit=1&cursor={page['next_cursor']}")
     assert rest["next_cursor"] is None
+    platform = {
+        "name": "edge-1",
+        "address": "edge.example.net",
+        "access_key": "AKEDGE0000001234",
+        "secret_key": "SK-" + uuid.uuid4().hex,
+        "default_host_id": HOST,
+    }
+    world.platform = (await world.ok("POST", "/platforms", 201, json=platform))["id"]
     return [page["items"][0]["backup_set_id"], rest["items"][0]["backup_set_id"]]
 
 
-def _spec(point: str) -> dict[str, Any]:
-    return {"spec": {"backup_set_ids": [point], "options": {"host_id": HOST}}}
+def _spec(world: World, point: str) -> dict[str, Any]:
+    """A restore of a point of vm-a onto vm-a, a new path (the point is imported)."""
+    onto = [{"source_disk_id": "d0", "target_disk_id": "d0"}]
+    home = {"platform_id": world.platform, "vm_id": "vm-a", "disks": onto}
+    spec = {"backup_set_ids": [point], "target": {"new_path": home}, "options": {"host_id": HOST}}
+    return {"spec": spec}
 
 
 async def _operator(world: World) -> str:
@@ -151,7 +167,13 @@ async def test_restore_points_code_start_and_stop(world: World) -> None:
     bad = await world.go("GET", "/restore-points?node_url=http://x")
     assert (bad.status, (await bad.json())["code"]) == (400, "invalid_input")
 
-    created = await world.ok("POST", "/restores", 201, json=_spec(newest))
+    original = {"spec": {"backup_set_ids": [newest], "options": {"host_id": HOST}}}
+    refused = await world.go("POST", "/restores", json=original)
+    problem = await refused.json()
+    assert (refused.status, problem["code"]) == (400, "invalid_restore"), problem
+    assert problem["details"]["codes"] == ["restore_point_no_original_vm"], problem
+    assert (await world.ok("GET", "/restores"))["items"] == []
+    created = await world.ok("POST", "/restores", 201, json=_spec(world, newest))
     rid, code = created["restore"]["id"], created["verification_code"]
     assert created["restore"]["state"] == "pending_verification"
     wrong = await world.go("POST", f"/restores/{rid}/start", json={"verification_code": "AAAAAAAA"})
@@ -167,7 +189,7 @@ async def test_restore_points_code_start_and_stop(world: World) -> None:
     assert started["state"] == "queued"
     again = await world.go("POST", f"/restores/{rid}/start", json={"verification_code": code})
     assert (await again.json())["code"] == "verification_code_used"
-    other = await world.ok("POST", "/restores", 201, json=_spec(oldest))
+    other = await world.ok("POST", "/restores", 201, json=_spec(world, oldest))
     listed = await world.ok("GET", "/restores?limit=1")
     assert [x["id"] for x in listed["items"]] == [other["restore"]["id"]]
     more = await world.ok("GET", f"/restores?limit=1&cursor={listed['next_cursor']}")
@@ -178,7 +200,7 @@ async def test_restore_points_code_start_and_stop(world: World) -> None:
     operator = await _operator(world)
     assert (await world.ok("GET", "/restore-points", token=operator))["items"] == []
     assert (await world.go("GET", f"/restores/{rid}", token=operator)).status == 404
-    hidden = await world.go("POST", "/restores", token=operator, json=_spec(newest))
+    hidden = await world.go("POST", "/restores", token=operator, json=_spec(world, newest))
     assert (await hidden.json())["code"] == "invalid_restore"
 
 
@@ -203,7 +225,7 @@ async def _events(resp: ClientResponse, until: str) -> list[tuple[str, str, dict
 
 async def test_a_restore_is_followed_live_until_it_ends(world: World) -> None:
     newest, _ = await setup_points(world)
-    created = await world.ok("POST", "/restores", 201, json=_spec(newest))
+    created = await world.ok("POST", "/restores", 201, json=_spec(world, newest))
     rid = created["restore"]["id"]
     code = {"verification_code": created["verification_code"]}
     await world.ok("POST", f"/restores/{rid}/start", 202, json=code)
@@ -247,16 +269,12 @@ async def test_a_restore_is_followed_live_until_it_ends(world: World) -> None:
 async def started_run(world: World) -> tuple[str, str]:
     """A job on an unchecked platform and a run of it started (queued: no worker): ids."""
     await setup_points(world)
-    platform = {
-        "name": "edge-1",
-        "address": "edge.example.net",
-        "access_key": "AKEDGE0000001234",
-        "secret_key": "SK-" + uuid.uuid4().hex,
-        "default_host_id": HOST,
-    }
-    made = await world.ok("POST", "/platforms", 201, json=platform)
     target = {"host_id": HOST, "pool": {"node_url": POOL.node_url, "name": POOL.name}}
-    spec = {"name": "nightly", "content": {"vms": [{"platform_id": made["id"]}]}, "target": target}
+    spec = {
+        "name": "nightly",
+        "content": {"vms": [{"platform_id": world.platform}]},
+        "target": target,
+    }
     job = await world.ok("POST", "/jobs", 201, json={"spec": spec})
     await world.ok("POST", f"/jobs/{job['id']}/runs", 202, json={})
     runs: list[Any] = []

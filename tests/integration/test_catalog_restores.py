@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 from tests.integration.conftest import TEST_IDENTITIES, BusOpener
-from tests.integration.test_catalog_rpc import ADMIN, World, registered_host
+from tests.integration.test_catalog_rpc import ADMIN, World, register, registered_host
 
 from edgeback_catalog.handlers import CatalogRpc, serve_catalog
 from edgeback_catalog.mongo import CatalogDb, Coll
@@ -24,6 +24,7 @@ from edgeback_catalog.service import Catalog
 from edgeback_core.bus.amqp import AmqpBus
 from edgeback_core.bus.port import Bus, Envelope
 from edgeback_core.bus.topology import CATALOG_HEARTBEATS, worker_runs
+from edgeback_core.errors import InvalidRestoreError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc
@@ -79,7 +80,8 @@ def disk(vm: str, name: str, version: str, size: int, minute: int) -> r.Imported
 
 
 async def setup(world: RestoreWorld) -> dict[str, str]:
-    """An active backup host and restore points (imported: complete backup sets)."""
+    """An active backup host and restore points (imported: complete backup sets); vm-a's
+    name the platform of their VM, as a run's do, vm-b's stays as imported (none)."""
     host = await registered_host(world)
     await world.call(
         catalog_rpc.HOST_ACTIVATE, m.HostActivate(actor=ADMIN, host_id=host), m.HostInfo
@@ -99,6 +101,9 @@ async def setup(world: RestoreWorld) -> dict[str, str]:
     assert (done.backup_sets_added, done.disk_versions_added) == (3, 5)
     query = r.RestorePointsQuery(actor=ADMIN, vm_id="vm-a")
     points = (await world.call(r.RESTORE_POINTS, query, r.RestorePointsReply)).points
+    for point in points:  # vm-a's as a run records them: with the platform of the VM
+        change = {"$set": {"vm.platform_id": "p1"}}
+        await world.db.update(Coll.BACKUP_SETS, {"_id": point.backup_set_id}, change)
     assert [len(p.disks) for p in points] == [2, 2]
     assert points[0].taken_at > points[1].taken_at  # newest first
     return {"host": host, "a_new": points[0].backup_set_id, "a_old": points[1].backup_set_id}
@@ -201,6 +206,36 @@ async def test_invalid_restores_are_refused_with_codes(world: RestoreWorld) -> N
     )
     points = (await world.call(r.RESTORE_POINTS, window, r.RestorePointsReply)).points
     assert sorted(p.vm.vm_id for p in points) == ["vm-a", "vm-b"]
+
+
+async def test_an_imported_point_is_restored_to_a_new_path_only(world: RestoreWorld) -> None:
+    ids = await setup(world)
+    query = r.RestorePointsQuery(actor=ADMIN, vm_id="vm-b")
+    (imported,) = (await world.call(r.RESTORE_POINTS, query, r.RestorePointsReply)).points
+    assert imported.vm.platform_id == ""  # the pool does not know where the VM ran
+    original = r.RestoreCreate(actor=ADMIN, spec=spec([imported.backup_set_id]))
+    with pytest.raises(InvalidRestoreError) as err:
+        await world.bus.call(r.RESTORE_CREATE, original, r.RestoreCreated, timeout=10)
+    assert err.value.details["codes"] == [r.POINT_NO_ORIGINAL_VM]
+    assert await world.db.count(Coll.RESTORES, {}) == 0
+    # with a point that names its platform too: refused alike, nothing kept
+    both = spec([imported.backup_set_id, ids["a_new"]])
+    assert await world.code_of(r.RESTORE_CREATE, r.RestoreCreate(actor=ADMIN, spec=both)) == (
+        "invalid_restore"
+    )
+    assert await world.db.count(Coll.RESTORES, {}) == 0
+
+    platform = await world.call(
+        catalog_rpc.PLATFORM_REGISTER, register(ids["host"]), m.PlatformInfo
+    )
+    onto = [r.DiskMap(source_disk_id="d0", target_disk_id="d0")]
+    home = r.NewPath(platform_id=platform.id, vm_id="vm-b", disks=onto)
+    new = spec([imported.backup_set_id], target=r.RestoreTarget(new_path=home))
+    created = await world.call(
+        r.RESTORE_CREATE, r.RestoreCreate(actor=ADMIN, spec=new), r.RestoreCreated
+    )
+    assert created.restore.state == "pending_verification"
+    assert await world.db.count(Coll.RESTORES, {}) == 1
 
 
 async def test_points_are_searched_paged_and_scoped(world: RestoreWorld) -> None:

@@ -61,14 +61,17 @@ async def test_restore_commands_over_the_api(world: World, tmp_path: Path) -> No
     code, out, _ = await cli("restore", "points", "--vm", "VM-A", "-o", "json")
     assert code == 0 and [p["backup_set_id"] for p in json.loads(out)] == [newest, oldest]
 
+    code, _, err = await cli("restore", "create", "--point", newest, "--host", HOST)
+    assert code == EXIT_INPUT and "restore it to a new path" in err  # imported: no original
+    home = ("--to-vm", f"{world.platform}/vm-a", "--map", "d0=d0")
     code, out, _ = await cli(
-        "restore", "create", "--point", newest, "--host", HOST, "--no-start", "-o", "json"
+        "restore", "create", "--point", newest, *home, "--host", HOST, "--no-start", "-o", "json"
     )
     created = json.loads(out)
     rid, shown = created["restore"]["id"], created["verification_code"]
     code, _, err = await cli("restore", "start", rid, "--code", "AAAA-AAAA")
     assert code == EXIT_INPUT and "[verification_code_wrong]" in err
-    code, _, err = await cli("restore", "create", "--point", oldest, "--host", HOST)
+    code, _, err = await cli("restore", "create", "--point", oldest, *home, "--host", HOST)
     assert code == EXIT_INPUT and "no verification code typed" in err
     assert "verification code: " in err  # shown, then asked for
 
@@ -119,3 +122,15 @@ async def test_run_watch_follows_a_run_until_it_is_stopped(world: World, tmp_pat
     assert code == 1 and f"run {run_id[:12]}" in err and "cancelled" in out
     code, out, _ = await cli("run", "events", run_id, "-o", "json")
     assert "RunFinished" in [e["event"]["type"] for e in json.loads(out)]
+
+
+async def test_ids_that_are_not_ids_are_refused_as_input(world: World, tmp_path: Path) -> None:
+    """Typed ids go to the API as one path segment each: a space, ``?``, ``#`` or ``%``
+    is not a broken URL (once: exit 1, "cannot reach the API"), a ``..`` reaches no
+    route (once: exit 1, internal_error); both are not found (exit 2)."""
+    cli = Cli(world, tmp_path)
+    for args in (("restore", "show", "a b"), ("run", "show", "x?y"), ("job", "show", "50%")):
+        code, _, err = await cli(*args)
+        assert code == EXIT_INPUT and f"{args[2]} not found" in err, (args, err)
+    code, _, err = await cli("platform", "show", "../restores")
+    assert code == EXIT_INPUT and "[not_found]" in err, err

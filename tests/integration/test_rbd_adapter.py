@@ -15,6 +15,7 @@ from tests.integration.conftest import NewImage
 from edgeback_blocks.extents import Extent
 from edgeback_blocks.rbd import RbdCluster, RbdImage, RbdPool
 from edgeback_core.errors import (
+    CephConfUnreadableError,
     ConflictError,
     DeadlineExceededError,
     InvalidInputError,
@@ -201,6 +202,15 @@ def dead_mon_conf(ceph_conf: str, tmp_path: Path) -> str:
     conf = tmp_path / "ceph.conf"
     conf.write_text(re.sub(r"(?m)^(\s*mon_host\s*=).*$", r"\1 v1:127.0.0.1:9", text))
     return str(conf)
+
+
+async def test_a_ceph_conf_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    """Not ``rbd_image_not_found`` (librados' ObjectNotFound from conf_read_file)."""
+    for conf in (tmp_path / "none.conf", tmp_path):
+        with pytest.raises(CephConfUnreadableError) as info:
+            async with RbdCluster.connect(str(conf), timeout=2):
+                pass
+        assert info.value.details["conffile"] == str(conf) and not info.value.retryable
 
 
 async def test_an_unreachable_monitor_times_out(dead_mon_conf: str) -> None:

@@ -107,26 +107,35 @@ async def active_host(bus: Bus, db: CatalogDb, host_id: str) -> str:
     return host_id
 
 
+async def probing_catalog(
+    stack: AsyncExitStack, open_bus: BusOpener, mongo_url: str, *workers: WorkerSettings
+) -> tuple[Bus, CatalogDb]:
+    """A catalog that asks backup hosts' workers (one per settings, on a bus of theirs)
+    to check and browse; a client bus and the catalog's DB (dropped with ``stack``)."""
+    box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
+    db = await stack.enter_async_context(
+        CatalogDb.open(mongo_url, f"test_checks_{uuid.uuid4().hex[:12]}")
+    )
+    stack.push_async_callback(db.drop)
+    catalog_bus: Bus = await stack.enter_async_context(open_bus())
+    catalog = Catalog.build(db, box, probe=WorkerProbe(catalog_bus))
+    await serve_catalog(catalog_bus, CatalogRpc(catalog, TEST_IDENTITIES))
+    if isinstance(catalog_bus, AmqpBus):
+        stack.push_async_callback(catalog_bus.delete_topology, [CATALOG_HEARTBEATS])
+    worker_bus: Bus = await stack.enter_async_context(open_bus())
+    for settings in workers:
+        await serve_worker_rpcs(worker_bus, settings)
+    return await stack.enter_async_context(open_bus()), db
+
+
 @pytest.fixture
 async def world(
     open_bus: BusOpener, mongo_url: str, ceph_conf: str, cloud: EmulatorProcess
 ) -> AsyncIterator[World]:
-    box = SecretBox.from_setting(Secret(SecretBox.generate_key()))
     async with AsyncExitStack() as stack:
-        db = await stack.enter_async_context(
-            CatalogDb.open(mongo_url, f"test_checks_{uuid.uuid4().hex[:12]}")
-        )
-        stack.push_async_callback(db.drop)
-        catalog_bus: Bus = await stack.enter_async_context(open_bus())
-        catalog = Catalog.build(db, box, probe=WorkerProbe(catalog_bus))
-        await serve_catalog(catalog_bus, CatalogRpc(catalog, TEST_IDENTITIES))
-        worker_bus: Bus = await stack.enter_async_context(open_bus())
         host = f"bk-{uuid.uuid4().hex[:8]}"
-        await serve_worker_rpcs(worker_bus, WorkerSettings(host_id=host))
-        client: Bus = await stack.enter_async_context(open_bus())
+        client, db = await probing_catalog(stack, open_bus, mongo_url, WorkerSettings(host_id=host))
         yield World(client, db, await active_host(client, db, host), cloud, ceph_conf)
-        if isinstance(catalog_bus, AmqpBus):
-            await catalog_bus.delete_topology([CATALOG_HEARTBEATS])
 
 
 async def test_wrong_keys_are_refused_and_nothing_is_stored(world: World) -> None:

@@ -28,6 +28,7 @@ from edgeback_core.errors import (
     DigestMismatchError,
     InvalidInputError,
     NameTakenError,
+    NotFoundError,
     UnauthenticatedError,
     UnavailableError,
     UnroutableError,
@@ -85,6 +86,35 @@ def test_problem_bodies_become_our_errors_and_exit_codes() -> None:
     assert exit_code(UnavailableError("down")) == EXIT_FAILED
     assert exit_code(UnroutableError("nobody")) == EXIT_INPUT
     assert exit_code(DigestMismatchError("bad")) == 3
+    # a code of no known kind (an unknown route's http_404): the status tells whose fault
+    unknown = msgspec.json.encode({"code": "http_404", "message": "Not Found", "kinds": []})
+    gone = problem_error(404, "application/problem+json", unknown)
+    assert isinstance(gone, NotFoundError) and exit_code(gone) == EXIT_INPUT
+    refused = problem_error(405, "application/problem+json", unknown)
+    assert isinstance(refused, InvalidInputError) and exit_code(refused) == EXIT_INPUT
+    assert exit_code(problem_error(500, "application/problem+json", unknown)) == EXIT_FAILED
+
+
+def test_a_limit_below_one_exits_2_before_any_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "EDGEBACK_API_TOKEN": "ebt_x"}
+    for argv in (["job", "list"], ["restore", "list"], ["run", "events", "r1"]):
+        for limit in ("0", "-1"):
+            given = [*argv, "--limit", limit, "--api", "http://127.0.0.1:9"]
+            assert run(given, env) == EXIT_INPUT, given  # not unreachable: never asked
+            assert "--limit must be at least 1" in capsys.readouterr().err
+
+
+def test_an_unreadable_secret_key_file_exits_2_before_any_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "EDGEBACK_API_TOKEN": "ebt_x"}
+    argv = ["platform", "register", "--name", "e", "--address", "10.0.0.5", "--access-key"]
+    argv += ["AK1", "--host", "bk-01", "--secret-key-file", str(tmp_path / "none")]
+    assert run([*argv, "--api", "http://127.0.0.1:9"], env) == EXIT_INPUT  # not unreachable
+    err = capsys.readouterr().err
+    assert "[invalid_input]: cannot read" in err and "Traceback" not in err
 
 
 def test_api_urls_are_normalized() -> None:
@@ -92,6 +122,11 @@ def test_api_urls_are_normalized() -> None:
     assert normalize_url("http://127.0.0.1:8440") == "http://127.0.0.1:8440"
     with pytest.raises(ConfigError):
         normalize_url("127.0.0.1:8440")
+    # once ValueError tracebacks, or "cannot reach the API" (exit 1) for a space
+    for bad in ("http://[::1", "http://127.0.0.1:99999", "http://127.0.0.1:8440/x y"):
+        with pytest.raises(ConfigError):
+            normalize_url(bad)
+    assert normalize_url("https://[::1]:8440/edge/api/v1") == "https://[::1]:8440/edge"
 
 
 def test_the_session_file_is_private_and_only_sent_to_its_api(tmp_path: Path) -> None:

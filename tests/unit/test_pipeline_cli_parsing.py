@@ -89,6 +89,15 @@ def test_bad_command_lines_exit_2_before_touching_anything(
     assert run([*base, "--image", "rbd/x"], {"CEPH_CONF": "/x"}) == EXIT_INPUT  # no token
     err = capsys.readouterr().err
     assert "POOL/IMAGE" in err and "--base-snap" in err and "EDGEBACK_TOKEN" in err
+    for flag in ("--uploads", "--streams"):
+        assert run([*base, "--image", "rbd/x", flag, "0"], env) == EXIT_INPUT
+        assert f"{flag} must be at least 1" in capsys.readouterr().err
+    # --sample 0 checked nothing and said all was well; -1 was a traceback
+    verify = ["disk", "verify", "vm/disk/v1", "--from", str(tmp_path / "pool")]
+    verify += ["--secret-key-file", str(secret)]
+    for sample in ("0", "-1"):
+        assert run([*verify, "--sample", sample], env) == EXIT_INPUT
+        assert "--sample must be at least 1" in capsys.readouterr().err
 
 
 def test_secret_files_are_new_private_and_never_overwritten(tmp_path: Path) -> None:
@@ -98,6 +107,9 @@ def test_secret_files_are_new_private_and_never_overwritten(tmp_path: Path) -> N
     before = secret.read_bytes()
     assert run(["key", "create", str(secret)], {}) == EXIT_INPUT
     assert secret.read_bytes() == before
+    nowhere = tmp_path / "no-such-folder" / "pool.secret"
+    assert run(["key", "create", str(nowhere)], {}) == EXIT_INPUT  # not a traceback
+    assert not nowhere.parent.exists()
     secret.chmod(0o644)
     with pytest.raises(InvalidInputError, match="readable by others"):
         read_secret_file(secret)

@@ -28,9 +28,9 @@ GIB = 1 << 30
 OPTS = r.RestoreOptions(host_id="h1")
 
 
-def point(*sizes: int, vm: str = "vm-1", set_id: str = "s1") -> PointSummary:
+def point(*sizes: int, vm: str = "vm-1", set_id: str = "s1", platform: str = "p1") -> PointSummary:
     disks = tuple(r.PointDisk(disk_id=f"d{i}", size_bytes=s) for i, s in enumerate(sizes))
-    return PointSummary(backup_set_id=set_id, vm_id=vm, disks=disks)
+    return PointSummary(backup_set_id=set_id, vm_id=vm, platform_id=platform, disks=disks)
 
 
 def new_path(*pairs: tuple[str, str]) -> r.RestoreSpec:
@@ -80,6 +80,14 @@ def test_instant_keeps_the_original_aside_instead_of_a_snapshot() -> None:
         "options.snapshot_before_overwrite"
     ]
     assert problems_of(keep_snapshot_on_success=True) == ["options.keep_snapshot_on_success"]
+
+
+def test_an_imported_point_has_no_original_path_but_a_new_one() -> None:
+    imported = point(GIB, GIB, platform="")
+    original = r.RestoreSpec(backup_set_ids=["s1"], options=OPTS)
+    assert codes_of(original, imported) == [r.POINT_NO_ORIGINAL_VM]
+    assert codes_of(original, point(GIB, GIB)) == []
+    assert codes_of(new_path(("d0", "d0"), ("d1", "d1")), imported) == []
 
 
 def vm(

@@ -48,6 +48,8 @@ MAPPING_TOO_FEW_TARGETS = "mapping_too_few_target_disks"
 NEW_PATH_ONE_POINT = "new_path_one_restore_point"
 POINT_TWICE_FOR_VM = "restore_point_vm_twice"
 POINT_NOT_RESTORABLE = "restore_point_not_restorable"
+POINT_NO_ORIGINAL_VM = "restore_point_no_original_vm"
+"""An imported point names no platform: it has no original path, only a new one."""
 OPTION_OUT_OF_RANGE = "option_out_of_range"
 # Refusals from the target's live state (``restorerules.refusals``, on the worker).
 REFUSE_TARGET_VM_GONE = "target_vm_not_found"

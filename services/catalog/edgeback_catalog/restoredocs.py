@@ -103,7 +103,10 @@ def restore_info(restore: Restore, vms: list[r.RestoreVmInfo] | None = None) -> 
 
 def summary_of(point: r.RestorePoint) -> PointSummary:
     return PointSummary(
-        backup_set_id=point.backup_set_id, vm_id=point.vm.vm_id, disks=tuple(point.disks)
+        backup_set_id=point.backup_set_id,
+        vm_id=point.vm.vm_id,
+        platform_id=point.vm.platform_id,
+        disks=tuple(point.disks),
     )
 
 

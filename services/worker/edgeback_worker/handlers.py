@@ -43,6 +43,7 @@ async def serve_worker_rpcs(bus: Bus, settings: WorkerSettings) -> list[Consumer
         retries=settings.check_retries,
         connect_timeout_s=settings.platform_connect_timeout_s,
         timeout_s=settings.platform_timeout_s,
+        ca_file=settings.ca_file,
     )
     storage = StorageProbe(host_id=host, connect_timeout_s=settings.ceph_connect_timeout_s)
     pool = PoolProbe(

@@ -43,6 +43,8 @@ class PlatformProbe:
     retries: int
     connect_timeout_s: float
     timeout_s: float
+    ca_file: str | None = None
+    """Trusted for a platform's https certificate, as in runs (``WorkerSettings.ca_file``)."""
 
     async def check(self, req: w.PlatformCheck) -> w.PlatformChecked:
         started = time.monotonic()
@@ -97,6 +99,7 @@ class PlatformProbe:
             verify_ssl=access.verify_ssl,
             access_key=access.access_key,
             secret_key=Secret(access.secret_key),
+            ca_file=self.ca_file,
         )
         return EdgeCloudClient(
             endpoint=endpoint,

@@ -56,7 +56,9 @@ class WorkerSettings(Settings):
     ``<pool>.token`` (the node token of this host for that pool) and, for a plain pool,
     ``<pool>.key`` (its ``pool.key``)."""
     ca_file: str | None = None
-    """CA file the storage nodes' https certificates are verified against."""
+    """CA file the https certificates of the storage nodes and of the platforms (in runs,
+    restores, checks and browsing) are verified against; when set, the only CAs trusted
+    (``ssl.create_default_context(cafile=...)``)."""
     time_zone: Annotated[str, Rule(_known_zone)] = "UTC"
     """The backup host's time zone: the speed-limit windows of jobs are in it."""
     checkpoint_interval_s: Annotated[float, POSITIVE] = 10.0
