@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 import msgspec
 import structlog
@@ -61,6 +61,7 @@ _log = structlog.get_logger(__name__)
 DEFAULT_RETRY: Final = RetryPolicy(retries=2, base_delay=0.1, multiplier=4.0)
 """Three attempts within half a second: a dropped connection, not a node restart."""
 
+T = TypeVar("T")
 _status_decoder: Final = msgspec.json.Decoder(PoolStatus)
 _gc_decoder: Final = msgspec.json.Decoder(GcReport)
 _scrub_decoder: Final = msgspec.json.Decoder(ScrubReport)
@@ -97,6 +98,7 @@ class PoolClient:
         self._retry = retry
         self._on_retry = on_retry
         self.pool = pool
+        self.base_url = base_url
 
     async def __aenter__(self) -> Self:
         await self._http.__aenter__()
@@ -228,11 +230,11 @@ class PoolClient:
 
     async def status(self) -> PoolStatus:
         _, body = await self._call("GET", self._pool_path)
-        return _status_decoder.decode(body)
+        return _node_answer(_status_decoder, body, self.base_url)
 
     async def list_pools(self) -> list[PoolStatus]:
         _, body = await self._call("GET", "/v1/pools")
-        return _statuses_decoder.decode(body)
+        return _node_answer(_statuses_decoder, body, self.base_url)
 
     async def create_pool(self, kind: PoolKind, *, quota_bytes: int | None = None) -> PoolStatus:
         """Create this client's pool (needs the node's admin token)."""
@@ -312,3 +314,13 @@ def _class_by_status(status: int) -> type[EdgebackError]:
     if status == 404:
         return NotFoundError
     return PermanentError
+
+
+def _node_answer(decoder: msgspec.json.Decoder[T], body: bytes, url: str) -> T:
+    """``body`` decoded, or ``not_a_storage_node``: whatever answers there is no node."""
+    try:
+        return decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise errors.NotAStorageNodeError(
+            f"{url} answered, but not as an edgeback storage node: {exc}", node_url=url
+        ) from exc

@@ -417,6 +417,13 @@ class PoolAccessMissingError(InvalidInputError):
     code = "pool_access_missing"
 
 
+class NotAStorageNodeError(InvalidInputError):
+    """The URL answers, but not as an edgeback storage node (its pool status is no such
+    document): a mistyped node URL, not an outage."""
+
+    code = "not_a_storage_node"
+
+
 class PoolTokenRefusedError(InvalidInputError):
     """The storage node refused the backup host's token for the pool (unknown token, or
     one without the right on that pool)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import pytest
+from aiohttp import web
 from pymongo import AsyncMongoClient
 from tests.integration.conftest import TEST_IDENTITIES, BusOpener
 from tests.integration.test_resource_checks import active_host
@@ -166,10 +167,34 @@ async def test_refusals_have_stable_codes_and_store_nothing(world: World) -> Non
     assert await world.db.find(Coll.POOLS, {}) == []
     assert "pool.registered" not in await world.actions()
 
+    async with not_a_node() as other:  # a web server at a mistyped URL: 400, not a 500
+        request = world.register(node_url=other)
+        assert await world.code_of(names.POOL_REGISTER, request) == "not_a_storage_node"
+    assert await world.db.find(Coll.POOLS, {}) == []
+
     first = await world.registered()
     again = world.register(node_url=world.node.url + "/")
     assert await world.code_of(names.POOL_REGISTER, again) == "already_exists"
     assert [doc["_id"] for doc in await world.db.find(Coll.POOLS, {})] == [first.id]
+
+
+@asynccontextmanager
+async def not_a_node() -> AsyncIterator[str]:
+    """The URL of a web server that answers every GET with a page, as a typo could."""
+
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(text="<html>hello</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 async def test_edit_changes_description_and_checks_a_new_host_first(world: World) -> None:
