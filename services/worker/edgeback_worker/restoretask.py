@@ -35,6 +35,7 @@ import structlog
 from edgeback_blocks.pipeline import Progress, RestoreStats
 from edgeback_blocks.rbd import RbdCluster
 from edgeback_core.errors import (
+    CatalogUnreachableError,
     DeferredError,
     EdgebackError,
     LeaseLostError,
@@ -60,7 +61,12 @@ from edgeback_worker.vm_restore import (
     restore_vm,
 )
 from edgeback_worker.vmbackup import storage_of, templates_of
-from edgeback_worker.vmtask import deferred_while_lost, held_leases, keep_claim
+from edgeback_worker.vmtask import (
+    ClaimedElsewhereError,
+    deferred_while_lost,
+    held_leases,
+    keep_claim,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -190,9 +196,10 @@ class RestoreVmTasks:
             (f"hypervisor:{vm.platform_id}/{vm.physical_host_id}", opts.vms_per_physical_host),
         ]
         holder = f"{restore.id}/{task.backup_set_id}"
+        heard = _Heard()
         async with held_leases(self.ctx, wanted, holder) as leases:
             with deferred_while_lost():
-                state = await self._claimed(task)
+                state = await self._claimed(task, heard)
             if state is None:
                 return
             if state == "cancelling":
@@ -205,26 +212,31 @@ class RestoreVmTasks:
                         at=now(),
                     )
                 )  # fmt: skip
-                done = await self._restored_unless_cancelled(task, restore, point, leases)
+                done = await self._restored_unless_cancelled(task, restore, point, leases, heard)
+                await self._still_held(task, heard)
             # recorded while the slots are held, as backups do (docs/runs.md 3.7)
             ended = await self._finish(task, done)
         if ended:
             await self._restore_ended(restore)
 
-    async def _claimed(self, task: rs.RestoreVmTask) -> str | None:
+    async def _claimed(self, task: rs.RestoreVmTask, heard: _Heard) -> str | None:
         """The restore's state when this worker holds the VM; None when it is over."""
-        claim_s = self.ctx.settings.claim_s
+        claim_s, asked = self.ctx.settings.claim_s, time.monotonic()
         reply = await self.ctx.catalog.restore_vm_start(
             task.restore_id, task.backup_set_id, task.attempt, claim_s
         )
         held = reply.task
         if held.state == "running" and held.worker_id == self.ctx.worker_id:
+            heard.at = asked
             return reply.restore_state or "running"
-        if held.state in ("pending", "running"):
-            raise DeferredError(
+        if held.state == "running":
+            raise ClaimedElsewhereError(
                 f"restore VM {task.target_vm.vm_id} is claimed by {held.worker_id}",
                 delay_s=claim_s / 3,
             )
+        if held.state == "pending":
+            vm = task.target_vm.vm_id
+            raise DeferredError(f"restore VM {vm} cannot be claimed yet", delay_s=claim_s / 3)
         log.info("restore_vm.already_done", restore_id=task.restore_id, state=held.state)
         return None
 
@@ -234,12 +246,10 @@ class RestoreVmTasks:
         restore: rs.RestoreInfo,
         point: rs.RestorePoint,
         leases: list[b.LeaseInfo],
+        heard: _Heard,
     ) -> rs.RestoreVmFinish:
         async def renew_claim() -> str | None:
-            reply = await self.ctx.catalog.restore_vm_renew(
-                task.restore_id, task.backup_set_id, task.attempt, self.ctx.settings.claim_s
-            )
-            return reply.restore_state
+            return await self._renew(task, heard)
 
         done: rs.RestoreVmFinish | None = None
         lost: list[LeaseLostError] = []
@@ -264,6 +274,27 @@ class RestoreVmTasks:
         if done is not None:
             return done
         return _failed(task, RunCancelledError.code, "cancelled while it was restored")
+
+    async def _renew(self, task: rs.RestoreVmTask, heard: _Heard) -> str | None:
+        """The claim renewed (``lease_lost`` if another worker holds it); the restore's state."""
+        asked = time.monotonic()
+        reply = await self.ctx.catalog.restore_vm_renew(
+            task.restore_id, task.backup_set_id, task.attempt, self.ctx.settings.claim_s
+        )
+        heard.at = asked
+        return reply.restore_state
+
+    async def _still_held(self, task: rs.RestoreVmTask, heard: _Heard) -> None:
+        """Before the outcome goes out: ``lease_lost`` when the VM may have been taken
+        over, i.e. when the catalog last confirmed the claim too long ago for it to be
+        alive for sure (the finish is fenced too, but its event is published first, and
+        a stale one would shadow the new holder's under the same message id)."""
+        if time.monotonic() - heard.at < self.ctx.settings.claim_s / 2:
+            return
+        try:
+            await self._renew(task, heard)
+        except CatalogUnreachableError:  # nobody can take it over meanwhile either
+            log.warning("restore_vm.claim_unconfirmed", restore_id=task.restore_id)
 
     async def _restored(
         self, task: rs.RestoreVmTask, restore: rs.RestoreInfo, point: rs.RestorePoint
@@ -394,6 +425,13 @@ class RestoreVmTasks:
         if script is not None:
             env = {"restore_id": restore.id, "phase": "post", "outcome": ended.state}
             await run_job_script(script, env)
+
+
+@dataclass(slots=True)
+class _Heard:
+    """When (monotonic) the request the catalog last confirmed the claim for was sent."""
+
+    at: float = -math.inf
 
 
 def _refused(code: str, reason: str) -> VmRestoreOutcome:

@@ -55,6 +55,11 @@ _TERMINAL_RUN = frozenset({"succeeded", "failed", "partially_succeeded", "cancel
 BACKUP_CLAIM_STOPS: tuple[type[EdgebackError], ...] = (LeaseLostError, CatalogUnreachableError)
 
 
+class ClaimedElsewhereError(DeferredError):
+    """Another live worker runs the task (a duplicate delivery met its claim): deferred,
+    and the task's slots, which this copy found held by the task, are left to it."""
+
+
 @dataclass(frozen=True, slots=True)
 class VmTasks:
     ctx: RunContext
@@ -132,10 +137,12 @@ class VmTasks:
         held = reply.task
         if held.state == "running" and held.worker_id == self.ctx.worker_id:
             return reply.run_state or "running"
-        if held.state in ("pending", "running"):
-            raise DeferredError(
+        if held.state == "running":
+            raise ClaimedElsewhereError(
                 f"VM {task.vm.vm_id} is claimed by {held.worker_id}", delay_s=claim_s / 3
             )
+        if held.state == "pending":
+            raise DeferredError(f"VM {task.vm.vm_id} cannot be claimed yet", delay_s=claim_s / 3)
         log.info("vm.already_done", run_id=task.run_id, vm=task.vm.vm_id, state=held.state)
         return None
 
@@ -256,8 +263,8 @@ async def held_leases(
                 raise DeferredError(f"no free slot in {scope}", delay_s=1.0, scope=scope)
             taken.append(lease)
         yield taken
-    except LeaseLostError:
-        taken.clear()  # the task's slots (held by the task, not by us) are its new worker's
+    except (LeaseLostError, ClaimedElsewhereError):
+        taken.clear()  # the task's slots (held by the task, not by us) are its worker's
         raise
     finally:
         await asyncio.gather(*(_release(ctx, lease) for lease in taken))
