@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgeback_cli import output
-from edgeback_core.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from edgeback_cli.apiclient import ApiClient
@@ -129,8 +128,6 @@ def listing(
     def handler(ctx: Ctx, args: argparse.Namespace) -> int:
         from edgeback_cli.apiclient import fetch_all  # noqa: PLC0415 - API commands only
 
-        if args.limit < 1:  # else nothing is asked and "(none)" shown, as if there were none
-            raise InvalidInputError(f"--limit must be at least 1, not {args.limit}")
         found = fetch_all(ctx.client, path.format(**vars(args)), query(args), args.limit)
         ctx.show(found, columns)
         return 0

@@ -204,6 +204,8 @@ def _query_value(value: Any) -> str:
 
 def fetch_all(client: ApiClient, path: str, query: Mapping[str, Any], limit: int) -> list[Any]:
     """Up to ``limit`` items of a paged list, following ``next_cursor``."""
+    if limit < 1:  # else nothing is asked and "(none)" shown, as if there were none
+        raise InvalidInputError(f"--limit must be at least 1, not {limit}")
     items: list[Any] = []
     cursor: str | None = None
     while len(items) < limit:

@@ -99,7 +99,7 @@ def test_a_limit_below_one_exits_2_before_any_request(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = {"XDG_CONFIG_HOME": str(tmp_path), "EDGEBACK_API_TOKEN": "ebt_x"}
-    for argv in (["job", "list"], ["restore", "list"], ["run", "events", "r1"]):
+    for argv in (["job", "list"], ["restore", "list"], ["run", "events", "r1"], ["pool", "list"]):
         for limit in ("0", "-1"):
             given = [*argv, "--limit", limit, "--api", "http://127.0.0.1:9"]
             assert run(given, env) == EXIT_INPUT, given  # not unreachable: never asked
