@@ -384,7 +384,7 @@ class RestoreVmTasks:
                         progress_interval_s=self.ctx.settings.progress_interval_s,
                     )  # fmt: skip
                     return await restore_vm_instantly(request, resources, inputs)
-                return await restore_vm(request, resources)
+                return await restore_vm(request, resources, vm)
 
     async def _pre_script(self, task: rs.RestoreVmTask, restore: rs.RestoreInfo) -> None:
         script = restore.spec.options.pre_script

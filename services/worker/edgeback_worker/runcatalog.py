@@ -95,16 +95,18 @@ class RunCatalog:
         return await self._call(j.JOB_GET, j.JobGet(actor=self.actor, job_id=job_id), j.JobInfo)
 
     async def platform(self, platform_id: str) -> tuple[m.PlatformInfo, m.PlatformCredentials]:
-        info = await self._call(
-            rpc.PLATFORM_GET, m.PlatformGet(actor=self.actor, platform_id=platform_id),
-            m.PlatformInfo,
+        # two reads at once: one round trip to the catalog instead of two
+        return await asyncio.gather(
+            self._call(
+                rpc.PLATFORM_GET, m.PlatformGet(actor=self.actor, platform_id=platform_id),
+                m.PlatformInfo,
+            ),
+            self._call(
+                rpc.PLATFORM_CREDENTIALS,
+                m.PlatformCredentialsGet(actor=self.actor, platform_id=platform_id),
+                m.PlatformCredentials,
+            ),
         )  # fmt: skip
-        creds = await self._call(
-            rpc.PLATFORM_CREDENTIALS,
-            m.PlatformCredentialsGet(actor=self.actor, platform_id=platform_id),
-            m.PlatformCredentials,
-        )
-        return info, creds
 
     async def storages(self, platform_id: str) -> list[m.StorageInfo]:
         req = m.StorageList(actor=self.actor, platform_id=platform_id)

@@ -137,12 +137,16 @@ class Target:
     """The manifest's ``vm/disk/version``: what a checkpoint on the image belongs to."""
 
 
-async def restore_vm(request: VmRestoreRequest, res: RestoreResources) -> VmRestoreOutcome:
-    """Restore the VM, or say why not (``refused``, nothing written) or what failed."""
-    try:
-        vm = await res.platform.get_vm(request.target_vm_id)
-    except NotFoundError as exc:
-        return refused([Refusal(code=r.REFUSE_TARGET_VM_GONE, reason=exc.message)])
+async def restore_vm(
+    request: VmRestoreRequest, res: RestoreResources, vm: Vm | None = None
+) -> VmRestoreOutcome:
+    """Restore the VM, or say why not (``refused``, nothing written) or what failed.
+    ``vm``: the target as the platform listed it a moment ago (else asked here)."""
+    if vm is None:
+        try:
+            vm = await res.platform.get_vm(request.target_vm_id)
+        except NotFoundError as exc:
+            return refused([Refusal(code=r.REFUSE_TARGET_VM_GONE, reason=exc.message)])
     disks = request.disks
     disk_pairs: list[DiskPair] = []
     safety: marks.SafetyMark | None = None
