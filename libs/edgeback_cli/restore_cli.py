@@ -33,6 +33,7 @@ RESTORE_COLUMNS: Columns = (
     ("CREATED BY", "created_by"),
     ("CREATED", "created_at"),
     ("CODE EXPIRES", "code_expires_at"),
+    ("DUE", "due_at"),
     ("REASON", "reason"),
 )
 VM_COLUMNS: Columns = (
@@ -170,6 +171,15 @@ def _create(verbs: Groups) -> None:
     start.add_argument("restore", metavar="RESTORE_ID")
     start.add_argument("--code", help="the verification code create showed")
     start.add_argument("--watch", action="store_true", help="follow it once started")
+    run = verb(
+        verbs,
+        "run",
+        "queue a verified restore of schedule manual now",
+        "edgeback restore run 9c1e… --watch",
+        _restore_run,
+    )
+    run.add_argument("restore", metavar="RESTORE_ID")
+    run.add_argument("--watch", action="store_true", help="follow it once queued")
 
 
 _SWITCHES = (
@@ -259,6 +269,14 @@ def _restore_create(ctx: Ctx, args: argparse.Namespace) -> int:
 
 def _restore_start(ctx: Ctx, args: argparse.Namespace) -> int:
     return _start(ctx, args.restore, args.code, watch=args.watch)
+
+
+def _restore_run(ctx: Ctx, args: argparse.Namespace) -> int:
+    queued = ctx.client.request("POST", f"/restores/{args.restore}/run")
+    if not args.watch:
+        ctx.show(queued, RESTORE_COLUMNS, one=True)
+        return 0
+    return _watch(ctx, queued)
 
 
 def _start(ctx: Ctx, restore_id: str, code: str | None, *, watch: bool) -> int:

@@ -119,3 +119,22 @@ async def test_run_watch_follows_a_run_until_it_is_stopped(world: World, tmp_pat
     assert code == 1 and f"run {run_id[:12]}" in err and "cancelled" in out
     code, out, _ = await cli("run", "events", run_id, "-o", "json")
     assert "RunFinished" in [e["event"]["type"] for e in json.loads(out)]
+
+
+async def test_restore_run_queues_a_manual_restore(world: World, tmp_path: Path) -> None:
+    cli = Cli(world, tmp_path)
+    newest, _ = await setup_points(world)
+    code, out, err = await cli(
+        "restore", "create", "--point", newest, "--host", HOST, "--schedule", "manual",
+        "--no-start", "-o", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    created = json.loads(out)
+    rid = created["restore"]["id"]
+    code, _, err = await cli("restore", "run", rid)
+    assert code == EXIT_INPUT and "[restore_not_runnable]" in err
+    code, out, _ = await cli("restore", "start", rid, "--code", created["verification_code"])
+    assert code == 0 and "scheduled" in out
+    code, out, err = await cli("restore", "run", rid, "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["state"] == "queued"

@@ -12,9 +12,9 @@ starts at most one restore. Publishing the worker's command is the caller's
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import msgspec
@@ -46,6 +46,7 @@ from edgeback_core import restorerules
 from edgeback_core.errors import (
     LockBusyError,
     NotFoundError,
+    RestoreNotRunnableError,
     UnknownReferenceError,
     VerificationCodeError,
     VerificationCodeExpiredError,
@@ -53,9 +54,11 @@ from edgeback_core.errors import (
 )
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import restores as r
-from edgeback_core.messages.schedule import Immediate
+from edgeback_core.messages.schedule import Immediate, Manual, Once, Schedule
+from edgeback_core.schedules import next_run
 
 DEFAULT_CODE_TTL = timedelta(minutes=10)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_ATTEMPTS = 20
 
 
@@ -83,7 +86,9 @@ class Restores:
         self._code_ttl = code_ttl
         self._on_end = on_end
 
-    async def create(self, actor: Actor, spec: r.RestoreSpec) -> Created:
+    async def create(
+        self, actor: Actor, spec: r.RestoreSpec, *, job_id: str | None = None
+    ) -> Created:
         visible = await sets_visible_to(self._db, actor)
         points = await restore_points(self._db, list(spec.backup_set_ids), visible)
         restorerules.check(spec, [summary_of(p) for p in points])
@@ -102,11 +107,14 @@ class Restores:
             created_by=actor.name,
             created_at=now,
             updated_at=now,
+            due_at=once_instant(spec.schedule),
+            job_id=job_id,
         )
         await self._db.insert(Coll.RESTORES, restore_doc(restore))
-        await self._audit.record(
-            actor, "restore.created", f"restore/{rid}", {"points": len(points)}
-        )
+        details: dict[str, Any] = {"points": len(points)}
+        if job_id is not None:
+            details["job_id"] = job_id
+        await self._audit.record(actor, "restore.created", f"restore/{rid}", details)
         return Created(restore=restore, code=code)
 
     async def _require_target(self, actor: Actor, spec: r.RestoreSpec) -> None:
@@ -191,6 +199,42 @@ class Restores:
             raise VerificationCodeExpiredError(f"the code of restore {restore.id} expired")
         raise VerificationCodeError(f"wrong verification code for restore {restore.id}")
 
+    async def run(self, actor: Actor, restore_id: str) -> Restore:
+        """Queue a verified manual restore now; ``restore_not_runnable`` otherwise
+        (the conditional update decides between two runs: one queues it)."""
+        restore = await self.get(actor, restore_id)
+        if restore.state is RestoreState.SCHEDULED and isinstance(restore.spec.schedule, Manual):
+            after = await self._apply(restore, RestoreState.QUEUED, f"run by {actor.name}")
+            if after is not None:
+                await self._audit.record(actor, "restore.run", f"restore/{restore.id}")
+                return after
+            restore = await self.get(actor, restore_id)
+        kind = str(type(restore.spec.schedule).__struct_config__.tag)
+        raise RestoreNotRunnableError(
+            f"restore {restore.id} is {restore.state} with schedule {kind}: "
+            "only a scheduled manual restore is run by hand",
+            state=str(restore.state),
+            schedule=kind,
+        )
+
+    async def move_due(
+        self, restore: Restore, target: RestoreState, reason: str, token: int
+    ) -> Restore | None:
+        """``scheduled → queued`` (or ``expired``) for the scheduler holding ``token``:
+        conditional on the restore as read and on no newer token having written it;
+        None if that lost (another instance, a cancel or a run came first)."""
+        extra = {"fence_token": token}
+        return await self._apply(restore, target, reason, extra=extra, fence=token)
+
+    async def held_jobs(self, restores: Sequence[Restore]) -> set[str]:
+        """The restore jobs among those of ``restores`` that are disabled: their
+        scheduled restores wait (``restorejobs``)."""
+        ids = sorted({x.job_id for x in restores if x.job_id is not None})
+        if not ids:
+            return set()
+        docs = await self._db.find(Coll.RESTORE_JOBS, {"_id": {"$in": ids}, "enabled": False})
+        return {doc["_id"] for doc in docs}
+
     async def cancel(self, actor: Actor, restore_id: str) -> Restore:
         restore = await self.get(actor, restore_id)
         moved = await self.transition(restore.id, cancel_target(restore.state), f"by {actor.name}")
@@ -219,6 +263,7 @@ class Restores:
         *,
         extra: dict[str, Any] | None = None,
         unused_code: bool = False,
+        fence: int | None = None,
     ) -> Restore | None:
         now = self._clock()
         condition: dict[str, Any] = {
@@ -228,6 +273,11 @@ class Restores:
         }
         if unused_code:
             condition["verification.used_at"] = None
+        if fence is not None:  # restores stored before fencing have no token: never newer
+            condition["$or"] = [
+                {"fence_token": {"$exists": False}},
+                {"fence_token": {"$lte": fence}},
+            ]
         step = {"from": str(restore.state), "to": str(target), "reason": reason, "at": now}
         change = {
             "$set": {"state": str(target), "updated_at": now, "reason": reason, **(extra or {})},
@@ -236,6 +286,14 @@ class Restores:
         }
         doc = await self._db.update(Coll.RESTORES, condition, change)
         return None if doc is None else restore_of(doc)
+
+
+def once_instant(schedule: Schedule) -> datetime | None:
+    """When a ``once`` schedule is due (UTC), whether or not that is past; else None."""
+    if not isinstance(schedule, Once):
+        return None
+    # from the epoch, next_run answers the schedule's one instant, past or not
+    return next_run(schedule, _EPOCH, anchor=_EPOCH)
 
 
 def _visible(actor: Actor) -> dict[str, str]:
