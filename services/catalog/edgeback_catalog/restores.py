@@ -34,6 +34,7 @@ from edgeback_catalog.restoredocs import (
     sets_visible_to,
     summary_of,
 )
+from edgeback_catalog.restorejobdocs import disabled_jobs, require_ready
 from edgeback_catalog.restorestate import (
     INITIAL,
     TERMINAL,
@@ -86,9 +87,8 @@ class Restores:
         self._code_ttl = code_ttl
         self._on_end = on_end
 
-    async def create(
-        self, actor: Actor, spec: r.RestoreSpec, *, job_id: str | None = None
-    ) -> Created:
+    async def check(self, actor: Actor, spec: r.RestoreSpec) -> list[r.RestorePoint]:
+        """Every rule of a restore ``actor`` asks for; its restore points."""
         visible = await sets_visible_to(self._db, actor)
         points = await restore_points(self._db, list(spec.backup_set_ids), visible)
         restorerules.check(spec, [summary_of(p) for p in points])
@@ -96,6 +96,14 @@ class Restores:
         if not actor.can_see(host.groups):
             raise UnknownReferenceError(f"backup host {host.id} does not exist", host_id=host.id)
         await self._require_target(actor, spec)
+        return points
+
+    async def create(
+        self, actor: Actor, spec: r.RestoreSpec, *, job_id: str | None = None
+    ) -> Created:
+        """A restore ``pending_verification`` and its code (``job_id``: made from that
+        restore job, which the caller checked)."""
+        points = await self.check(actor, spec)
         rid, now, code = new_id(), self._clock(), codes.new_code()
         restore = Restore(
             id=rid,
@@ -177,6 +185,8 @@ class Restores:
             else RestoreState.SCHEDULED
         )
         check_transition(restore.state, target)
+        if restore.job_id is not None:  # a wrong code is refused first: it is audited
+            await require_ready(self._db, restore.job_id, restore.id)
         consumed = {
             "verification.used_at": now,
             "verification.code_hash": "",
@@ -204,6 +214,8 @@ class Restores:
         (the conditional update decides between two runs: one queues it)."""
         restore = await self.get(actor, restore_id)
         if restore.state is RestoreState.SCHEDULED and isinstance(restore.spec.schedule, Manual):
+            if restore.job_id is not None:
+                await require_ready(self._db, restore.job_id, restore.id)
             after = await self._apply(restore, RestoreState.QUEUED, f"run by {actor.name}")
             if after is not None:
                 await self._audit.record(actor, "restore.run", f"restore/{restore.id}")
@@ -229,11 +241,7 @@ class Restores:
     async def held_jobs(self, restores: Sequence[Restore]) -> set[str]:
         """The restore jobs among those of ``restores`` that are disabled: their
         scheduled restores wait (``restorejobs``)."""
-        ids = sorted({x.job_id for x in restores if x.job_id is not None})
-        if not ids:
-            return set()
-        docs = await self._db.find(Coll.RESTORE_JOBS, {"_id": {"$in": ids}, "enabled": False})
-        return {doc["_id"] for doc in docs}
+        return await disabled_jobs(self._db, [x.job_id for x in restores])
 
     async def cancel(self, actor: Actor, restore_id: str) -> Restore:
         restore = await self.get(actor, restore_id)

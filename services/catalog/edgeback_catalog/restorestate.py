@@ -56,6 +56,12 @@ allowed_from = MACHINE.allowed_from
 check_transition = MACHINE.check
 
 
+BUSY = frozenset({_S.QUEUED, _S.RUNNING, _S.CANCELLING})
+"""A restore job with a restore in one of these is busy (not started, edited, deleted)."""
+WAITING = frozenset({_S.PENDING_VERIFICATION, _S.SCHEDULED})
+"""Verified or not, not queued yet: cancelled when their restore job's spec changes."""
+
+
 def cancel_target(current: RestoreState) -> RestoreState:
     """Where a cancel request takes a restore: at once before a worker has it, through
     ``cancelling`` once one does."""
