@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from edgeback_api import commands, lists, session
 from edgeback_api.paging import Page
+from edgeback_api.restorejobtable import restore_job_routes
 from edgeback_api.restoretable import restore_routes, run_routes
 from edgeback_api.routing import Access, Route, no_content, rpc
 from edgeback_api.routing import row as _r
@@ -533,5 +534,6 @@ def route_table() -> list[Route]:
         *_jobs(),
         *run_routes(),
         *restore_routes(),
+        *restore_job_routes(),
         *_users(),
     ]

@@ -185,6 +185,7 @@ class RestoreJobs:
         if not job.enabled:
             raise JobDisabledError(f"restore job {job_id} is disabled", job_id=job_id)
         await require_idle(self._db, job_id)
+        await self._restores.check(actor, job.spec)  # refused: nothing superseded
         pending = frozenset({RestoreState.PENDING_VERIFICATION})
         superseded = await self._cancel(actor, job_id, pending, "superseded by a new start")
         created = await self._restores.create(actor, job.spec, job_id=job_id)
