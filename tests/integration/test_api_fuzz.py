@@ -33,8 +33,8 @@ of its cases signs out a token of its own (made by ``POST /auth/tokens``); the r
 token must still work at the end, so no case revoked it.
 
 Bounds: ``EXAMPLES`` per operation and mode, no shrinking, no example database, and
-``derandomize`` so that a CI failure replays the same requests: about 550 requests for the
-57 operations, 30-50 s on a 2-core machine (under 90 s with other work beside it).
+``derandomize`` so that a CI failure replays the same requests: about 650 requests for the
+68 operations, 30-55 s on a 2-core machine (under 90 s with other work beside it).
 """
 
 from __future__ import annotations
