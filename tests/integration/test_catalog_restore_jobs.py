@@ -225,3 +225,30 @@ async def test_clone_list_and_scope(world: RestoreWorld) -> None:
     # op1 sees the job, but not the imported restore points it names (admins only)
     mine = rj.RestoreJobStart(actor=m.ActorRef(user="op1"), job_id=made.job.id)
     assert await world.code_of(rj.RESTORE_JOB_START, mine) == "invalid_restore"
+
+
+async def test_two_restores_of_a_job_run_at_once_queue_one(world: RestoreWorld) -> None:
+    ids = await setup(world)
+    plans = await plans_of(world)
+    made = await make_job(world, ids["a_new"], schedule={"kind": "manual"})
+    held = [await confirm(world, made)]  # before the next start would supersede it
+    start = rj.RestoreJobStart(actor=ADMIN, job_id=made.job.id)
+    second = await world.call(rj.RESTORE_JOB_START, start, rj.RestoreJobStarted)
+    held.append(await confirm(world, second))
+    assert [x.state for x in held] == ["scheduled", "scheduled"]
+    runs = [
+        world.call(r.RESTORE_RUN, r.RestoreRun(actor=ADMIN, restore_id=x.id), r.RestoreInfo)
+        for x in held
+    ]
+    answers = await asyncio.gather(*runs, return_exceptions=True)
+    queued = [a.id for a in answers if isinstance(a, r.RestoreInfo)]
+    refused = [getattr(a, "code", a) for a in answers if not isinstance(a, r.RestoreInfo)]
+    assert len(queued) == 1 and refused == ["restore_job_busy"], answers
+    async with asyncio.timeout(10):
+        assert (await plans.get()).restore_id == queued[0]
+    await asyncio.sleep(0.2)  # a second plan would have arrived by now
+    assert plans.empty()
+    assert sorted((await states(world, made.job.id)).values()) in (
+        ["queued", "scheduled"],  # refused before its write
+        ["cancelled", "queued"],  # refused after it: cancelled again
+    )

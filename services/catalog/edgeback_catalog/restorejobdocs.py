@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -17,6 +17,8 @@ from edgeback_catalog.restorestate import BUSY
 from edgeback_core.errors import JobDisabledError, NotFoundError, RestoreJobBusyError
 from edgeback_core.messages import restorejobs as rj
 from edgeback_core.messages import restores as r
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +100,17 @@ async def require_ready(db: CatalogDb, job_id: str, restore_id: str) -> None:
     if not doc["enabled"]:
         raise JobDisabledError(f"restore job {job_id} is disabled", job_id=job_id)
     await require_idle(db, job_id, besides=restore_id)
+
+
+async def queued_first(db: CatalogDb, job_id: str) -> str | None:
+    """Of the job's restores queued, running or cancelling, the one queued first (by
+    ``queued_at``, then id; one without is older than any): the one a race keeps."""
+    query = {"job_id": job_id, "state": {"$in": sorted(BUSY)}}
+    docs = await db.find(Coll.RESTORES, query)
+    if not docs:
+        return None
+    first = min(docs, key=lambda d: (utc(d.get("queued_at") or _EPOCH), d["_id"]))
+    return str(first["_id"])
 
 
 async def disabled_jobs(db: CatalogDb, job_ids: Collection[str | None]) -> set[str]:

@@ -34,7 +34,7 @@ from edgeback_catalog.restoredocs import (
     sets_visible_to,
     summary_of,
 )
-from edgeback_catalog.restorejobdocs import disabled_jobs, require_ready
+from edgeback_catalog.restorejobdocs import disabled_jobs, queued_first, require_ready
 from edgeback_catalog.restorestate import (
     INITIAL,
     TERMINAL,
@@ -47,6 +47,7 @@ from edgeback_core import restorerules
 from edgeback_core.errors import (
     LockBusyError,
     NotFoundError,
+    RestoreJobBusyError,
     RestoreNotRunnableError,
     UnknownReferenceError,
     VerificationCodeError,
@@ -196,6 +197,8 @@ class Restores:
             await self._refuse(actor, restore, codes.Verdict.USED)
         details = {"to": str(target)}
         await self._audit.record(actor, "restore.verified", f"restore/{restore.id}", details)
+        if target is RestoreState.QUEUED:
+            await self._first_of_job(after)
         return after
 
     async def _refuse(self, actor: Actor, restore: Restore, verdict: codes.Verdict) -> NoReturn:
@@ -219,6 +222,7 @@ class Restores:
             after = await self._apply(restore, RestoreState.QUEUED, f"run by {actor.name}")
             if after is not None:
                 await self._audit.record(actor, "restore.run", f"restore/{restore.id}")
+                await self._first_of_job(after)
                 return after
             restore = await self.get(actor, restore_id)
         kind = str(type(restore.spec.schedule).__struct_config__.tag)
@@ -227,6 +231,23 @@ class Restores:
             "only a scheduled manual restore is run by hand",
             state=str(restore.state),
             schedule=kind,
+        )
+
+    async def _first_of_job(self, queued: Restore) -> None:
+        """Two restores of one job verified (or run) at once both pass the busy check
+        made before their writes: after its write, the one not queued first of its job
+        is cancelled again and refused, so a job never runs two restores."""
+        if queued.job_id is None:
+            return
+        first = await queued_first(self._db, queued.job_id)
+        if first in (None, queued.id):
+            return
+        reason = f"restore_job_busy: restore {first} of its job was queued first"
+        await self.transition(queued.id, RestoreState.CANCELLED, reason)
+        raise RestoreJobBusyError(
+            f"restore job {queued.job_id} has a restore queued or running: {first}",
+            job_id=queued.job_id,
+            restores=[first],
         )
 
     async def move_due(
@@ -287,8 +308,11 @@ class Restores:
                 {"fence_token": {"$lte": fence}},
             ]
         step = {"from": str(restore.state), "to": str(target), "reason": reason, "at": now}
+        fields = {"state": str(target), "updated_at": now, "reason": reason, **(extra or {})}
+        if target is RestoreState.QUEUED:  # which of a job's restores came first
+            fields["queued_at"] = now
         change = {
-            "$set": {"state": str(target), "updated_at": now, "reason": reason, **(extra or {})},
+            "$set": fields,
             "$inc": {"version": 1},
             "$push": {"history": step},
         }
