@@ -10,13 +10,14 @@ import asyncio
 from datetime import datetime, timedelta
 
 import pytest
+from tests.integration.conftest import BusOpener
 from tests.integration.test_catalog_restores import T0, RestoreWorld, setup, spec, world
 from tests.integration.test_catalog_rpc import ADMIN
 
 from edgeback_catalog.mongo import Coll
 from edgeback_core.bus.port import Envelope
 from edgeback_core.bus.topology import worker_runs
-from edgeback_core.errors import LeaseLostError
+from edgeback_core.errors import EdgebackError, LeaseLostError
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc
@@ -214,3 +215,20 @@ async def test_runs_of_anything_but_a_scheduled_manual_restore_are_refused(rig: 
     other = r.RestoreRun(actor=m.ActorRef(user="op"), restore_id=timed.id)
     assert await rig.code_of(r.RESTORE_RUN, other) == "not_found"
     assert rig.plans.empty()
+
+
+async def test_only_the_scheduler_queues_due_restores(rig: Rig, open_bus: BusOpener) -> None:
+    ids = await setup(rig)
+    held = await verified(rig, ids["a_new"], once(AT))
+    rig.clock.now = AT
+    async with open_bus("scheduler") as as_scheduler, open_bus("api") as as_api:
+        client = CatalogClient(as_scheduler, "sched-1", timeout_s=5)
+        token = (await client.acquire(30)).token
+        ask = s.QueueDueRestores(actor=ADMIN, holder="sched-1", token=token, before=AT)
+        with pytest.raises(EdgebackError) as refused:
+            await as_api.call(s.SCHEDULE_QUEUE_RESTORES, ask, s.QueueDueRestoresReply, timeout=5)
+        assert refused.value.code == "permission_denied"
+        assert await rig.state(held.id) == "scheduled"
+        done = await client.queue_restores(token, AT, late_limit_s=0, after=None, limit=10)
+    assert [(x.restore_id, x.outcome) for x in done.restores] == [(held.id, "queued")]
+    assert (await rig.plan()).restore_id == held.id
