@@ -139,6 +139,19 @@ async def test_a_retry_race_queues_once(rig: Rig) -> None:
     assert [h["to"] for h in doc["history"]] == ["scheduled", "queued"]
 
 
+async def test_a_once_time_already_past_is_refused_at_create(rig: Rig) -> None:
+    ids = await setup(rig)
+    rig.clock.now = AT + timedelta(minutes=2)
+    late = r.RestoreCreate(actor=ADMIN, spec=spec([ids["a_new"]], schedule=once(AT)))
+    with pytest.raises(EdgebackError) as err:
+        await rig.call(r.RESTORE_CREATE, late, r.RestoreCreated)
+    assert (err.value.code, err.value.details["codes"]) == ("invalid_restore", ["once_time_past"])
+    assert await rig.db.count(Coll.RESTORES, {}) == 0
+    rig.clock.now = AT + timedelta(seconds=30)  # within the grace: due at once
+    made = await rig.call(r.RESTORE_CREATE, late, r.RestoreCreated)
+    assert made.restore.due_at == AT
+
+
 async def test_a_stale_scheduler_queues_nothing(rig: Rig) -> None:
     ids = await setup(rig)
     held = await verified(rig, ids["a_new"], once(AT))

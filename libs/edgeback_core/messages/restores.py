@@ -50,6 +50,7 @@ NEW_PATH_ONE_POINT = "new_path_one_restore_point"
 POINT_TWICE_FOR_VM = "restore_point_vm_twice"
 POINT_NOT_RESTORABLE = "restore_point_not_restorable"
 OPTION_OUT_OF_RANGE = "option_out_of_range"
+ONCE_TIME_PAST = "once_time_past"
 # Refusals from the target's live state (``restorerules.refusals``, on the worker).
 REFUSE_TARGET_VM_GONE = "target_vm_not_found"
 REFUSE_TARGET_NOT_ON_CEPH = "target_not_on_ceph"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import msgspec
@@ -56,11 +56,9 @@ from edgeback_core.errors import (
 )
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import restores as r
-from edgeback_core.messages.schedule import Immediate, Manual, Once, Schedule
-from edgeback_core.schedules import next_run
+from edgeback_core.messages.schedule import Immediate, Manual
 
 DEFAULT_CODE_TTL = timedelta(minutes=10)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_ATTEMPTS = 20
 
 
@@ -92,7 +90,7 @@ class Restores:
         """Every rule of a restore ``actor`` asks for; its restore points."""
         visible = await sets_visible_to(self._db, actor)
         points = await restore_points(self._db, list(spec.backup_set_ids), visible)
-        restorerules.check(spec, [summary_of(p) for p in points])
+        restorerules.check(spec, [summary_of(p) for p in points], self._clock())
         host = await self._hosts.require_active(BackupHostId(spec.options.host_id))
         if not actor.can_see(host.groups):
             raise UnknownReferenceError(f"backup host {host.id} does not exist", host_id=host.id)
@@ -116,7 +114,7 @@ class Restores:
             created_by=actor.name,
             created_at=now,
             updated_at=now,
-            due_at=once_instant(spec.schedule),
+            due_at=restorerules.once_instant(spec.schedule),
             job_id=job_id,
         )
         await self._db.insert(Coll.RESTORES, restore_doc(restore))
@@ -318,14 +316,6 @@ class Restores:
         }
         doc = await self._db.update(Coll.RESTORES, condition, change)
         return None if doc is None else restore_of(doc)
-
-
-def once_instant(schedule: Schedule) -> datetime | None:
-    """When a ``once`` schedule is due (UTC), whether or not that is past; else None."""
-    if not isinstance(schedule, Once):
-        return None
-    # from the epoch, next_run answers the schedule's one instant, past or not
-    return next_run(schedule, _EPOCH, anchor=_EPOCH)
 
 
 def _visible(actor: Actor) -> dict[str, str]:
