@@ -7,8 +7,9 @@ of two schedulers, a retry or a run racing the scheduler, one wins and the other
 told ``taken``), then ``PlanRestore`` goes to ``run_routing_key(host_id)`` with message
 id ``plan:<restore>``; a broker that refuses it fails the restore with the publish
 error's code. The scheduler's calls carry its fencing token: refused as a whole
-(``lease_lost``) unless it holds the scheduler lease, and each update is conditional on
-no newer token having written the restore. A once restore whose time passed while no
+(``lease_lost``) unless it holds the scheduler lease (checked when something is due: a
+tick with nothing due costs one indexed query), and each update is conditional on no
+newer token having written the restore. A once restore whose time passed while no
 scheduler ran is queued late, unless it is later than the caller's ``late_limit_s``:
 then it ends ``expired`` (overwriting disks hours after the chosen time, say in the
 working day instead of the night, is a surprise nobody asked for).
@@ -96,13 +97,15 @@ class RestoreQueue:
             raise InvalidInputError(f"limit must be 1-{s.MAX_DUE_PAGE}", field="limit")
         if req.late_limit_s < 0:
             raise InvalidInputError("late_limit_s must not be negative", field="late_limit_s")
-        await self._leadership.require(s.SCHEDULER_ROLE, req.holder, req.token)
         docs = await self._restores.db.find(
             Coll.RESTORES,
             due_query(req.before, req.after_due, req.after_id),
             sort=(("due_at", 1), ("_id", 1)),
             limit=req.limit + 1,
         )
+        if not docs:  # the usual tick: one indexed query, nothing to write or to fence
+            return DuePage(restores=[], more=False)
+        await self._leadership.require(s.SCHEDULER_ROLE, req.holder, req.token)
         page = [restore_of(doc) for doc in docs[: req.limit]]
         held = await self._restores.held_jobs(page)
         done = [await self._queue_one(actor, x, req, held) for x in page]
