@@ -129,8 +129,13 @@ async def test_edit_and_delete_refuse_a_busy_job_and_cancel_what_waits(
         rj.RESTORE_JOB_START, rj.RestoreJobStart(actor=ADMIN, job_id=job_id), rj.RestoreJobStarted
     )
     assert again.restore.spec == new_spec
+    renamed = rj.RestoreJobUpdate(
+        actor=ADMIN, job_id=job_id, revision=2, spec=msgspec.structs.replace(new_spec, name="w2")
+    )
+    kept = await world.call(rj.RESTORE_JOB_UPDATE, renamed, rj.RestoreJobChanged)
+    assert (kept.job.revision, kept.cancelled) == (3, [])  # a new name: its code still holds
     assert (await confirm(world, again)).state == "queued"
-    edit2 = msgspec.structs.replace(edit, revision=2)
+    edit2 = msgspec.structs.replace(edit, revision=3)
     assert await world.code_of(rj.RESTORE_JOB_UPDATE, edit2) == "restore_job_busy"
     delete = rj.RestoreJobDelete(actor=ADMIN, job_id=job_id)
     assert await world.code_of(rj.RESTORE_JOB_DELETE, delete) == "restore_job_busy"

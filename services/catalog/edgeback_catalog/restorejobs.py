@@ -125,9 +125,10 @@ class RestoreJobs:
     async def update(
         self, actor: Actor, job_id: str, revision: int, spec: r.RestoreSpec
     ) -> tuple[RestoreJob, list[str]]:
-        """Replace the spec if the job is at ``revision`` and idle; the restores still
-        waiting (bound to the old spec) are cancelled and named."""
-        await self.get(actor, job_id)
+        """Replace the spec if the job is at ``revision`` and idle; if what a restore
+        does changed (anything but the name), the restores still waiting (bound to the
+        old spec) are cancelled and named."""
+        current = await self.get(actor, job_id)
         await self._check(actor, spec)
         await require_idle(self._db, job_id)
         condition = {"_id": job_id, "revision": revision}
@@ -141,8 +142,10 @@ class RestoreJobs:
             raise StaleVersionError(
                 f"restore job {job_id} is at revision {now_at}, not {revision}", revision=now_at
             )
-        # QUEUED too: one verified between the idle check and the edit ran the old spec
-        cancelled = await self._cancel(actor, job_id, _STALE, "its restore job was edited")
+        cancelled = []
+        if _unnamed(spec) != _unnamed(current.spec):  # at `revision`: the update's condition
+            # QUEUED too: one verified between the idle check and the edit ran the old spec
+            cancelled = await self._cancel(actor, job_id, _STALE, "its restore job was edited")
         details = {"revision": doc["revision"], "cancelled": cancelled}
         await self._audit.record(actor, "restore_job.updated", _ref(job_id), details)
         return restore_job_of(doc), cancelled
@@ -236,6 +239,10 @@ class RestoreJobs:
             return {}
         hosts = await self._db.find(Coll.BACKUP_HOSTS, visibility(actor))
         return {"host_id": {"$in": sorted(doc["_id"] for doc in hosts)}}
+
+
+def _unnamed(spec: r.RestoreSpec) -> r.RestoreSpec:
+    return msgspec.structs.replace(spec, name="")
 
 
 def _ref(job_id: str) -> str:
