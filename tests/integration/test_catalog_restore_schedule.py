@@ -245,3 +245,29 @@ async def test_only_the_scheduler_queues_due_restores(rig: Rig, open_bus: BusOpe
         done = await client.queue_restores(token, AT, late_limit_s=0, after=None, limit=10)
     assert [(x.restore_id, x.outcome) for x in done.restores] == [(held.id, "queued")]
     assert (await rig.plan()).restore_id == held.id
+
+
+async def test_a_plan_lost_between_queuing_and_sending_is_sent_again(rig: Rig) -> None:
+    ids = await setup(rig)
+    sent = await verified(rig, ids["a_new"], {"kind": "manual"})
+    await rig.call(r.RESTORE_RUN, r.RestoreRun(actor=ADMIN, restore_id=sent.id), r.RestoreInfo)
+    assert (await rig.plan()).restore_id == sent.id
+    doc = await rig.db.find_one(Coll.RESTORES, {"_id": sent.id})
+    assert doc is not None and doc["plan_sent_at"] == T0 and doc["queued_at"] == T0
+    # a catalog that stopped between its two writes: queued, its plan never sent
+    lost = await verified(rig, ids["a_old"], {"kind": "manual"})
+    queued = {"$set": {"state": "queued", "queued_at": T0}}
+    await rig.db.update(Coll.RESTORES, {"_id": lost.id}, queued)
+    a = rig.scheduler("a")
+    rig.clock.now = T0 + timedelta(seconds=59)
+    await a.step()
+    assert rig.plans.empty()  # not yet: its catalog may be sending it now
+    rig.clock.now = T0 + timedelta(seconds=61)
+    await a.step()
+    assert await rig.plan() == r.PlanRestore(restore_id=lost.id, host_id="h1")
+    doc = await rig.db.find_one(Coll.RESTORES, {"_id": lost.id})
+    assert doc is not None and doc["plan_sent_at"] == rig.clock.now
+    rig.clock.now += timedelta(minutes=5)
+    await a.step()
+    await asyncio.sleep(0.2)  # another plan would have arrived by now
+    assert rig.plans.empty()  # each sent once

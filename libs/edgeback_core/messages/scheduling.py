@@ -150,3 +150,6 @@ class QueueDueRestoresReply(Message, frozen=True, kw_only=True):
     restores: list[DueRestore]
     more: bool
     """True: pass the last one's ``due`` and ``restore_id`` as the next cursor."""
+    resent: list[str] = []
+    """First page only: restores queued over a minute ago whose plan was never recorded
+    as sent (their catalog stopped in between): their ``PlanRestore`` was sent again."""

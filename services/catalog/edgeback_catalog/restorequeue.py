@@ -13,19 +13,24 @@ newer token having written the restore. A once restore whose time passed while n
 scheduler ran is queued late, unless it is later than the caller's ``late_limit_s``:
 then it ends ``expired`` (overwriting disks hours after the chosen time, say in the
 working day instead of the night, is a surprise nobody asked for).
+
+A plan sent is recorded (``plan_sent_at``). A catalog that stops between queuing a
+restore and sending its plan leaves it queued with none: the scheduler's next call
+after ``PLAN_RESEND_AFTER`` sends it again (same message id; planning is idempotent
+on the worker), whichever way the restore was queued.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from edgeback_catalog.access import AuditLog
 from edgeback_catalog.documents import utc
-from edgeback_catalog.domain import Actor
+from edgeback_catalog.domain import Actor, Clock
 from edgeback_catalog.duejobs import EPOCH
 from edgeback_catalog.leadership import Leadership
 from edgeback_catalog.mongo import Coll
@@ -39,11 +44,16 @@ from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import restores as r
 from edgeback_core.messages import scheduling as s
 
+PLAN_RESEND_AFTER = timedelta(seconds=60)
+"""A queued restore whose plan is not recorded as sent this long after it was queued
+(its catalog stopped between the two writes) gets its plan again from the scheduler."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DuePage:
     restores: list[s.DueRestore]
     more: bool
+    resent: list[str] = field(default_factory=list)
 
 
 def due_query(before: datetime, after_due: datetime | None, after_id: str) -> dict[str, Any]:
@@ -61,15 +71,30 @@ def due_query(before: datetime, after_due: datetime | None, after_id: str) -> di
     return query
 
 
+def stranded_query(before: datetime) -> dict[str, Any]:
+    """Restores queued a while ago whose plan was never recorded as sent."""
+    return {
+        "state": str(RestoreState.QUEUED),
+        "plan_sent_at": None,
+        "queued_at": {"$gt": EPOCH, "$lte": before - PLAN_RESEND_AFTER},
+    }
+
+
 class RestoreQueue:
     def __init__(
-        self, restores: Restores, leadership: Leadership, audit: AuditLog, bus: Bus
+        self,
+        restores: Restores,
+        leadership: Leadership,
+        audit: AuditLog,
+        bus: Bus,
+        clock: Clock,
     ) -> None:
         self._restores, self._leadership, self._audit = restores, leadership, audit
-        self._bus = bus
+        self._bus, self._clock = bus, clock
 
     async def publish_plan(self, restore: Restore) -> Restore:
-        """Send a queued restore's ``PlanRestore``; the restore ``failed`` if refused."""
+        """Send a queued restore's ``PlanRestore`` and record it sent; the restore
+        ``failed`` if the broker refused it."""
         command = r.PlanRestore(restore_id=restore.id, host_id=restore.host_id)
         key = run_routing_key(BackupHostId(restore.host_id))
         try:
@@ -78,6 +103,8 @@ class RestoreQueue:
             return await self._restores.transition(
                 restore.id, RestoreState.FAILED, f"{exc.code}: {exc.message}"
             )
+        sent = {"$set": {"plan_sent_at": self._clock()}}
+        await self._restores.db.update(Coll.RESTORES, {"_id": restore.id}, sent)
         return restore
 
     async def start(self, actor: Actor, restore_id: str, code: str) -> Restore:
@@ -103,13 +130,21 @@ class RestoreQueue:
             sort=(("due_at", 1), ("_id", 1)),
             limit=req.limit + 1,
         )
-        if not docs:  # the usual tick: one indexed query, nothing to write or to fence
+        stranded = [] if req.after_due is not None else await self._stranded(req.before)
+        if not docs and not stranded:  # the usual tick: two indexed queries, no write
             return DuePage(restores=[], more=False)
         await self._leadership.require(s.SCHEDULER_ROLE, req.holder, req.token)
+        resent = [(await self.publish_plan(x)).id for x in stranded]
         page = [restore_of(doc) for doc in docs[: req.limit]]
         held = await self._restores.held_jobs(page)
         done = [await self._queue_one(actor, x, req, held) for x in page]
-        return DuePage(restores=done, more=len(docs) > req.limit)
+        return DuePage(restores=done, more=len(docs) > req.limit, resent=resent)
+
+    async def _stranded(self, before: datetime) -> list[Restore]:
+        docs = await self._restores.db.find(
+            Coll.RESTORES, stranded_query(before), sort=(("queued_at", 1),), limit=50
+        )
+        return [restore_of(doc) for doc in docs]
 
     async def _queue_one(
         self, actor: Actor, restore: Restore, req: s.QueueDueRestores, held: set[str]

@@ -28,7 +28,9 @@ class RestoreRpc:
     def __init__(self, catalog: Catalog, bus: Bus) -> None:
         self._restores, self._tasks = catalog.restores, catalog.restore_tasks
         self._import, self._log = catalog.pool_import, catalog.run_log
-        self._queue = RestoreQueue(catalog.restores, catalog.leadership, catalog.audit, bus)
+        self._queue = RestoreQueue(
+            catalog.restores, catalog.leadership, catalog.audit, bus, catalog.clock
+        )
 
     def routes(self) -> list[Route]:
         return [
@@ -66,7 +68,7 @@ class RestoreRpc:
         actor = current_actor()
         actor.require_service("queuing due restores")
         page = await self._queue.queue_due(actor, req)
-        return s.QueueDueRestoresReply(restores=page.restores, more=page.more)
+        return s.QueueDueRestoresReply(restores=page.restores, more=page.more, resent=page.resent)
 
     async def get(self, req: r.RestoreGet) -> r.RestoreInfo:
         restore = await self._restores.get(current_actor(), req.restore_id)

@@ -119,6 +119,8 @@ class Firing:
                         late_by_s=done.late_by_s,
                     )
             report.restores += page.restores
+            if page.resent:
+                log.warning("schedule.restore_plans_resent", restores=page.resent)
             if not page.more or not page.restores:
                 return
             after = page.restores[-1]
