@@ -33,6 +33,7 @@ RESTORE_COLUMNS: Columns = (
     ("CREATED BY", "created_by"),
     ("CREATED", "created_at"),
     ("CODE EXPIRES", "code_expires_at"),
+    ("DUE", "due_at"),
     ("REASON", "reason"),
 )
 VM_COLUMNS: Columns = (
@@ -57,10 +58,13 @@ DISK_COLUMNS: Columns = (
 
 
 def add(groups: Groups) -> None:
+    from edgeback_cli import restore_job_cli  # noqa: PLC0415 - it builds on this module
+
     verbs = group(groups, "restore", "restores: restore points back into VMs")
     _browse(verbs)
     _create(verbs)
     _follow(verbs)
+    restore_job_cli.add(verbs)
 
 
 def _browse(verbs: Groups) -> None:
@@ -117,49 +121,8 @@ def _create(verbs: Groups) -> None:
         "edgeback restore create --point 5d9a… --host bk-01 --snapshot-before --watch",
         _restore_create,
     )
-    create.add_argument(
-        "--file",
-        type=Path,
-        help="a restore spec as JSON or YAML (docs/restores.md); flags override",
-    )
-    create.add_argument(
-        "--point",
-        action="append",
-        dest="points",
-        metavar="BACKUP_SET_ID",
-        help="a restore point (repeat: one per VM)",
-    )
-    create.add_argument("--host", metavar="HOST_ID", help="the backup host that restores")
-    create.add_argument("--name", help="a name to find it by")
-    create.add_argument(
-        "--to-vm",
-        metavar="PLATFORM_ID/VM_ID",
-        help="new path: restore into this existing VM (default: the original path)",
-    )
-    create.add_argument(
-        "--map",
-        action="append",
-        metavar="SOURCE_DISK=TARGET_DISK",
-        help="with --to-vm: which of its disks each source disk is written to (repeat)",
-    )
-    create.add_argument(
-        "--schedule",
-        choices=("immediate", "manual"),
-        help="immediate (default): queued once verified; manual: held until started by hand",
-    )
-    create.add_argument(
-        "--at", metavar="TIME", help="schedule once at this time (ISO 8601, whole seconds)"
-    )
-    for flag, field, text in _SWITCHES:
-        create.add_argument(flag, dest=field, action="store_true", default=None, help=text)
-    for flag, field in _NUMBERS:
-        create.add_argument(flag, dest=field, type=int, metavar="N")
-    create.add_argument(
-        "--no-start",
-        action="store_true",
-        help="only create it and show its code (start it with `edgeback restore start`)",
-    )
-    create.add_argument("--watch", action="store_true", help="follow it once started")
+    add_spec_flags(create)
+    add_confirm_flags(create)
     start = verb(
         verbs,
         "start",
@@ -170,6 +133,66 @@ def _create(verbs: Groups) -> None:
     start.add_argument("restore", metavar="RESTORE_ID")
     start.add_argument("--code", help="the verification code create showed")
     start.add_argument("--watch", action="store_true", help="follow it once started")
+    run = verb(
+        verbs,
+        "run",
+        "queue a verified restore of schedule manual now",
+        "edgeback restore run 9c1e… --watch",
+        _restore_run,
+    )
+    run.add_argument("restore", metavar="RESTORE_ID")
+    run.add_argument("--watch", action="store_true", help="follow it once queued")
+
+
+def add_spec_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a ``RestoreSpec`` (``restore create``, ``restore job create|edit``)."""
+    parser.add_argument(
+        "--file",
+        type=Path,
+        help="a restore spec as JSON or YAML (docs/restores.md); flags override",
+    )
+    parser.add_argument(
+        "--point",
+        action="append",
+        dest="points",
+        metavar="BACKUP_SET_ID",
+        help="a restore point (repeat: one per VM)",
+    )
+    parser.add_argument("--host", metavar="HOST_ID", help="the backup host that restores")
+    parser.add_argument("--name", help="a name to find it by")
+    parser.add_argument(
+        "--to-vm",
+        metavar="PLATFORM_ID/VM_ID",
+        help="new path: restore into this existing VM (default: the original path)",
+    )
+    parser.add_argument(
+        "--map",
+        action="append",
+        metavar="SOURCE_DISK=TARGET_DISK",
+        help="with --to-vm: which of its disks each source disk is written to (repeat)",
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=("immediate", "manual"),
+        help="immediate (default): queued once verified; manual: held until run by hand",
+    )
+    parser.add_argument(
+        "--at", metavar="TIME", help="schedule once at this time (ISO 8601, whole seconds)"
+    )
+    for flag, field, text in _SWITCHES:
+        parser.add_argument(flag, dest=field, action="store_true", default=None, help=text)
+    for flag, field in _NUMBERS:
+        parser.add_argument(flag, dest=field, type=int, metavar="N")
+
+
+def add_confirm_flags(parser: argparse.ArgumentParser) -> None:
+    """What to do with the verification code a new restore answers."""
+    parser.add_argument(
+        "--no-start",
+        action="store_true",
+        help="only create it and show its code (start it with `edgeback restore start`)",
+    )
+    parser.add_argument("--watch", action="store_true", help="follow it once started")
 
 
 _SWITCHES = (
@@ -238,6 +261,11 @@ def _restore_create(ctx: Ctx, args: argparse.Namespace) -> int:
     doc = read_document(args.file, "restore spec") if args.file else {}
     spec = doc.get("spec", doc)
     created = ctx.client.request("POST", "/restores", body={"spec": restore_spec(spec, args)})
+    return confirm(ctx, created, args)
+
+
+def confirm(ctx: Ctx, created: dict[str, Any], args: argparse.Namespace) -> int:
+    """Show a new restore's code, then (unless ``--no-start``) ask for it and start it."""
     restore, code = created["restore"], created["verification_code"]
     if args.no_start:
         if ctx.as_json:
@@ -254,14 +282,22 @@ def _restore_create(ctx: Ctx, args: argparse.Namespace) -> int:
         f"(valid until {restore.get('code_expires_at')})",
         file=sys.stderr,
     )
-    return _start(ctx, restore["id"], None, watch=args.watch)
+    return start_restore(ctx, restore["id"], None, watch=args.watch)
 
 
 def _restore_start(ctx: Ctx, args: argparse.Namespace) -> int:
-    return _start(ctx, args.restore, args.code, watch=args.watch)
+    return start_restore(ctx, args.restore, args.code, watch=args.watch)
 
 
-def _start(ctx: Ctx, restore_id: str, code: str | None, *, watch: bool) -> int:
+def _restore_run(ctx: Ctx, args: argparse.Namespace) -> int:
+    queued = ctx.client.request("POST", f"/restores/{args.restore}/run")
+    if not args.watch:
+        ctx.show(queued, RESTORE_COLUMNS, one=True)
+        return 0
+    return _watch(ctx, queued)
+
+
+def start_restore(ctx: Ctx, restore_id: str, code: str | None, *, watch: bool) -> int:
     if code is None:
         # the question on stderr: stdout stays the answer (``-o json``)
         print("type the verification code to start the restore: ", end="", file=sys.stderr)

@@ -549,6 +549,20 @@ class VerificationCodeUsedError(VerificationCodeError):
     code = "verification_code_used"
 
 
+class RestoreNotRunnableError(ConflictError):
+    """Only a verified (``scheduled``) restore of schedule ``manual`` is run by hand;
+    ``details``: ``state`` and ``schedule`` of the restore as it is."""
+
+    code = "restore_not_runnable"
+
+
+class RestoreJobBusyError(ConflictError):
+    """A restore of the restore job is queued or running: the job cannot be started,
+    edited or deleted until it ends; ``details["restores"]`` names them."""
+
+    code = "restore_job_busy"
+
+
 class CatalogNotEmptyError(ConflictError):
     """A pool import needs a catalog without backup sets of its own runs."""
 

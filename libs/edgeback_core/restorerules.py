@@ -13,14 +13,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from edgeback_core.errors import InvalidRestoreError
 from edgeback_core.jobrules import _is_id, _script, _windows
 from edgeback_core.messages import restores as r
 from edgeback_core.messages.restores import DiskMap, PointDisk, RestoreOptions, RestoreSpec
+from edgeback_core.messages.schedule import Once, Schedule
 from edgeback_core.messages.worker import InventoryVm
+from edgeback_core.schedules import next_run
 
 MAX_POINTS = 100
+ONCE_PAST_GRACE = timedelta(minutes=1)
+"""A once time this far before the request is still accepted (typing, clock skew)."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # option: (lowest, highest) accepted, both inclusive
 INT_RANGES: dict[str, tuple[int, int]] = {
@@ -66,9 +72,9 @@ class PointSummary:
     disks: tuple[PointDisk, ...]
 
 
-def check(spec: RestoreSpec, points: Sequence[PointSummary]) -> None:
+def check(spec: RestoreSpec, points: Sequence[PointSummary], now: datetime | None = None) -> None:
     """``InvalidRestoreError`` naming every problem (``details``: ``codes``, ``problems``)."""
-    found = problems(spec, points)
+    found = problems(spec, points, now)
     if found:
         raise InvalidRestoreError(
             "invalid restore: " + "; ".join(p.text() for p in found),
@@ -77,9 +83,33 @@ def check(spec: RestoreSpec, points: Sequence[PointSummary]) -> None:
         )
 
 
-def problems(spec: RestoreSpec, points: Sequence[PointSummary]) -> list[Problem]:
-    """Every problem of ``spec`` with these restore points; empty if none."""
-    return [*_points(spec, points), *_mapping(spec, points), *_options(spec.options)]
+def problems(
+    spec: RestoreSpec, points: Sequence[PointSummary], now: datetime | None = None
+) -> list[Problem]:
+    """Every problem of ``spec`` with these restore points; empty if none. With ``now``:
+    a ``once`` time already past (by more than :data:`ONCE_PAST_GRACE`) too."""
+    found = [*_points(spec, points), *_mapping(spec, points), *_options(spec.options)]
+    return found + list(_schedule(spec, now))
+
+
+def once_instant(schedule: Schedule) -> datetime | None:
+    """When a ``once`` schedule is due (UTC), whether or not that is past; else None."""
+    if not isinstance(schedule, Once):
+        return None
+    # from the epoch, next_run answers the schedule's one instant, past or not
+    return next_run(schedule, _EPOCH, anchor=_EPOCH)
+
+
+def _schedule(spec: RestoreSpec, now: datetime | None) -> Iterator[Problem]:
+    """A once time in the past is a mistake (or a restore made again from a saved
+    job): it would be queued at once, or ended expired by the scheduler's late limit."""
+    at = once_instant(spec.schedule)
+    if now is not None and at is not None and at < now - ONCE_PAST_GRACE:
+        yield Problem(
+            code=r.ONCE_TIME_PAST,
+            field="schedule.at",
+            message=f"the once time {at.isoformat()} has passed: choose a later one",
+        )
 
 
 def _points(spec: RestoreSpec, points: Sequence[PointSummary]) -> Iterator[Problem]:

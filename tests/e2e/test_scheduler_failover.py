@@ -99,7 +99,9 @@ async def test_sigkill_of_the_active_scheduler_loses_and_doubles_nothing(
         active.kill()  # SIGKILL: no release, the lease has to run out
         await asyncio.sleep(42)
         stopped = simulated(origin, 0, SPEED, now=time.time())
-        assert standby.terminate(within_s=10) == 0
+        # waited for in a thread: the catalog serving its last calls (the tick in flight,
+        # the lease's release) runs on this event loop
+        assert await asyncio.to_thread(standby.terminate, 10) == 0
         leader = await catalog_db.find_one(Coll.LEADERS, {"_id": SCHEDULER_ROLE})
         assert leader is not None and leader["token"] == 2
         assert f"-{standby.pid}-" in leader["holder"]

@@ -309,3 +309,25 @@ async def test_a_run_is_followed_live_stopped_and_its_events_listed(world: World
     assert ended[-1][2] == {"state": "cancelled"}
     events = await world.ok("GET", f"/runs/{run_id}/events?limit=200")
     assert "RunFinished" in [e["event"]["type"] for e in events["items"]]
+
+
+async def test_a_manual_restore_is_run_by_hand(world: World) -> None:
+    newest, _ = await setup_points(world)
+    body = _spec(world, newest)
+    body["spec"]["schedule"] = {"kind": "manual"}
+    created = await world.ok("POST", "/restores", 201, json=body)
+    rid = created["restore"]["id"]
+    early = await world.go("POST", f"/restores/{rid}/run")
+    assert (early.status, (await early.json())["code"]) == (409, "restore_not_runnable")
+    code = {"verification_code": created["verification_code"]}
+    started = await world.ok("POST", f"/restores/{rid}/start", 202, json=code)
+    assert started["state"] == "scheduled"
+    operator = await _operator(world)
+    assert (await world.go("POST", f"/restores/{rid}/run", token=operator)).status == 404
+    assert (await world.ok("POST", f"/restores/{rid}/run", 202))["state"] == "queued"
+    again = await world.go("POST", f"/restores/{rid}/run")
+    problem = await again.json()
+    assert (again.status, problem["code"]) == (409, "restore_not_runnable")
+    assert problem["details"] == {"state": "queued", "schedule": "manual"}
+    audit = await world.ok("GET", f"/audit?resource=restore/{rid}")
+    assert "restore.run" in [e["action"] for e in audit["items"]]

@@ -134,3 +134,22 @@ async def test_ids_that_are_not_ids_are_refused_as_input(world: World, tmp_path:
         assert code == EXIT_INPUT and f"{args[2]} not found" in err, (args, err)
     code, _, err = await cli("platform", "show", "../restores")
     assert code == EXIT_INPUT and "[not_found]" in err, err
+
+
+async def test_restore_run_queues_a_manual_restore(world: World, tmp_path: Path) -> None:
+    cli = Cli(world, tmp_path)
+    newest, _ = await setup_points(world)
+    code, out, err = await cli(
+        "restore", "create", "--point", newest, "--host", HOST, "--schedule", "manual",
+        "--no-start", "-o", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    created = json.loads(out)
+    rid = created["restore"]["id"]
+    code, _, err = await cli("restore", "run", rid)
+    assert code == EXIT_INPUT and "[restore_not_runnable]" in err
+    code, out, _ = await cli("restore", "start", rid, "--code", created["verification_code"])
+    assert code == 0 and "scheduled" in out
+    code, out, err = await cli("restore", "run", rid, "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["state"] == "queued"

@@ -21,8 +21,9 @@ from edgeback_catalog.restorestate import (
 )
 from edgeback_core.errors import InvalidRestoreError, InvalidTransitionError
 from edgeback_core.messages import restores as r
+from edgeback_core.messages.schedule import Once
 from edgeback_core.messages.worker import InventoryDisk, InventoryVm
-from edgeback_core.restorerules import PointSummary, check, problems, refusals
+from edgeback_core.restorerules import PointSummary, check, once_instant, problems, refusals
 
 GIB = 1 << 30
 OPTS = r.RestoreOptions(host_id="h1")
@@ -45,6 +46,21 @@ def codes_of(spec: r.RestoreSpec, *points: PointSummary) -> list[str]:
 
 def test_a_good_mapping_has_no_problem() -> None:
     assert codes_of(new_path(("d0", "t1"), ("d1", "t0")), point(GIB, GIB)) == []
+
+
+def test_a_once_time_past_is_a_problem_only_given_now() -> None:
+    at = datetime(2026, 12, 24, 18, 0, tzinfo=UTC)
+    spec = r.RestoreSpec(
+        backup_set_ids=["s1"], schedule=Once(tz="Europe/Berlin", at=at.replace(tzinfo=None)),
+        options=OPTS,
+    )  # fmt: skip
+    due = once_instant(spec.schedule)
+    assert due == datetime(2026, 12, 24, 17, 0, tzinfo=UTC)  # 18:00 in Berlin
+    past = [p.code for p in problems(spec, [point(GIB)], due + timedelta(minutes=2))]
+    assert past == [r.ONCE_TIME_PAST]
+    assert problems(spec, [point(GIB)], due + timedelta(seconds=59)) == []  # the grace
+    assert problems(spec, [point(GIB)]) == []  # no clock: not judged
+    assert once_instant(r.RestoreSpec(backup_set_ids=["s1"], options=OPTS).schedule) is None
 
 
 def test_mapping_problems_have_stable_codes() -> None:
@@ -162,7 +178,11 @@ def test_a_code_is_single_use_bound_to_its_request_and_expires() -> None:
 def test_state_machine() -> None:
     assert INITIAL is RestoreState.PENDING_VERIFICATION
     assert RestoreState.EXPIRED in TERMINAL and RestoreState.QUEUED not in TERMINAL
-    assert allowed_from(RestoreState.EXPIRED) == {RestoreState.PENDING_VERIFICATION}
+    # a code left unused; a once time found past the scheduler's late limit
+    assert allowed_from(RestoreState.EXPIRED) == {
+        RestoreState.PENDING_VERIFICATION,
+        RestoreState.SCHEDULED,
+    }
     check_transition(RestoreState.PENDING_VERIFICATION, RestoreState.QUEUED)
     with pytest.raises(InvalidTransitionError):
         check_transition(RestoreState.QUEUED, RestoreState.PENDING_VERIFICATION)

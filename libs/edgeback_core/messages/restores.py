@@ -28,6 +28,7 @@ RESTORE_START = "catalog.restore.start"
 RESTORE_GET = "catalog.restore.get"
 RESTORE_LIST = "catalog.restore.list"
 RESTORE_CANCEL = "catalog.restore.cancel"
+RESTORE_RUN = "catalog.restore.run"
 RESTORE_POINTS = "catalog.restore.points"
 BACKUP_SET_IMPORT = "catalog.backup_set.import"
 # what the workers of the restore's backup host call (only its broker user ``host-<id>``)
@@ -51,6 +52,7 @@ POINT_NOT_RESTORABLE = "restore_point_not_restorable"
 POINT_NO_ORIGINAL_VM = "restore_point_no_original_vm"
 """An imported point names no platform: it has no original path, only a new one."""
 OPTION_OUT_OF_RANGE = "option_out_of_range"
+ONCE_TIME_PAST = "once_time_past"
 # Refusals from the target's live state (``restorerules.refusals``, on the worker).
 REFUSE_TARGET_VM_GONE = "target_vm_not_found"
 REFUSE_TARGET_NOT_ON_CEPH = "target_not_on_ceph"
@@ -241,6 +243,10 @@ class RestoreInfo(Message, frozen=True, kw_only=True):
     updated_at: datetime
     code_expires_at: datetime | None = None
     reason: str = ""
+    due_at: datetime | None = None
+    """Schedule ``once``: when the scheduler queues it (UTC)."""
+    job_id: str | None = None
+    """The restore job it was made from (``catalog.restore_job.*``); None: a one-off."""
     vms: list[RestoreVmInfo] = []
     """Each VM's outcome and per-disk figures (``catalog.restore.get``; empty in lists)."""
 
@@ -263,6 +269,14 @@ class RestoreStart(Request, frozen=True, kw_only=True):
     actor: ActorRef
     restore_id: str
     verification_code: str
+
+
+class RestoreRun(Request, frozen=True, kw_only=True):
+    """Queue a verified restore of schedule ``manual`` now (``restore_not_runnable``
+    for any other state or schedule)."""
+
+    actor: ActorRef
+    restore_id: str
 
 
 class RestoreGet(Request, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ still being the ``due`` the scheduler fired, and on the fencing token.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 from edgeback_core.messages.base import Message
 from edgeback_core.messages.catalog import ActorRef, Request
@@ -24,6 +24,7 @@ LEADER_ACQUIRE: Final = "catalog.leader.acquire"
 LEADER_RELEASE: Final = "catalog.leader.release"
 SCHEDULE_DUE: Final = "catalog.schedule.due"
 SCHEDULE_MARK_FIRED: Final = "catalog.schedule.mark_fired"
+SCHEDULE_QUEUE_RESTORES: Final = "catalog.schedule.queue_restores"
 
 SCHEDULER_ROLE: Final = "scheduler"
 """The leadership role of the scheduler service: one active instance fleet-wide."""
@@ -111,3 +112,44 @@ class FireResult(Message, frozen=True, kw_only=True):
 
 class MarkFiredReply(Message, frozen=True, kw_only=True):
     results: list[FireResult]
+
+
+# --- restores of schedule ``once`` ---------------------------------------------------
+DueRestoreOutcome = Literal["queued", "expired", "failed", "held", "taken"]
+
+
+class QueueDueRestores(Request, frozen=True, kw_only=True):
+    """Queue the verified restores of schedule ``once`` due at or before ``before`` (by
+    due time, id; after the cursor ``after_due`` / ``after_id``): each by a conditional
+    update ``scheduled → queued``, then its ``PlanRestore`` is published. Refused as a
+    whole (``lease_lost``) unless ``holder`` holds the scheduler lease with ``token``.
+    ``late_limit_s`` > 0: one due longer ago than that is ended ``expired`` instead."""
+
+    actor: ActorRef
+    holder: str
+    token: int
+    before: datetime
+    late_limit_s: float = 0.0
+    after_due: datetime | None = None
+    after_id: str = ""
+    limit: int = 200
+
+
+class DueRestore(Message, frozen=True, kw_only=True):
+    restore_id: str
+    due: datetime
+    outcome: DueRestoreOutcome
+    """``queued`` (its plan published), ``expired`` (past the late limit), ``failed``
+    (the broker refused its plan), ``held`` (its restore job is disabled: it stays
+    scheduled), ``taken`` (no longer scheduled when written: another instance or a
+    cancel won)."""
+    late_by_s: float = 0.0
+
+
+class QueueDueRestoresReply(Message, frozen=True, kw_only=True):
+    restores: list[DueRestore]
+    more: bool
+    """True: pass the last one's ``due`` and ``restore_id`` as the next cursor."""
+    resent: list[str] = []
+    """First page only: restores queued over a minute ago whose plan was never recorded
+    as sent (their catalog stopped in between): their ``PlanRestore`` was sent again."""

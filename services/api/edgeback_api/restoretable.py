@@ -77,6 +77,17 @@ def restore_routes() -> list[Route]:
         ),
         row(
             "POST",
+            f"{one}/run",
+            "run_restore",
+            "Queue a verified restore of schedule manual now (restore_not_runnable otherwise)",
+            USER,
+            rpc(r.RESTORE_RUN, r.RestoreInfo),
+            request=r.RestoreRun,
+            reply=r.RestoreInfo,
+            status=202,
+        ),
+        row(
+            "POST",
             f"{one}/stop",
             "stop_restore",
             "Stop a restore: at once before a worker has it, else through cancelling",

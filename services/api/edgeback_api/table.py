@@ -11,6 +11,7 @@ from __future__ import annotations
 from edgeback_api import commands, lists, session
 from edgeback_api.paging import Page
 from edgeback_api.pooltable import pool_routes
+from edgeback_api.restorejobtable import restore_job_routes
 from edgeback_api.restoretable import restore_routes, run_routes
 from edgeback_api.routing import Access, Route, no_content, rpc
 from edgeback_api.routing import row as _r
@@ -535,5 +536,6 @@ def route_table() -> list[Route]:
         *_jobs(),
         *run_routes(),
         *restore_routes(),
+        *restore_job_routes(),
         *_users(),
     ]

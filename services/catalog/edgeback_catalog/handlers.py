@@ -19,6 +19,7 @@ from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.jobrpc import JobRpc
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
 from edgeback_catalog.principals import Identities
+from edgeback_catalog.restorejobrpc import RestoreJobRpc
 from edgeback_catalog.restorerpc import RestoreRpc
 from edgeback_catalog.retentionrpc import RetentionRpc
 from edgeback_catalog.routes import Route
@@ -331,6 +332,7 @@ async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:
         *AuthRpc(c).routes(),
         *ScheduleRpc(c).routes(),
         *RestoreRpc(c, bus).routes(),
+        *RestoreJobRpc(c).routes(),
         *RetentionRpc(c.retention).routes(),
     ]
     guarded = [rpc.gate.guard(route) for route in routes]

@@ -67,6 +67,7 @@ class Coll(enum.StrEnum):
     LEADERS = "leaders"
     RESTORES = "restores"
     RESTORE_VM_TASKS = "restore_vm_tasks"
+    RESTORE_JOBS = "restore_jobs"
     SCHEMA = "schema"
 
 
@@ -123,6 +124,10 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.BACKUP_SETS, "job_id", "retention_state"),
     _ix(Coll.RESTORES, "state", "-created_at"),
     _ix(Coll.RESTORES, "created_by", "-created_at"),
+    _ix(Coll.RESTORES, "state", "due_at", "_id"),
+    _ix(Coll.RESTORES, "job_id", "-created_at"),
+    _ix(Coll.RESTORE_JOBS, "name", unique=True),
+    _ix(Coll.RESTORE_JOBS, "host_id", "name"),
     _ix(Coll.RESTORE_VM_TASKS, "restore_id", "backup_set_id", unique=True),
 )
 

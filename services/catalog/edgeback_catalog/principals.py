@@ -141,6 +141,7 @@ RULES: Mapping[str, Rule] = {
     s.LEADER_RELEASE: Rule(users=False, services=_SCHEDULER),
     s.SCHEDULE_DUE: Rule(users=False, services=_SCHEDULER),
     s.SCHEDULE_MARK_FIRED: Rule(users=False, services=_SCHEDULER),
+    s.SCHEDULE_QUEUE_RESTORES: Rule(users=False, services=_SCHEDULER),
     rt.RETENTION_JOBS: Rule(users=False, services=_SCHEDULER),
     rt.RETENTION_PLAN: Rule(users=False, services=_SCHEDULER),
     rt.RETENTION_CONFIRM: Rule(users=False, services=_SCHEDULER),

@@ -34,6 +34,10 @@ class Restore:
     created_at: datetime
     updated_at: datetime
     reason: str = ""
+    due_at: datetime | None = None
+    """Schedule ``once``: the instant the scheduler queues it at (``restorequeue``)."""
+    job_id: str | None = None
+    """The restore job it was made from (``restorejobs``), None for a one-off."""
 
     @property
     def host_id(self) -> str:
@@ -58,6 +62,9 @@ def restore_doc(restore: Restore) -> dict[str, Any]:
         "created_at": restore.created_at,
         "updated_at": restore.updated_at,
         "reason": restore.reason,
+        "due_at": restore.due_at,
+        "job_id": restore.job_id,
+        "fence_token": 0,
         "history": [],
     }
 
@@ -81,6 +88,8 @@ def restore_of(doc: dict[str, Any]) -> Restore:
         created_at=utc(doc["created_at"]),
         updated_at=utc(doc["updated_at"]),
         reason=doc.get("reason", ""),
+        due_at=None if doc.get("due_at") is None else utc(doc["due_at"]),
+        job_id=doc.get("job_id"),
     )
 
 
@@ -97,6 +106,8 @@ def restore_info(restore: Restore, vms: list[r.RestoreVmInfo] | None = None) -> 
         updated_at=restore.updated_at,
         code_expires_at=restore.verification.expires_at if pending else None,
         reason=restore.reason,
+        due_at=restore.due_at,
+        job_id=restore.job_id,
         vms=vms or [],
     )
 

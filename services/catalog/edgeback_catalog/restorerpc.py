@@ -2,10 +2,10 @@
 and the RPCs the workers of the restore's backup host run it with (``catalog.restore.vm.*``,
 ``catalog.restore.transition``: only the host's broker user, ``principals.RULES``).
 
-Start publishes ``PlanRestore`` to the backup host's run queue
-(``run_routing_key(host_id)``) once the verified restore is queued; if the broker
-cannot take it, the restore fails with the publish error's code (its code is spent:
-the user creates the restore again).
+Start (immediate), run (manual) and the scheduler's ``catalog.schedule.queue_restores``
+(once) queue the verified restore and publish ``PlanRestore`` to the backup host's run
+queue (``restorequeue``); if the broker cannot take it, the restore fails with the
+publish error's code (its code is spent: the user creates the restore again).
 """
 
 from __future__ import annotations
@@ -14,21 +14,23 @@ from typing import cast
 
 from edgeback_catalog.gate import current_actor
 from edgeback_catalog.restoredocs import browse, restore_info
+from edgeback_catalog.restorequeue import RestoreQueue
 from edgeback_catalog.restorestate import RestoreState
 from edgeback_catalog.restoretasks import VmStep
 from edgeback_catalog.routes import Route
 from edgeback_catalog.service import Catalog
 from edgeback_core.bus.port import Bus
-from edgeback_core.bus.topology import run_routing_key
-from edgeback_core.errors import EdgebackError
-from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import restores as r
+from edgeback_core.messages import scheduling as s
 
 
 class RestoreRpc:
     def __init__(self, catalog: Catalog, bus: Bus) -> None:
         self._restores, self._tasks = catalog.restores, catalog.restore_tasks
-        self._import, self._log, self._bus = catalog.pool_import, catalog.run_log, bus
+        self._import, self._log = catalog.pool_import, catalog.run_log
+        self._queue = RestoreQueue(
+            catalog.restores, catalog.leadership, catalog.audit, bus, catalog.clock
+        )
 
     def routes(self) -> list[Route]:
         return [
@@ -37,6 +39,8 @@ class RestoreRpc:
             Route(r.RESTORE_GET, r.RestoreGet, self.get),
             Route(r.RESTORE_LIST, r.RestoreList, self.list),
             Route(r.RESTORE_CANCEL, r.RestoreCancel, self.cancel),
+            Route(r.RESTORE_RUN, r.RestoreRun, self.run),
+            Route(s.SCHEDULE_QUEUE_RESTORES, s.QueueDueRestores, self.queue_due),
             Route(r.RESTORE_POINTS, r.RestorePointsQuery, self.points),
             Route(r.BACKUP_SET_IMPORT, r.BackupSetImport, self.pool_import),
             Route(r.RESTORE_TRANSITION, r.RestoreTransition, self.transition),
@@ -55,19 +59,16 @@ class RestoreRpc:
 
     async def start(self, req: r.RestoreStart) -> r.RestoreInfo:
         actor = current_actor()
-        restore = await self._restores.start(actor, req.restore_id, req.verification_code)
-        if restore.state is not RestoreState.QUEUED:
-            return restore_info(restore)
-        command = r.PlanRestore(restore_id=restore.id, host_id=restore.host_id)
-        key = run_routing_key(BackupHostId(restore.host_id))
-        try:
-            await self._bus.publish("commands", key, command, message_id=f"plan:{restore.id}")
-        except EdgebackError as exc:
-            failed = await self._restores.transition(
-                restore.id, RestoreState.FAILED, f"{exc.code}: {exc.message}"
-            )
-            return restore_info(failed)
-        return restore_info(restore)
+        return restore_info(await self._queue.start(actor, req.restore_id, req.verification_code))
+
+    async def run(self, req: r.RestoreRun) -> r.RestoreInfo:
+        return restore_info(await self._queue.run(current_actor(), req.restore_id))
+
+    async def queue_due(self, req: s.QueueDueRestores) -> s.QueueDueRestoresReply:
+        actor = current_actor()
+        actor.require_service("queuing due restores")
+        page = await self._queue.queue_due(actor, req)
+        return s.QueueDueRestoresReply(restores=page.restores, more=page.more, resent=page.resent)
 
     async def get(self, req: r.RestoreGet) -> r.RestoreInfo:
         restore = await self._restores.get(current_actor(), req.restore_id)

@@ -12,7 +12,7 @@ starts at most one restore. Publishing the worker's command is the caller's
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -34,6 +34,7 @@ from edgeback_catalog.restoredocs import (
     sets_visible_to,
     summary_of,
 )
+from edgeback_catalog.restorejobdocs import disabled_jobs, queued_first, require_ready
 from edgeback_catalog.restorestate import (
     INITIAL,
     TERMINAL,
@@ -46,6 +47,8 @@ from edgeback_core import restorerules
 from edgeback_core.errors import (
     LockBusyError,
     NotFoundError,
+    RestoreJobBusyError,
+    RestoreNotRunnableError,
     UnknownReferenceError,
     VerificationCodeError,
     VerificationCodeExpiredError,
@@ -53,7 +56,7 @@ from edgeback_core.errors import (
 )
 from edgeback_core.ids import BackupHostId
 from edgeback_core.messages import restores as r
-from edgeback_core.messages.schedule import Immediate
+from edgeback_core.messages.schedule import Immediate, Manual
 
 DEFAULT_CODE_TTL = timedelta(minutes=10)
 _MAX_ATTEMPTS = 20
@@ -83,14 +86,23 @@ class Restores:
         self._code_ttl = code_ttl
         self._on_end = on_end
 
-    async def create(self, actor: Actor, spec: r.RestoreSpec) -> Created:
+    async def check(self, actor: Actor, spec: r.RestoreSpec) -> list[r.RestorePoint]:
+        """Every rule of a restore ``actor`` asks for; its restore points."""
         visible = await sets_visible_to(self._db, actor)
         points = await restore_points(self._db, list(spec.backup_set_ids), visible)
-        restorerules.check(spec, [summary_of(p) for p in points])
+        restorerules.check(spec, [summary_of(p) for p in points], self._clock())
         host = await self._hosts.require_active(BackupHostId(spec.options.host_id))
         if not actor.can_see(host.groups):
             raise UnknownReferenceError(f"backup host {host.id} does not exist", host_id=host.id)
         await self._require_target(actor, spec)
+        return points
+
+    async def create(
+        self, actor: Actor, spec: r.RestoreSpec, *, job_id: str | None = None
+    ) -> Created:
+        """A restore ``pending_verification`` and its code (``job_id``: made from that
+        restore job, which the caller checked)."""
+        points = await self.check(actor, spec)
         rid, now, code = new_id(), self._clock(), codes.new_code()
         restore = Restore(
             id=rid,
@@ -102,11 +114,14 @@ class Restores:
             created_by=actor.name,
             created_at=now,
             updated_at=now,
+            due_at=restorerules.once_instant(spec.schedule),
+            job_id=job_id,
         )
         await self._db.insert(Coll.RESTORES, restore_doc(restore))
-        await self._audit.record(
-            actor, "restore.created", f"restore/{rid}", {"points": len(points)}
-        )
+        details: dict[str, Any] = {"points": len(points)}
+        if job_id is not None:
+            details["job_id"] = job_id
+        await self._audit.record(actor, "restore.created", f"restore/{rid}", details)
         return Created(restore=restore, code=code)
 
     async def _require_target(self, actor: Actor, spec: r.RestoreSpec) -> None:
@@ -169,6 +184,8 @@ class Restores:
             else RestoreState.SCHEDULED
         )
         check_transition(restore.state, target)
+        if restore.job_id is not None:  # a wrong code is refused first: it is audited
+            await require_ready(self._db, restore.job_id, restore.id)
         consumed = {
             "verification.used_at": now,
             "verification.code_hash": "",
@@ -178,6 +195,8 @@ class Restores:
             await self._refuse(actor, restore, codes.Verdict.USED)
         details = {"to": str(target)}
         await self._audit.record(actor, "restore.verified", f"restore/{restore.id}", details)
+        if target is RestoreState.QUEUED:
+            await self._first_of_job(after)
         return after
 
     async def _refuse(self, actor: Actor, restore: Restore, verdict: codes.Verdict) -> NoReturn:
@@ -190,6 +209,58 @@ class Restores:
                 await self.transition(restore.id, RestoreState.EXPIRED, "verification code expired")
             raise VerificationCodeExpiredError(f"the code of restore {restore.id} expired")
         raise VerificationCodeError(f"wrong verification code for restore {restore.id}")
+
+    async def run(self, actor: Actor, restore_id: str) -> Restore:
+        """Queue a verified manual restore now; ``restore_not_runnable`` otherwise
+        (the conditional update decides between two runs: one queues it)."""
+        restore = await self.get(actor, restore_id)
+        if restore.state is RestoreState.SCHEDULED and isinstance(restore.spec.schedule, Manual):
+            if restore.job_id is not None:
+                await require_ready(self._db, restore.job_id, restore.id)
+            after = await self._apply(restore, RestoreState.QUEUED, f"run by {actor.name}")
+            if after is not None:
+                await self._audit.record(actor, "restore.run", f"restore/{restore.id}")
+                await self._first_of_job(after)
+                return after
+            restore = await self.get(actor, restore_id)
+        kind = str(type(restore.spec.schedule).__struct_config__.tag)
+        raise RestoreNotRunnableError(
+            f"restore {restore.id} is {restore.state} with schedule {kind}: "
+            "only a scheduled manual restore is run by hand",
+            state=str(restore.state),
+            schedule=kind,
+        )
+
+    async def _first_of_job(self, queued: Restore) -> None:
+        """Two restores of one job verified (or run) at once both pass the busy check
+        made before their writes: after its write, the one not queued first of its job
+        is cancelled again and refused, so a job never runs two restores."""
+        if queued.job_id is None:
+            return
+        first = await queued_first(self._db, queued.job_id)
+        if first in (None, queued.id):
+            return
+        reason = f"restore_job_busy: restore {first} of its job was queued first"
+        await self.transition(queued.id, RestoreState.CANCELLED, reason)
+        raise RestoreJobBusyError(
+            f"restore job {queued.job_id} has a restore queued or running: {first}",
+            job_id=queued.job_id,
+            restores=[first],
+        )
+
+    async def move_due(
+        self, restore: Restore, target: RestoreState, reason: str, token: int
+    ) -> Restore | None:
+        """``scheduled → queued`` (or ``expired``) for the scheduler holding ``token``:
+        conditional on the restore as read and on no newer token having written it;
+        None if that lost (another instance, a cancel or a run came first)."""
+        extra = {"fence_token": token}
+        return await self._apply(restore, target, reason, extra=extra, fence=token)
+
+    async def held_jobs(self, restores: Sequence[Restore]) -> set[str]:
+        """The restore jobs among those of ``restores`` that are disabled: their
+        scheduled restores wait (``restorejobs``)."""
+        return await disabled_jobs(self._db, [x.job_id for x in restores])
 
     async def cancel(self, actor: Actor, restore_id: str) -> Restore:
         restore = await self.get(actor, restore_id)
@@ -219,6 +290,7 @@ class Restores:
         *,
         extra: dict[str, Any] | None = None,
         unused_code: bool = False,
+        fence: int | None = None,
     ) -> Restore | None:
         now = self._clock()
         condition: dict[str, Any] = {
@@ -228,9 +300,17 @@ class Restores:
         }
         if unused_code:
             condition["verification.used_at"] = None
+        if fence is not None:  # restores stored before fencing have no token: never newer
+            condition["$or"] = [
+                {"fence_token": {"$exists": False}},
+                {"fence_token": {"$lte": fence}},
+            ]
         step = {"from": str(restore.state), "to": str(target), "reason": reason, "at": now}
+        fields = {"state": str(target), "updated_at": now, "reason": reason, **(extra or {})}
+        if target is RestoreState.QUEUED:  # which of a job's restores came first
+            fields["queued_at"] = now
         change = {
-            "$set": {"state": str(target), "updated_at": now, "reason": reason, **(extra or {})},
+            "$set": fields,
             "$inc": {"version": 1},
             "$push": {"history": step},
         }

@@ -2,8 +2,9 @@
 
 A restore is created ``pending_verification``; the right verification code moves it
 to ``queued`` (schedule immediate: its ``PlanRestore`` is published at once) or
-``scheduled`` (once / manual: queued later by the scheduler or by hand). A code left
-unused past its expiry ends it ``expired``. Pure (no I/O): ``restores.py`` enforces
+``scheduled`` (once / manual: queued at its time by the scheduler, or run by hand,
+``restorequeue``). A code left unused past its expiry ends it ``expired``, and so does
+a once time the scheduler finds past its late limit. Pure (no I/O): ``restores.py`` enforces
 each checked transition again with a conditional update built from
 :func:`allowed_from`.
 """
@@ -33,7 +34,8 @@ _S = RestoreState
 
 TRANSITIONS: Mapping[RestoreState, frozenset[RestoreState]] = {
     _S.PENDING_VERIFICATION: frozenset({_S.QUEUED, _S.SCHEDULED, _S.CANCELLED, _S.EXPIRED}),
-    _S.SCHEDULED: frozenset({_S.QUEUED, _S.CANCELLED}),
+    # EXPIRED from SCHEDULED: a once restore found past the scheduler's late limit.
+    _S.SCHEDULED: frozenset({_S.QUEUED, _S.CANCELLED, _S.EXPIRED}),
     # FAILED from QUEUED: the command could not be published, or the worker refused it.
     _S.QUEUED: frozenset({_S.RUNNING, _S.CANCELLING, _S.CANCELLED, _S.FAILED}),
     _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.PARTIALLY_SUCCEEDED, _S.CANCELLING}),
@@ -52,6 +54,12 @@ TERMINAL = MACHINE.terminal
 is_allowed = MACHINE.is_allowed
 allowed_from = MACHINE.allowed_from
 check_transition = MACHINE.check
+
+
+BUSY = frozenset({_S.QUEUED, _S.RUNNING, _S.CANCELLING})
+"""A restore job with a restore in one of these is busy (not started, edited, deleted)."""
+WAITING = frozenset({_S.PENDING_VERIFICATION, _S.SCHEDULED})
+"""Verified or not, not queued yet: cancelled when their restore job's spec changes."""
 
 
 def cancel_target(current: RestoreState) -> RestoreState:

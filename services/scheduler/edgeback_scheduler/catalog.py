@@ -1,4 +1,5 @@
-"""The scheduler's calls to the catalog: its lease, due jobs, marking fires, retention.
+"""The scheduler's calls to the catalog: its lease, due jobs, marking fires, due
+restores, retention.
 
 One thin client over the bus, acting as the ``service`` role under the instance's name.
 """
@@ -56,6 +57,27 @@ class CatalogClient:
             actor=self._actor, holder=self.holder, token=token, fired_at=fired_at, fires=fires
         )
         return await self._call(s.SCHEDULE_MARK_FIRED, req, s.MarkFiredReply)
+
+    async def queue_restores(
+        self,
+        token: int,
+        before: datetime,
+        *,
+        late_limit_s: float,
+        after: s.DueRestore | None,
+        limit: int,
+    ) -> s.QueueDueRestoresReply:
+        req = s.QueueDueRestores(
+            actor=self._actor,
+            holder=self.holder,
+            token=token,
+            before=before,
+            late_limit_s=late_limit_s,
+            after_due=None if after is None else after.due,
+            after_id="" if after is None else after.restore_id,
+            limit=limit,
+        )
+        return await self._call(s.SCHEDULE_QUEUE_RESTORES, req, s.QueueDueRestoresReply)
 
     async def retention_jobs(self, after: str, limit: int) -> rt.RetentionJobsReply:
         req = rt.RetentionJobs(actor=self._actor, after=after, limit=limit)

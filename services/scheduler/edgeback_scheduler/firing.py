@@ -9,6 +9,11 @@ scheduler ran fires once, late (``late_by_s``), and the catalog moves the job's 
 due time past now, not to the next missed slot. Overlap is the catalog's to refuse: a
 ``StartRun`` for a job whose run is still active is answered ``job_busy`` and
 ``RunSkipped`` by whoever consumes it.
+
+Then the verified restores of schedule ``once`` that are due: the catalog queues each
+with a conditional update fenced by the token and publishes its ``PlanRestore``
+(``restorequeue`` there), page by page; one due longer ago than ``restore_late_limit_s``
+(0: no limit) is ended ``expired`` instead (``docs/restores.md``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from edgeback_core.bus.port import Bus
 from edgeback_core.bus.topology import START_RUN
 from edgeback_core.errors import EdgebackError, LeaseLostError
 from edgeback_core.messages.runs import StartRun
-from edgeback_core.messages.scheduling import DueJob
+from edgeback_core.messages.scheduling import DueJob, DueRestore
 from edgeback_scheduler.catalog import CatalogClient
 from edgeback_scheduler.clock import Clock
 
@@ -52,6 +57,8 @@ class TickReport:
     marked: int = 0
     refused: int = 0
     """Marks the catalog did not apply (fired already, edited, disabled meanwhile)."""
+    restores: list[DueRestore] = field(default_factory=list)
+    """Due once restores and what became of each (queued, expired, held, ...)."""
 
 
 class Firing:
@@ -63,17 +70,25 @@ class Firing:
         *,
         page_size: int,
         late_after_s: float,
+        restore_late_limit_s: float = 3600.0,
     ) -> None:
         self._bus, self._catalog, self._clock = bus, catalog, clock
         self._page_size, self._late_after_s = page_size, late_after_s
+        self._restore_late_limit_s = restore_late_limit_s
 
     async def tick(self, token: int) -> TickReport:
         """Fire everything due now; ``LeaseLostError`` if another instance took over."""
-        report, now, after = TickReport(), self._clock(), None
+        report, now = TickReport(), self._clock()
+        await self._fire_jobs(token, now, report)
+        await self._queue_restores(token, now, report)
+        return report
+
+    async def _fire_jobs(self, token: int, now: datetime, report: TickReport) -> None:
+        after = None
         while True:
             page = await self._catalog.due(now, after, self._page_size)
             if not page.jobs:
-                return report
+                return
             for job in page.jobs:
                 report.fired.append(await self._publish(job, now))
             reply = await self._catalog.mark_fired(token, now, page.jobs)
@@ -81,8 +96,34 @@ class Firing:
             report.marked += applied
             report.refused += len(reply.results) - applied
             if not page.more:
-                return report
+                return
             after = page.jobs[-1]
+
+    async def _queue_restores(self, token: int, now: datetime, report: TickReport) -> None:
+        after = None
+        while True:
+            page = await self._catalog.queue_restores(
+                token,
+                now,
+                late_limit_s=self._restore_late_limit_s,
+                after=after,
+                limit=self._page_size,
+            )
+            for done in page.restores:
+                if done.outcome != "held":
+                    log.info(
+                        "schedule.restore_due",
+                        restore_id=done.restore_id,
+                        outcome=done.outcome,
+                        due=done.due,
+                        late_by_s=done.late_by_s,
+                    )
+            report.restores += page.restores
+            if page.resent:
+                log.warning("schedule.restore_plans_resent", restores=page.resent)
+            if not page.more or not page.restores:
+                return
+            after = page.restores[-1]
 
     async def _publish(self, job: DueJob, now: datetime) -> StartRun:
         command = start_run(job, now)

@@ -29,7 +29,12 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: SchedulerSettings) 
     holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     catalog = CatalogClient(bus, holder, timeout_s=settings.rpc_timeout_s)
     firing = Firing(
-        bus, catalog, clock, page_size=settings.page_size, late_after_s=settings.late_after_s
+        bus,
+        catalog,
+        clock,
+        page_size=settings.page_size,
+        late_after_s=settings.late_after_s,
+        restore_late_limit_s=settings.restore_late_limit_s,
     )
     lease = LeaderLease(catalog, ttl_s=settings.lease_ttl_s)
     scheduler = Scheduler(lease, firing, tick_s=settings.tick_s)

@@ -36,12 +36,13 @@ class Scheduler:
             log.warning("scheduler.fenced", token=token)
             self.lease.lost()
             return None
-        if report is not None and report.fired:
+        if report is not None and (report.fired or report.restores):
             log.info(
                 "scheduler.fired",
                 runs=len(report.fired),
                 marked=report.marked,
                 refused=report.refused,
+                restores=len(report.restores),
                 token=token,
             )
         return report

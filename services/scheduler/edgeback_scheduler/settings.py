@@ -25,6 +25,11 @@ class SchedulerSettings(Settings):
     """A fire later than this after its due time is logged as ``schedule.fired_late``
     (``StartRun.late_by_s`` always says how late it is)."""
 
+    restore_late_limit_s: Annotated[float, NOT_NEGATIVE] = 3600.0
+    """A restore of schedule ``once`` found due longer ago than this (the scheduler was
+    down) is ended ``expired`` instead of queued: it would overwrite disks long after
+    the chosen time. 0: no limit, queue it however late."""
+
     maintenance_interval_s: Annotated[float, NOT_NEGATIVE] = 3600.0
     """How often the active instance applies retention and collects the touched pools
     (``docs/scheduler.md``); 0 turns maintenance off."""
