@@ -27,7 +27,7 @@ async def test_restore_job_commands_over_the_api(world: World, tmp_path: Path) -
     assert code == EXIT_INPUT and "needs a name" in err
     code, out, err = await cli(
         "restore", "job", "create", "--name", "web-back", "--point", newest, "--host", HOST,
-        "--no-start", "-o", "json",
+        "--to-vm", f"{world.platform}/vm-a", "--map", "d0=d0", "--no-start", "-o", "json",
     )  # fmt: skip
     assert code == 0, err
     made = json.loads(out)

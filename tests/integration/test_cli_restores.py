@@ -141,7 +141,7 @@ async def test_restore_run_queues_a_manual_restore(world: World, tmp_path: Path)
     newest, _ = await setup_points(world)
     code, out, err = await cli(
         "restore", "create", "--point", newest, "--host", HOST, "--schedule", "manual",
-        "--no-start", "-o", "json",
+        "--to-vm", f"{world.platform}/vm-a", "--map", "d0=d0", "--no-start", "-o", "json",
     )  # fmt: skip
     assert code == 0, err
     created = json.loads(out)
