@@ -137,9 +137,13 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
         )  # fmt: skip
         storage = site.cli("storage", "add", str(platform["id"]), "--name", "ceph",
                            "--host", HOST, "--pool", "rbd", "--conf", ceph_conf)  # fmt: skip
+        pool = site.cli(
+            "pool", "register", "--name", "default", "--host", HOST,
+            "--node-url", f"http://127.0.0.1:{site.node_port}",
+        )  # fmt: skip
         job = site.cli(
             "job", "create", "--name", "aio", "--platform", str(platform["id"]), "--host", HOST,
-            "--node-url", f"http://127.0.0.1:{site.node_port}", "--pool", "default",
+            "--pool-id", str(pool["id"]),
         )  # fmt: skip
         started = site.cli("job", "start", str(job["id"]))
         assert _run_of(site, str(job["id"])) == started["run_id"]  # the id the start named
@@ -150,9 +154,14 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
         restored = _restored_identical(site, ceph_conf, cloud, vm.id)
         assert restored == {d.id for d in vm.disks}
         restore_id = _restore_through_the_api(site, ceph_conf, cloud)
+        saved = site.cli(  # a saved restore job, its first restore left unverified
+            "restore", "job", "create", "--name", "aio-back", "--host", HOST, "--no-start",
+            "--point", str(run["backup_set_ids"][0]),
+        )  # fmt: skip
         ids = {"platform_id": platform["id"], "storage_id": storage["id"], "job_id": job["id"],
                "run_id": run["run"]["id"], "backup_set_id": run["backup_set_ids"][0],
-               "restore_id": restore_id, "host_id": HOST, "name": "admin"}  # fmt: skip
+               "restore_id": restore_id, "host_id": HOST, "name": "admin",
+               "pool_id": pool["id"], "restore_job_id": saved["job"]["id"]}  # fmt: skip
         api_token, minted = _api_token(site)
         site.cli("run", "list", "--job", str(job["id"]), token=api_token)
         read = _read_every_get_route(site, api_token, ids)
@@ -314,8 +323,10 @@ def _read_every_get_route(site: Site, token: str, ids: dict[str, str]) -> list[s
     assert not unfilled, f"no id of this run for {unfilled}"
     bodies = []
     for route in routes:
-        query = READ_QUERIES.get(route.path, "").format(**ids)
-        url = f"{site.api}{route.url.format(**ids)}" + (f"?{query}" if query else "")
+        # a restore job's id is its path's job_id
+        mine = ids | ({"job_id": ids["restore_job_id"]} if "/restore-jobs/" in route.path else {})
+        query = READ_QUERIES.get(route.path, "").format(**mine)
+        url = f"{site.api}{route.url.format(**mine)}" + (f"?{query}" if query else "")
         auth = {"Authorization": f"Bearer {token}"}
         request = urllib.request.Request(url, headers=auth)  # noqa: S310 - loopback
         with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - loopback
