@@ -223,6 +223,7 @@ cmd_env() {
         EDGEBACK_AMQP_URL_DEDUP "$(amqps_url dedup)" \
         EDGEBACK_AMQP_PLAIN_URL "amqp://guest:guest@127.0.0.1:$AMQP_PORT/" \
         EDGEBACK_MONGO_URL "$(mongo_url)" \
+        EDGEBACK_BUS_DEAD_LETTER_STRATEGY at-most-once \
         CEPH_CONF "$CEPH_DIR/ceph.conf" \
         EDGEBACK_CEPH_POOL rbd \
         S3_ENDPOINT_URL "http://127.0.0.1:$RGW_PORT" \

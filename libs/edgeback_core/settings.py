@@ -19,7 +19,7 @@ import os
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Final, Self, TypeVar, cast
 
 from edgeback_core.errors import ConfigError
 
@@ -73,6 +73,25 @@ NOT_NEGATIVE = Rule(lambda v: None if v >= 0 else "must be 0 or more")
 def process_environ() -> Mapping[str, str]:
     """The process environment; call once, in a composition root."""
     return dict(os.environ)
+
+
+DEAD_LETTER_STRATEGIES: Final = ("at-least-once", "at-most-once")
+
+
+def dead_letter_strategy(environ: Mapping[str, str] | None = None) -> str:
+    """How the work queues dead-letter (``EDGEBACK_BUS_DEAD_LETTER_STRATEGY``, default
+    ``at-least-once``). Read here, not per service, because every process declaring a
+    queue must declare it with the same arguments (the broker refuses a redeclaration
+    that differs); ``docs/bus.md`` says when ``at-most-once`` is the right choice."""
+    found = (os.environ if environ is None else environ).get(
+        "EDGEBACK_BUS_DEAD_LETTER_STRATEGY", DEAD_LETTER_STRATEGIES[0]
+    )
+    if found not in DEAD_LETTER_STRATEGIES:
+        raise ConfigError(
+            f"EDGEBACK_BUS_DEAD_LETTER_STRATEGY: {found!r} is none of "
+            f"{', '.join(DEAD_LETTER_STRATEGIES)}"
+        )
+    return found
 
 
 def _convert(raw: str, kind: Any) -> Any:

@@ -9,7 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeback_core.bus.topology import QueueSpec, Topology, topic_matches, worker_runs
+from edgeback_core.errors import ConfigError
 from edgeback_core.ids import BackupHostId
+from edgeback_core.settings import DEAD_LETTER_STRATEGIES, dead_letter_strategy
 
 words = st.lists(st.sampled_from(["run", "job", "event", "a", "b"]), min_size=1, max_size=5)
 pattern_words = st.lists(
@@ -72,3 +74,16 @@ def test_queue_names_and_arguments_carry_the_prefix() -> None:
 def test_worker_queue_rejects_hosts_that_break_routing(host: str) -> None:
     with pytest.raises(ValueError, match="host id"):
         worker_runs(BackupHostId(host))
+
+
+def test_work_queues_dead_letter_at_least_once_unless_the_environment_says_otherwise() -> None:
+    spec = worker_runs(BackupHostId("h7"))
+    assert dead_letter_strategy({}) == "at-least-once"  # production: nothing set
+    assert dead_letter_strategy({"EDGEBACK_BUS_DEAD_LETTER_STRATEGY": "at-most-once"}) == (
+        "at-most-once"  # the dev and test broker (deploy/dev-stack.sh env)
+    )
+    with pytest.raises(ConfigError, match="EDGEBACK_BUS_DEAD_LETTER_STRATEGY"):
+        dead_letter_strategy({"EDGEBACK_BUS_DEAD_LETTER_STRATEGY": "exactly-once"})
+    for strategy in DEAD_LETTER_STRATEGIES:
+        top = Topology(prefix="t-1.", dead_letter_strategy=strategy)
+        assert top.queue_arguments(spec)["x-dead-letter-strategy"] == strategy

@@ -16,10 +16,11 @@ never collide. Nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from edgeback_core.ids import BackupHostId
+from edgeback_core.settings import dead_letter_strategy
 
 ExchangeKind = Literal["commands", "events"]
 
@@ -199,6 +200,9 @@ class Topology:
     """Names and arguments of every exchange and queue, under one ``prefix``."""
 
     prefix: str = ""
+    dead_letter_strategy: str = field(default_factory=dead_letter_strategy)
+    """``at-least-once`` (production) or ``at-most-once`` (the dev and test broker, whose
+    tests delete thousands of queues: ``docs/bus.md``, "Dead-letter strategy")."""
 
     def exchange(self, kind: ExchangeKind) -> str:
         return f"{self.prefix}edgeback.{kind}"
@@ -223,16 +227,17 @@ class Topology:
         """Quorum queue with a delivery limit, dead-lettering at-least-once to the DLQ
         (through the default exchange, by the DLQ's name).
 
-        ``at-least-once`` keeps a dead-lettered message in the source queue until the
-        DLQ confirmed it (``at-most-once`` may lose it if the DLQ is unavailable); the
-        broker requires ``x-overflow: reject-publish`` with it. Needs RabbitMQ >= 3.10.
+        ``at-least-once`` (the default) keeps a dead-lettered message in the source queue
+        until the DLQ confirmed it (``at-most-once`` may lose it if the DLQ is
+        unavailable); the broker requires ``x-overflow: reject-publish`` with it. Needs
+        RabbitMQ >= 3.10.
         """
         return {
             "x-queue-type": "quorum",
             "x-delivery-limit": spec.delivery_limit,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.dlq(spec),
-            "x-dead-letter-strategy": "at-least-once",
+            "x-dead-letter-strategy": self.dead_letter_strategy,
             "x-overflow": "reject-publish",
         }
 
