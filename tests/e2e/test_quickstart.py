@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.support.processes import free_port
+from tests.support.processes import free_port, free_port_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def test_quickstart_backs_up_and_restores_a_vm_disk_byte_identical(
         "EDGEBACK_QS_NODE_PORT": str(free_port()),
         "EDGEBACK_QS_EMULATOR_PORT": str(free_port()),
         "EDGEBACK_QS_API_PORT": str(free_port()),
-        "EDGEBACK_QS_HEALTH_BASE": str(free_port() + 100),
+        "EDGEBACK_QS_HEALTH_BASE": str(free_port_run(5)),  # one per service
     }
     script = str(REPO / "deploy" / "quickstart.sh")
     try:

@@ -43,6 +43,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_port_run(count: int, *, below: int = 32768) -> int:
+    """The base of ``count`` loopback ports ``base + 1 .. base + count`` nothing listens
+    on right now, below the kernel's ephemeral range (32768 up by default), so that no
+    outgoing connection's local port takes one before its server binds it (a base
+    from ``free_port() + 100`` lies inside that range: it collided once)."""
+    for base in range(20000, below - count - 1, 97):
+        probes: list[socket.socket] = []
+        try:
+            for port in range(base + 1, base + count + 1):
+                probe = socket.socket()
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return base
+    raise RuntimeError(f"no {count} free loopback ports in a row below {below}")
+
+
 def wait_healthy(
     url: str, proc: subprocess.Popen[bytes], *, what: str, within_s: float = 30.0
 ) -> bytes:
