@@ -35,7 +35,6 @@ import structlog
 from edgeback_blocks.pipeline import Progress, RestoreStats
 from edgeback_blocks.rbd import RbdCluster
 from edgeback_core.errors import (
-    CatalogUnreachableError,
     DeferredError,
     EdgebackError,
     LeaseLostError,
@@ -293,8 +292,10 @@ class RestoreVmTasks:
             return
         try:
             await self._renew(task, heard)
-        except CatalogUnreachableError:  # nobody can take it over meanwhile either
-            log.warning("restore_vm.claim_unconfirmed", restore_id=task.restore_id)
+        except LeaseLostError:
+            raise
+        except EdgebackError as exc:  # unconfirmed (the catalog away: nobody took it either)
+            log.warning("restore_vm.claim_unconfirmed", restore_id=task.restore_id, code=exc.code)
 
     async def _restored(
         self, task: rs.RestoreVmTask, restore: rs.RestoreInfo, point: rs.RestorePoint
