@@ -43,7 +43,7 @@ from tests.bench.bench_data_path import check_room, emit, evict
 from tests.bench.bench_runs import (
     CONCURRENCY,
     CpuMeter,
-    disk_sizes_mib,
+    bench_world,
     parse_args,
     per_gib,
     rate,
@@ -51,23 +51,19 @@ from tests.bench.bench_runs import (
     scratch,
 )
 from tests.bench.images import image_sha256, remove_image
-from tests.bench.processes import Timed, osd_pids, run_timed
+from tests.bench.processes import Timed, run_timed
 from tests.support.processes import ServiceProcess
 from tests.support.restore_runs import restore_and_wait
 from tests.support.run_world import (
     HOST,
     RunWorld,
-    Seeding,
-    add_platform,
     create_job,
     host_workers,
     run_job,
-    serve_world,
     worker_process,
 )
 
 from edgeback_blocks.rbd import RbdCluster
-from edgeback_core.bus.topology import Topology
 from edgeback_core.messages import jobs as j
 from edgeback_core.messages import restores as r
 
@@ -229,38 +225,18 @@ async def measure_restore(
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    seeding = Seeding(
-        fill=args.fill, disks=str(DISKS_PER_VM), eligible=True,
-        timeout_s=120 + VMS * DISKS_PER_VM * args.disk_mib * 0.5,
-    )  # fmt: skip
-    within_s = 300 + VMS * DISKS_PER_VM * args.disk_mib * 0.5  # 2 MB/s would be a failure
-    topology = Topology(prefix=f"bench-{uuid.uuid4().hex[:8]}.")
     async with AsyncExitStack() as stack:
-        world = await serve_world(
-            stack, workdir, topology, amqp_url=os.environ["EDGEBACK_AMQP_URL"],
-            mongo_url=os.environ["EDGEBACK_MONGO_URL"], ceph_conf=args.conf, vms=VMS,
-            disk_mib=disk_sizes_mib(args.disk_mib), seeding=seeding, pools=[POOL],
-            node_threads=4,
-        )  # fmt: skip
-        state = world.emulator.state()
-        images = [f"{state.ceph.pool}/{state.ceph.image_name(vm.id, d)}"
-                  for vm in state.vms for d in vm.disks]  # fmt: skip
-        size = sum(d.size for vm in state.vms for d in vm.disks)
-        pids = {"node": [world.node.pid], "emulator": [world.emulator.pid], "osd": osd_pids()}
-        platform_id = await add_platform(world)
+        bench = await bench_world(stack, args, workdir, [POOL])
+        world, images, size, within_s = bench.world, bench.images, bench.size, bench.within_s
+        pids, fig = bench.pids, dict(bench.figures)
         options = j.JobOptions(vm_retries=0, parallel_vms=4, vms_per_physical_host=4,
                                disks_per_vm=2, streams_per_disk=4)  # fmt: skip
-        job = await create_job(world, platform_id, name="bench", pool=POOL, options=options)
+        job = await create_job(world, bench.platform_id, name="bench", pool=POOL, options=options)
         async with host_workers(world, 4):
             backup = await run_job(world, job, "full", "full", within_s=within_s)
         if backup.run.state != "succeeded":
             raise SystemExit(f"the backup run ended {backup.run.state}: {backup.vms}")
         files = await asyncio.to_thread(export_files, args.conf, images, workdir / "export")
-        fig: dict[str, Any] = {
-            "vms": VMS, "disks": len(images), "fill": args.fill,
-            "disk_mib": sorted(d.size >> 20 for vm in state.vms for d in vm.disks),
-            "size_bytes": size, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
-        }  # fmt: skip
         for label, key, at_once in (
             ("serial", "rbd_import", False),
             ("parallel", "rbd_import_parallel", True),

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -162,31 +163,59 @@ def disk_sizes_mib(disk_mib: int) -> str:
     return ",".join(str(max(1, disk_mib * n // 4)) for n in (4, 3, 2))
 
 
-async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchWorld:
+    """The runs and restores benchmarks' world, its VMs' images and first figures."""
+
+    world: RunWorld
+    images: list[str]
+    """``pool/image`` of every VM disk."""
+    size: int
+    """Provisioned bytes of all the disks."""
+    pids: dict[str, list[int]]
+    platform_id: str
+    within_s: float
+    figures: dict[str, Any]
+
+
+async def bench_world(
+    stack: AsyncExitStack, args: argparse.Namespace, workdir: Path, pools: list[str]
+) -> BenchWorld:
+    """The world of ``VMS`` VMs x ``DISKS_PER_VM`` disks (sizes from ``--disk-mib``, ``--fill``
+    of their chunks written), ``pools`` on its node and its platform registered."""
     seeding = Seeding(
         fill=args.fill, disks=str(DISKS_PER_VM), eligible=True,
         timeout_s=120 + VMS * DISKS_PER_VM * args.disk_mib * 0.5,
     )  # fmt: skip
-    within_s = 300 + VMS * DISKS_PER_VM * args.disk_mib * 0.5  # 2 MB/s would be a failure
     topology = Topology(prefix=f"bench-{uuid.uuid4().hex[:8]}.")
-    async with AsyncExitStack() as stack:
-        world = await serve_world(
-            stack, workdir, topology, amqp_url=os.environ["EDGEBACK_AMQP_URL"],
-            mongo_url=os.environ["EDGEBACK_MONGO_URL"], ceph_conf=args.conf, vms=VMS,
-            disk_mib=disk_sizes_mib(args.disk_mib), seeding=seeding, pools=list(SETTINGS),
-            node_threads=4,
-        )  # fmt: skip
-        state = world.emulator.state()
-        images = [f"{state.ceph.pool}/{state.ceph.image_name(vm.id, d)}"
-                  for vm in state.vms for d in vm.disks]  # fmt: skip
-        size = sum(d.size for vm in state.vms for d in vm.disks)
-        pids = {"node": [world.node.pid], "emulator": [world.emulator.pid], "osd": osd_pids()}
-        platform_id = await add_platform(world)
-        fig: dict[str, Any] = {
-            "vms": VMS, "disks": len(images), "fill": args.fill,
-            "disk_mib": sorted(d.size >> 20 for vm in state.vms for d in vm.disks),
+    world = await serve_world(
+        stack, workdir, topology, amqp_url=os.environ["EDGEBACK_AMQP_URL"],
+        mongo_url=os.environ["EDGEBACK_MONGO_URL"], ceph_conf=args.conf, vms=VMS,
+        disk_mib=disk_sizes_mib(args.disk_mib), seeding=seeding, pools=pools, node_threads=4,
+    )  # fmt: skip
+    state = world.emulator.state()
+    disks = [(vm, d) for vm in state.vms for d in vm.disks]
+    size = sum(d.size for _, d in disks)
+    return BenchWorld(
+        world=world,
+        images=[f"{state.ceph.pool}/{state.ceph.image_name(vm.id, d)}" for vm, d in disks],
+        size=size,
+        pids={"node": [world.node.pid], "emulator": [world.emulator.pid], "osd": osd_pids()},
+        platform_id=await add_platform(world),
+        within_s=300 + VMS * DISKS_PER_VM * args.disk_mib * 0.5,  # 2 MB/s would be a failure
+        figures={
+            "vms": VMS, "disks": len(disks), "fill": args.fill,
+            "disk_mib": sorted(d.size >> 20 for _, d in disks),
             "size_bytes": size, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
-        }  # fmt: skip
+        },
+    )  # fmt: skip
+
+
+async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    async with AsyncExitStack() as stack:
+        bench = await bench_world(stack, args, workdir, list(SETTINGS))
+        world, images, size, pids = bench.world, bench.images, bench.size, bench.pids
+        platform_id, within_s, fig = bench.platform_id, bench.within_s, dict(bench.figures)
         fig["rbd_export"] = await measure_export(args.conf, images, size, pids, at_once=False)
         fig["serial"] = await measure_run(
             world, platform_id, "serial", size=size, pids=pids, within_s=within_s
