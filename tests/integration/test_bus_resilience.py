@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import aio_pika
+import aiormq
 import pytest
 from tests.integration.broker_control import (
     BusFactory,
@@ -182,3 +184,39 @@ async def test_a_consumer_whose_queue_is_deleted_declares_it_again(buses: BusFac
                     pass
                 await asyncio.sleep(0.2)
     assert seen == ["before", "after"]
+
+
+async def test_delete_topology_goes_on_across_a_lost_connection(
+    buses: BusFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker closes the connection under a clean-up's delete (RabbitMQ 3.10 does,
+    with INTERNAL_ERROR, when a quorum queue's delete times out inside it): the
+    connection comes back and every queue and exchange is deleted all the same."""
+    specs = [
+        buses.spec(f"svc.gone{n}", exchange="commands", bindings=(f"g{n}.#",)) for n in range(2)
+    ]
+    async with buses.open("cleaner", reconnect_wait=30) as bus:
+        for spec in specs:
+            await bus.declare(spec)
+        channel = bus._channel  # the test closes the connection under it
+        real_delete, closed = channel.queue_delete, asyncio.Event()
+
+        async def delete_after_close(name: str, *args: Any, **kwargs: Any) -> Any:
+            if not closed.is_set():  # what CI met: the broker closes the connection
+                closed.set()  # under this delete and the driver raises its code
+                await close_connection(buses.name("cleaner"))
+                raise aiormq.exceptions.ConnectionInternalError("INTERNAL_ERROR")
+            return await real_delete(name, *args, **kwargs)
+
+        monkeypatch.setattr(channel, "queue_delete", delete_after_close)
+        await bus.delete_topology(specs)
+    top = buses.topology
+    names = [n for s in specs for n in (top.queue(s), top.dlq(s), *top.retry_queues(s).values())]
+    async with await aio_pika.connect(buses.url) as operator:
+        for name in [*names, top.exchange("commands")]:
+            probe = await operator.channel()
+            with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+                if name in names:
+                    await probe.declare_queue(name, passive=True)
+                else:
+                    await probe.declare_exchange(name, passive=True)

@@ -17,6 +17,7 @@ import asyncio
 import ssl
 import uuid
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
@@ -49,7 +50,7 @@ from edgeback_core.errors import (
 from edgeback_core.messages.base import encode
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 
     from edgeback_core.bus.port import ConsumerHandle, Handler, InFlightTracker, RpcHandler
     from edgeback_core.bus.topology import ExchangeKind, QueueSpec, Topology
@@ -302,15 +303,21 @@ class AmqpBus:
         """Publish and wait for the confirm. Across a lost connection, wait up to
         ``reconnect_wait`` for it to return and publish again: a message whose confirm
         was lost may then be held twice (same message id; handlers are idempotent)."""
-        what = f"publish {routing_key}"
+        await self._across_reconnects(
+            f"publish {routing_key}",
+            lambda: self._publish_once(exchange, routing_key, message, mandatory),
+        )
+
+    async def _across_reconnects(self, what: str, once: Callable[[], Awaitable[None]]) -> None:
+        """``once()``, again after each connection loss, for up to ``reconnect_wait``."""
         try:
             async with asyncio.timeout(self.reconnect_wait):
                 while True:
                     try:
-                        await self._publish_once(exchange, routing_key, message, mandatory)
+                        await once()
                         return
                     except UnavailableError as exc:
-                        log.warning("bus.publish.interrupted", routing_key=routing_key, error=exc)
+                        log.warning("bus.op.interrupted", what=what, error=exc)
                         await asyncio.sleep(_REPUBLISH_PAUSE)
         except TimeoutError as exc:
             raise UnavailableError(
@@ -431,9 +438,20 @@ class AmqpBus:
         for spec in specs:
             names = [top.queue(spec), top.dlq(spec), *top.retry_queues(spec).values()]
             for name in names:
-                await guarded(name, self._channel.queue_delete(name))
+                await self._across_reconnects(name, partial(self._delete_queue, name))
         for name in (top.exchange("commands"), top.exchange("events")):
-            await guarded(name, self._channel.exchange_delete(name))
+            await self._across_reconnects(name, partial(self._delete_exchange, name))
+
+    # RabbitMQ 3.10 answers a quorum queue's delete that timed out inside the broker
+    # (a busy machine) with a connection-level INTERNAL_ERROR: the robust connection
+    # comes back and the delete (idempotent) is tried again.
+    async def _delete_queue(self, name: str) -> None:
+        await self._channel.ready()
+        await guarded(name, self._channel.queue_delete(name))
+
+    async def _delete_exchange(self, name: str) -> None:
+        await self._channel.ready()
+        await guarded(name, self._channel.exchange_delete(name))
 
     async def serve_rpc(
         self, name: str, handler: RpcHandler[Req], request_type: type[Req]
