@@ -123,6 +123,18 @@ def plan_chunks(
     )
 
 
+def touched_chunks(
+    extents: Iterable[Extent], image_size: int, chunk_size: int = CHUNK_SIZE
+) -> frozenset[int]:
+    """Indices of the chunks of an image of ``image_size`` that any of ``extents``
+    overlaps (an extent past the image's end counts for the chunks it has there)."""
+    count = chunk_count(image_size, chunk_size)
+    found: set[int] = set()
+    for extent in extents:
+        found.update(i for i in _touched_chunks(extent, chunk_size) if i < count)
+    return frozenset(found)
+
+
 def _check_in_image(extent: Extent, image_size: int) -> None:
     if extent.offset < 0 or extent.length <= 0 or extent.end > image_size:
         raise InvalidInputError(

@@ -52,6 +52,7 @@ DISK_COLUMNS: Columns = (
     ("FROM", "source_disk_id"),
     ("WRITTEN", "bytes_written"),
     ("ZEROED", "bytes_zeroed"),
+    ("LEFT AS WAS", "bytes_left"),
     ("FETCHED", "bytes_fetched"),
     ("SECONDS", "duration_s"),
 )

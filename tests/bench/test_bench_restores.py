@@ -26,17 +26,25 @@ def test_serial_and_parallel_restores_against_rbd_import_write_every_figure(
             "--workdir", str(tmp_path)]  # fmt: skip
     assert main(args) == 0
     figures = json.loads(out.read_text())
+    size = figures["size_bytes"]
     assert (figures["vms"], figures["disks"]) == (4, 8)
     assert len(set(figures["disk_mib"])) > 1, figures["disk_mib"]  # uneven sizes
+    full = [label for label in SETTINGS if label != "changed"]
     for section, keys in [("rbd_import", IMPORT), ("rbd_import_parallel", IMPORT)] + [
-        (label, RESTORE) for label in SETTINGS
+        (label, RESTORE) for label in full
     ]:
         values = figures[section]
         assert keys <= set(values), (section, keys - set(values))
         assert all(values[k] > 0 for k in keys), (section, values)
-    for label in SETTINGS:  # every disk written whole: its data chunks and its zeros
-        run = figures[label]
-        assert run["bytes_written"] + run["bytes_zeroed"] == figures["size_bytes"], run
+    for label in full:  # every disk written whole: its data chunks, its zeros where the
+        run = figures[label]  # image holds data, the rest left (it reads as zeros)
+        assert run["bytes_written"] + run["bytes_zeroed"] + run["bytes_left"] == size, run
+        assert run["bytes_written"] == figures["serial"]["bytes_written"] > 0, run
+    quick = figures["changed"]  # only the chunks written to since the backup
+    assert quick["bytes_written"] + quick["bytes_zeroed"] + quick["bytes_left"] == size
+    assert 0 < quick["bytes_written"] + quick["bytes_zeroed"] <= quick["chunks_changed"] << 22
+    assert quick["bytes_left"] > 0, quick
     assert figures["parallel"]["speedup_vs_serial"] > 0
-    assert "restore, parallel" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "restore, parallel" in printed and "restore, changed only" in printed
     assert list(tmp_path.iterdir()) == [out]  # pools, exported files, emulator state removed

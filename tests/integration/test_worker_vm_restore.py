@@ -223,6 +223,40 @@ async def test_original_path_overwrites_both_disks_and_starts_the_vm(site: Site)
     assert all(len(site.snaps(name)) == 1 for name in names)
 
 
+async def test_original_path_writes_only_what_changed_since_the_backups_snapshot(
+    site: Site,
+) -> None:
+    """The VM's disks still hold the backup's snapshot: a restore rewrites the chunks
+    Ceph's diff names (data overwritten, data discarded, zeros written over) and
+    leaves the rest; with ``changed_only`` off it rewrites every data chunk."""
+    vm, chunk = site.source, 4 * MIB
+    name = site.image_name(vm, 0)
+    async with site.resources() as res:
+        entries = (await _manifest(site, res, 0)).entries
+    data = [i for i, e in enumerate(entries) if e is not None]
+    zero = [i for i, e in enumerate(entries) if e is None]
+    assert len(data) >= 2 and zero, entries
+    site.write(name, os.urandom(4096), offset=data[0] * chunk + 8192)
+    site.write(name, os.urandom(4096), offset=zero[0] * chunk)
+    with CephImages(site.cloud.state().ceph) as images, images.image(name) as img:
+        img.discard(data[1] * chunk, chunk)
+    disk_id, only = vm.disks[0].id, (site.point[0],)
+    async with site.resources() as res:
+        quick = await restore_vm(_request(site, vm, disks=only), res)
+    assert quick.status == "succeeded", quick
+    assert _digest(site.read(name)) == _digest(site.source_images[disk_id])
+    stats = quick.stats[disk_id]
+    assert stats.chunks_fetched == 2 and stats.bytes_zeroed == chunk, stats
+    assert stats.bytes_left == len(entries) * chunk - 3 * chunk
+    site.write(name, os.urandom(4096), offset=data[-1] * chunk)
+    full_opts = VmRestoreOptions(changed_only=False)
+    async with site.resources() as res:
+        full = await restore_vm(_request(site, vm, disks=only, options=full_opts), res)
+    assert full.status == "succeeded", full
+    assert _digest(site.read(name)) == _digest(site.source_images[disk_id])
+    assert full.stats[disk_id].chunks_fetched == len(data)
+
+
 async def test_new_path_writes_mapped_disks_and_zeroes_the_larger_tail(site: Site) -> None:
     target = site.vm(1)
     src = [d.id for d in site.source.disks]

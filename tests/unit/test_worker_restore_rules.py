@@ -31,6 +31,31 @@ def test_segments_cover_every_chunk_once_in_order(zeros: list[bool], step: int) 
     assert all(seg.count == 1 for seg in found if not seg.zero)
 
 
+@given(
+    st.lists(st.booleans(), max_size=60),
+    st.integers(1, 7),
+    st.none() | st.frozensets(st.integers(0, 59)),
+    st.none() | st.frozensets(st.integers(0, 59)),
+)
+def test_segments_keep_to_the_changed_and_allocated_chunks(
+    zeros: list[bool], step: int, changed: frozenset[int] | None, allocated: frozenset[int] | None
+) -> None:
+    entries = tuple(None if z else DIGEST for z in zeros)
+    found = segments(entries, zero_step=step, changed=changed, allocated=allocated)
+    covered = [i for seg in found for i in range(seg.first, seg.end)]
+    expected = [
+        i
+        for i, entry in enumerate(entries)
+        if (changed is None or i in changed)
+        and (entry is not None or allocated is None or i in allocated)
+    ]
+    assert covered == expected
+    assert all(seg.zero == (entries[seg.first] is None) for seg in found)
+    assert all(seg.count <= step for seg in found if seg.zero)
+    # a zero segment is a run of consecutive chunks
+    assert all(all(entries[i] is None for i in range(s.first, s.end)) for s in found if s.zero)
+
+
 @given(st.lists(st.booleans(), min_size=1, max_size=40), st.randoms(use_true_random=False))
 def test_watermark_is_the_first_unfinished_segment(zeros: list[bool], rng: random.Random) -> None:
     entries = tuple(None if z else DIGEST for z in zeros)

@@ -6,6 +6,12 @@ write the data, so a corrupt chunk stops the restore with an ``IntegrityError`` 
 the chunk and nothing wrong is ever written. Runs of zero chunks become one
 ``write_zeroes`` each, or nothing when the target is a new image known to be empty.
 
+Scope: ``changed`` names the chunks where the target may differ from the disk (those
+that changed since the backup's own snapshot, when the target is the image it was
+taken of and still holds it): no other chunk is fetched or written. ``allocated``
+names the chunks the target holds data in: a zero chunk outside them reads as zeros
+already and is not written.
+
 Resume: the work is a list of segments in chunk order (one data chunk, or a run of
 zero chunks). With a ``checkpoint`` sink the restore flushes the image every
 ``checkpoint_interval_s`` and hands the sink its watermark, the first chunk index
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Container, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -50,6 +56,11 @@ class RestoreOptions:
     """Image writes in flight."""
     target_is_zero: bool = False
     """The target is a new image: zero chunks need no write at all."""
+    changed: Container[int] | None = None
+    """Only these chunks may differ on the target (None: any): the others are left."""
+    allocated: Container[int] | None = None
+    """The target holds data only in these chunks (None: anywhere): a zero chunk
+    elsewhere is left, it reads as zeros."""
     grow: bool = True
     """Grow a target smaller than the disk; False refuses such a target."""
     cpu_threads: int | None = None
@@ -67,15 +78,21 @@ class RestoreOptions:
 
 def zero_runs(entries: tuple[ChunkDigest | None, ...]) -> Iterator[tuple[int, int]]:
     """(first index, count) of each run of consecutive zero entries."""
+    return _runs(entry is None for entry in entries)
+
+
+def _runs(flags: Iterable[bool]) -> Iterator[tuple[int, int]]:
+    """(first index, count) of each run of consecutive true ``flags``."""
     start: int | None = None
-    for index, entry in enumerate(entries):
-        if entry is None and start is None:
+    index = -1
+    for index, flag in enumerate(flags):
+        if flag and start is None:
             start = index
-        elif entry is not None and start is not None:
+        elif not flag and start is not None:
             yield start, index - start
             start = None
     if start is not None:
-        yield start, len(entries) - start
+        yield start, index + 1 - start
 
 
 @dataclass(slots=True)
@@ -100,12 +117,32 @@ class Segment:
 
 
 def segments(
-    entries: tuple[ChunkDigest | None, ...], *, zero_step: int, with_zeroes: bool = True
+    entries: tuple[ChunkDigest | None, ...],
+    *,
+    zero_step: int,
+    with_zeroes: bool = True,
+    changed: Container[int] | None = None,
+    allocated: Container[int] | None = None,
 ) -> list[Segment]:
-    """The work of a restore in chunk order; zero runs cut every ``zero_step`` chunks."""
-    found = [Segment(i, 1, zero=False) for i, entry in enumerate(entries) if entry is not None]
+    """The work of a restore in chunk order; zero runs cut every ``zero_step`` chunks.
+
+    Only chunks in ``changed`` (None: all); zero chunks only in ``allocated`` (None: all).
+    """
+
+    def wanted(index: int, among: Container[int] | None) -> bool:
+        return among is None or index in among
+
+    found = [
+        Segment(i, 1, zero=False)
+        for i, entry in enumerate(entries)
+        if entry is not None and wanted(i, changed)
+    ]
     if with_zeroes:
-        for first, count in zero_runs(entries):
+        zeroes = (
+            entry is None and wanted(i, changed) and wanted(i, allocated)
+            for i, entry in enumerate(entries)
+        )
+        for first, count in _runs(zeroes):
             for start in range(first, first + count, zero_step):
                 found.append(Segment(start, min(first + count, start + zero_step) - start, True))
     return sorted(found, key=lambda seg: seg.first)
@@ -144,8 +181,12 @@ class _Restore:
             manifest, image, source, key, opts,
         )  # fmt: skip
         step = max(1, (1 << 30) // manifest.header.chunk_size)
-        every = segments(manifest.entries, zero_step=step, with_zeroes=not opts.target_is_zero)
+        every = segments(
+            manifest.entries, zero_step=step, with_zeroes=not opts.target_is_zero,
+            changed=opts.changed, allocated=opts.allocated,
+        )  # fmt: skip
         self.work = [seg for seg in every if seg.end > opts.resume_from]
+        self.left = manifest.header.image_size - sum(self._span(seg)[1] for seg in every)
         self.meter = ProgressMeter(
             sum(self._span(seg)[1] for seg in self.work),
             opts.progress,
@@ -250,6 +291,7 @@ async def restore_disk(
         bytes_fetched=tally.bytes_fetched,
         bytes_written=tally.bytes_written,
         bytes_zeroed=tally.bytes_zeroed,
+        bytes_left=work.left,
         duration_s=time.monotonic() - started,
         cpu_s=time.process_time() - cpu_started,
     )

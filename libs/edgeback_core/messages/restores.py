@@ -141,6 +141,13 @@ class RestoreOptions(Message, frozen=True, kw_only=True, forbid_unknown_fields=T
     snapshot_before_overwrite: bool = False
     keep_snapshot_on_success: bool = False
     start_vm_after: bool = False
+    changed_only: bool = True
+    """Write only what changed since the restore point was taken, when a target disk is
+    the very image it was backed up from and still holds the backup's own snapshot (the
+    latest point of a VM backed up incrementally): Ceph's diff from that snapshot names
+    the chunks that changed, the rest is the backup's bytes already. False (or another
+    target) rewrites every chunk. Either way a zero chunk is written only where the
+    target holds data."""
     instant: bool = False
     """X8: each target disk usable at once, its data copied in behind by Ceph's
     import-only live migration from the storage node (docs/instant-restore.md); the
@@ -196,6 +203,9 @@ class RestoreDiskStats(Message, frozen=True, kw_only=True):
     """Bytes of zero chunks written as zeroes (the rest of the image)."""
     bytes_fetched: int = 0
     """Bytes of chunk records received from the storage node."""
+    bytes_left: int = 0
+    """Bytes not written because the target held them already (``changed_only``, or
+    zero chunks where the target holds no data)."""
     chunks_fetched: int = 0
     duration_s: float = 0.0
 

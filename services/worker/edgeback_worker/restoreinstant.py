@@ -132,7 +132,7 @@ def _copied(disk: InstantDisk, elapsed_s: float) -> RestoreStats:
     """What Ceph copied in (librbd reads the node; the worker moves no data itself)."""
     return RestoreStats(
         image_size=disk.size, chunks=0, chunks_fetched=0, bytes_fetched=0,
-        bytes_written=disk.size, bytes_zeroed=0, duration_s=elapsed_s, cpu_s=0.0,
+        bytes_written=disk.size, bytes_zeroed=0, bytes_left=0, duration_s=elapsed_s, cpu_s=0.0,
     )  # fmt: skip
 
 

@@ -81,6 +81,7 @@ def vm_restore_options(opts: rs.RestoreOptions, ctx: RunContext) -> VmRestoreOpt
         snapshot_before=opts.snapshot_before_overwrite,
         keep_snapshot=opts.keep_snapshot_on_success,
         start_vm_after=opts.start_vm_after,
+        changed_only=opts.changed_only,
         disks_per_vm=opts.disks_per_vm,
         streams_per_disk=opts.streams_per_disk,
         restore_speed=tuple(rate_windows(opts.restore_speed)),
@@ -95,6 +96,7 @@ def disk_stats(target_disk: str, source_disk: str, stats: RestoreStats) -> rs.Re
     return rs.RestoreDiskStats(
         disk_id=target_disk, source_disk_id=source_disk, bytes_written=stats.bytes_written,
         bytes_zeroed=stats.bytes_zeroed, bytes_fetched=stats.bytes_fetched,
+        bytes_left=stats.bytes_left,
         chunks_fetched=stats.chunks_fetched, duration_s=round(stats.duration_s, 3),
     )  # fmt: skip
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
 
+from edgeback_blocks.extents import touched_chunks
 from edgeback_blocks.ids import ChunkDigest
 from edgeback_blocks.keys import ClientKeys
 from edgeback_blocks.manifest import Manifest
@@ -63,6 +64,9 @@ class VmRestoreOptions:
     keep_snapshot: bool = False
     """Keep the safety snapshot after a success (it is always removed after a rollback)."""
     start_vm_after: bool = False
+    changed_only: bool = True
+    """Write only the chunks changed since the backup's snapshot, when the target is
+    the image it was taken of and still holds it."""
     disks_per_vm: int = 2
     streams_per_disk: int = 4
     restore_speed: tuple[RateWindow, ...] = ()
@@ -330,15 +334,43 @@ class _Run:
             async def save(next_index: int) -> None:
                 await image.metadata_set(key, marks.encode_mark(name, next_index))
 
+            changed, allocated = await self._scope(target, image)
+            options = replace(
+                self._options(target, resume, save), changed=changed, allocated=allocated
+            )
             stats = await restore_disk(
-                manifest, image, source=self.res.pool, key=self.res.keys.digest,
-                options=self._options(target, resume, save),
-            )  # fmt: skip
+                manifest, image, source=self.res.pool, key=self.res.keys.digest, options=options
+            )
             await _zero_tail(image, manifest.header.image_size)
             # while the image is open (reopening it read-write costs more than the
             # removal): a task redelivered after this rewrites the whole disk, no harm
             await image.metadata_remove(key)
         return stats
+
+    async def _scope(
+        self, target: Target, image: RbdImage
+    ) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+        """(changed, allocated) chunks of the target (``RestoreOptions``), from Ceph's
+        object maps. Changed: when the target is the image the backup read and still
+        holds the backup's snapshot, what differs from it since (a redelivered task
+        asks again: what it wrote counts as changed). Allocated: otherwise, where the
+        target holds data (a zero chunk elsewhere reads as zeros already)."""
+        header = target.manifest.header
+        source, _, snap = header.image.rpartition("@")
+        size = header.image_size
+        if (
+            self.request.options.changed_only
+            and snap
+            and source == f"{target.pool}/{target.image}"
+            and await image.snap_exists(snap)
+        ):
+            since = await image.diff_extents(snap, whole_object=True)
+            changed = touched_chunks(since, size, header.chunk_size)
+            log.info("vm_restore.changed_only", image=target.image, snap=snap,
+                     chunks=len(changed), of=header.chunk_count)  # fmt: skip
+            return changed, None
+        held = await image.diff_extents(None, whole_object=True)
+        return None, touched_chunks((e for e in held if e.exists), size, header.chunk_size)
 
     def _options(
         self, target: Target, resume: int, save: Callable[[int], Awaitable[None]]
