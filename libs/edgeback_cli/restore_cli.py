@@ -182,6 +182,11 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     )
     for flag, field, text in _SWITCHES:
         parser.add_argument(flag, dest=field, action="store_true", default=None, help=text)
+    parser.add_argument(
+        "--rewrite-all", dest="changed_only", action="store_const", const=False, default=None,
+        help="rewrite every chunk, even of a disk that still holds the backup's snapshot "
+        "(by default only what changed since it is written)",
+    )  # fmt: skip
     for flag, field in _NUMBERS:
         parser.add_argument(flag, dest=field, type=int, metavar="N")
 
@@ -223,7 +228,7 @@ def restore_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     options = {**spec.get("options", {})}
     if args.host is not None:
         options["host_id"] = args.host
-    for name in [n for _, n, _ in _SWITCHES] + [n for _, n in _NUMBERS]:
+    for name in [n for _, n, _ in _SWITCHES] + [n for _, n in _NUMBERS] + ["changed_only"]:
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     spec["options"] = options

@@ -259,7 +259,7 @@ def _restore_flags(**given: object) -> argparse.Namespace:
     names = ("points", "name", "schedule", "at", "host", "to_vm", "map",
              "snapshot_before_overwrite", "keep_snapshot_on_success", "start_vm_after",
              "instant", "parallel_vms", "vms_per_physical_host", "disks_per_vm",
-             "streams_per_disk")  # fmt: skip
+             "streams_per_disk", "changed_only")  # fmt: skip
     return argparse.Namespace(**{n: given.get(n) for n in names})
 
 
@@ -283,6 +283,8 @@ def test_a_restore_spec_from_flags() -> None:
     assert once["schedule"] == {"kind": "once", "at": "2026-12-24T18:00:00+01:00"}
     with pytest.raises(InvalidInputError):
         restore_spec({}, _restore_flags(at="2026-12-24T18:00:00Z", schedule="manual"))
+    rewrite = restore_spec({}, _restore_flags(changed_only=False))["options"]
+    assert rewrite == {"changed_only": False}
     assert shown_code("K7QM2XPA") == "K7QM-2XPA"
 
 
