@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
     # the VMs' data, once more in the pool's images while an import's copies exist
     check_room(args.conf, int(2 * VMS * DISKS_PER_VM * args.disk_mib * (1 << 20) * args.fill))
-    with scratch(args.workdir) as workdir:
+    with scratch(args.workdir, keep=args.keep) as workdir:
         figures = asyncio.run(measure(args, workdir))
     text = report(figures, tool="import", step="restore")
     quick = figures["changed"]

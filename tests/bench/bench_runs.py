@@ -236,12 +236,16 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def scratch(parent: str | None) -> Iterator[Path]:
+def scratch(parent: str | None, *, keep: bool = False) -> Iterator[Path]:
+    """A new directory under ``parent``, removed after the block unless ``keep``."""
     workdir = Path(tempfile.mkdtemp(prefix="edgeback-bench-runs-", dir=parent))
     try:
         yield workdir
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep:
+            print(f"kept {workdir} (the services' logs)", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def figure_line(label: str, f: dict[str, Any], extra: str = "") -> str:
@@ -289,13 +293,16 @@ def parse_args(doc: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--conf", default=os.environ.get("CEPH_CONF", "var/ceph/ceph.conf"))
     parser.add_argument("--workdir", help="where the node's pools (and other files) go")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (logs) after the run"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, argv)
     check_room(args.conf, int(VMS * DISKS_PER_VM * args.disk_mib * (1 << 20) * args.fill))
-    with scratch(args.workdir) as workdir:
+    with scratch(args.workdir, keep=args.keep) as workdir:
         figures = asyncio.run(measure(args, workdir))
     return emit(report(figures), figures, args.json)
 
