@@ -131,7 +131,8 @@ def touched_chunks(
     count = chunk_count(image_size, chunk_size)
     found: set[int] = set()
     for extent in extents:
-        found.update(i for i in _touched_chunks(extent, chunk_size) if i < count)
+        touched = _touched_chunks(extent, chunk_size)
+        found.update(range(touched.start, min(touched.stop, count)))
     return frozenset(found)
 
 

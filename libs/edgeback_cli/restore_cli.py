@@ -184,8 +184,8 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=field, action="store_true", default=None, help=text)
     parser.add_argument(
         "--rewrite-all", dest="changed_only", action="store_const", const=False, default=None,
-        help="rewrite every chunk, even of a disk that still holds the backup's snapshot "
-        "(by default only what changed since it is written)",
+        help="write every data chunk, even on a disk that still holds the backup's "
+        "snapshot (by default only what changed since is written there)",
     )  # fmt: skip
     for flag, field in _NUMBERS:
         parser.add_argument(flag, dest=field, type=int, metavar="N")

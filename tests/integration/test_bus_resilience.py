@@ -213,7 +213,7 @@ async def test_delete_topology_goes_on_across_a_lost_connection(
     top = buses.topology
     names = [n for s in specs for n in (top.queue(s), top.dlq(s), *top.retry_queues(s).values())]
     async with await aio_pika.connect(buses.url) as operator:
-        for name in [*names, top.exchange("commands")]:
+        for name in [*names, top.exchange("commands"), top.exchange("events")]:
             probe = await operator.channel()
             with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
                 if name in names:

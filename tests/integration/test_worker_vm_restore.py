@@ -43,6 +43,7 @@ from edgeback_worker.vm_restore import (
     VmRestoreRequest,
     manifest_ref,
     restore_vm,
+    unchanged_that_differ,
 )
 
 pytestmark = pytest.mark.integration
@@ -255,6 +256,34 @@ async def test_original_path_writes_only_what_changed_since_the_backups_snapshot
     assert full.status == "succeeded", full
     assert _digest(site.read(name)) == _digest(site.source_images[disk_id])
     assert full.stats[disk_id].chunks_fetched == len(data)
+
+
+async def test_the_diff_is_checked_on_a_sample_of_the_chunks_it_calls_unchanged(
+    site: Site,
+) -> None:
+    """The sample check the changed-only path runs before trusting Ceph's diff: on the
+    backup's bytes it finds nothing; with every chunk rewritten behind the diff's back
+    (here: the diff taken as "nothing changed"), whichever chunk it samples differs."""
+    vm = site.source
+    name, disk_id = site.image_name(vm, 0), vm.disks[0].id
+    async with site.resources() as res:
+        manifest = await _manifest(site, res, 0)
+        done = await restore_vm(_request(site, vm, disks=(site.point[0],)), res)
+        assert done.status == "succeeded", done
+        async with res.cluster.open_pool("rbd") as pool, pool.open_image(name) as image:
+            assert await unchanged_that_differ(image, manifest, frozenset(), res.keys.digest) == []
+        chunks = len(manifest.entries)
+        for index in range(chunks):
+            site.write(name, os.urandom(4096), offset=index * 4 * MIB)
+        async with res.cluster.open_pool("rbd") as pool, pool.open_image(name) as image:
+            wrong = await unchanged_that_differ(image, manifest, frozenset(), res.keys.digest)
+            assert len(wrong) == 1 and 0 <= wrong[0] < chunks, wrong
+            # the chunks the diff names are never sampled
+            every = frozenset(range(chunks))
+            assert await unchanged_that_differ(image, manifest, every, res.keys.digest) == []
+        again = await restore_vm(_request(site, vm, disks=(site.point[0],)), res)
+    assert again.status == "succeeded", again
+    assert _digest(site.read(name)) == _digest(site.source_images[disk_id])
 
 
 async def test_new_path_writes_mapped_disks_and_zeroes_the_larger_tail(site: Site) -> None:

@@ -7,11 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeback_blocks.chunk import CHUNK_SIZE
-from edgeback_blocks.extents import Extent, chunk_count, chunk_span, plan_chunks
+from edgeback_blocks.extents import Extent, chunk_count, chunk_span, plan_chunks, touched_chunks
 from edgeback_core.errors import InvalidInputError
 
 # small chunks keep the byte-level model cheap; the arithmetic does not depend on the size
 CS = 16
+MIB = 1 << 20
 
 
 @st.composite
@@ -138,3 +139,12 @@ def test_chunk_span_rejects_an_index_past_the_end() -> None:
 def test_empty_image_plans_nothing() -> None:
     plan = plan_chunks([], 0)
     assert (plan.read, plan.zero, plan.chunk_count) == ((), (), 0)
+
+
+def test_touched_chunks_at_the_partial_last_chunk_and_past_the_end() -> None:
+    chunk, size = 4 * MIB, 10 * MIB  # chunks 0, 1 and a partial 2
+    extents = [Extent(0, 1, True), Extent(9 * MIB, 4 * MIB, False)]  # past the end too
+    assert touched_chunks(extents, size, chunk) == {0, 2}
+    assert touched_chunks([Extent(4 * MIB, 4 * MIB, True)], size, chunk) == {1}
+    assert touched_chunks([Extent(12 * MIB, 8 * MIB, True)], size, chunk) == frozenset()
+    assert touched_chunks([], size, chunk) == frozenset()

@@ -50,16 +50,19 @@ class ProgressMeter:
         interval_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         smoothing: float = 0.3,
+        already: int = 0,
     ) -> None:
+        """``already``: bytes done before this meter (a resumed or partial job): counted
+        done from the start, not in the rate."""
         self.total_bytes = total_bytes
-        self.done_bytes = 0
+        self.done_bytes = already
         self._callback = callback
         self._interval_s = interval_s
         self._clock = clock
         self._smoothing = smoothing
         self._start = clock()
         self._last_time = self._start
-        self._last_done = 0
+        self._last_done = already
         self._rate = 0.0
 
     def add(self, nbytes: int) -> None:

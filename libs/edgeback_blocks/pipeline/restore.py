@@ -186,11 +186,19 @@ class _Restore:
             changed=opts.changed, allocated=opts.allocated,
         )  # fmt: skip
         self.work = [seg for seg in every if seg.end > opts.resume_from]
-        self.left = manifest.header.image_size - sum(self._span(seg)[1] for seg in every)
+        covered = {i for seg in every for i in range(seg.first, seg.end)}
+        self.left = sum(
+            manifest.chunk_span(i)[1]
+            for i in range(opts.resume_from, len(manifest.entries))
+            if i not in covered
+        )
+        # the whole disk, what a checkpoint covers and what needs no write counted done
+        size = manifest.header.image_size
         self.meter = ProgressMeter(
-            sum(self._span(seg)[1] for seg in self.work),
+            size,
             opts.progress,
             interval_s=opts.progress_interval_s,
+            already=size - sum(self._span(seg)[1] for seg in self.work),
         )
         self.tally = _Tally()
         self.mark = Watermark(self.work, len(manifest.entries))

@@ -72,9 +72,9 @@ class RestoreStats:
     bytes_zeroed: int
     """Bytes of zero chunks written as zeroes (0 when the target was known to be empty)."""
     bytes_left: int
-    """Bytes not written because the target held them already: unchanged since the
-    backup's snapshot, or zero chunks where the target holds no data (or all zero
-    chunks of a new image)."""
+    """Bytes from the resume point on (the whole disk when not resumed) not written
+    because the target held them already: unchanged since the backup's snapshot, or
+    zero chunks where the target holds no data (or all zero chunks of a new image)."""
     duration_s: float
     cpu_s: float
 

@@ -63,6 +63,7 @@ Resp = TypeVar("Resp", bound=msgspec.Struct)
 R = TypeVar("R")
 
 _RPC_PREFETCH = 16
+_DELETE_TRIES = 5
 _REPUBLISH_PAUSE = 0.1
 _EXCHANGES_POLL = 0.5
 _CLOSE_WAIT = 10.0
@@ -303,21 +304,15 @@ class AmqpBus:
         """Publish and wait for the confirm. Across a lost connection, wait up to
         ``reconnect_wait`` for it to return and publish again: a message whose confirm
         was lost may then be held twice (same message id; handlers are idempotent)."""
-        await self._across_reconnects(
-            f"publish {routing_key}",
-            lambda: self._publish_once(exchange, routing_key, message, mandatory),
-        )
-
-    async def _across_reconnects(self, what: str, once: Callable[[], Awaitable[None]]) -> None:
-        """``once()``, again after each connection loss, for up to ``reconnect_wait``."""
+        what = f"publish {routing_key}"
         try:
             async with asyncio.timeout(self.reconnect_wait):
                 while True:
                     try:
-                        await once()
+                        await self._publish_once(exchange, routing_key, message, mandatory)
                         return
                     except UnavailableError as exc:
-                        log.warning("bus.op.interrupted", what=what, error=exc)
+                        log.warning("bus.publish.interrupted", routing_key=routing_key, error=exc)
                         await asyncio.sleep(_REPUBLISH_PAUSE)
         except TimeoutError as exc:
             raise UnavailableError(
@@ -438,20 +433,35 @@ class AmqpBus:
         for spec in specs:
             names = [top.queue(spec), top.dlq(spec), *top.retry_queues(spec).values()]
             for name in names:
-                await self._across_reconnects(name, partial(self._delete_queue, name))
+                await self._deleting(
+                    f"delete queue {name}", partial(self._channel.queue_delete, name)
+                )
         for name in (top.exchange("commands"), top.exchange("events")):
-            await self._across_reconnects(name, partial(self._delete_exchange, name))
+            await self._deleting(
+                f"delete exchange {name}", partial(self._channel.exchange_delete, name)
+            )
 
-    # RabbitMQ 3.10 answers a quorum queue's delete that timed out inside the broker
-    # (a busy machine) with a connection-level INTERNAL_ERROR: the robust connection
-    # comes back and the delete (idempotent) is tried again.
-    async def _delete_queue(self, name: str) -> None:
-        await self._channel.ready()
-        await guarded(name, self._channel.queue_delete(name))
-
-    async def _delete_exchange(self, name: str) -> None:
-        await self._channel.ready()
-        await guarded(name, self._channel.exchange_delete(name))
+    async def _deleting(self, what: str, op: Callable[[], Awaitable[object]]) -> None:
+        """``op()``, idempotent, tried again after a lost connection: RabbitMQ 3.10
+        answers a quorum queue's delete that timed out inside it (a busy machine) with a
+        connection-level INTERNAL_ERROR. Each try waits up to ``reconnect_wait`` for the
+        connection, then up to ``BROKER_OP_TIMEOUT_S`` for the broker's answer."""
+        for attempt in range(1, _DELETE_TRIES + 1):
+            try:
+                async with asyncio.timeout(self.reconnect_wait):
+                    await self._channel.ready()
+            except TimeoutError as exc:
+                raise UnavailableError(
+                    f"{what}: no broker connection within {self.reconnect_wait}s"
+                ) from exc
+            try:
+                await guarded(what, op())
+                return
+            except UnavailableError as exc:
+                if attempt == _DELETE_TRIES:
+                    raise
+                log.warning("bus.delete.interrupted", what=what, attempt=attempt, error=exc)
+                await asyncio.sleep(_REPUBLISH_PAUSE)
 
     async def serve_rpc(
         self, name: str, handler: RpcHandler[Req], request_type: type[Req]

@@ -145,9 +145,9 @@ class RestoreOptions(Message, frozen=True, kw_only=True, forbid_unknown_fields=T
     """Write only what changed since the restore point was taken, when a target disk is
     the very image it was backed up from and still holds the backup's own snapshot (the
     latest point of a VM backed up incrementally): Ceph's diff from that snapshot names
-    the chunks that changed, the rest is the backup's bytes already. False (or another
-    target) rewrites every chunk. Either way a zero chunk is written only where the
-    target holds data."""
+    the chunks that changed, the rest is the backup's bytes already (checked on a sample
+    of them first; a mismatch writes everything). False, or another target: every data
+    chunk is written, and a zero chunk only where the target holds data."""
     instant: bool = False
     """X8: each target disk usable at once, its data copied in behind by Ceph's
     import-only live migration from the storage node (docs/instant-restore.md); the
@@ -205,7 +205,8 @@ class RestoreDiskStats(Message, frozen=True, kw_only=True):
     """Bytes of chunk records received from the storage node."""
     bytes_left: int = 0
     """Bytes not written because the target held them already (``changed_only``, or
-    zero chunks where the target holds no data)."""
+    zero chunks where the target holds no data), from the resume point on when the
+    disk's restore resumed from a checkpoint."""
     chunks_fetched: int = 0
     duration_s: float = 0.0
 

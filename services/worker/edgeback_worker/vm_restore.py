@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from edgeback_blocks.extents import touched_chunks
-from edgeback_blocks.ids import ChunkDigest
+from edgeback_blocks.ids import ChunkDigest, PoolKey
 from edgeback_blocks.keys import ClientKeys
 from edgeback_blocks.manifest import Manifest
 from edgeback_blocks.pipeline import (
@@ -31,9 +32,11 @@ from edgeback_blocks.pipeline import (
     Progress,
     RestoreOptions,
     RestoreStats,
+    cpu,
     restore_disk,
 )
 from edgeback_blocks.pipeline.rate_windows import RateWindow, WindowedThrottle
+from edgeback_blocks.pipeline.sampling import sample_unchanged
 from edgeback_blocks.rbd import RbdCluster, RbdImage
 from edgeback_cli.commands import ManifestSource, fetch_manifest
 from edgeback_cli.refs import ManifestRef
@@ -356,21 +359,41 @@ class _Run:
         asks again: what it wrote counts as changed). Allocated: otherwise, where the
         target holds data (a zero chunk elsewhere reads as zeros already)."""
         header = target.manifest.header
-        source, _, snap = header.image.rpartition("@")
-        size = header.image_size
-        if (
-            self.request.options.changed_only
-            and snap
-            and source == f"{target.pool}/{target.image}"
-            and await image.snap_exists(snap)
-        ):
-            since = await image.diff_extents(snap, whole_object=True)
-            changed = touched_chunks(since, size, header.chunk_size)
-            log.info("vm_restore.changed_only", image=target.image, snap=snap,
-                     chunks=len(changed), of=header.chunk_count)  # fmt: skip
+        changed = await self._changed_since_backup(target, image)
+        if changed is not None:
             return changed, None
         held = await image.diff_extents(None, whole_object=True)
-        return None, touched_chunks((e for e in held if e.exists), size, header.chunk_size)
+        return None, touched_chunks(
+            (e for e in held if e.exists), header.image_size, header.chunk_size
+        )
+
+    async def _changed_since_backup(self, target: Target, image: RbdImage) -> frozenset[int] | None:
+        """The chunks changed since the backup's own snapshot, or None when that cannot
+        be trusted: another image, the snapshot gone or of another size, or a sample of
+        the chunks Ceph's diff calls unchanged that does not match the manifest (an
+        image reverted to an older snapshot, a wrong object map: the backup checks its
+        incremental diffs the same way)."""
+        header = target.manifest.header
+        source, _, snap = header.image.rpartition("@")
+        if not (
+            self.request.options.changed_only and snap and source == f"{target.pool}/{target.image}"
+        ):
+            return None
+        held = next((s for s in await image.list_snaps() if s.name == snap), None)
+        if held is None or held.size != header.image_size:
+            return None
+        since = await image.diff_extents(snap, whole_object=True)
+        changed = touched_chunks(since, header.image_size, header.chunk_size)
+        wrong = await unchanged_that_differ(image, target.manifest, changed, self.res.keys.digest)
+        if wrong:
+            log.warning(
+                "vm_restore.diff_untrusted", image=target.image, snap=snap, chunks=wrong[:16],
+                note="every chunk is written",
+            )  # fmt: skip
+            return None
+        log.info("vm_restore.changed_only", image=target.image, snap=snap,
+                 chunks=len(changed), of=header.chunk_count)  # fmt: skip
+        return changed
 
     def _options(
         self, target: Target, resume: int, save: Callable[[int], Awaitable[None]]
@@ -424,6 +447,23 @@ class _Run:
             async with self._image(target, read_only=False) as image:
                 await image.metadata_remove(marks.checkpoint_key(self.request.restore_id))
                 await image.metadata_remove(marks.safety_key(self.request.restore_id))
+
+
+async def unchanged_that_differ(
+    image: RbdImage, manifest: Manifest, changed: frozenset[int], key: PoolKey
+) -> list[int]:
+    """Indices of a random sample of the chunks outside ``changed`` whose bytes on the
+    image do not have the manifest's digest (``sample_unchanged``'s size: 1 %, 1 to 8)."""
+    unchanged = (i for i in range(len(manifest.entries)) if i not in changed)
+    sample = sample_unchanged(unchanged, random.Random())
+    loop = asyncio.get_running_loop()
+
+    async def differs(index: int) -> bool:
+        data = await image.read(*manifest.chunk_span(index))
+        return await loop.run_in_executor(None, cpu.digest_of, key, data) != manifest.entries[index]
+
+    verdicts = await asyncio.gather(*(differs(index) for index in sample))
+    return [index for index, wrong in zip(sample, verdicts, strict=True) if wrong]
 
 
 async def _zero_tail(image: RbdImage, source_size: int) -> None:
