@@ -378,8 +378,8 @@ async def test_a_worker_killed_mid_restore_is_taken_over_and_resumed(stage: Stag
     assert any(0 < k * CHUNK_SIZE < sizes[d] for d, k in at_kill.items()), at_kill
     for stats in vm.stats:  # the survivor wrote only what the checkpoint did not cover
         left = max(0, sizes[stats.disk_id] - at_kill[stats.disk_id] * CHUNK_SIZE)
-        done = stats.bytes_written + stats.bytes_zeroed + stats.bytes_left
-        assert done == left, (stats, at_kill)
+        covered = stats.bytes_written + stats.bytes_zeroed + stats.bytes_left
+        assert covered == left, (stats, at_kill)
     assert await _marks(stage, rid) == {d: 0 for d in sizes}  # removed at the end
     events = stage.at.emulator.state().events[seen:]
     mine = [(e.kind, e.snapshot_id) for e in events if e.vm_id == stage.source.id]
