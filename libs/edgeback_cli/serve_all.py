@@ -78,18 +78,25 @@ def add(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "serve",
         help="run edgeback on this machine (all-in-one)",
         description=(
-            "Run the five services in one process: catalog, storage node, worker, "
-            "scheduler and API, on an in-memory bus, with the catalog DB beside them "
-            "and a local dedup pool. The embedded default for a one-node site; a fleet "
-            "runs each service on its own (docs/all-in-one.md)."
+            "Run the five services in one process: catalog, storage node, worker,\n"
+            "scheduler and API, on an in-memory bus, with the catalog DB beside them and\n"
+            "a local dedup pool `default`, which it registers in the catalog (activating\n"
+            "its backup host) once the worker's first heartbeat is in. The embedded\n"
+            "default for a one-node site; a fleet runs each service on its own\n"
+            "(docs/all-in-one.md, docs/fleet.md)."
         ),
         epilog="example:\n  edgeback serve --all --data-dir /var/lib/edgeback --host-id bk-01",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--all", action="store_true", required=True, help="every service")
-    serve.add_argument("--data-dir", type=Path, default=Path("var/edgeback"))
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var/edgeback"),
+        help="secrets, pools, pool access files, catalog DB (default var/edgeback)",
+    )
     serve.add_argument("--host-id", default="local", help="this backup host's id")
-    serve.add_argument("--api-port", type=_port, default=8440)
+    serve.add_argument("--api-port", type=_port, default=8440, help="the API's port (default 8440)")
     serve.add_argument("--node-port", type=_port, default=8710, help="the storage node's port")
     serve.add_argument(
         "--mongo-url", help="an existing catalog DB (default: start one under --data-dir)"
