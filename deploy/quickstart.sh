@@ -115,7 +115,7 @@ pool_access() { # the backup host's files for pool "default": secret, node token
     [ -e "$QS/pools/default/pool.json" ] ||
         "$PY" -c 'import sys, pathlib; from edgeback_pools.pool_meta import create_pool; create_pool(pathlib.Path(sys.argv[1]), "default", "dedup")' "$QS/pools"
     mkdir -p -m 700 "$QS/pool-access"
-    [ -f "$QS/pool-access/default.secret" ] || "$EB" key create "$QS/pool-access/default.secret"
+    [ -f "$QS/pool-access/default.secret" ] || "$EB" key create "$QS/pool-access/default.secret" >/dev/null
     (umask 077 && printf '%s' "$EDGEBACK_DEDUP_TOKEN" >"$QS/pool-access/default.token")
     install -m 600 "$QS/pools/default/pool.key" "$QS/pool-access/default.key"
 }
