@@ -3,15 +3,19 @@
 #
 # Usage: quickstart.sh [up|stop|status]
 #   up (default)  set up the machine (deploy/setup.sh), start the dev stack, the
-#                 edge-cloud emulator (two VMs with two disks each on real RBD images)
-#                 and the five edgeback services as separate processes on RabbitMQ, each
-#                 under its own broker user; then, only through the HTTP API (the
-#                 `edgeback` CLI): sign in, register the platform, its Ceph storage and
-#                 the storage node's dedup pool, create a backup job, run a full backup, change
-#                 the VM's disks, run an incremental, restore that point into the
-#                 other VM (a restore run started with its verification code) and
-#                 check each restored disk against the source's snapshot. Idempotent: a
-#                 second run reuses what runs and what is registered.
+#                 edge-cloud emulator (a VM with two disks on real RBD images) and the
+#                 five edgeback services as separate processes on RabbitMQ, each under
+#                 its own broker user; then, only through the HTTP API (the `edgeback`
+#                 CLI): sign in, register the platform, its Ceph storage and the storage
+#                 node's dedup pool, create a backup job, run a full backup, change the
+#                 VM's disks, run an incremental, and restore that point into a new VM
+#                 (a restore run started with its verification code) and check each
+#                 restored disk against the source's snapshot. The new VM,
+#                 restored-<source name> with disks of the source's sizes, is made the
+#                 way an operator would before a new-path restore: in the cloud's own
+#                 console, here the emulator's `POST /emulator/vms` (edgeback never
+#                 creates VMs); edgeback finds it by browsing the platform. Idempotent: a
+#                 second run reuses what runs, what is registered and the new VM.
 #   stop          stop the services and the emulator this script started
 #   status        show what runs and the health of each service
 #
@@ -34,6 +38,7 @@ HOST_ID=quickstart-host
 EB=$REPO/.venv/bin/edgeback
 NODE_URL=http://127.0.0.1:$NODE_PORT
 POOL_ID= POOL_SPACE= # the registered dedup pool and its space, for the summary
+RESTORED= # the new VM restored into and its source, for the summary
 
 log() { printf '%s [%s] %s\n' "$(date +%H:%M:%S)" "$PROG" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -95,8 +100,8 @@ wait_http() { # wait_http WHAT URL SECONDS
 start_emulator() {
     (umask 077 && printf '%s' "$QS_SECRET_KEY" >"$QS/platform.sk") # off the command line
     if [ ! -s "$QS/emulator-state.json" ]; then
-        log "seeding the edge-cloud emulator: 2 VMs with 2 RBD disks each in pool rbd"
-        (cd "$REPO" && "$PY" -m tests.support.emulator seed --vms 2 --disks 2 --eligible \
+        log "seeding the edge-cloud emulator: a VM with 2 RBD disks in pool rbd"
+        (cd "$REPO" && "$PY" -m tests.support.emulator seed --vms 1 --disks 2 --eligible \
             --conf "$CEPH_CONF" --pool rbd --state "$QS/emulator-state.json" --disk-mib 64)
     fi
     start_bg emulator "tests.support.emulator serve" env -C "$REPO" "$PY" -m tests.support.emulator serve \
@@ -110,7 +115,7 @@ pool_access() { # the backup host's files for pool "default": secret, node token
     [ -e "$QS/pools/default/pool.json" ] ||
         "$PY" -c 'import sys, pathlib; from edgeback_pools.pool_meta import create_pool; create_pool(pathlib.Path(sys.argv[1]), "default", "dedup")' "$QS/pools"
     mkdir -p -m 700 "$QS/pool-access"
-    [ -f "$QS/pool-access/default.secret" ] || "$EB" key create "$QS/pool-access/default.secret"
+    [ -f "$QS/pool-access/default.secret" ] || "$EB" key create "$QS/pool-access/default.secret" >/dev/null
     (umask 077 && printf '%s' "$EDGEBACK_DEDUP_TOKEN" >"$QS/pool-access/default.token")
     install -m 600 "$QS/pools/default/pool.key" "$QS/pool-access/default.key"
 }
@@ -214,8 +219,12 @@ register_pool() { # the node's dedup pool "default", checked from the backup hos
 SPACE='"%.1f GiB capacity, %.1f GiB free, %d chunks" % (d["status"]["capacity_bytes"] / 2**30, d["status"]["free_bytes"] / 2**30, d["status"]["chunks"])'
 
 VMS_OF='sorted((v for h in d["hosts"] for v in h.get("vms") or []), key=lambda v: v["name"])'
-DISKS_OF="[v for v in $VMS_OF if v['id'] == a[0]][0]['disks']" # of the VM a[0]
+VM_OF="[v for v in $VMS_OF if v['id'] == a[0]][0]" # the VM a[0]
+DISKS_OF="$VM_OF['disks']"                          # its disks
 IMAGE_OF="[x['volume_id'] or a[0] + '_disk' for x in $DISKS_OF if x['id'] == a[1]][0]" # its disk a[1]
+NAMED="([v['id'] for v in $VMS_OF if v['name'] == a[0]] or [''])[0]" # the VM named a[0], or ''
+HOST_OF='[h["id"] for h in d["hosts"] if any(v["id"] == a[0] for v in h.get("vms") or [])][0]'
+NEW_VM="__import__('json').dumps({'name': a[1], 'host_id': $HOST_OF, 'disk_sizes': [x['size'] for x in $DISKS_OF]})"
 
 backup() { # backup JOB TYPE: start a run, follow it to its end; prints its backup set's id
     local run
@@ -230,15 +239,43 @@ backup() { # backup JOB TYPE: start a run, follow it to its end; prints its back
     api backup-set list --run "$run" | field 'd[0]["id"]'
 }
 
+source_vm() { # source_vm JOBS TREE: the VM the quickstart job backs up, else the first VM
+    # (by name) not made by this script
+    local job_vm
+    job_vm=$(field '([j["spec"]["content"]["vms"][0]["vm_id"] for j in d if j["spec"]["name"] == "quickstart"] or [""])[0]' <<<"$1")
+    [ -n "$job_vm" ] && { echo "$job_vm"; return; }
+    field "[v['id'] for v in $VMS_OF if not v['name'].startswith('restored-')][0]" <<<"$2"
+}
+
+new_vm() { # new_vm PLATFORM SRC TREE: the new VM restored-<name of SRC> with disks of SRC's
+    # sizes, on SRC's physical host. Made, unless it exists, as an operator would before a
+    # new-path restore: in the cloud's console (here the emulator's control route), then
+    # found through the API. Prints its id.
+    local name vm
+    name=restored-$(field "$VM_OF['name']" "$2" <<<"$3")
+    vm=$(api browse "$1" --keyword "$name" | field "$NAMED" "$name")
+    if [ -z "$vm" ]; then
+        curl -sS --fail-with-body -o /dev/null -X POST -H 'Content-Type: application/json' \
+            --data "$(field "$NEW_VM" "$2" "$name" <<<"$3")" \
+            "http://127.0.0.1:$EMULATOR_PORT/emulator/vms" >&2 ||
+            die "the emulator did not create VM $name"
+        log "cloud console (emulator): VM $name created, its disks blank and sized as VM $2's"
+        vm=$(api browse "$1" --keyword "$name" | field "$NAMED" "$name")
+        [ -n "$vm" ] || die "the new VM $name is not in the platform's inventory (edgeback browse $1)"
+    fi
+    log "api: new VM $name ($vm) found on the platform: the restore's target"
+    echo "$vm"
+}
+
 demo() {
-    local pid vms src dst job set1 set2 images snap image restored want got
+    local pid vms jobs src dst job set1 set2 images snap image restored want got
     signin
     pid=$(register)
     POOL_ID=$(register_pool)
     vms=$(api browse "$pid")
-    src=$(field "$VMS_OF[0]['id']" <<<"$vms")
-    dst=$(field "$VMS_OF[1]['id']" <<<"$vms")
-    job=$(api job list | field '[j["id"] for j in d if j["spec"]["name"] == "quickstart"][0] if any(j["spec"]["name"] == "quickstart" for j in d) else ""')
+    jobs=$(api job list)
+    src=$(source_vm "$jobs" "$vms")
+    job=$(field '([j["id"] for j in d if j["spec"]["name"] == "quickstart"] or [""])[0]' <<<"$jobs")
     if [ -z "$job" ]; then
         job=$(api job create --name quickstart --type incremental --platform "$pid" --vm "$src" \
             --pool-id "$POOL_ID" | field 'd["id"]')
@@ -254,7 +291,9 @@ demo() {
     set2=$(backup "$job" incremental)
     [ "$(api backup-set show "$set2" | field 'd["backup_set"]["backup_type"]')" = incremental ] ||
         die "backup set $set2 is not an incremental"
-    log "demo: restoring the incremental restore point into VM $dst (new path) through a restore run"
+    dst=$(new_vm "$pid" "$src" "$vms")
+    vms=$(api browse "$pid")
+    log "demo: restoring the incremental restore point into the new VM $dst (new path) through a restore run"
     local maps=() created rid code disks_src disks_dst i
     read -r -a disks_src <<<"$(field "' '.join(x['id'] for x in $DISKS_OF)" "$src" <<<"$vms")"
     read -r -a disks_dst <<<"$(field "' '.join(x['id'] for x in $DISKS_OF)" "$dst" <<<"$vms")"
@@ -275,6 +314,7 @@ demo() {
         log "demo: disk ${disks_dst[$i]} restored byte-identical to its snapshot (sha256 $want)"
     done
     log "demo: restored VM $dst is byte-identical to the snapshot of VM $src, disk by disk"
+    RESTORED="$(field "$VM_OF['name']" "$dst" <<<"$vms") ($dst), from $(field "$VM_OF['name']" "$src" <<<"$vms")'s incremental (backup set $set2, restore $rid)"
     POOL_SPACE=$(api pool refresh "$POOL_ID" | field "$SPACE")
     log "api: pool 'default' now: $POOL_SPACE"
 }
@@ -301,11 +341,13 @@ edgeback is running (logs and pids in $QS):
                  (password: EDGEBACK_API_BOOTSTRAP_PASSWORD in $QS/secrets.env)
   storage node   $NODE_URL   (token in $QS/secrets.env)
   pool default   $POOL_SPACE   (edgeback pool show $POOL_ID)
+  restored VM    $RESTORED
   emulator       http://127.0.0.1:$EMULATOR_PORT  (edge-cloud API, signed requests)
   health         $(for s in $SERVICES; do printf '%s:%s ' "$s" "$(health_port "$s")"; done)
 next steps:
   edgeback job list; edgeback run list --job JOB_ID; edgeback backup-set list --job JOB_ID
-  edgeback browse PLATFORM_ID; docs/cli.md, docs/api.md, docs/runs.md, docs/restores.md
+  edgeback browse PLATFORM_ID; edgeback restore points --vm VM; edgeback restore list
+  docs/cli.md, docs/api.md, docs/runs.md, docs/restores.md
   stop with      bash deploy/quickstart.sh stop
 EOF
 }

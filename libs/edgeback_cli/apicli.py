@@ -74,6 +74,23 @@ def group(groups: Groups, name: str, help_text: str) -> Groups:
     return parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
 
+def add_group_examples(parser: argparse.ArgumentParser) -> None:
+    """Give every command group without an epilog an ``examples:`` one: each of its
+    commands' example (a subgroup's first), so ``edgeback job --help`` shows how to
+    use what it lists."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        examples: list[str] = []
+        for child in dict.fromkeys(action.choices.values()):  # aliases name one parser twice
+            add_group_examples(child)
+            lines = (child.epilog or "").splitlines()
+            if lines and lines[0] in ("example:", "examples:"):
+                examples += lines[1:2] if lines[0] == "examples:" else lines[1:]
+        if parser.epilog is None and examples:
+            parser.epilog = "\n".join(["examples:", *examples])
+
+
 def verb(
     verbs: Groups,
     name: str,
@@ -140,7 +157,7 @@ def add_session(groups: Groups) -> None:
         groups,
         "login",
         "sign in to the API; the session is kept for the next commands",
-        "edgeback login --api https://backup.example:8440 --user root",
+        "edgeback login --api https://backup.example:8440 --user admin",
         _login,
         token=False,
     )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 COMPRESSIONS = ("none", "fast", "balanced", "best")
 """``edgeback_blocks.chunk.Compression``'s values (a unit test holds them equal)."""
 POOL_KINDS = ("dedup", "standard")
+MANIFEST_HELP = "VM/DISK/VERSION of a disk version in the pool, or a manifest file"
 EXIT_INTEGRITY = 3
 
 BACKUP_EXAMPLE = """\
@@ -94,8 +95,22 @@ def _pool_options(parser: argparse.ArgumentParser, direction: str) -> None:
         action="store_true",
         help="also accept format-1 manifests, which carry no MAC (written before format 2)",
     )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    output_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
+
+
+def output_options(parser: argparse.ArgumentParser) -> None:
+    """``-o/--output`` as on the API commands; ``--json``, its older spelling, still works."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="table for people (default), json for scripts",
+    )
+    parser.add_argument(
+        "--json", dest="output", action="store_const", const="json", help=argparse.SUPPRESS
+    )
 
 
 def _ceph_options(parser: argparse.ArgumentParser) -> None:
@@ -124,14 +139,25 @@ def _backup(verbs: Groups) -> None:
     backup.add_argument("--vm", default="cli", help="VM name in the manifest (default: cli)")
     backup.add_argument("--disk", help="disk name in the manifest (default: the image name)")
     backup.add_argument("--version", help="version name (default: UTC time)")
-    backup.add_argument("--compression", choices=COMPRESSIONS, default="fast")
+    backup.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default="fast",
+        help="zstd effort for new chunks (default fast); a chunk that does not shrink stays raw",
+    )
     backup.add_argument(
         "--server-side-dedup",
         action="store_true",
         help="upload every chunk and let the node deduplicate",
     )
     backup.add_argument("--uploads", type=int, default=8, help="chunk uploads in flight")
-    backup.add_argument("--checkpoint-interval", type=float, default=10.0, metavar="SECONDS")
+    backup.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="save the partial manifest this often, to resume from (default 10)",
+    )
     _pool_options(backup, "--to")
 
 
@@ -145,7 +171,7 @@ def add(groups: Groups) -> None:
         "edgeback disk restore cli/vm-1-disk-0/20250101T000000Z --image rbd/vm-1-new "
         "--from /srv/backup/dd --secret-key-file /etc/edgeback/pool.secret",
     )
-    restore.add_argument("manifest", metavar="MANIFEST_REF")
+    restore.add_argument("manifest", metavar="MANIFEST_REF", help=MANIFEST_HELP)
     _ceph_options(restore)
     restore.add_argument("--force", action="store_true", help="overwrite an existing image")
     restore.add_argument(
@@ -161,7 +187,7 @@ def add(groups: Groups) -> None:
         "edgeback disk verify cli/vm-1-disk-0/20250101T000000Z --from /srv/backup/dd "
         "--secret-key-file /etc/edgeback/pool.secret --sample 100",
     )
-    verify.add_argument("manifest", metavar="MANIFEST_REF")
+    verify.add_argument("manifest", metavar="MANIFEST_REF", help=MANIFEST_HELP)
     verify.add_argument("--sample", type=int, help="check only this many random chunks")
     _pool_options(verify, "--from")
     _local_groups(groups)
@@ -192,7 +218,7 @@ def _local_groups(groups: Groups) -> None:
         action="store_true",
         help="encrypt chunks and manifests with the pool secret (docs/encryption.md)",
     )
-    create.add_argument("--json", action="store_true", help="print the summary as JSON")
+    output_options(create)
     catalog = _group(groups, "catalog", "the catalog service, over the bus")
     imp = _verb(
         catalog,
@@ -214,7 +240,8 @@ def _local_groups(groups: Groups) -> None:
         "write a new random pool secret (mode 0600)",
         "edgeback key create /etc/edgeback/pool.secret",
     )
-    key.add_argument("file", metavar="FILE")
+    key.add_argument("file", metavar="FILE", help="where to write it (must not exist)")
+    output_options(key)
 
 
 def _access(args: argparse.Namespace, environ: Mapping[str, str]) -> commands.PoolAccess:
@@ -298,7 +325,7 @@ def _pool_create(args: argparse.Namespace) -> int:
         "key_file": str(directory / KEY_FILE),
         "key_id": info.key_id,
     }
-    commands.emit(summary, as_json=args.json)
+    commands.emit(summary, as_json=args.output == "json")
     keys = (
         "the chunks and manifests are sealed with the pool secret only"
         if info.encrypted
@@ -319,9 +346,11 @@ async def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.group == "pool":
         return _pool_create(args)
     if args.group == "key":
-        from edgeback_blocks.keys import write_secret_file  # noqa: PLC0415
+        from edgeback_blocks.keys import SECRET_SIZE, write_secret_file  # noqa: PLC0415
 
         write_secret_file(Path(args.file))
+        summary = {"secret_file": args.file, "bytes": SECRET_SIZE}
+        commands.emit(summary, as_json=args.output == "json")
         commands.note(f"wrote a new pool secret to {args.file}: back it up (docs/encryption.md)")
         return 0
     if args.group == "catalog":
@@ -330,7 +359,7 @@ async def dispatch(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
         actor = ActorRef(user=args.actor)
         summary = await run_import(_access(args, environ), environ, actor)
-        commands.emit(summary, as_json=args.json)
+        commands.emit(summary, as_json=args.output == "json")
         return EXIT_INTEGRITY if summary["rejected"] else 0
     return await _disk(args, environ)
 
@@ -357,7 +386,7 @@ async def _disk(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         ok, summary = await commands.run_verify(
             ManifestRef.parse(args.manifest), _access(args, environ), sample=sample
         )
-        commands.emit(summary, as_json=args.json)
+        commands.emit(summary, as_json=args.output == "json")
         return 0 if ok else EXIT_INTEGRITY
-    commands.emit(summary, as_json=args.json)
+    commands.emit(summary, as_json=args.output == "json")
     return 0

@@ -99,9 +99,9 @@ def _sets(verbs: Groups) -> None:
         "edgeback backup-set list --job 6b0d… --complete",
         listing("/backup-sets", SET_COLUMNS, _set_query),
     )
-    ls.add_argument("--job", metavar="JOB_ID")
-    ls.add_argument("--vm", metavar="VM_ID")
-    ls.add_argument("--run", metavar="RUN_ID")
+    ls.add_argument("--job", metavar="JOB_ID", help="the backup sets this job made")
+    ls.add_argument("--vm", metavar="VM_ID", help="the backup sets of this VM")
+    ls.add_argument("--run", metavar="RUN_ID", help="the backup sets this run made")
     ls.add_argument("--complete", action="store_true", help="restore points only")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     show = verb(
@@ -136,8 +136,8 @@ def _job_fields(parser: argparse.ArgumentParser) -> None:
         help="the job as JSON or YAML: a job spec (docs/cli.md), or "
         "{spec, enabled, groups}; flags given beside it override it",
     )
-    parser.add_argument("--name")
-    parser.add_argument("--description")
+    parser.add_argument("--name", help="the job's name (unique)")
+    parser.add_argument("--description", help="free text shown with the job")
     parser.add_argument("--type", choices=BACKUP_TYPES, help="backup type (default full)")
     parser.add_argument("--platform", metavar="PLATFORM_ID", help="back up VMs of this platform")
     parser.add_argument("--physical-host", help="only VMs of this physical host")
@@ -336,8 +336,8 @@ def _runs(verbs: Groups) -> None:
         "edgeback run list --job 6b0d…",
         listing("/jobs/{job}/runs", RUN_COLUMNS, lambda a: {"state": a.state}),
     )
-    ls.add_argument("--job", metavar="JOB_ID", required=True)
-    ls.add_argument("--state", choices=RUN_STATES)
+    ls.add_argument("--job", metavar="JOB_ID", required=True, help="the job whose runs to list")
+    ls.add_argument("--state", choices=RUN_STATES, help="only runs in this state")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     show = verb(
         verbs, "show", "a run with its VMs and totals", "edgeback run show 71c4…", _run_show

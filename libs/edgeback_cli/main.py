@@ -34,7 +34,7 @@ login`); `disk`, `pool create` and `key` work on their own, for disaster recover
 
 EPILOG = """\
 getting started:
-  edgeback login --api http://127.0.0.1:8440 --user root
+  edgeback login --api http://127.0.0.1:8440 --user admin
   edgeback host list
   edgeback host activate bk-01
   edgeback platform register --name edge-1 --address 10.0.0.5 --access-key AK1 \\
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     restore_cli.add(groups)
     disk_cli.add(groups)
     serve_all.add(groups)
+    apicli.add_group_examples(parser)
     return parser
 
 

@@ -175,7 +175,7 @@ def _platforms(verbs: Groups) -> None:
         "--secret-key-file sk.txt --host bk-01",
         _platform_register,
     )
-    reg.add_argument("--name", required=True)
+    reg.add_argument("--name", required=True, help="what to call the platform (unique)")
     _platform_settings(reg, required=True)
     reg.add_argument("--tag", action="append", dest="tags", help="a tag (repeat)")
     show = verb(
@@ -266,7 +266,7 @@ def _storages(verbs: Groups) -> None:
         _storage_add,
     )
     add.add_argument("platform", metavar="PLATFORM_ID")
-    add.add_argument("--name", required=True)
+    add.add_argument("--name", required=True, help="what to call the storage")
     add.add_argument(
         "--host",
         dest="host_id",
@@ -277,8 +277,14 @@ def _storages(verbs: Groups) -> None:
     add.add_argument("--pool", required=True, help="the RBD pool of the VMs' disks")
     add.add_argument("--conf", dest="conf_path", help="ceph.conf on the backup host")
     add.add_argument("--client-id", help="cephx client id (default admin)")
-    for name in ("volume", "snapshot", "instance"):
-        add.add_argument(f"--{name}-template", help=f"RBD name template of a {name}")
+    for name, default in (
+        ("volume", "{volume_id}"),
+        ("snapshot", "{snapshot_id}"),
+        ("instance", "{instance_id}_disk"),
+    ):
+        add.add_argument(
+            f"--{name}-template", help=f"RBD name of the platform's {name}s (default {default})"
+        )
     add.add_argument(
         "--rbd-client",
         choices=("librbd", "krbd"),

@@ -90,7 +90,7 @@ def _browse(verbs: Groups) -> None:
         "edgeback restore list --state running",
         listing("/restores", RESTORE_COLUMNS, lambda a: {"state": a.state}),
     )
-    ls.add_argument("--state", choices=RESTORE_STATES)
+    ls.add_argument("--state", choices=RESTORE_STATES, help="only restores in this state")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     show = verb(
         verbs,
@@ -187,8 +187,8 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
         help="write every data chunk, even on a disk that still holds the backup's "
         "snapshot (by default only what changed since is written there)",
     )  # fmt: skip
-    for flag, field in _NUMBERS:
-        parser.add_argument(flag, dest=field, type=int, metavar="N")
+    for flag, field, text in _NUMBERS:
+        parser.add_argument(flag, dest=field, type=int, metavar="N", help=text)
 
 
 def add_confirm_flags(parser: argparse.ArgumentParser) -> None:
@@ -208,10 +208,10 @@ _SWITCHES = (
     ("--instant", "instant", "usable at once, data copied in behind (docs/instant-restore.md)"),
 )
 _NUMBERS = (
-    ("--parallel-vms", "parallel_vms"),
-    ("--vms-per-host", "vms_per_physical_host"),
-    ("--disks-per-vm", "disks_per_vm"),
-    ("--streams", "streams_per_disk"),
+    ("--parallel-vms", "parallel_vms", "VMs restored at once over the restore (default 2)"),
+    ("--vms-per-host", "vms_per_physical_host", "VMs at once on one physical host (default 2)"),
+    ("--disks-per-vm", "disks_per_vm", "disks of one VM written at once (default 2)"),
+    ("--streams", "streams_per_disk", "parallel writes into one disk (default 4)"),
 )
 
 
@@ -228,7 +228,7 @@ def restore_spec(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     options = {**spec.get("options", {})}
     if args.host is not None:
         options["host_id"] = args.host
-    for name in [n for _, n, _ in _SWITCHES] + [n for _, n in _NUMBERS] + ["changed_only"]:
+    for name in [n for _, n, _ in _SWITCHES] + [n for _, n, _ in _NUMBERS] + ["changed_only"]:
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     spec["options"] = options

@@ -6,7 +6,9 @@ runtime; only the bus differs: an in-memory broker, each service its own client 
 the broker user it has in a fleet (``catalog``, ``api``, ``scheduler``,
 ``host-<id>``), so the catalog's trust rules apply unchanged. The catalog DB (the
 ``mongoeco`` wire server of ``.venv-catalogdb``) is started beside it unless
-``--mongo-url`` names one, and a local dedup pool ``default`` is created.
+``--mongo-url`` names one, and a local dedup pool ``default`` is created and, once the
+worker's heartbeat has registered the backup host, the host is activated and the pool
+registered in the catalog for the first admin (``site_pool.py``).
 
 Everything lives under ``--data-dir``: ``secrets.env`` (0600, made once: node tokens,
 the catalog's master key, the first admin's password), ``pools/`` (the node's data
@@ -78,18 +80,25 @@ def add(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "serve",
         help="run edgeback on this machine (all-in-one)",
         description=(
-            "Run the five services in one process: catalog, storage node, worker, "
-            "scheduler and API, on an in-memory bus, with the catalog DB beside them "
-            "and a local dedup pool. The embedded default for a one-node site; a fleet "
-            "runs each service on its own (docs/all-in-one.md)."
+            "Run the five services in one process: catalog, storage node, worker,\n"
+            "scheduler and API, on an in-memory bus, with the catalog DB beside them and\n"
+            "a local dedup pool `default`, which it registers in the catalog (activating\n"
+            "its backup host) once the worker's first heartbeat is in. The embedded\n"
+            "default for a one-node site; a fleet runs each service on its own\n"
+            "(docs/all-in-one.md, docs/fleet.md)."
         ),
         epilog="example:\n  edgeback serve --all --data-dir /var/lib/edgeback --host-id bk-01",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--all", action="store_true", required=True, help="every service")
-    serve.add_argument("--data-dir", type=Path, default=Path("var/edgeback"))
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("var/edgeback"),
+        help="secrets, pools, pool access files, catalog DB (default var/edgeback)",
+    )
     serve.add_argument("--host-id", default="local", help="this backup host's id")
-    serve.add_argument("--api-port", type=_port, default=8440)
+    serve.add_argument("--api-port", type=_port, default=8440, help="the API's port (default 8440)")
     serve.add_argument("--node-port", type=_port, default=8710, help="the storage node's port")
     serve.add_argument(
         "--mongo-url", help="an existing catalog DB (default: start one under --data-dir)"
@@ -302,6 +311,7 @@ async def start_services(
     """Each service's own ``setup`` on its own in-memory bus client; ``/healthz`` of all."""
     from edgeback_api import main as api  # noqa: PLC0415 - the services only when serving
     from edgeback_catalog import main as catalog  # noqa: PLC0415
+    from edgeback_cli.site_pool import node_url_of, register_site_pool  # noqa: PLC0415
     from edgeback_core.bus.memory import MemoryBroker, MemoryBus  # noqa: PLC0415
     from edgeback_core.bus.topology import Topology  # noqa: PLC0415
     from edgeback_core.messages.health import Ping, Pong, ping_rpc  # noqa: PLC0415
@@ -330,5 +340,17 @@ async def start_services(
     host_user = f"host-{site.host_id}"
     await worker.setup(runtime, await bus_of("worker", host_user), settings.worker)
     await scheduler.setup(runtime, await bus_of("scheduler", "scheduler"), settings.scheduler)
-    await api.setup(runtime, await bus_of("api", "api"), settings.api)
+    api_bus = await bus_of("api", "api")
+    await api.setup(runtime, api_bus, settings.api)
     await open_health(runtime, settings.health)
+    node, admin = settings.node, settings.api.bootstrap_admin
+    node_url = node_url_of(node.host, node.port, tls=node.tls_cert_file is not None)
+    if admin and node_url:
+        registered = register_site_pool(
+            api_bus,
+            admin=admin,
+            host_id=settings.worker.host_id or site.host_id,
+            pool=POOL,
+            node_url=node_url,
+        )
+        runtime.start_task(registered, name="all.site_pool")

@@ -1,7 +1,8 @@
 """``edgeback serve --all``: the five services in one process, with the catalog DB it
 starts beside it and a local dedup pool, driven like a fleet through the CLI over the
-API: sign in with the first admin's password from ``secrets.env``, activate the backup
-host (registered by the in-process worker's heartbeat), register the emulator as a
+API: sign in with the first admin's password from ``secrets.env``, find the local pool
+registered already (serve --all activated its backup host once the in-process worker's
+heartbeat registered it, then registered the pool), register the emulator as a
 platform with its Ceph storage, create a job of one VM into the local pool, start it,
 and the run succeeds with both disks read; its disk versions restore byte-identical, and
 so does the VM once its disks were overwritten and restored by ``edgeback restore create``
@@ -18,7 +19,6 @@ pool secret file, the Secret Key file, the answer that created the API token).""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -28,13 +28,14 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.support.emulator_process import EmulatorProcess, emulator_process
 from tests.support.processes import free_port
+from tests.support.secret_search import binary_forms, leaks
 
 from edgeback_api.table import route_table
 from edgeback_cli.credentials import session_path
@@ -127,7 +128,7 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
         _wait_healthy(site, server)
         site.cli("login", "--api", site.api, "--user", "admin", "--password-stdin",
                  stdin=site.password() + "\n")  # fmt: skip
-        _activate_host(site)
+        pool = _site_pool(site)  # registered by serve --all, its backup host activated
         secret = tmp_path / "sk.txt"
         secret.write_text(cloud.secret_key)
         platform = site.cli(
@@ -137,10 +138,6 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
         )  # fmt: skip
         storage = site.cli("storage", "add", str(platform["id"]), "--name", "ceph",
                            "--host", HOST, "--pool", "rbd", "--conf", ceph_conf)  # fmt: skip
-        pool = site.cli(
-            "pool", "register", "--name", "default", "--host", HOST,
-            "--node-url", f"http://127.0.0.1:{site.node_port}",
-        )  # fmt: skip
         job = site.cli(
             "job", "create", "--name", "aio", "--platform", str(platform["id"]), "--host", HOST,
             "--pool-id", str(pool["id"]),
@@ -177,18 +174,22 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
     # bytes as latin-1 (no newline translation): a raw binary secret would be found too
     logs = [(tmp_path / "serve.log").read_bytes().decode("latin-1"),
             (site.data / "catalogdb" / "server.log").read_bytes().decode("latin-1")]  # fmt: skip
-    leaks = _leaks(secrets, [*logs, *site.printed, *read])
-    assert not leaks, f"secrets in logs or responses: {sorted(leaks)}"
+    leaked = leaks(secrets, [*logs, *site.printed, *read])
+    assert not leaked, f"secrets in logs or responses: {sorted(leaked)}"
 
 
-def _activate_host(site: Site, within_s: float = 30) -> None:
+def _site_pool(site: Site, within_s: float = 30) -> dict[str, Any]:
+    """The pool ``default`` serve --all registered for its first admin, once the worker's
+    first heartbeat registered the backup host (which it activated)."""
     deadline = time.monotonic() + within_s
-    while True:  # the worker's first heartbeat registers the host
-        done = site.run(["host", "activate", HOST, "--output", "json"])
-        if done.returncode == 0:
-            return
-        assert time.monotonic() < deadline, done.stderr
-        time.sleep(0.5)
+    while not (found := site.cli("pool", "list", "--name", "default")):
+        assert time.monotonic() < deadline, "serve --all registered no pool"
+        time.sleep(0.3)
+    (pool,) = found
+    assert (pool["host_id"], pool["node_url"]) == (HOST, f"http://127.0.0.1:{site.node_port}")
+    assert pool["kind"] == "dedup" and pool["created_by"] == "admin"
+    assert site.cli("host", "show", HOST)["active"] is True
+    return dict(pool)
 
 
 def _run_of(site: Site, job_id: str, within_s: float = 30) -> str:
@@ -352,26 +353,11 @@ def _secrets_of(site: Site, api_token: str, minted: str) -> dict[str, list[str]]
         "catalog master key": (stored["EDGEBACK_CATALOG_MASTER_KEY"], env_file),
     }
     forms = {name: [value] for name, (value, _) in texts.items()}
-    forms["pool secret"] = _binary_forms(pool_secret)
+    forms["pool secret"] = binary_forms(pool_secret)
     homes = {name: home for name, (_, home) in texts.items()}
     homes["pool secret"] = (
         (site.data / "pool-access" / "default.secret").read_bytes().decode("latin-1")
     )
     for name, home in homes.items():
-        assert min(map(len, forms[name])) >= 16 and _leaks({name: forms[name]}, [home]), name
+        assert min(map(len, forms[name])) >= 16 and leaks({name: forms[name]}, [home]), name
     return forms
-
-
-def _binary_forms(secret: bytes) -> list[str]:
-    return [
-        secret.decode("latin-1"), secret.hex(), secret.hex().upper(),
-        base64.b64encode(secret).decode().rstrip("="),
-        base64.urlsafe_b64encode(secret).decode().rstrip("="),
-    ]  # fmt: skip
-
-
-def _leaks(secrets: dict[str, list[str]], texts: Iterable[str]) -> set[str]:
-    """The names of the secrets some text contains."""
-    return {
-        name for text in texts for name, forms in secrets.items() if any(f in text for f in forms)
-    }

@@ -32,10 +32,10 @@ No route is excluded. ``POST /auth/logout`` revokes the token it is sent with, s
 of its cases signs out a token of its own (made by ``POST /auth/tokens``); the run's
 token must still work at the end, so no case revoked it.
 
-Bounds: ``EXAMPLES`` per operation and mode, no shrinking, no example database, and
-``derandomize`` so that a CI failure replays the same requests: about 700 requests for the
-74 operations (the pool and restore-job routes included), about 60-90 s on a 2-core
-machine.
+Bounds: ``EXAMPLES`` per operation and mode (about ten requests per operation of the
+document, however many it has: docs/api.md), no shrinking, no example database, and
+``derandomize`` so that a CI failure replays the same requests; about 60-90 s on a
+2-core machine.
 """
 
 from __future__ import annotations

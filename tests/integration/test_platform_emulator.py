@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -207,3 +208,59 @@ async def test_wrong_address_is_unavailable_quickly(emulator: RunningEmulator) -
             await client.check()
     assert info.value.code == "platform_unreachable"
     assert time.monotonic() - started < 2.0
+
+
+def _post(emulator: RunningEmulator, path: str, body: object) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{emulator.port}{path}", data=msgspec.json.encode(body), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            return answer.status, msgspec.json.decode(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, msgspec.json.decode(exc.read())
+
+
+async def test_control_route_creates_a_vm_with_blank_disks(emulator: RunningEmulator) -> None:
+    host = emulator.state().hosts[1]
+    sizes = [8 << 20, 16 << 20]
+    body = {"name": "restored-web-01", "host_id": host.id, "disk_sizes": sizes}
+    status, made = _post(emulator, "/emulator/vms", body)
+    assert status == 201, made
+    vm = msgspec.convert(made, Vm)
+    async with emulator.client() as client:  # the platform API lists it, as a console's VM
+        found = await client.list_vms(host.id, keyword="restored-web")
+    assert found == [vm] and emulator.state().vm(vm.id) == vm  # persisted
+    assert vm.state == "stopped" and vm.on_ceph and [d.size for d in vm.disks] == sizes
+    assert [d.boot for d in vm.disks] == [True, False] and vm.disks[0].volume_id is None
+    with (
+        rados.Rados(conffile=emulator.ceph.conf, name="client.admin") as cluster,
+        cluster.open_ioctx(emulator.ceph.pool) as ioctx,
+    ):
+        for disk in vm.disks:
+            image = emulator.ceph.image_name(vm.id, disk)
+            assert image is not None
+            with rbd.Image(ioctx, image, read_only=True) as img:
+                assert img.size() == disk.size
+                assert img.read(0, CHUNK) == bytes(CHUNK)  # blank
+    again, taken = _post(emulator, "/emulator/vms", body)
+    assert (again, taken["error"]["code"]) == (409, "vm_name_taken")
+
+
+async def test_control_route_refuses_bad_vms(emulator: RunningEmulator) -> None:
+    refused = {
+        "invalid_disks": {"name": "x", "disk_sizes": []},
+        "invalid_disk_size": {"name": "x", "disk_sizes": [4096, 1000]},
+        "invalid_name": {"name": " ", "disk_sizes": [4096]},
+        "host_not_found": {"name": "x", "disk_sizes": [4096], "host_id": "nope"},
+        "invalid_body": {"name": "x", "disk_sizes": [4096], "color": "red"},
+    }
+    before = emulator.state().vms
+    for code, body in refused.items():
+        status, answer = _post(emulator, "/emulator/vms", body)
+        assert (status, answer["error"]["code"]) == (400, code), body
+    for size in (0, 1 << 50):
+        status, answer = _post(emulator, "/emulator/vms", {"name": "x", "disk_sizes": [size]})
+        assert (status, answer["error"]["code"]) == (400, "invalid_disk_size")
+    assert emulator.state().vms == before  # nothing made

@@ -75,6 +75,10 @@ class CephImages:
                     written += len(data)
         return written
 
+    def create_blank(self, name: str, size: int) -> None:
+        """Create ``name`` with nothing written: every byte reads as zero."""
+        rbd.RBD().create(self._ioctx, name, size, old_format=False)
+
     def remove(self, name: str) -> None:
         """Remove ``name`` and all its snapshots; a missing image is fine."""
         try:
