@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, get_args
@@ -231,6 +232,15 @@ def _jobs(verbs: Groups) -> None:
         metavar="KEY",
         help="repeating a start with the same key starts one run (default: a new key, printed)",
     )
+    stop = verb(
+        verbs,
+        "stop",
+        "stop the job's pending, queued or running runs (as run stop does for one)",
+        "edgeback job stop 6b0d… --reason 'wrong pool'",
+        _job_stop,
+    )
+    stop.add_argument("job", metavar=one)
+    stop.add_argument("--reason", default="", help="kept in each run and the audit log")
 
 
 def read_document(path: Path, what: str) -> dict[str, Any]:
@@ -312,6 +322,18 @@ def _job_edit(ctx: Ctx, args: argparse.Namespace) -> int:
     spec = _read_file(args.file)["spec"] if args.file else current["spec"]
     body = {"revision": current["revision"], "spec": apply_flags(spec, args)}
     ctx.show(ctx.client.request("PUT", f"/jobs/{args.job}", body=body), JOB_COLUMNS, one=True)
+    return 0
+
+
+def _job_stop(ctx: Ctx, args: argparse.Namespace) -> int:
+    body = {"reason": args.reason}
+    stopped = ctx.client.request("POST", f"/jobs/{args.job}/stop", body=body)
+    if ctx.as_json:
+        ctx.show(stopped)
+    elif stopped["runs"]:
+        ctx.show(stopped["runs"], RUN_COLUMNS)
+    else:
+        print(f"job {args.job}: no run pending, queued or running", file=sys.stderr)
     return 0
 
 

@@ -18,6 +18,7 @@ from tests.integration.test_catalog_rpc import (  # noqa: F401
 )
 
 from edgeback_catalog.mongo import Coll
+from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import catalog_rpc
 from edgeback_core.messages import jobs as j
@@ -185,3 +186,65 @@ async def test_operators_see_only_their_groups_jobs(world: World) -> None:
     assert await world.code_of(j.JOB_CREATE, foreign) == "permission_denied"
     listed = await world.call(j.JOB_LIST, j.JobList(actor=dev), j.JobListReply)
     assert listed.jobs == []
+
+
+async def test_a_job_is_seen_while_its_backup_host_is_authorized_to_the_operator(
+    world: World,
+) -> None:
+    """Who sees a job follows its backup host's groups, not the job's own: an operator
+    of g1 and g2 puts a job on a g2-only host and names g1, and g1 still does not see
+    it; taking g1 off the host takes the job (edit, clone, start, stop, runs) away."""
+    host, platform = await setup(world)
+    for group in ("g1", "g2"):
+        made_group = m.GroupCreate(actor=ADMIN, name=group)
+        await world.call(catalog_rpc.GROUP_CREATE, made_group, m.GroupInfo)
+    for name, groups in (("both", ["g1", "g2"]), ("one", ["g1"])):
+        user = m.UserCreate(actor=ADMIN, name=name, role="operator", groups=groups)
+        await world.call(catalog_rpc.USER_CREATE, user, m.UserInfo)
+    share = m.PlatformUpdate(actor=ADMIN, platform_id=platform, groups=["g1", "g2"])
+    await world.call(catalog_rpc.PLATFORM_UPDATE, share, m.PlatformInfo)
+
+    async def authorize(*groups: str) -> None:
+        req = m.HostAuthorize(actor=ADMIN, host_id=host, groups=list(groups))
+        await world.call(catalog_rpc.HOST_AUTHORIZE, req, m.HostInfo)
+
+    await authorize("g2")
+    both, one = m.ActorRef(user="both"), m.ActorRef(user="one")
+    made = j.JobCreate(actor=both, spec=spec(host, platform), groups=["g1"])
+    job = await world.call(j.JOB_CREATE, made, j.JobInfo)
+    assert job.groups == ["g1"]
+    start = b.RunStart(actor=one, job_id=job.id, requested_by="one", idempotency_key="k")
+    refused: list[msgspec.Struct] = [
+        j.JobGet(actor=one, job_id=job.id),
+        j.JobUpdate(actor=one, job_id=job.id, revision=1, spec=spec(host, platform, name="z")),
+        j.JobClone(actor=one, job_id=job.id, name="copy"),
+        j.JobSetEnabled(actor=one, job_id=job.id, enabled=False),
+        j.JobStop(actor=one, job_id=job.id),
+        j.JobDelete(actor=one, job_id=job.id),
+        b.RunList(actor=one, job_id=job.id),
+        start,
+    ]
+    rpcs = {j.JobGet: j.JOB_GET, j.JobUpdate: j.JOB_UPDATE, j.JobClone: j.JOB_CLONE,
+            j.JobSetEnabled: j.JOB_SET_ENABLED, j.JobStop: j.JOB_STOP,
+            j.JobDelete: j.JOB_DELETE, b.RunList: b.RUN_LIST, b.RunStart: b.RUN_START}  # fmt: skip
+
+    async def refusals() -> list[str]:
+        return [await world.code_of(rpcs[type(req)], req) for req in refused]
+
+    assert await refusals() == ["not_found"] * len(refused)
+    assert (await world.call(j.JOB_LIST, j.JobList(actor=one), j.JobListReply)).jobs == []
+    await authorize("g1", "g2")
+    assert (await world.call(j.JOB_GET, j.JobGet(actor=one, job_id=job.id), j.JobInfo)) == job
+    await authorize("g2")  # g1 taken off the host: its operators lose the job at once
+    assert await refusals() == ["not_found"] * len(refused)
+    on_host = j.JobList(actor=one, host_id=host)
+    assert (await world.call(j.JOB_LIST, on_host, j.JobListReply)).jobs == []
+    assert await world.db.count(Coll.RUNS, {}) == 0
+    after = await world.call(j.JOB_GET, j.JobGet(actor=both, job_id=job.id), j.JobInfo)
+    assert after == job  # nothing changed
+    listed = await world.call(j.JOB_LIST, j.JobList(actor=both, host_id=host), j.JobListReply)
+    assert [x.id for x in listed.jobs] == [job.id]
+    stopped = await world.call(j.JOB_STOP, j.JobStop(actor=both, job_id=job.id), j.JobStopped)
+    assert stopped.runs == []
+    stops = await world.db.find(Coll.AUDIT_LOG, {"action": "job.stopped"})
+    assert [(d["actor"], d["resource"]) for d in stops] == [("both", f"job/{job.id}")]

@@ -147,6 +147,12 @@ async def test_a_pool_is_registered_with_the_nodes_status_and_refreshed(world: W
     (world.access / "dd.token").write_text(scoped_token("host-dd"))
     healed = await world.call(names.POOL_REFRESH, refresh, m.PoolInfo)
     assert healed.last_error is None and healed.status.chunks == 1
+    refreshes = await world.db.find(Coll.AUDIT_LOG, {"action": "pool.refreshed"})
+    assert [(d["resource"], d["details"]) for d in refreshes] == [
+        (f"pool/{pool.id}", {"ok": True}),
+        (f"pool/{pool.id}", {"ok": False, "code": "pool_access_missing"}),
+        (f"pool/{pool.id}", {"ok": True}),
+    ]
 
 
 async def test_refusals_have_stable_codes_and_store_nothing(world: World) -> None:

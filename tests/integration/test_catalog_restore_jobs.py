@@ -231,6 +231,33 @@ async def test_clone_list_and_scope(world: RestoreWorld) -> None:
     mine = rj.RestoreJobStart(actor=m.ActorRef(user="op1"), job_id=made.job.id)
     assert await world.code_of(rj.RESTORE_JOB_START, mine) == "invalid_restore"
 
+    # restores follow their backup host too, whoever made them: op1 sees the admin's
+    op1, op2 = m.ActorRef(user="op1"), m.ActorRef(user="op2")
+    rid = made.restore.id
+    detail = await world.call(
+        rj.RESTORE_JOB_GET, rj.RestoreJobGet(actor=op1, job_id=made.job.id), rj.RestoreJobDetail
+    )
+    assert [x.id for x in detail.restores] == [rid]
+    assert (
+        await world.call(r.RESTORE_GET, r.RestoreGet(actor=op1, restore_id=rid), r.RestoreInfo)
+    ).id == rid
+    for who, seen in ((op1, [rid]), (op2, [])):
+        listed = await world.call(r.RESTORE_LIST, r.RestoreList(actor=who), r.RestoreListReply)
+        assert [x.id for x in listed.restores] == seen, who
+    for name, request in (
+        (r.RESTORE_GET, r.RestoreGet(actor=op2, restore_id=rid)),
+        (r.RESTORE_START, r.RestoreStart(actor=op2, restore_id=rid, verification_code="x")),
+        (r.RESTORE_RUN, r.RestoreRun(actor=op2, restore_id=rid)),
+        (r.RESTORE_CANCEL, r.RestoreCancel(actor=op2, restore_id=rid)),
+        (r.RESTORE_EVENTS, r.RestoreEventsGet(actor=op2, restore_id=rid)),
+    ):
+        assert await world.code_of(name, request) == "not_found", name
+    assert await world.db.count(Coll.AUDIT_LOG, {"action": "restore.code_refused"}) == 0
+    stopped = await world.call(
+        r.RESTORE_CANCEL, r.RestoreCancel(actor=op1, restore_id=rid), r.RestoreInfo
+    )
+    assert stopped.state == "cancelled"
+
 
 async def test_two_restores_of_a_job_run_at_once_queue_one(world: RestoreWorld) -> None:
     ids = await setup(world)

@@ -12,6 +12,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.integration.test_api_restores import (
@@ -122,6 +123,19 @@ async def test_run_watch_follows_a_run_until_it_is_stopped(world: World, tmp_pat
     assert code == 1 and f"run {run_id[:12]}" in err and "cancelled" in out
     code, out, _ = await cli("run", "events", run_id, "-o", "json")
     assert "RunFinished" in [e["event"]["type"] for e in json.loads(out)]
+
+    # every active run of a job stopped at once: a new one (no worker takes its plan)
+    await world.ok("POST", f"/jobs/{job_id}/runs", 202, json={})
+    runs: list[Any] = []
+    async with asyncio.timeout(20):
+        while len(runs) < 2:
+            runs = (await world.ok("GET", f"/jobs/{job_id}/runs"))["items"]
+    code, out, _ = await cli("job", "stop", job_id, "--reason", "wrong pool", "-o", "json")
+    stopped = json.loads(out)["runs"]
+    assert code == 0 and [x["id"] for x in stopped] == [runs[0]["id"]]
+    assert stopped[0]["state"] in {"cancelled", "cancelling"}
+    code, _, err = await cli("job", "stop", job_id)
+    assert code == 0 and "no run pending, queued or running" in err
 
 
 async def test_ids_that_are_not_ids_are_refused_as_input(world: World, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from edgeback_core.messages.base import Message
-from edgeback_core.messages.catalog import ActorRef, Request
+from edgeback_core.messages.catalog import ActorRef, Request, RunInfo
 from edgeback_core.messages.schedule import Manual, Schedule
 
 JOB_CREATE = "catalog.job.create"
@@ -27,6 +27,7 @@ JOB_UPDATE = "catalog.job.update"
 JOB_CLONE = "catalog.job.clone"
 JOB_DELETE = "catalog.job.delete"
 JOB_SET_ENABLED = "catalog.job.set_enabled"
+JOB_STOP = "catalog.job.stop"
 
 OPTION_RANGES: Final[dict[str, tuple[int, int]]] = {
     "parallel_vms": (1, 64),
@@ -189,7 +190,8 @@ class JobCreate(Request, frozen=True, kw_only=True):
     spec: JobSpec
     enabled: bool = True
     groups: list[str] | None = None
-    """User groups that see the job; None = the creator's (an operator's must be among them)."""
+    """User groups recorded on the job; None = the creator's (an operator's must be among
+    them). They grant nothing: who sees a job follows its backup host's groups."""
 
 
 class JobGet(Request, frozen=True, kw_only=True):
@@ -239,3 +241,17 @@ class JobSetEnabled(Request, frozen=True, kw_only=True):
     actor: ActorRef = ActorRef()
     job_id: str
     enabled: bool
+
+
+class JobStop(Request, frozen=True, kw_only=True):
+    """Stop the job's active runs, each as ``RunCancel`` does: a pending run is cancelled
+    at once, a queued or running one becomes ``cancelling`` (its workers stop)."""
+
+    actor: ActorRef = ActorRef()
+    job_id: str
+    reason: str = ""
+
+
+class JobStopped(Message, frozen=True, kw_only=True):
+    runs: list[RunInfo]
+    """The runs it stopped, as they are now (empty: none was pending, queued or running)."""

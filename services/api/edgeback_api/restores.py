@@ -1,7 +1,8 @@
 """Handlers of restore points, restores and the event logs of runs and restores: the
 catalog pages them (newest first, or oldest first for logs) and its position rides in
 the API's opaque cursor. The catalog scopes each: an operator sees the points of the
-jobs it sees, the restores it created, the events of the runs and restores it sees."""
+jobs it sees and the restores of the backup hosts its groups are authorized on (as for
+jobs), and the events of the runs and restores it sees."""
 
 from __future__ import annotations
 

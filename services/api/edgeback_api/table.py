@@ -399,6 +399,16 @@ def _jobs() -> list[Route]:
             status=202,
         ),
         _r(
+            "POST",
+            f"{one}/stop",
+            "stop_job",
+            "Stop the job's active runs (each as POST /runs/{run_id}/stop does)",
+            USER,
+            rpc(j.JOB_STOP, j.JobStopped),
+            request=j.JobStop,
+            reply=j.JobStopped,
+        ),
+        _r(
             "GET",
             f"{one}/runs",
             "list_runs",

@@ -1,9 +1,12 @@
 """Who may see and change what: the visibility query, the audit log, name rules.
 
 Every write of the catalog records an audit entry (who, what, which resource, when)
-after it succeeded. Reads by an operator are filtered to resources sharing one of
-their groups; a resource invisible to the caller reads as not found, so its
-existence does not leak.
+after it succeeded. Reads by an operator are filtered by its groups: backup hosts,
+platforms and users by their own ``groups`` (``visibility``); what runs on a backup
+host (backup and restore jobs, their runs, backup sets and restores, pools) by the
+groups the admin authorized on that host (``host_scope``), so taking a group off a
+host hides all of it at once. A resource invisible to the caller reads as not found,
+so its existence does not leak.
 """
 
 from __future__ import annotations
@@ -32,6 +35,21 @@ def visibility(actor: Actor) -> dict[str, Any]:
     if actor.sees_everything:
         return {}
     return {"groups": {"$in": sorted(actor.groups)}}
+
+
+NO_ID = ""
+"""Never an id (ids are never empty): an ``$in`` of only it matches nothing, where the
+mongoeco server answers an empty ``$in`` with a syntax error."""
+
+
+async def host_scope(db: CatalogDb, actor: Actor, field: str = "host_id") -> dict[str, Any]:
+    """The query clause keeping what runs on a backup host authorized to one of
+    ``actor``'s groups (``field``: where the document names its host); admins and
+    services see everything."""
+    if actor.sees_everything:
+        return {}
+    hosts = await db.find(Coll.BACKUP_HOSTS, visibility(actor))
+    return {field: {"$in": sorted(doc["_id"] for doc in hosts) or [NO_ID]}}
 
 
 def check_name(name: str, *, field: str = "name") -> str:

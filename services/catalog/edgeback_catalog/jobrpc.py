@@ -14,7 +14,7 @@ from edgeback_core.messages import jobs as j
 
 class JobRpc:
     def __init__(self, catalog: Catalog) -> None:
-        self._jobs = catalog.jobs
+        self._jobs, self._cancels = catalog.jobs, catalog.run_cancels
 
     def routes(self) -> list[Route]:
         return [
@@ -25,6 +25,7 @@ class JobRpc:
             Route(j.JOB_CLONE, j.JobClone, self.clone),
             Route(j.JOB_DELETE, j.JobDelete, self.delete),
             Route(j.JOB_SET_ENABLED, j.JobSetEnabled, self.set_enabled),
+            Route(j.JOB_STOP, j.JobStop, self.stop),
         ]
 
     async def create(self, req: j.JobCreate) -> j.JobInfo:
@@ -57,3 +58,7 @@ class JobRpc:
     async def set_enabled(self, req: j.JobSetEnabled) -> j.JobInfo:
         actor, job_id = current_actor(), JobId(req.job_id)
         return wire.job_info(await self._jobs.set_enabled(actor, job_id, req.enabled))
+
+    async def stop(self, req: j.JobStop) -> j.JobStopped:
+        stopped = await self._cancels.stop_job(current_actor(), JobId(req.job_id), req.reason)
+        return j.JobStopped(runs=[wire.run_info(run) for run in stopped])

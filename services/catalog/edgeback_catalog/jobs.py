@@ -6,6 +6,12 @@ from; the write is conditional on it, so of two concurrent edits one wins and th
 gets ``stale_version``. A job is deleted only while no run of it is active: the
 delete is conditional on the job's ``active_runs`` being empty, and starting a run
 adds to that list with a conditional update (``runs.py``), so the two cannot cross.
+
+An operator sees a job, and so reads, edits, clones, enables, deletes, starts and stops
+it, only while the job's backup host is authorized to one of its groups
+(``access.host_scope``, as for restore jobs): an admin taking a group off a host takes
+that group's operators off the host's jobs (and their runs and backup sets) at once.
+A job's own ``groups`` are recorded as given but grant nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +20,15 @@ from collections.abc import Collection, Sequence
 
 import msgspec
 
-from edgeback_catalog.access import AuditLog, check_name, new_id, require_groups, visibility
+from edgeback_catalog.access import (
+    NO_ID,
+    AuditLog,
+    check_name,
+    host_scope,
+    new_id,
+    require_groups,
+    visibility,
+)
 from edgeback_catalog.domain import Actor, Clock, GroupName, Job, JobId
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.jobdocs import job_doc, job_of, spec_fields
@@ -67,7 +81,8 @@ class Jobs:
         return job
 
     async def get(self, actor: Actor, job_id: JobId) -> Job:
-        doc = await self._db.find_one(Coll.JOBS, {"_id": job_id, **visibility(actor)})
+        scope = await host_scope(self._db, actor)
+        doc = await self._db.find_one(Coll.JOBS, {"_id": job_id, **scope})
         if doc is None:
             raise NotFoundError(f"job {job_id} not found", job_id=job_id)
         return job_of(doc)
@@ -83,9 +98,10 @@ class Jobs:
         """One page in name order and the name to continue after (None: last page)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInputError(f"limit must be 1-{MAX_PAGE}", field="limit")
-        query = visibility(actor)
+        query = await host_scope(self._db, actor)
         if host_id is not None:
-            query["host_id"] = host_id
+            seen = query.get("host_id", {}).get("$in", [host_id])
+            query["host_id"] = host_id if host_id in seen else NO_ID  # a host it cannot see
         if after is not None:
             query["name"] = {"$gt": after}
         docs = await self._db.find(Coll.JOBS, query, sort=(("name", 1),), limit=limit + 1)
@@ -177,7 +193,8 @@ class Jobs:
     async def _groups_for(
         self, actor: Actor, groups: Collection[str] | None
     ) -> frozenset[GroupName]:
-        """The job's groups: the creator's by default; an operator only its own."""
+        """The job's recorded groups: the creator's by default; an operator only its own
+        (they grant no visibility: that follows the backup host)."""
         if groups is None:
             return actor.groups
         checked = await require_groups(self._db, groups)

@@ -123,7 +123,7 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.BACKUP_SETS, "complete", "-taken_at"),
     _ix(Coll.BACKUP_SETS, "job_id", "retention_state"),
     _ix(Coll.RESTORES, "state", "-created_at"),
-    _ix(Coll.RESTORES, "created_by", "-created_at"),
+    _ix(Coll.RESTORES, "spec.options.host_id", "-created_at"),
     _ix(Coll.RESTORES, "state", "due_at", "_id"),
     _ix(Coll.RESTORES, "job_id", "-created_at"),
     _ix(Coll.RESTORE_JOBS, "name", unique=True),
@@ -131,9 +131,13 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.RESTORE_VM_TASKS, "restore_id", "backup_set_id", unique=True),
 )
 
-OBSOLETE_INDEXES: tuple[tuple[Coll, str], ...] = ((Coll.POOLS, "name_1_unique"),)
+OBSOLETE_INDEXES: tuple[tuple[Coll, str], ...] = (
+    (Coll.POOLS, "name_1_unique"),
+    (Coll.RESTORES, "created_by_1_created_at_-1"),
+)
 """Dropped at start-up when present. Pools are unique per storage node, not by name (no
-pool was stored before that index changed)."""
+pool was stored before that index changed). Operators see restores by their backup
+host, no longer by who created them."""
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from edgeback_catalog.access import AuditLog, new_id, visibility
+from edgeback_catalog.access import AuditLog, host_scope, new_id
 from edgeback_catalog.domain import (
     Actor,
     Clock,
@@ -42,8 +42,6 @@ from edgeback_core.jobrules import pool_ref_problems
 from edgeback_core.messages import worker as w
 
 MAX_DESCRIPTION = 500
-_NO_HOST = ""
-"""A host id no host has (ids are never empty): matches nothing."""
 
 
 def check_pool_ref(node_url: str, name: str) -> str:
@@ -120,7 +118,8 @@ class Pools:
         return pool
 
     async def get(self, actor: Actor, pool_id: PoolId) -> RegisteredPool:
-        doc = await self._db.find_one(Coll.POOLS, {"_id": pool_id, **await self._scope(actor)})
+        scope = await host_scope(self._db, actor)
+        doc = await self._db.find_one(Coll.POOLS, {"_id": pool_id, **scope})
         if doc is None:
             raise NotFoundError(f"pool {pool_id} not found", pool_id=pool_id)
         return pool_of(doc)
@@ -128,7 +127,7 @@ class Pools:
     async def list(
         self, actor: Actor, *, host_id: str | None = None, node_url: str | None = None
     ) -> list[RegisteredPool]:
-        query = await self._scope(actor)
+        query = await host_scope(self._db, actor)
         if host_id is not None:
             query = {"$and": [query, {"host_id": host_id}]}
         if node_url is not None:
@@ -199,7 +198,11 @@ class Pools:
         doc = await self._db.update(Coll.POOLS, {"_id": pool_id}, change)
         if doc is None:
             raise NotFoundError(f"pool {pool_id} not found", pool_id=pool_id)
-        return pool_of(doc)
+        refreshed = pool_of(doc)
+        failed = refreshed.last_error
+        details = {"ok": failed is None} | ({} if failed is None else {"code": failed.code})
+        await self._audit.record(actor, "pool.refreshed", _ref(pool_id), details)
+        return refreshed
 
     async def _check(
         self, host_id: BackupHostId, node_url: str, name: str
@@ -209,15 +212,6 @@ class Pools:
             return None
         check = w.PoolStatusCheck(node_url=node_url, pool=name)
         return await self._probe.check_pool(host_id, check)
-
-    async def _scope(self, actor: Actor) -> dict[str, Any]:
-        """The clause keeping the pools whose backup host ``actor`` sees."""
-        if actor.sees_everything:
-            return {}
-        hosts = await self._db.find(Coll.BACKUP_HOSTS, visibility(actor))
-        # never an empty $in: the mongoeco server answers it with a syntax error
-        seen = sorted(doc["_id"] for doc in hosts) or [_NO_HOST]
-        return {"host_id": {"$in": seen}}
 
 
 def _checked_fields(checked: w.PoolStatusChecked, at: datetime) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import msgspec
 
-from edgeback_catalog.access import visibility
+from edgeback_catalog.access import NO_ID, host_scope
 from edgeback_catalog.backupdocs import KEPT, backup_set_of, disk_version_of
 from edgeback_catalog.documents import utc
 from edgeback_catalog.domain import Actor
@@ -195,12 +195,13 @@ async def browse(
 
 
 async def sets_visible_to(db: CatalogDb, actor: Actor) -> dict[str, Any]:
-    """The clause keeping the backup sets of the jobs ``actor`` sees (as runs are seen);
-    admins see every set, imported ones too."""
+    """The clause keeping the backup sets of the jobs ``actor`` sees (as runs are seen:
+    jobs whose backup host is authorized to one of its groups); admins see every set,
+    imported ones too."""
     if actor.sees_everything:
         return {}
-    jobs = await db.find(Coll.JOBS, visibility(actor))
-    return {"job_id": {"$in": sorted(doc["_id"] for doc in jobs)}}
+    jobs = await db.find(Coll.JOBS, await host_scope(db, actor))
+    return {"job_id": {"$in": sorted(doc["_id"] for doc in jobs) or [NO_ID]}}
 
 
 # --- pages newest first, by (time, id) --------------------------------------------

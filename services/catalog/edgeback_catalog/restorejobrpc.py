@@ -38,8 +38,9 @@ class RestoreJobRpc:
         )
 
     async def get(self, req: rj.RestoreJobGet) -> rj.RestoreJobDetail:
-        job = await self._jobs.get(current_actor(), req.job_id)
-        restores = await self._jobs.restores_of(job.id)
+        actor = current_actor()
+        job = await self._jobs.get(actor, req.job_id)
+        restores = await self._jobs.restores_of(actor, job.id)
         return rj.RestoreJobDetail(
             job=restore_job_info(job), restores=[restore_info(x) for x in restores]
         )

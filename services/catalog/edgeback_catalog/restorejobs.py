@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from edgeback_catalog.access import AuditLog, check_name, new_id, visibility
+from edgeback_catalog.access import AuditLog, check_name, host_scope, new_id
 from edgeback_catalog.domain import Actor, Clock
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.restoredocs import Restore, restore_of
@@ -34,7 +34,7 @@ from edgeback_catalog.restorejobdocs import (
     restore_job_of,
     spec_fields,
 )
-from edgeback_catalog.restores import Created, Restores
+from edgeback_catalog.restores import RESTORE_HOST, Created, Restores
 from edgeback_catalog.restorestate import (
     BUSY,
     WAITING,
@@ -87,11 +87,13 @@ class RestoreJobs:
             raise NotFoundError(f"restore job {job_id} not found", job_id=job_id)
         return restore_job_of(doc)
 
-    async def restores_of(self, job_id: str, limit: int = RECENT) -> list[Restore]:
-        """The job's most recent restores, newest first."""
+    async def restores_of(self, actor: Actor, job_id: str, limit: int = RECENT) -> list[Restore]:
+        """The job's most recent restores ``actor`` sees, newest first (one made before
+        an edit moved the job to another backup host is seen as that host is)."""
+        scope = await host_scope(self._db, actor, RESTORE_HOST)
         docs = await self._db.find(
             Coll.RESTORES,
-            {"job_id": job_id},
+            {"job_id": job_id, **scope},
             sort=(("created_at", -1), ("_id", 1)),
             limit=limit,
         )
@@ -235,10 +237,7 @@ class RestoreJobs:
 
     async def _visible(self, actor: Actor) -> dict[str, Any]:
         """Jobs whose backup host is authorized to one of the actor's groups."""
-        if actor.sees_everything:
-            return {}
-        hosts = await self._db.find(Coll.BACKUP_HOSTS, visibility(actor))
-        return {"host_id": {"$in": sorted(doc["_id"] for doc in hosts)}}
+        return await host_scope(self._db, actor)
 
 
 def _unnamed(spec: r.RestoreSpec) -> r.RestoreSpec:

@@ -7,7 +7,9 @@ and stored hashed (``restorecodes``). Start judges the code with the clock: a wr
 code changes nothing but the audit log; an expired one ends the restore ``expired``;
 the right one is consumed by the same conditional update that moves the state, so it
 starts at most one restore. Publishing the worker's command is the caller's
-(``restorerpc``), after the state moved.
+(``restorerpc``), after the state moved. An operator sees (reads, starts, runs, stops)
+the restores whose backup host is authorized to one of its groups, whoever made them,
+as it sees the restore jobs of that host (``access.host_scope``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from edgeback_catalog import restorecodes as codes
-from edgeback_catalog.access import AuditLog, new_id, visibility
+from edgeback_catalog.access import AuditLog, host_scope, new_id, visibility
 from edgeback_catalog.domain import Actor, Clock
 from edgeback_catalog.hosts import BackupHosts
 from edgeback_catalog.mongo import CatalogDb, Coll
@@ -59,6 +61,8 @@ from edgeback_core.messages import restores as r
 from edgeback_core.messages.schedule import Immediate, Manual
 
 DEFAULT_CODE_TTL = timedelta(minutes=10)
+RESTORE_HOST = "spec.options.host_id"
+"""Where a restore document names its backup host: operators see it by that host."""
 _MAX_ATTEMPTS = 20
 
 
@@ -138,7 +142,8 @@ class Restores:
             )
 
     async def get(self, actor: Actor, restore_id: str) -> Restore:
-        doc = await self._db.find_one(Coll.RESTORES, {"_id": restore_id, **_visible(actor)})
+        scope = await host_scope(self._db, actor, RESTORE_HOST)
+        doc = await self._db.find_one(Coll.RESTORES, {"_id": restore_id, **scope})
         if doc is None:
             raise NotFoundError(f"restore {restore_id} not found", restore_id=restore_id)
         return restore_of(doc)
@@ -159,7 +164,7 @@ class Restores:
         self, actor: Actor, state: str | None, limit: int, after: str | None = None
     ) -> tuple[list[Restore], str | None]:
         """One page newest first and the next one's cursor (None: the last page)."""
-        query: dict[str, Any] = dict(_visible(actor))
+        query: dict[str, Any] = await host_scope(self._db, actor, RESTORE_HOST)
         if state is not None:
             query["state"] = state
         limit = max(1, min(limit, 500))
@@ -316,8 +321,3 @@ class Restores:
         }
         doc = await self._db.update(Coll.RESTORES, condition, change)
         return None if doc is None else restore_of(doc)
-
-
-def _visible(actor: Actor) -> dict[str, str]:
-    """Admins and services see every restore; an operator the ones it created."""
-    return {} if actor.sees_everything else {"created_by": actor.name}

@@ -108,6 +108,12 @@ class Runs:
             run_of(doc) for doc in await self._db.find(Coll.RUNS, query, sort=sort, limit=limit)
         ]
 
+    async def active_of(self, job_id: JobId, states: frozenset[RunState]) -> list[Run]:
+        """The runs of ``job_id`` now in one of ``states``, oldest first."""
+        query = {"job_id": job_id, "state": {"$in": sorted(states)}}
+        docs = await self._db.find(Coll.RUNS, query, sort=(("created_at", 1), ("_id", 1)))
+        return [run_of(doc) for doc in docs]
+
     async def transition(self, request: TransitionRequest) -> TransitionOutcome:
         for _ in range(_MAX_ATTEMPTS):
             run = await self.get(request.run_id)

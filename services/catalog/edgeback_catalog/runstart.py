@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from edgeback_catalog.access import AuditLog, visibility
+from edgeback_catalog.access import AuditLog, host_scope
 from edgeback_catalog.documents import RunDoc, run_of, transition_doc
 from edgeback_catalog.domain import Actor, Clock, JobId, Run, RunId, RunTransition
 from edgeback_catalog.jobdocs import job_of
@@ -90,8 +90,10 @@ class RunStarter:
 
     async def _claim_job(self, actor: Actor, job_id: JobId, rid: RunId) -> Doc:
         """Add the run to the job's ``active_runs`` if the job is enabled and idle: a job
-        never overlaps itself (``job_busy``), a disabled one starts nothing."""
-        query = {"_id": job_id, **visibility(actor)}
+        never overlaps itself (``job_busy``), a disabled one starts nothing. A user
+        starts only a job whose backup host is authorized to one of its groups (checked
+        again by the claim itself)."""
+        query = {"_id": job_id, **await host_scope(self._db, actor)}
         found = await self._db.find_one(Coll.JOBS, query)
         if found is None:
             raise NotFoundError(f"job {job_id} not found", job_id=job_id)
