@@ -10,7 +10,8 @@ adds to that list with a conditional update (``runs.py``), so the two cannot cro
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
@@ -79,15 +80,18 @@ class Jobs:
         host_id: BackupHostId | None = None,
         after: str | None = None,
         limit: int,
+        match: Mapping[str, Any] | None = None,
     ) -> tuple[list[Job], str | None]:
-        """One page in name order and the name to continue after (None: last page)."""
+        """One page in name order and the name to continue after (None: last page);
+        ``match``: more clauses (``listfilters.job_filters``)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInputError(f"limit must be 1-{MAX_PAGE}", field="limit")
-        query = visibility(actor)
+        query = visibility(actor) | dict(match or {})
         if host_id is not None:
             query["host_id"] = host_id
-        if after is not None:
-            query["name"] = {"$gt": after}
+        if after is not None:  # with a name filter: both conditions on the name
+            after_clause = {"name": {"$gt": after}}
+            query = {"$and": [query, after_clause]} if "name" in query else query | after_clause
         docs = await self._db.find(Coll.JOBS, query, sort=(("name", 1),), limit=limit + 1)
         jobs = [job_of(doc) for doc in docs[:limit]]
         return jobs, (jobs[-1].spec.name if len(docs) > limit else None)

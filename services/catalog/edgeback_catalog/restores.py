@@ -12,7 +12,7 @@ starts at most one restore. Publishing the worker's command is the caller's
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -156,12 +156,11 @@ class Restores:
             await self._on_end(restore)
 
     async def list(
-        self, actor: Actor, state: str | None, limit: int, after: str | None = None
+        self, actor: Actor, match: Mapping[str, Any], limit: int, after: str | None = None
     ) -> tuple[list[Restore], str | None]:
-        """One page newest first and the next one's cursor (None: the last page)."""
-        query: dict[str, Any] = dict(_visible(actor))
-        if state is not None:
-            query["state"] = state
+        """One page newest first and the next one's cursor (None: the last page);
+        ``match``: the list's filters (``listfilters.restore_filters``)."""
+        query: dict[str, Any] = {**match, **_visible(actor)}
         limit = max(1, min(limit, 500))
         docs = await newest_page(
             self._db, Coll.RESTORES, query, time_field="created_at", after=after, limit=limit
