@@ -173,9 +173,14 @@ def _jobs(verbs: Groups) -> None:
         "list",
         "backup jobs you may see, by name",
         "edgeback job list -o json",
-        listing("/jobs", JOB_COLUMNS, lambda a: {"host_id": a.host}),
+        listing("/jobs", JOB_COLUMNS, _job_query),
     )
     ls.add_argument("--host", metavar="HOST_ID", help="only jobs run by this backup host")
+    ls.add_argument("--name", help="part of the name, any case")
+    ls.add_argument("--platform", metavar="PLATFORM_ID", help="only jobs backing up its VMs")
+    on_off = ls.add_mutually_exclusive_group()
+    on_off.add_argument("--enabled", action="store_true", help="enabled jobs only")
+    on_off.add_argument("--disabled", action="store_true", help="disabled jobs only")
     ls.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
     get_job = sends("GET", "/jobs/{job}", JOB_COLUMNS)
     show = verb(verbs, "show", "one job", "edgeback job show 6b0d…", get_job)
@@ -350,16 +355,30 @@ def _job_start(ctx: Ctx, args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_query(args: argparse.Namespace) -> dict[str, Any]:
+    enabled = True if args.enabled else False if args.disabled else None
+    return {
+        "host_id": args.host,
+        "name": args.name,
+        "platform_id": args.platform,
+        "enabled": enabled,
+    }
+
+
 def _runs(verbs: Groups) -> None:
     ls = verb(
         verbs,
         "list",
-        "runs of a job, newest first",
-        "edgeback run list --job 6b0d…",
-        listing("/jobs/{job}/runs", RUN_COLUMNS, lambda a: {"state": a.state}),
+        "runs of every job you may see (or of one), newest first",
+        "edgeback run list --state failed --after 2024-05-01T00:00:00Z",
+        listing("/runs", RUN_COLUMNS, _run_query),
     )
-    ls.add_argument("--job", metavar="JOB_ID", required=True, help="the job whose runs to list")
+    ls.add_argument("--job", metavar="JOB_ID", help="only this job's runs")
+    ls.add_argument("--host", metavar="HOST_ID", help="only runs by this backup host")
     ls.add_argument("--state", choices=RUN_STATES, help="only runs in this state")
+    ls.add_argument("--type", choices=BACKUP_TYPES, help="only runs of this backup type")
+    ls.add_argument("--after", metavar="TIME", help="created at or after (ISO 8601, with zone)")
+    ls.add_argument("--before", metavar="TIME", help="created before (ISO 8601, with zone)")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     show = verb(
         verbs, "show", "a run with its VMs and totals", "edgeback run show 71c4…", _run_show
@@ -385,6 +404,17 @@ def _runs(verbs: Groups) -> None:
     stop.add_argument("--reason", default="", help="kept in the run and the audit log")
 
 
+def _run_query(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "job_id": args.job,
+        "host_id": args.host,
+        "state": args.state,
+        "backup_type": args.type,
+        "created_after": args.after,
+        "created_before": args.before,
+    }
+
+
 def add_events(verbs: Groups, noun: str, example_id: str) -> None:
     """``edgeback <noun> events ID``: the event log of a run or a restore, oldest first."""
     events = verb(
@@ -392,9 +422,15 @@ def add_events(verbs: Groups, noun: str, example_id: str) -> None:
         "events",
         f"a {noun}'s events, oldest first",
         f"edgeback {noun} events {example_id} -o json",
-        listing(f"/{noun}s/{{{noun}}}/events", EVENT_COLUMNS, lambda a: {}),
+        listing(
+            f"/{noun}s/{{{noun}}}/events",
+            EVENT_COLUMNS,
+            lambda a: {"type": a.type, "since": a.since},
+        ),
     )
     events.add_argument(noun, metavar=f"{noun.upper()}_ID")
+    events.add_argument("--type", metavar="EVENT", help="only events of this type")
+    events.add_argument("--since", metavar="TIME", help="events at or after (ISO 8601, with zone)")
     events.add_argument("--limit", type=int, default=500, help="at most this many (default 500)")
 
 

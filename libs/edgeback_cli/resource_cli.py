@@ -253,9 +253,15 @@ def _storages(verbs: Groups) -> None:
         "list",
         "Ceph storages of a platform",
         "edgeback storage list 3f2a…",
-        listing("/platforms/{platform}/storages", STORAGE_COLUMNS, lambda a: {}),
+        listing(
+            "/platforms/{platform}/storages",
+            STORAGE_COLUMNS,
+            lambda a: {"name": a.name, "pool": a.pool},
+        ),
     )
     ls.add_argument("platform", metavar="PLATFORM_ID")
+    ls.add_argument("--name", help="part of the name, any case")
+    ls.add_argument("--pool", help="only storages of this Ceph pool")
     _limit(ls)
     add = verb(
         verbs,

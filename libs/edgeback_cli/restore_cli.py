@@ -88,9 +88,13 @@ def _browse(verbs: Groups) -> None:
         "list",
         "restores you may see, newest first",
         "edgeback restore list --state running",
-        listing("/restores", RESTORE_COLUMNS, lambda a: {"state": a.state}),
+        listing("/restores", RESTORE_COLUMNS, _restore_query),
     )
     ls.add_argument("--state", choices=RESTORE_STATES, help="only restores in this state")
+    ls.add_argument("--host", metavar="HOST_ID", help="only restores by this backup host")
+    ls.add_argument("--point", metavar="BACKUP_SET_ID", help="only restores of this point")
+    ls.add_argument("--after", metavar="TIME", help="created at or after (ISO 8601, with zone)")
+    ls.add_argument("--before", metavar="TIME", help="created before (ISO 8601, with zone)")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     show = verb(
         verbs,
@@ -101,6 +105,16 @@ def _browse(verbs: Groups) -> None:
     )
     show.add_argument("restore", metavar="RESTORE_ID")
     add_events(verbs, "restore", "9c1e…")
+
+
+def _restore_query(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "state": args.state,
+        "host_id": args.host,
+        "backup_set_id": args.point,
+        "created_after": args.after,
+        "created_before": args.before,
+    }
 
 
 def _point_query(args: argparse.Namespace) -> dict[str, Any]:

@@ -331,3 +331,127 @@ async def test_a_manual_restore_is_run_by_hand(world: World) -> None:
     assert problem["details"] == {"state": "queued", "schedule": "manual"}
     audit = await world.ok("GET", f"/audit?resource=restore/{rid}")
     assert "restore.run" in [e["action"] for e in audit["items"]]
+
+
+async def _until(world: World, path: str, count: int) -> list[Any]:
+    """The items of ``path`` once it holds ``count`` (the bus delivers events and runs
+    a moment after the request that caused them)."""
+    items: list[Any] = []
+    async with asyncio.timeout(20):  # each request is the wait, as in ``started_run``
+        while len(items) < count:
+            items = (await world.ok("GET", path))["items"]
+    return items
+
+
+async def _refused(world: World, path: str, code: str = "invalid_input") -> None:
+    resp = await world.go("GET", path)
+    problem = await resp.json()
+    assert (resp.status, resp.content_type) == (400, "application/problem+json"), problem
+    assert problem["code"] == code, (path, problem)
+
+
+def _q(at: datetime) -> str:
+    return at.isoformat().replace("+", "%2B")
+
+
+async def test_lists_filter_and_page_in_the_catalog(world: World) -> None:
+    """Every list's filters, the runs of every job, backup sets paged by the catalog,
+    bad filters refused alike, and an operator's runs scoped as its job reads are."""
+    job_id, run_id = await started_run(world)
+    spec = {
+        "name": "weekly-db",
+        "content": {"vms": [{"platform_id": world.platform}]},
+        "target": {"host_id": HOST, "pool": {"node_url": POOL.node_url, "name": POOL.name}},
+    }
+    other = (await world.ok("POST", "/jobs", 201, json={"spec": spec}))["id"]
+    await world.ok("POST", f"/jobs/{other}/runs", 202, json={"backup_type": "incremental"})
+    both = await _until(world, "/runs", 2)
+    await world.ok("PUT", f"/jobs/{other}/enabled", json={"enabled": False})
+    assert {r["job_id"] for r in both} == {job_id, other}
+    first = await world.ok("GET", "/runs?limit=1")
+    rest = await world.ok("GET", f"/runs?limit=1&cursor={first['next_cursor']}")
+    assert [r["id"] for r in first["items"] + rest["items"]] == [r["id"] for r in both]
+    assert rest["next_cursor"] is None
+    assert [r["id"] for r in await _until(world, f"/runs?job_id={job_id}", 1)] == [run_id]
+    assert len((await world.ok("GET", f"/runs?host_id={HOST}"))["items"]) == 2
+    assert (await world.ok("GET", "/runs?host_id=elsewhere"))["items"] == []
+    typed = await world.ok("GET", "/runs?backup_type=incremental")
+    assert [r["job_id"] for r in typed["items"]] == [other]
+    typed = await world.ok("GET", f"/jobs/{job_id}/runs?backup_type=incremental")
+    assert typed["items"] == []
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert (await world.ok("GET", f"/runs?created_after={_q(later)}"))["items"] == []
+    assert len((await world.ok("GET", f"/runs?created_before={_q(later)}"))["items"]) == 2
+    for bad in (
+        f"/runs?created_after={_q(later)}&created_before={_q(later)}",
+        "/runs?created_after=yesterday",
+        "/runs?created_after=2024-05-01T12:00:00",  # no zone: refused, not guessed
+        "/runs?state=sleeping",
+        "/runs?limit=0",
+        "/runs?limit=201",
+        "/runs?cursor=bm90LWEtY3Vyc29y",
+        "/audit?since=2024-05-02T00:00:00Z&until=2024-05-01T00:00:00Z",
+        "/restores?state=lost",
+        f"/runs/{run_id}/events?type=Nonsense",
+        "/jobs?enabled=maybe",
+    ):
+        await _refused(world, bad)
+
+    named = await world.ok("GET", "/jobs?name=WEEKLY")
+    assert [j["id"] for j in named["items"]] == [other]
+    assert [j["id"] for j in (await world.ok("GET", "/jobs?enabled=false"))["items"]] == [other]
+    on_platform = await world.ok("GET", f"/jobs?platform_id={world.platform}&limit=1")
+    assert on_platform["next_cursor"] is not None
+    assert (await world.ok("GET", "/jobs?platform_id=elsewhere"))["items"] == []
+
+    stopped = await world.ok("POST", f"/runs/{run_id}/stop", json={"reason": "test"})
+    if stopped["run"]["state"] == "cancelling":
+        await end_run(world, run_id)
+    finished = await _until(world, f"/runs/{run_id}/events?type=RunFinished", 1)
+    assert {e["event"]["type"] for e in finished} == {"RunFinished"}
+    events = f"/runs/{run_id}/events?since={_q(later)}"
+    assert (await world.ok("GET", events))["items"] == []
+
+    audit = await world.ok("GET", "/audit?actor=root&action=job.&limit=200")
+    assert {e["action"] for e in audit["items"]} >= {"job.created"}
+    assert all(e["action"].startswith("job.") for e in audit["items"])
+    exact = await world.ok("GET", "/audit?action=job.created")
+    assert {e["resource"] for e in exact["items"]} == {f"job/{job_id}", f"job/{other}"}
+    assert (await world.ok("GET", "/audit?actor=nobody"))["items"] == []
+    assert (await world.ok("GET", f"/audit?since={_q(later)}"))["items"] == []
+
+    storage = {"name": "ceph-Main", "host_id": HOST, "pool": "rbd"}
+    await world.ok("POST", f"/platforms/{world.platform}/storages", 201, json=storage)
+    storages = f"/platforms/{world.platform}/storages"
+    assert len((await world.ok("GET", f"{storages}?name=MAIN&pool=rbd"))["items"]) == 1
+    assert (await world.ok("GET", f"{storages}?pool=other"))["items"] == []
+
+    sets = await world.ok("GET", "/backup-sets?vm_id=vm-a&limit=1")
+    older = await world.ok("GET", f"/backup-sets?vm_id=vm-a&limit=1&cursor={sets['next_cursor']}")
+    assert older["next_cursor"] is None
+    assert sets["items"][0]["taken_at"] > older["items"][0]["taken_at"]
+    newest = sets["items"][0]["id"]
+    assert len((await world.ok("GET", "/backup-sets?vm_id=vm-a&complete=true"))["items"]) == 2
+
+    created = await world.ok("POST", "/restores", 201, json=_spec(world, newest))
+    rid = created["restore"]["id"]
+    assert len((await world.ok("GET", f"/restores?host_id={HOST}"))["items"]) == 1
+    assert (await world.ok("GET", "/restores?host_id=elsewhere"))["items"] == []
+    mine = await world.ok("GET", f"/restores?backup_set_id={newest}")
+    assert [x["id"] for x in mine["items"]] == [rid]
+    old_point = older["items"][0]["id"]
+    assert (await world.ok("GET", f"/restores?backup_set_id={old_point}"))["items"] == []
+    assert (await world.ok("GET", f"/restores?created_after={_q(later)}"))["items"] == []
+    code = {"verification_code": created["verification_code"]}
+    await world.ok("POST", f"/restores/{rid}/start", 202, json=code)
+    await world.ok("POST", f"/restores/{rid}/stop")
+    ended = await _until(world, f"/restores/{rid}/events?type=RestoreFinished", 1)
+    assert [e["event"]["type"] for e in ended] == ["RestoreFinished"]
+
+    operator = await _operator(world)  # in group site-a: no job of root's is its
+    assert [g["name"] for g in (await world.ok("GET", "/groups?name=SITE"))["items"]] == ["site-a"]
+    assert (await world.ok("GET", "/groups?name=nomatch"))["items"] == []
+    assert (await world.ok("GET", "/runs", token=operator))["items"] == []
+    assert (await world.go("GET", f"/runs?job_id={job_id}", token=operator)).status == 404
+    assert (await world.go("GET", f"/jobs/{job_id}/runs", token=operator)).status == 404
+    assert (await world.ok("GET", "/backup-sets?vm_id=vm-a", token=operator))["items"] == []

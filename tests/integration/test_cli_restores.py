@@ -97,6 +97,10 @@ async def test_restore_commands_over_the_api(world: World, tmp_path: Path) -> No
 
     code, out, _ = await cli("restore", "list")
     assert code == 0 and rid in out
+    code, out, _ = await cli("restore", "list", "--host", HOST, "--point", newest, "-o", "json")
+    assert [x["id"] for x in json.loads(out)] == [rid]
+    code, out, _ = await cli("restore", "list", "--host", "elsewhere", "-o", "json")
+    assert (code, json.loads(out)) == (0, [])
     code, out, _ = await cli("restore", "show", rid, "-o", "json")
     assert json.loads(out)["state"] == "cancelled"
     code, out, _ = await cli("restore", "events", rid)
@@ -121,8 +125,13 @@ async def test_run_watch_follows_a_run_until_it_is_stopped(world: World, tmp_pat
     async with asyncio.timeout(30):
         code, out, err = await watching
     assert code == 1 and f"run {run_id[:12]}" in err and "cancelled" in out
-    code, out, _ = await cli("run", "events", run_id, "-o", "json")
-    assert "RunFinished" in [e["event"]["type"] for e in json.loads(out)]
+    code, out, _ = await cli("run", "events", run_id, "--type", "RunFinished", "-o", "json")
+    assert {e["event"]["type"] for e in json.loads(out)} == {"RunFinished"}
+    # without --job: the runs of every job (GET /runs), filtered there
+    code, out, _ = await cli("run", "list", "--host", HOST, "--state", "cancelled", "-o", "json")
+    assert [x["id"] for x in json.loads(out)] == [run_id]
+    code, out, err = await cli("run", "list", "--after", "yesterday")
+    assert code == EXIT_INPUT and "invalid_input" in err
 
     # every active run of a job stopped at once: a new one (no worker takes its plan)
     await world.ok("POST", f"/jobs/{job_id}/runs", 202, json={})

@@ -137,6 +137,10 @@ class RunEventsGet(Request, frozen=True, kw_only=True):
     after: str | None = None
     """``next_after`` of the previous page."""
     limit: int = 100
+    type: str | None = None
+    """Only events of this type (``VmFinished``, ...)."""
+    since: datetime | None = None
+    """Only events at or after this time."""
 
 
 class RunLogEntry(Message, frozen=True, kw_only=True):
@@ -263,17 +267,23 @@ class BackupSetGet(Request, frozen=True, kw_only=True):
 
 
 class BackupSetList(Request, frozen=True, kw_only=True):
-    """Newest first; at least one filter."""
+    """Newest first, of the jobs the actor sees; at least one of run, VM, job. Pass the
+    reply's ``next_after`` as ``after`` for the next page."""
 
     actor: ActorRef = ActorRef()
     run_id: str | None = None
     vm_id: str | None = None
     job_id: str | None = None
     limit: int = 100
+    complete: bool | None = None
+    """True: restore points only."""
+    after: str | None = None
 
 
 class BackupSetListReply(Message, frozen=True, kw_only=True):
     backup_sets: list[BackupSetInfo]
+    next_after: str | None = None
+    """None: this was the last page."""
 
 
 class BackupSetBaseGet(Request, frozen=True, kw_only=True):
@@ -336,16 +346,26 @@ RUN_LIST = "catalog.run.list"
 
 
 class RunList(Request, frozen=True, kw_only=True):
-    """Runs of one job visible to the actor, newest first; pass the reply's
-    ``next_before`` as ``before`` for the next page."""
+    """Runs of one job (``job_id``) or of every job visible to the actor, newest first;
+    pass the reply's ``next_after`` as ``after`` for the next page (``next_before`` as
+    ``before`` still works, but loses runs created in the same instant)."""
 
     actor: ActorRef
-    job_id: str
+    job_id: str | None = None
     state: RunStateName | None = None
     before: datetime | None = None
     limit: int = 50
+    host_id: str | None = None
+    backup_type: BackupType | None = None
+    created_after: datetime | None = None
+    """Runs created at or after this time."""
+    created_before: datetime | None = None
+    """Runs created before this time."""
+    after: str | None = None
 
 
 class RunListReply(Message, frozen=True, kw_only=True):
     runs: list[RunInfo]
     next_before: datetime | None = None
+    next_after: str | None = None
+    """None: this was the last page."""

@@ -259,6 +259,10 @@ class StorageGet(Request, frozen=True, kw_only=True):
 class StorageList(Request, frozen=True, kw_only=True):
     actor: ActorRef = ActorRef()
     platform_id: str
+    name: str | None = None
+    """Part of the storage's name, any case."""
+    pool: str | None = None
+    """The Ceph pool's name."""
 
 
 class StorageListReply(Message, frozen=True, kw_only=True):
@@ -358,6 +362,8 @@ class GroupCreate(Request, frozen=True, kw_only=True):
 
 class GroupList(Request, frozen=True, kw_only=True):
     actor: ActorRef = ActorRef()
+    name: str | None = None
+    """Part of the group's name, any case."""
 
 
 class GroupListReply(Message, frozen=True, kw_only=True):
@@ -456,6 +462,14 @@ class AuditList(Request, frozen=True, kw_only=True):
     limit: int = 100
     before: str | None = None
     """Only entries older than this entry id."""
+    by: str | None = None
+    """Only what this user (or service) did."""
+    action: str | None = None
+    """An action (``job.created``), or every action under a prefix ending in a dot (``job.``)."""
+    since: datetime | None = None
+    """Entries at or after this time."""
+    until: datetime | None = None
+    """Entries before this time."""
 
 
 class AuditListReply(Message, frozen=True, kw_only=True):

@@ -206,6 +206,11 @@ class JobList(Request, frozen=True, kw_only=True):
     host_id: str | None = None
     after: str | None = None
     limit: int = 50
+    name: str | None = None
+    """Part of the name, any case."""
+    enabled: bool | None = None
+    platform_id: str | None = None
+    """Jobs backing up VMs of this platform."""
 
 
 class JobListReply(Message, frozen=True, kw_only=True):

@@ -302,6 +302,12 @@ class RestoreList(Request, frozen=True, kw_only=True):
     state: RestoreStateName | None = None
     limit: int = 50
     after: str | None = None
+    host_id: str | None = None
+    """Restores by this backup host's workers."""
+    backup_set_id: str | None = None
+    """Restores of this restore point."""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
 
 
 class RestoreListReply(Message, frozen=True, kw_only=True):
@@ -528,6 +534,10 @@ class RestoreEventsGet(Request, frozen=True, kw_only=True):
     after: str | None = None
     """``next_after`` of the previous page."""
     limit: int = 100
+    type: str | None = None
+    """Only events of this type (``RestoreVmFinished``, ...)."""
+    since: datetime | None = None
+    """Only events at or after this time."""
 
 
 class RestoreLogEntry(Message, frozen=True, kw_only=True):

@@ -1,9 +1,10 @@
 """Handlers of the lists (paged and filtered) and of the reads the catalog cannot
-scope by itself (runs and backup sets follow their job's visibility)."""
+scope by itself (one run or backup set follows its job's visibility). The catalog
+filters, scopes and pages the lists of jobs, runs, backup sets and the audit log in its
+query; the short whole lists it answers (hosts, platforms, storages, users, groups) are
+paged here."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 from edgeback_api.paging import Page, decode_cursor, encode_cursor, page_of
 from edgeback_api.routing import Call
@@ -11,11 +12,13 @@ from edgeback_api.wire import (
     AuditQuery,
     BackupSetQuery,
     BrowseQuery,
+    GroupQuery,
     HostQuery,
     JobQuery,
-    PageQuery,
     PlatformQuery,
     RunQuery,
+    RunsQuery,
+    StorageQuery,
     UserQuery,
 )
 from edgeback_core.errors import InvalidInputError, NotFoundError
@@ -52,8 +55,10 @@ async def platforms(call: Call) -> Page[m.PlatformInfo]:
 
 
 async def storages(call: Call) -> Page[m.StorageInfo]:
-    q = call.query_as(PageQuery)
-    request = m.StorageList(actor=call.actor, platform_id=call.params["platform_id"])
+    q = call.query_as(StorageQuery)
+    request = m.StorageList(
+        actor=call.actor, platform_id=call.params["platform_id"], name=q.name, pool=q.pool
+    )
     found = (await call.api.call(names.STORAGE_LIST, request, m.StorageListReply)).storages
     return page_of(found, lambda s: (s.name, s.id), q.cursor, q.limit)
 
@@ -72,23 +77,47 @@ async def browse(call: Call) -> w.PlatformInventory:
 async def jobs(call: Call) -> Page[j.JobInfo]:
     q = call.query_as(JobQuery)
     after = None if q.cursor is None else str(decode_cursor(q.cursor)[0])
-    request = j.JobList(actor=call.actor, host_id=q.host_id, after=after, limit=q.limit)
+    request = j.JobList(
+        actor=call.actor,
+        host_id=q.host_id,
+        name=q.name,
+        enabled=q.enabled,
+        platform_id=q.platform_id,
+        after=after,
+        limit=q.limit,
+    )
     reply = await call.api.call(j.JOB_LIST, request, j.JobListReply)
     cursor = None if reply.next_after is None else encode_cursor((reply.next_after,))
     return Page(items=reply.jobs, next_cursor=cursor)
 
 
 async def runs(call: Call) -> Page[m.RunInfo]:
-    q = call.query_as(RunQuery)
-    before = None if q.cursor is None else _time_of(decode_cursor(q.cursor)[0])
+    return await _runs(call, call.query_as(RunQuery), job_id=call.params["job_id"])
+
+
+async def all_runs(call: Call) -> Page[m.RunInfo]:
+    q = call.query_as(RunsQuery)
+    return await _runs(call, q, job_id=q.job_id, host_id=q.host_id)
+
+
+async def _runs(
+    call: Call, q: RunQuery, *, job_id: str | None, host_id: str | None = None
+) -> Page[m.RunInfo]:
+    """One catalog query, scoped there as the job reads are (one job: it must be
+    visible; none: every job the caller sees)."""
     request = b.RunList(
-        actor=call.actor, job_id=call.params["job_id"], state=q.state, before=before, limit=q.limit
+        actor=call.actor,
+        job_id=job_id,
+        host_id=host_id,
+        state=q.state,
+        backup_type=q.backup_type,
+        created_after=q.created_after,
+        created_before=q.created_before,
+        after=_position(q.cursor),
+        limit=q.limit,
     )
     reply = await call.api.call(b.RUN_LIST, request, b.RunListReply)
-    last = reply.next_before
-    return Page(
-        items=reply.runs, next_cursor=None if last is None else encode_cursor((last.isoformat(),))
-    )
+    return Page(items=reply.runs, next_cursor=_cursor(reply.next_after))
 
 
 async def run_detail(call: Call) -> b.RunDetail:
@@ -99,17 +128,21 @@ async def run_detail(call: Call) -> b.RunDetail:
 
 
 async def backup_sets(call: Call) -> Page[b.BackupSetInfo]:
+    """Filtered, scoped (as runs are) and paged by the catalog: every set is reachable."""
     q = call.query_as(BackupSetQuery)
     if q.job_id is None and q.vm_id is None and q.run_id is None:
         raise InvalidInputError("give at least one of job_id, vm_id, run_id", field="job_id")
     request = b.BackupSetList(
-        actor=call.actor, job_id=q.job_id, vm_id=q.vm_id, run_id=q.run_id, limit=1000
+        actor=call.actor,
+        job_id=q.job_id,
+        vm_id=q.vm_id,
+        run_id=q.run_id,
+        complete=q.complete,
+        after=_position(q.cursor),
+        limit=q.limit,
     )
-    found = (await call.api.call(b.BACKUP_SET_LIST, request, b.BackupSetListReply)).backup_sets
-    visible = await _visible_jobs(call, {s.job_id for s in found})
-    kept = [s for s in found if s.job_id in visible and q.complete in (None, s.complete)]
-    # newest first: the key sorts by the time's complement, so "after" means "older"
-    return page_of(kept, lambda s: (_descending(s.taken_at), s.id), q.cursor, q.limit)
+    reply = await call.api.call(b.BACKUP_SET_LIST, request, b.BackupSetListReply)
+    return Page(items=reply.backup_sets, next_cursor=_cursor(reply.next_after))
 
 
 async def backup_set(call: Call) -> b.BackupSetWithDisks:
@@ -132,17 +165,25 @@ async def users(call: Call) -> Page[m.UserInfo]:
 
 
 async def groups(call: Call) -> Page[m.GroupInfo]:
-    q = call.query_as(PageQuery)
-    found = (
-        await call.api.call(names.GROUP_LIST, m.GroupList(actor=call.actor), m.GroupListReply)
-    ).groups
+    q = call.query_as(GroupQuery)
+    request = m.GroupList(actor=call.actor, name=q.name)
+    found = (await call.api.call(names.GROUP_LIST, request, m.GroupListReply)).groups
     return page_of(found, lambda g: (g.name,), q.cursor, q.limit)
 
 
 async def audit(call: Call) -> Page[m.AuditEntry]:
     q = call.query_as(AuditQuery)
     before = None if q.cursor is None else str(decode_cursor(q.cursor)[0])
-    request = m.AuditList(actor=call.actor, resource=q.resource, limit=q.limit, before=before)
+    request = m.AuditList(
+        actor=call.actor,
+        resource=q.resource,
+        by=q.actor,
+        action=q.action,
+        since=q.since,
+        until=q.until,
+        limit=q.limit,
+        before=before,
+    )
     entries = (await call.api.call(names.AUDIT_LIST, request, m.AuditListReply)).entries
     more = len(entries) == q.limit
     return Page(items=entries, next_cursor=encode_cursor((entries[-1].id,)) if more else None)
@@ -165,12 +206,10 @@ async def _visible_jobs(call: Call, job_ids: set[str]) -> set[str]:
     return visible
 
 
-def _time_of(value: object) -> datetime:
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise InvalidInputError("cursor is not one this API gave", field="cursor") from exc
+def _position(cursor: str | None) -> str | None:
+    """The catalog's position inside one of our cursors."""
+    return None if cursor is None else str(decode_cursor(cursor)[0])
 
 
-def _descending(at: datetime) -> int:
-    return -int(at.timestamp() * 1000)
+def _cursor(after: str | None) -> str | None:
+    return None if after is None else encode_cursor((after,))

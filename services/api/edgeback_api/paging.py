@@ -2,7 +2,8 @@
 
 A cursor is the base64url of the JSON sort key of the last item shown; the next page
 holds the items after it. Lists the catalog returns whole are paged here; lists it
-pages itself (jobs, runs, audit) carry the catalog's own position in the cursor.
+pages itself (jobs, runs, backup sets, restores, events, audit) carry the catalog's own
+position in the cursor.
 """
 
 from __future__ import annotations

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from edgeback_api.paging import Page, decode_cursor, encode_cursor
 from edgeback_api.routing import Call
-from edgeback_api.wire import PageQuery, RestorePointQuery, RestoreQuery
+from edgeback_api.wire import (
+    RestoreEventQuery,
+    RestorePointQuery,
+    RestoreQuery,
+    RunEventQuery,
+)
 from edgeback_core.errors import InvalidInputError
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import restores as r
@@ -45,16 +50,27 @@ async def points(call: Call) -> Page[r.RestorePoint]:
 
 async def restores(call: Call) -> Page[r.RestoreInfo]:
     q = call.query_as(RestoreQuery)
-    request = r.RestoreList(actor=call.actor, state=q.state, limit=q.limit, after=_after(q.cursor))
+    request = r.RestoreList(
+        actor=call.actor,
+        state=q.state,
+        host_id=q.host_id,
+        backup_set_id=q.backup_set_id,
+        created_after=q.created_after,
+        created_before=q.created_before,
+        limit=q.limit,
+        after=_after(q.cursor),
+    )
     reply = await call.api.call(r.RESTORE_LIST, request, r.RestoreListReply)
     return Page(items=reply.restores, next_cursor=_cursor(reply.next_after))
 
 
 async def restore_events(call: Call) -> Page[r.RestoreLogEntry]:
-    q = call.query_as(PageQuery)
+    q = call.query_as(RestoreEventQuery)
     request = r.RestoreEventsGet(
         actor=call.actor,
         restore_id=call.params["restore_id"],
+        type=q.type,
+        since=q.since,
         after=_after(q.cursor),
         limit=q.limit,
     )
@@ -63,9 +79,14 @@ async def restore_events(call: Call) -> Page[r.RestoreLogEntry]:
 
 
 async def run_events(call: Call) -> Page[b.RunLogEntry]:
-    q = call.query_as(PageQuery)
+    q = call.query_as(RunEventQuery)
     request = b.RunEventsGet(
-        actor=call.actor, run_id=call.params["run_id"], after=_after(q.cursor), limit=q.limit
+        actor=call.actor,
+        run_id=call.params["run_id"],
+        type=q.type,
+        since=q.since,
+        after=_after(q.cursor),
+        limit=q.limit,
     )
     reply = await call.api.call(b.RUN_EVENTS, request, b.RunEventsReply)
     return Page(items=reply.events, next_cursor=_cursor(reply.next_after))

@@ -11,7 +11,13 @@ from __future__ import annotations
 from edgeback_api import progress, restores
 from edgeback_api.paging import Page
 from edgeback_api.routing import EVENT_STREAM, Access, Route, row, rpc
-from edgeback_api.wire import LiveQuery, PageQuery, RestorePointQuery, RestoreQuery
+from edgeback_api.wire import (
+    LiveQuery,
+    RestoreEventQuery,
+    RestorePointQuery,
+    RestoreQuery,
+    RunEventQuery,
+)
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import restores as r
@@ -103,7 +109,7 @@ def restore_routes() -> list[Route]:
             "A restore's events, oldest first",
             USER,
             restores.restore_events,
-            query=PageQuery,
+            query=RestoreEventQuery,
             reply=Page[r.RestoreLogEntry],
         ),
         row(
@@ -140,7 +146,7 @@ def run_routes() -> list[Route]:
             "A run's events, oldest first",
             USER,
             restores.run_events,
-            query=PageQuery,
+            query=RunEventQuery,
             reply=Page[b.RunLogEntry],
         ),
         row(

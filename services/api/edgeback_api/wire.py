@@ -17,6 +17,24 @@ from edgeback_core.messages.restores import RestoreStateName
 from edgeback_core.messages.runs import BackupType
 
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Moment = Annotated[datetime, msgspec.Meta(tz=True)]
+"""A time in a query string: ISO 8601 with its zone (a bare time is refused, not guessed)."""
+RunEventType = Literal[
+    "RunStarted",
+    "RunSkipped",
+    "VmStarted",
+    "RunProgress",
+    "VmFinished",
+    "VmSkipped",
+    "VmRefused",
+    "RunFinished",
+    "BackupSetCreated",
+]
+"""The ``type`` of each run event (``edgeback_core.messages.runs.RunEvent``)."""
+RestoreEventType = Literal[
+    "RestoreStarted", "RestoreVmStarted", "RestoreProgress", "RestoreVmFinished", "RestoreFinished"
+]
+"""The ``type`` of each restore event (``edgeback_core.messages.restores.RestoreEvent``)."""
 
 
 class Body(Message, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -97,10 +115,51 @@ class PoolQuery(PageQuery, frozen=True, kw_only=True):
 
 class JobQuery(PageQuery, frozen=True, kw_only=True):
     host_id: str | None = None
+    name: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    """Part of the name, any case."""
+    enabled: bool | None = None
+    platform_id: str | None = None
+    """Jobs backing up VMs of this platform."""
 
 
 class RunQuery(PageQuery, frozen=True, kw_only=True):
     state: RunStateName | None = None
+    backup_type: BackupType | None = None
+    """The run's backup type (the job's, or the one it was started with)."""
+    created_after: Moment | None = None
+    """Runs created (started) at or after this time (ISO 8601 with a zone)."""
+    created_before: Moment | None = None
+    """Runs created before this time."""
+
+
+class RunsQuery(RunQuery, frozen=True, kw_only=True):
+    job_id: str | None = None
+    host_id: str | None = None
+    """Runs by this backup host."""
+
+
+class StorageQuery(PageQuery, frozen=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    """Part of the name, any case."""
+    pool: str | None = None
+    """The Ceph pool's name."""
+
+
+class GroupQuery(PageQuery, frozen=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    """Part of the name, any case."""
+
+
+class RunEventQuery(PageQuery, frozen=True, kw_only=True):
+    type: RunEventType | None = None
+    since: Moment | None = None
+    """Events at or after this time (ISO 8601 with a zone)."""
+
+
+class RestoreEventQuery(PageQuery, frozen=True, kw_only=True):
+    type: RestoreEventType | None = None
+    since: Moment | None = None
+    """Events at or after this time (ISO 8601 with a zone)."""
 
 
 class BackupSetQuery(PageQuery, frozen=True, kw_only=True):
@@ -121,6 +180,14 @@ class UserQuery(PageQuery, frozen=True, kw_only=True):
 class AuditQuery(PageQuery, frozen=True, kw_only=True):
     resource: str | None = None
     """e.g. ``platform/<id>``, ``user/<name>``, ``job/<id>``."""
+    actor: str | None = None
+    """Who: a user's name (or a service's)."""
+    action: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    """An action (``job.created``), or a prefix ending in a dot (``job.``)."""
+    since: Moment | None = None
+    """Entries at or after this time (ISO 8601 with a zone)."""
+    until: Moment | None = None
+    """Entries before this time."""
 
 
 class BrowseQuery(Body, frozen=True, kw_only=True):
@@ -145,6 +212,13 @@ class RestorePointQuery(PageQuery, frozen=True, kw_only=True):
 
 class RestoreQuery(PageQuery, frozen=True, kw_only=True):
     state: RestoreStateName | None = None
+    host_id: str | None = None
+    """Restores by this backup host's workers."""
+    backup_set_id: str | None = None
+    """Restores of this restore point."""
+    created_after: Moment | None = None
+    """Restores created at or after this time (ISO 8601 with a zone)."""
+    created_before: Moment | None = None
 
 
 class RunStopBody(Body, frozen=True, kw_only=True):

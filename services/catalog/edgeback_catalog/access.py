@@ -113,9 +113,17 @@ class AuditLog:
         await self._db.insert(Coll.AUDIT_LOG, doc)
 
     async def entries(
-        self, *, resource: str | None = None, limit: int = 100, before: str | None = None
+        self,
+        *,
+        resource: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+        match: Mapping[str, Any] | None = None,
     ) -> list[AuditDoc]:
-        query: dict[str, Any] = {} if resource is None else {"resource": resource}
+        """Newest first; ``match``: more clauses (``listfilters.audit_filters``)."""
+        query: dict[str, Any] = dict(match or {})
+        if resource is not None:
+            query["resource"] = resource
         if before is not None:
             query["_id"] = {"$lt": before}
         docs = await self._db.find(Coll.AUDIT_LOG, query, sort=(("_id", -1),), limit=limit)

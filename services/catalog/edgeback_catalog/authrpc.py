@@ -9,6 +9,8 @@ from edgeback_catalog import wire
 from edgeback_catalog.auth import LoginAttempt, Token
 from edgeback_catalog.domain import JobId
 from edgeback_catalog.gate import current_actor
+from edgeback_catalog.jobscope import jobs_visible_to
+from edgeback_catalog.listfilters import run_filters
 from edgeback_catalog.routes import Route
 from edgeback_catalog.service import Catalog
 from edgeback_core.messages import auth as a
@@ -76,12 +78,20 @@ class AuthRpc:
         return m.Done()
 
     async def run_list(self, req: b.RunList) -> b.RunListReply:
-        """The job must be visible to the actor (``not_found`` otherwise)."""
-        job = await self._c.jobs.get(current_actor(), JobId(req.job_id))
+        """The runs of one job, which must be visible to the actor (``not_found``
+        otherwise), or of every job it sees (``jobscope``)."""
+        actor = current_actor()
+        if req.job_id is not None:
+            scope = {"job_id": (await self._c.jobs.get(actor, JobId(req.job_id))).id}
+        else:
+            scope = await jobs_visible_to(self._c.jobs, actor)
         limit = max(1, min(req.limit, 200))
-        runs = await self._c.runs.of_job(job.id, state=req.state, before=req.before, limit=limit)
-        after = runs[-1].created_at if len(runs) == limit else None
-        return b.RunListReply(runs=[wire.run_info(r) for r in runs], next_before=after)
+        query = scope | run_filters(req)
+        runs, after = await self._c.runs.page(query, after=req.after, limit=limit)
+        before = runs[-1].created_at if after is not None else None
+        return b.RunListReply(
+            runs=[wire.run_info(r) for r in runs], next_before=before, next_after=after
+        )
 
 
 def _token_info(token: Token) -> a.TokenInfo:

@@ -14,6 +14,8 @@ from edgeback_catalog import wire
 from edgeback_catalog.backupsets import DiskCommitRequest
 from edgeback_catalog.domain import DiskVersion, JobId, RunId
 from edgeback_catalog.gate import current_actor
+from edgeback_catalog.jobscope import jobs_visible_to
+from edgeback_catalog.listfilters import event_filters
 from edgeback_catalog.routes import Route
 from edgeback_catalog.runstart import StartRequest
 from edgeback_catalog.runtasks import VmResult
@@ -103,6 +105,7 @@ class BackupRpc:
             job_id=None if req.job_id is None else JobId(req.job_id),
             after=req.after,
             limit=req.limit,
+            match=event_filters(req.type, req.since),
         )
         found = [
             b.RunLogEntry(message_id=e.message_id, received_at=e.received_at, event=e.event)
@@ -189,13 +192,17 @@ class BackupRpc:
         )
 
     async def backup_set_list(self, req: b.BackupSetList) -> b.BackupSetListReply:
-        found = await self._c.backup_sets.find(
+        found, after = await self._c.backup_sets.find(
             run_id=None if req.run_id is None else RunId(req.run_id),
             vm_id=req.vm_id,
             job_id=None if req.job_id is None else JobId(req.job_id),
             limit=req.limit,
+            complete=req.complete,
+            scope=await jobs_visible_to(self._c.jobs, current_actor()),
+            after=req.after,
         )
-        return b.BackupSetListReply(backup_sets=[bw.backup_set_info(s) for s in found])
+        sets = [bw.backup_set_info(s) for s in found]
+        return b.BackupSetListReply(backup_sets=sets, next_after=after)
 
     async def backup_set_base(self, req: b.BackupSetBaseGet) -> b.BackupSetWithDisks:
         found = await self._c.backup_sets.base(

@@ -11,8 +11,10 @@ holder of the task's claim.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from edgeback_catalog.backupdocs import (
     KEPT,
@@ -26,6 +28,7 @@ from edgeback_catalog.backupdocs import (
 )
 from edgeback_catalog.domain import BackupSet, Clock, DiskVersion, JobId, RunId
 from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_catalog.restoredocs import newest_page, position
 from edgeback_catalog.taskclaims import holder_fence
 from edgeback_catalog.vmtaskstate import VmTaskState
 from edgeback_core.errors import (
@@ -137,21 +140,34 @@ class BackupSets:
         return [disk_version_of(doc) for doc in docs]
 
     async def find(
-        self, *, run_id: RunId | None, vm_id: str | None, job_id: JobId | None, limit: int
-    ) -> list[BackupSet]:
-        query: dict[str, object] = {
-            k: v for k, v in (("run_id", run_id), ("vm_id", vm_id), ("job_id", job_id)) if v
-        }
+        self,
+        *,
+        run_id: RunId | None,
+        vm_id: str | None,
+        job_id: JobId | None,
+        limit: int,
+        complete: bool | None = None,
+        scope: Mapping[str, Any] | None = None,
+        after: str | None = None,
+    ) -> tuple[list[BackupSet], str | None]:
+        """Newest first: one page of the sets of the run, VM or job (one at least), of
+        those ``scope`` keeps (``jobscope``), and the next page's position (None: last)."""
+        named = (("run_id", run_id), ("vm_id", vm_id), ("job_id", job_id))
+        query: dict[str, Any] = {k: v for k, v in named if v}
         if not query:
             raise InvalidInputError("filter backup sets by run, VM or job")
+        if complete is not None:
+            query["complete"] = complete
         query |= KEPT
-        docs = await self._db.find(
-            Coll.BACKUP_SETS,
-            query,
-            sort=(("taken_at", -1), ("_id", 1)),
-            limit=max(1, min(limit, 1000)),
+        if scope:  # it may name jobs too: both must hold
+            query = {"$and": [query, dict(scope)]}
+        limit = max(1, min(limit, 1000))
+        docs = await newest_page(
+            self._db, Coll.BACKUP_SETS, query, time_field="taken_at", after=after, limit=limit
         )
-        return [backup_set_of(doc) for doc in docs]
+        found = [backup_set_of(doc) for doc in docs[:limit]]
+        last = found[-1] if len(docs) > limit else None
+        return found, (None if last is None else position(last.taken_at, last.id))
 
     async def base(
         self, *, vm_id: str, job_id: JobId, pool: PoolRef, for_type: str

@@ -17,6 +17,7 @@ from edgeback_catalog.domain import Actor, JobId, PlatformId, PoolId, RunId, Sto
 from edgeback_catalog.gate import Gate, current_actor
 from edgeback_catalog.hosts import Heartbeat
 from edgeback_catalog.jobrpc import JobRpc
+from edgeback_catalog.listfilters import contains, storage_filters
 from edgeback_catalog.platforms import PlatformChanges, PlatformDraft
 from edgeback_catalog.principals import Identities
 from edgeback_catalog.restorejobrpc import RestoreJobRpc
@@ -229,7 +230,8 @@ class CatalogRpc:
 
     async def storage_list(self, req: m.StorageList) -> m.StorageListReply:
         actor = current_actor()
-        found = await self._c.storages.list(actor, PlatformId(req.platform_id))
+        match = storage_filters(name=req.name, pool=req.pool)
+        found = await self._c.storages.list(actor, PlatformId(req.platform_id), match)
         return m.StorageListReply(storages=[wire.storage_info(s) for s in found])
 
     # --- storage pools ------------------------------------------------------------
@@ -274,7 +276,7 @@ class CatalogRpc:
 
     async def group_list(self, req: m.GroupList) -> m.GroupListReply:
         current_actor().require_admin("listing groups")
-        groups = await self._c.users.groups()
+        groups = await self._c.users.groups(None if req.name is None else contains(req.name))
         return m.GroupListReply(groups=[wire.group_info(g) for g in groups])
 
     async def user_create(self, req: m.UserCreate) -> m.UserInfo:
@@ -317,7 +319,7 @@ class CatalogRpc:
 
     async def audit_list(self, req: m.AuditList) -> m.AuditListReply:
         current_actor().require_admin("reading the audit log")
-        return await wire.audit_entries(self._c.audit, req.resource, req.limit, req.before)
+        return await wire.audit_entries(self._c.audit, req)
 
 
 async def serve_catalog(bus: Bus, rpc: CatalogRpc) -> list[ConsumerHandle]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from edgeback_catalog import wire
 from edgeback_catalog.domain import JobId
 from edgeback_catalog.gate import current_actor
+from edgeback_catalog.listfilters import job_filters
 from edgeback_catalog.routes import Route
 from edgeback_catalog.service import Catalog
 from edgeback_core.ids import BackupHostId
@@ -38,8 +39,9 @@ class JobRpc:
 
     async def list(self, req: j.JobList) -> j.JobListReply:
         host = None if req.host_id is None else BackupHostId(req.host_id)
+        match = job_filters(name=req.name, enabled=req.enabled, platform_id=req.platform_id)
         jobs, after = await self._jobs.list(
-            current_actor(), host_id=host, after=req.after, limit=req.limit
+            current_actor(), host_id=host, after=req.after, limit=req.limit, match=match
         )
         return j.JobListReply(jobs=[wire.job_info(job) for job in jobs], next_after=after)
 

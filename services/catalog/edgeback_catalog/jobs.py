@@ -16,7 +16,8 @@ A job's own ``groups`` are recorded as given but grant nothing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
@@ -94,16 +95,19 @@ class Jobs:
         host_id: BackupHostId | None = None,
         after: str | None = None,
         limit: int,
+        match: Mapping[str, Any] | None = None,
     ) -> tuple[list[Job], str | None]:
-        """One page in name order and the name to continue after (None: last page)."""
+        """One page in name order and the name to continue after (None: last page);
+        ``match``: more clauses (``listfilters.job_filters``)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInputError(f"limit must be 1-{MAX_PAGE}", field="limit")
-        query = await host_scope(self._db, actor)
+        query = await host_scope(self._db, actor) | dict(match or {})
         if host_id is not None:
             seen = query.get("host_id", {}).get("$in", [host_id])
             query["host_id"] = host_id if host_id in seen else NO_ID  # a host it cannot see
-        if after is not None:
-            query["name"] = {"$gt": after}
+        if after is not None:  # with a name filter: both conditions on the name
+            after_clause = {"name": {"$gt": after}}
+            query = {"$and": [query, after_clause]} if "name" in query else query | after_clause
         docs = await self._db.find(Coll.JOBS, query, sort=(("name", 1),), limit=limit + 1)
         jobs = [job_of(doc) for doc in docs[:limit]]
         return jobs, (jobs[-1].spec.name if len(docs) > limit else None)

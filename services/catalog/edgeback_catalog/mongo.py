@@ -129,6 +129,12 @@ INDEXES: tuple[IndexSpec, ...] = (
     _ix(Coll.RESTORE_JOBS, "name", unique=True),
     _ix(Coll.RESTORE_JOBS, "host_id", "name"),
     _ix(Coll.RESTORE_VM_TASKS, "restore_id", "backup_set_id", unique=True),
+    # the filters of the lists across jobs (``listfilters``)
+    _ix(Coll.RUNS, "-created_at"),
+    _ix(Coll.RUNS, "host_id", "-created_at"),
+    _ix(Coll.AUDIT_LOG, "actor", "-_id"),
+    _ix(Coll.AUDIT_LOG, "action", "-_id"),
+    _ix(Coll.RESTORES, "spec.backup_set_ids"),
 )
 
 OBSOLETE_INDEXES: tuple[tuple[Coll, str], ...] = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import cast
 
 from edgeback_catalog.gate import current_actor
+from edgeback_catalog.listfilters import event_filters, restore_filters
 from edgeback_catalog.restoredocs import browse, restore_info
 from edgeback_catalog.restorequeue import RestoreQueue
 from edgeback_catalog.restorestate import RestoreState
@@ -76,7 +77,10 @@ class RestoreRpc:
 
     async def events(self, req: r.RestoreEventsGet) -> r.RestoreEventsReply:
         restore = await self._restores.get(current_actor(), req.restore_id)
-        entries, after = await self._log.restore_page(restore.id, after=req.after, limit=req.limit)
+        match = event_filters(req.type, req.since)
+        entries, after = await self._log.restore_page(
+            restore.id, after=req.after, limit=req.limit, match=match
+        )
         found = [
             r.RestoreLogEntry(message_id=e.message_id, received_at=e.received_at, event=e.event)
             for e in entries
@@ -84,7 +88,9 @@ class RestoreRpc:
         return r.RestoreEventsReply(events=found, next_after=after)
 
     async def list(self, req: r.RestoreList) -> r.RestoreListReply:
-        found, after = await self._restores.list(current_actor(), req.state, req.limit, req.after)
+        found, after = await self._restores.list(
+            current_actor(), restore_filters(req), req.limit, req.after
+        )
         return r.RestoreListReply(restores=[restore_info(x) for x in found], next_after=after)
 
     async def cancel(self, req: r.RestoreCancel) -> r.RestoreInfo:

@@ -14,7 +14,7 @@ as it sees the restore jobs of that host (``access.host_scope``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -161,12 +161,15 @@ class Restores:
             await self._on_end(restore)
 
     async def list(
-        self, actor: Actor, state: str | None, limit: int, after: str | None = None
+        self, actor: Actor, match: Mapping[str, Any], limit: int, after: str | None = None
     ) -> tuple[list[Restore], str | None]:
-        """One page newest first and the next one's cursor (None: the last page)."""
-        query: dict[str, Any] = await host_scope(self._db, actor, RESTORE_HOST)
-        if state is not None:
-            query["state"] = state
+        """One page newest first and the next one's cursor (None: the last page);
+        ``match``: the list's filters (``listfilters.restore_filters``)."""
+        scope = await host_scope(self._db, actor, RESTORE_HOST)
+        # both may name the host: each condition must hold
+        query: dict[str, Any] = (
+            {"$and": [dict(match), scope]} if match and scope else {**match, **scope}
+        )
         limit = max(1, min(limit, 500))
         docs = await newest_page(
             self._db, Coll.RESTORES, query, time_field="created_at", after=after, limit=limit

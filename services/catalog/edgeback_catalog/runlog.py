@@ -11,9 +11,10 @@ is also the page cursor: oldest first, stable while new events arrive.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from edgeback_catalog.documents import utc
 from edgeback_catalog.domain import Clock, JobId, RunId
@@ -79,27 +80,35 @@ class RunLog:
         job_id: JobId | None = None,
         after: str | None = None,
         limit: int = 100,
+        match: Mapping[str, Any] | None = None,
     ) -> tuple[list[LogEntry[r.RunEvent]], str | None]:
-        """One page, oldest first, and the cursor of the next one (None: last page)."""
+        """One page, oldest first, and the cursor of the next one (None: last page);
+        ``match``: more clauses (``listfilters.event_filters``)."""
         if (run_id is None) == (job_id is None):
             raise InvalidInputError("read the event log of one run or of one job")
-        query: dict[str, object] = {"run_id": run_id} if run_id else {"job_id": job_id}
+        query: dict[str, Any] = {"run_id": run_id} if run_id else {"job_id": job_id}
+        query |= match or {}
         return await self._page(query, r.RunEvent, after, limit)  # type: ignore[arg-type]
 
     async def restore_page(
-        self, restore_id: str, *, after: str | None = None, limit: int = 100
+        self,
+        restore_id: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        match: Mapping[str, Any] | None = None,
     ) -> tuple[list[LogEntry[rs.RestoreEvent]], str | None]:
         """One page of a restore's events, oldest first, and the next page's cursor."""
         kind = cast("type[rs.RestoreEvent]", rs.RestoreEvent)
-        return await self._page({"restore_id": restore_id}, kind, after, limit)
+        return await self._page({**(match or {}), "restore_id": restore_id}, kind, after, limit)
 
     async def _page(
-        self, query: dict[str, object], kind: type[E], after: str | None, limit: int
+        self, query: dict[str, Any], kind: type[E], after: str | None, limit: int
     ) -> tuple[list[LogEntry[E]], str | None]:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInputError(f"limit must be 1-{MAX_PAGE}", field="limit")
-        if after is not None:
-            query["key"] = {"$gt": after}
+        if after is not None:  # beside a ``since`` bound on the same key
+            query["key"] = {**query.get("key", {}), "$gt": after}
         docs = await self._db.find(Coll.RUN_LOG, query, sort=(("key", 1),), limit=limit + 1)
         read = decoder(kind)
         entries = [

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from edgeback_catalog.access import AuditLog, new_id
 from edgeback_catalog.documents import RunDoc, run_of, transition_doc, transition_of
 from edgeback_catalog.domain import Actor, Clock, JobId, Run, RunId, RunTransition
 from edgeback_catalog.mongo import CatalogDb, Coll
+from edgeback_catalog.restoredocs import newest_page, position
 from edgeback_catalog.runstate import (
     INITIAL,
     TERMINAL,
@@ -94,19 +94,17 @@ class Runs:
             raise NotFoundError(f"run {run_id} not found", run_id=run_id)
         return run_of(doc)
 
-    async def of_job(
-        self, job_id: JobId, *, state: str | None, before: datetime | None, limit: int
-    ) -> list[Run]:
-        """Runs of ``job_id``, newest first, created before ``before``."""
-        query: dict[str, Any] = {"job_id": job_id}
-        if state is not None:
-            query["state"] = state
-        if before is not None:
-            query["created_at"] = {"$lt": before}
-        sort = (("created_at", -1), ("_id", -1))
-        return [
-            run_of(doc) for doc in await self._db.find(Coll.RUNS, query, sort=sort, limit=limit)
-        ]
+    async def page(
+        self, query: dict[str, Any], *, after: str | None, limit: int
+    ) -> tuple[list[Run], str | None]:
+        """The runs matching ``query``, newest first: one page and the position to pass
+        as ``after`` for the next one (None: the last page)."""
+        docs = await newest_page(
+            self._db, Coll.RUNS, query, time_field="created_at", after=after, limit=limit
+        )
+        runs = [run_of(doc) for doc in docs[:limit]]
+        last = runs[-1] if len(docs) > limit else None
+        return runs, (None if last is None else position(last.created_at, last.id))
 
     async def active_of(self, job_id: JobId, states: frozenset[RunState]) -> list[Run]:
         """The runs of ``job_id`` now in one of ``states``, oldest first."""

@@ -11,7 +11,9 @@ nothing. A storage is visible to whoever sees its platform.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from edgeback_catalog.access import AuditLog, check_name, new_id, visibility
 from edgeback_catalog.documents import storage_doc, storage_of
@@ -120,12 +122,14 @@ class CephStorages:
             raise NotFoundError(f"storage {sid} not found", storage_id=sid)
         return storage_of(doc)
 
-    async def list(self, actor: Actor, platform_id: PlatformId) -> list[CephStorage]:
+    async def list(
+        self, actor: Actor, platform_id: PlatformId, match: Mapping[str, Any] | None = None
+    ) -> list[CephStorage]:
+        """By name; ``match``: more clauses (``listfilters.storage_filters``)."""
         if not await self._platform_visible(actor, platform_id):
             raise NotFoundError(f"platform {platform_id} not found", platform_id=platform_id)
-        docs = await self._db.find(
-            Coll.CEPH_STORAGES, {"platform_id": platform_id}, sort=(("name", 1),)
-        )
+        query = {**(match or {}), "platform_id": platform_id}
+        docs = await self._db.find(Coll.CEPH_STORAGES, query, sort=(("name", 1),))
         return [storage_of(doc) for doc in docs]
 
     async def _check(self, draft: StorageDraft) -> dict[str, str]:

@@ -7,7 +7,7 @@ users and groups.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from edgeback_catalog.access import AuditLog, check_name, new_id, require_groups
@@ -30,8 +30,10 @@ class Users:
         await self._audit.record(actor, "group.created", f"group/{name}")
         return group
 
-    async def groups(self) -> list[Group]:
-        docs = await self._db.find(Coll.GROUPS, {}, sort=(("name", 1),))
+    async def groups(self, name: Mapping[str, Any] | None = None) -> list[Group]:
+        """By name; ``name``: a clause on it (``listfilters.contains``)."""
+        query = {} if name is None else {"name": dict(name)}
+        docs = await self._db.find(Coll.GROUPS, query, sort=(("name", 1),))
         return [_group_of(doc) for doc in docs]
 
     async def create_user(

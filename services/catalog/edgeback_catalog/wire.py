@@ -17,6 +17,7 @@ from edgeback_catalog.domain import (
     User,
 )
 from edgeback_catalog.hosts import HostView
+from edgeback_catalog.listfilters import audit_filters
 from edgeback_core.messages import catalog as m
 from edgeback_core.messages import jobs as j
 
@@ -143,10 +144,10 @@ def job_info(job: Job) -> j.JobInfo:
     )
 
 
-async def audit_entries(
-    audit: AuditLog, resource: str | None, limit: int, before: str | None = None
-) -> m.AuditListReply:
-    docs = await audit.entries(resource=resource, limit=max(1, min(limit, 1000)), before=before)
+async def audit_entries(audit: AuditLog, req: m.AuditList) -> m.AuditListReply:
+    docs = await audit.entries(
+        limit=max(1, min(req.limit, 1000)), before=req.before, match=audit_filters(req)
+    )
     keep: tuple[str, ...] = ("at", "actor", "role", "action", "resource")
     entries = [
         m.AuditEntry(id=doc["_id"], **{k: cast(dict[str, Any], doc)[k] for k in keep})
