@@ -18,8 +18,8 @@ def _field(expr: str, *values: str, stdin: object) -> str:
     calls it (bash expands ``$IMAGE_OF`` and the like inside EXPR's double quotes)."""
     text = SCRIPT.read_text()
     function = re.search(r"^field\(\) \{\n.*?^\}\n", text, re.S | re.M)
-    constants = re.findall(r"^(?:VMS_OF|DISKS_OF|IMAGE_OF)=.*$", text, re.M)
-    assert function is not None and len(constants) == 3
+    constants = re.findall(r"^(?:VMS_OF|VM_OF|DISKS_OF|IMAGE_OF)=.*$", text, re.M)
+    assert function is not None and len(constants) == 4
     call = f'field "{expr}" "$@"'
     program = "\n".join([f"PY={sys.executable}", function.group(0), *constants, call])
     done = subprocess.run(
