@@ -141,7 +141,7 @@ async def test_streams_end_when_the_api_stops() -> None:
 async def test_a_stream_looks_at_its_token_now_and_then_and_ends_once_revoked() -> None:
     run = _Run([])
     source = Source("run:r1", run.page, run.get_state, RUN_ENDED, r.RunFinished)
-    now, looks, revoked = [0.0], [], []
+    now, looks, revoked = [0.0], list[float](), list[bool]()
 
     async def check() -> None:
         looks.append(now[0])
