@@ -109,7 +109,6 @@ class Auth:
         _check_hash(attempt.token_hash)
         ttl = _ttl(attempt.ttl_s)
         now = self._clock()
-        await self._purge_if_due(now)
         user_key, addr_key = f"user:{attempt.name}", f"addr:{attempt.client}"
         # counted before the (slow) check: parallel guesses cannot share one old count
         await self._counters.take((user_key, addr_key), now)
@@ -125,6 +124,7 @@ class Auth:
             await self._db.update(Coll.USERS, {"name": attempt.name}, change)
         await self._counters.clear(user_key)
         await self._counters.give_back(addr_key)
+        await self._purge_if_due(now)  # only once it succeeded: a refusal changes no token
         return await self._open_session(user_of(doc), attempt, now, ttl)
 
     async def _open_session(
@@ -147,7 +147,6 @@ class Auth:
         if not 1 <= len(label) <= 64 or not label.isprintable():
             raise InvalidInputError("a token label has 1 to 64 printable characters", field="label")
         ttl = None if ttl_s is None else _ttl(ttl_s)
-        await self._purge_if_due(self._clock())
         token = await self._store(
             UserName(actor.name),
             kind="api",
@@ -158,6 +157,7 @@ class Auth:
         )
         details = {"token_id": token.id, "label": label}
         await self._audit.record(actor, "token.created", f"user/{actor.name}", details)
+        await self._purge_if_due(token.created_at)
         return token
 
     async def resolve(self, actor: Actor, token_hash: str) -> tuple[User, Token]:
@@ -219,7 +219,8 @@ class Auth:
 
     async def _purge_if_due(self, now: datetime) -> None:
         """Expired tokens and forgotten login counters go, at most once a ``PURGE_EVERY``
-        per catalog process, on the logins and token creations that add documents."""
+        per catalog process, on the successful logins and token creations (which add
+        documents anyway: a refused request changes nothing else)."""
         if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
             return
         self._purged_at = now
