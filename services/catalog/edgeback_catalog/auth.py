@@ -111,7 +111,7 @@ class Auth:
         now = self._clock()
         user_key, addr_key = f"user:{attempt.name}", f"addr:{attempt.client}"
         # counted before the (slow) check: parallel guesses cannot share one old count
-        await self._counters.take((user_key, addr_key), now)
+        _, on_address = await self._counters.take((user_key, addr_key), now)
         doc = await self._db.find_one(Coll.USERS, {"name": attempt.name})
         stored = None if doc is None else doc.get("password_hash")
         checked = await verify_password(stored, attempt.password)
@@ -123,7 +123,7 @@ class Auth:
             change = {"$set": {"password_hash": checked.rehashed}}
             await self._db.update(Coll.USERS, {"name": attempt.name}, change)
         await self._counters.clear(user_key)
-        await self._counters.give_back(addr_key)
+        await self._counters.give_back(on_address)
         await self._purge_if_due(now)  # only once it succeeded: a refusal changes no token
         return await self._open_session(user_of(doc), attempt, now, ttl)
 

@@ -13,6 +13,7 @@ forgotten (no failure for ``FORGET_AFTER``) are purged with the expired tokens.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,27 +27,46 @@ _TRIES = 8
 the concurrent attempts wins, and a counter past ``FREE_FAILURES`` refuses the rest."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Taken:
+    """One attempt counted on ``key``: the counter as it was (None: there was none) and
+    as the attempt left it, so that giving it back restores it exactly."""
+
+    key: str
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+
+
 class LoginCounters:
     def __init__(self, db: CatalogDb) -> None:
         self._db = db
 
-    async def take(self, keys: tuple[str, ...], now: datetime) -> None:
+    async def take(self, keys: tuple[str, ...], now: datetime) -> list[Taken]:
         """Count one attempt on each of ``keys``, or raise ``login_throttled`` (then
         nothing is counted)."""
-        taken: list[str] = []
+        taken: list[Taken] = []
         try:
             for key in keys:
-                await self._take_one(key, now)
-                taken.append(key)
+                taken.append(await self._take_one(key, now))
         except LoginThrottledError:
-            for key in taken:
-                await self.give_back(key)
+            for one in taken:
+                await self.give_back(one)
             raise
+        return taken
 
-    async def give_back(self, key: str) -> None:
-        """Undo one counted attempt (it succeeded, or another counter refused it)."""
-        change = {"$inc": {"count": -1}}
-        await self._db.update(Coll.LOGIN_FAILURES, {"_id": key, "count": {"$gt": 0}}, change)
+    async def give_back(self, taken: Taken) -> None:
+        """Undo one counted attempt (it succeeded, or another counter refused it): the
+        counter as it was, unless another attempt changed it since (then one less)."""
+        now_is = {"_id": taken.key, **taken.after}
+        if taken.before is None:
+            restored = await self._db.delete(Coll.LOGIN_FAILURES, now_is)
+        else:
+            change = {"$set": taken.before}
+            restored = await self._db.update(Coll.LOGIN_FAILURES, now_is, change) is not None
+        if not restored:
+            change = {"$inc": {"count": -1}}
+            query = {"_id": taken.key, "count": {"$gt": 0}}
+            await self._db.update(Coll.LOGIN_FAILURES, query, change)
 
     async def clear(self, key: str) -> None:
         await self._db.delete(Coll.LOGIN_FAILURES, {"_id": key})
@@ -56,26 +76,27 @@ class LoginCounters:
         old = {"last_at": {"$lte": now - loginthrottle.FORGET_AFTER}}
         return await self._db.delete_all(Coll.LOGIN_FAILURES, old)
 
-    async def _take_one(self, key: str, now: datetime) -> None:
+    async def _take_one(self, key: str, now: datetime) -> Taken:
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as BSON stores it
         for _ in range(_TRIES):
             doc = await self._db.find_one(Coll.LOGIN_FAILURES, {"_id": key})
             counter = _failures(doc)
             wait = loginthrottle.retry_after_s(counter, now)
             if wait > 0:
                 raise LoginThrottledError("too many failed logins", retry_after_s=math.ceil(wait))
-            count = loginthrottle.live_count(counter, now) + 1
+            after = {"count": loginthrottle.live_count(counter, now) + 1, "last_at": now}
             if doc is None:
                 try:
-                    await self._db.insert(
-                        Coll.LOGIN_FAILURES, {"_id": key, "count": count, "last_at": now}
-                    )
+                    await self._db.insert(Coll.LOGIN_FAILURES, {"_id": key, **after})
                 except ConflictError:
                     continue  # another attempt created it first: read it again
-                return
-            seen = {"_id": key, "count": doc["count"], "last_at": doc["last_at"]}
-            change = {"$set": {"count": count, "last_at": now}}
-            if await self._db.update(Coll.LOGIN_FAILURES, seen, change) is not None:
-                return
+                return Taken(key=key, before=None, after=after)
+            before = {"count": doc["count"], "last_at": doc["last_at"]}
+            if (
+                await self._db.update(Coll.LOGIN_FAILURES, {"_id": key, **before}, {"$set": after})
+                is not None
+            ):
+                return Taken(key=key, before=before, after=after)
         raise LoginThrottledError("too many logins at once", retry_after_s=1)
 
 
