@@ -34,7 +34,7 @@ token must still work at the end, so no case revoked it.
 
 Bounds: ``EXAMPLES`` per operation and mode, no shrinking, no example database, and
 ``derandomize`` so that a CI failure replays the same requests: about 700 requests for the
-74 operations (the pool and restore-job routes included), about 60-90 s on a 2-core
+78 operations (the pool, restore-job and account routes included), about 60-90 s on a 2-core
 machine.
 """
 
