@@ -81,6 +81,7 @@ async def test_users_groups_and_their_tokens_are_managed_and_revoked(world: Worl
     status, rest = await call("GET", f"/auth/tokens?user=op&cursor={page['next_cursor']}")
     kinds = {t["kind"] for t in page["items"] + rest["items"]}
     assert kinds == {"session", "api"} and rest["next_cursor"] is None
+    assert (await call("GET", "/auth/tokens?user=op&user=root"))[0] == 400
     status, refused = await call("GET", f"/auth/tokens?user={ADMIN}", token=first)
     assert (status, refused["code"]) == (403, "permission_denied")
     # an admin's password change ends the user's sessions; API tokens go on

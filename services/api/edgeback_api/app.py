@@ -203,6 +203,10 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 def _query_of(route: Route, request: web.Request) -> msgspec.Struct | None:
     if route.query is None:
         return None
+    # no query field is a list: a repeated one is refused, not read as its first value
+    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
+    if repeated:
+        raise InvalidInputError(f"query parameters given more than once: {repeated}")
     return _convert(dict(request.query), route.query, strict=False)
 
 
