@@ -13,7 +13,15 @@ import asyncio
 import sys
 from collections.abc import Mapping, Sequence
 
-from edgeback_cli import apicli, disk_cli, job_cli, resource_cli, restore_cli, serve_all
+from edgeback_cli import (
+    account_cli,
+    apicli,
+    disk_cli,
+    job_cli,
+    resource_cli,
+    restore_cli,
+    serve_all,
+)
 from edgeback_core.errors import (
     ConfigError,
     EdgebackError,
@@ -78,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     resource_cli.add(groups)
     job_cli.add(groups)
     restore_cli.add(groups)
+    account_cli.add(groups)
     disk_cli.add(groups)
     serve_all.add(groups)
     apicli.add_group_examples(parser)

@@ -405,6 +405,19 @@ class PoolInUseError(ConflictError):
     code = "pool_in_use"
 
 
+class GroupInUseError(ConflictError):
+    """The user group cannot be deleted: users, backup hosts, platforms or jobs still
+    name it (``details`` count each)."""
+
+    code = "group_in_use"
+
+
+class LastAdminError(ConflictError):
+    """The change would leave no admin (deleting or demoting the last one)."""
+
+    code = "last_admin"
+
+
 class PoolNotOnNodeError(UnknownReferenceError):
     """The storage node answers but holds no pool by that name."""
 

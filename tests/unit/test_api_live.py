@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import pytest
 
 from edgeback_api.live import LiveEvents, Seen
-from edgeback_api.progress import RUN_ENDED, Source, stream
+from edgeback_api.progress import RUN_ENDED, Recheck, Source, stream
 from edgeback_api.routing import ServerEvent
 from edgeback_core.bus.memory import MemoryBroker, MemoryBus
 from edgeback_core.bus.topology import RUN_FINISHED, RUN_PROGRESS, Topology
+from edgeback_core.errors import UnauthenticatedError
 from edgeback_core.eventkeys import entry_key
 from edgeback_core.messages import runs as r
 
@@ -134,3 +136,35 @@ async def test_streams_end_when_the_api_stops() -> None:
         assert b"reconnect" in last.encode()
         assert [e async for e in events] == []
         assert live.watching == 0
+
+
+async def test_a_stream_looks_at_its_token_now_and_then_and_ends_once_revoked() -> None:
+    run = _Run([])
+    source = Source("run:r1", run.page, run.get_state, RUN_ENDED, r.RunFinished)
+    now, looks, revoked = [0.0], list[float](), list[bool]()
+
+    async def check() -> None:
+        looks.append(now[0])
+        if revoked:
+            raise UnauthenticatedError("the token is unknown, expired or revoked")
+
+    recheck = Recheck(check, 30.0, clock=lambda: now[0])
+    async with _live(buffer=8) as (live, bus):
+        events = stream(source, live, None, heartbeat_s=5.0, recheck=recheck)
+        assert _names([await anext(events)]) == ["comment"]
+
+        async def next_after(n: int) -> ServerEvent:
+            waiting = asyncio.ensure_future(anext(events))
+            await asyncio.sleep(0)
+            await bus.publish("events", RUN_PROGRESS, _progress("r1", n), message_id=f"m{n}")
+            return await waiting
+
+        assert (await next_after(1)).event == "RunProgress"
+        assert looks == []  # within the interval: the catalog is not asked
+        now[0] = 31.0
+        assert (await next_after(2)).event == "RunProgress"
+        assert looks == [31.0]
+        now[0], revoked[:] = 62.0, [True]
+        with pytest.raises(UnauthenticatedError):
+            await next_after(3)
+        assert looks == [31.0, 62.0] and live.watching == 0

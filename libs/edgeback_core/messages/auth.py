@@ -25,6 +25,10 @@ TOKEN_CREATE = "catalog.token.create"  # noqa: S105 - an RPC name
 TOKEN_RESOLVE = "catalog.token.resolve"  # noqa: S105 - an RPC name
 TOKEN_LIST = "catalog.token.list"  # noqa: S105 - an RPC name
 TOKEN_REVOKE = "catalog.token.revoke"  # noqa: S105 - an RPC name
+USER_DELETE = "catalog.user.delete"
+USER_SET_ROLE = "catalog.user.set_role"
+GROUP_GET = "catalog.group.get"
+GROUP_DELETE = "catalog.group.delete"
 
 TokenKind = Literal["session", "api"]
 
@@ -55,6 +59,9 @@ class UserSetPassword(Request, frozen=True, kw_only=True):
     actor: ActorRef
     name: str
     password: NewPassword
+    keep_token_id: str | None = None
+    """The session to keep when users change their own password (the API sends the one
+    the change came with); every other session token of the user is revoked."""
 
 
 class UserBootstrap(Request, frozen=True, kw_only=True):
@@ -137,3 +144,30 @@ class TokenRevoke(Request, frozen=True, kw_only=True):
     actor: ActorRef
     token_id: str
     logout: bool = False
+
+
+class UserDelete(Request, frozen=True, kw_only=True):
+    """Admins: delete a user and revoke all its tokens (never the last admin)."""
+
+    actor: ActorRef
+    name: str
+
+
+class UserSetRole(Request, frozen=True, kw_only=True):
+    """Admins: change a user's role (never demoting the last admin)."""
+
+    actor: ActorRef
+    name: str
+    role: Literal["admin", "operator"]
+
+
+class GroupGet(Request, frozen=True, kw_only=True):
+    actor: ActorRef
+    name: str
+
+
+class GroupDelete(Request, frozen=True, kw_only=True):
+    """Admins: delete a group no user, backup host, platform or job names."""
+
+    actor: ActorRef
+    name: str

@@ -4,7 +4,9 @@ the OpenAPI document and a Swagger UI page whose assets come from the installed
 ``swagger_ui`` package (nothing is fetched from elsewhere, not even by the browser).
 
 Secrets never reach a log line: requests are logged by method, route, status and
-user only, never with bodies, headers or query strings.
+user only, never with bodies, headers or query strings. An unexpected exception is
+a bug: it is logged with its traceback and a request id, and answered as an
+``internal_error`` problem naming only that id (never the exception's text).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import importlib.resources
 import ssl
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
@@ -20,7 +23,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from edgeback_api.openapi import PROBLEM, document
+from edgeback_api.openapi import PROBLEM, Problem, document
 from edgeback_api.routing import (
     ACTOR_FIELD,
     BASE,
@@ -200,6 +203,10 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 def _query_of(route: Route, request: web.Request) -> msgspec.Struct | None:
     if route.query is None:
         return None
+    # no query field is a list: a repeated one is refused, not read as its first value
+    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
+    if repeated:
+        raise InvalidInputError(f"query parameters given more than once: {repeated}")
     return _convert(dict(request.query), route.query, strict=False)
 
 
@@ -229,10 +236,20 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         body = ErrorBody(code=f"http_{exc.status}", message=exc.reason)
         return _problem(body, exc.status, {})
+    except Exception:  # a bug: logged with its traceback here, never shown to the client
+        request_id = uuid.uuid4().hex
+        log.exception("api.crashed", path=request.path, request_id=request_id)
+        body = ErrorBody(
+            code=EdgebackError.code,
+            message=f"an unexpected error; the server's log has it under request {request_id}",
+            details={"request_id": request_id},
+        )
+        return _problem(body, 500, {"X-Request-Id": request_id})
 
 
 def _problem(body: ErrorBody, status: int, headers: dict[str, str]) -> web.Response:
-    payload = msgspec.structs.asdict(body) | {"status": status, "title": body.code}
+    fields = msgspec.structs.asdict(body)
+    payload = Problem(**fields, status=status, title=body.code)
     return web.Response(
         body=_json.encode(payload), status=status, content_type=PROBLEM, headers=headers
     )

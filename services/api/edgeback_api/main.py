@@ -35,6 +35,7 @@ async def setup(runtime: ServiceRuntime, bus: Bus, settings: ApiSettings) -> Non
         session_ttl_s=settings.session_ttl_s,
         live=LiveEvents(buffer=settings.live_buffer),
         heartbeat_s=settings.live_heartbeat_s,
+        token_recheck_s=settings.live_token_recheck_s,
     )
     if settings.bootstrap_admin is not None and settings.bootstrap_password is not None:
         password = settings.bootstrap_password.reveal()

@@ -4,7 +4,7 @@ Schemas come from the same msgspec types that validate requests and encode repli
 (``msgspec.json.schema_components``): nothing is written twice. A catalog request
 used as a route's request loses the fields the API fills (``actor``, the path's) in a
 ``<Name>Body`` schema; query structs become query parameters; every error is an
-``application/problem+json`` ``ErrorBody`` with its stable ``code``.
+``application/problem+json`` ``Problem`` with its stable ``code``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,18 @@ import msgspec
 
 from edgeback_api.routing import ACTOR_FIELD, BASE, EVENT_STREAM, Access, Route
 from edgeback_core.errors import ErrorBody
+
+
+class Problem(ErrorBody, frozen=True, kw_only=True):
+    """An error as the API answers it (``application/problem+json``, RFC 9457's members
+    ``status`` and ``title`` beside edgeback's ``code``): unexpected failures are
+    ``internal_error`` with a ``request_id`` in ``details`` to find the server's log."""
+
+    status: int
+    """The HTTP status, repeated."""
+    title: str
+    """The ``code`` again (a stable, short summary)."""
+
 
 REF: Final = "#/components/schemas/{name}"
 PROBLEM: Final = "application/problem+json"
@@ -38,7 +50,7 @@ _OK: Final = {
 
 
 def document(routes: Sequence[Route], *, version: str = "1") -> Doc:
-    types: list[Any] = [ErrorBody]
+    types: list[Any] = [Problem]
     for route in routes:
         types += [t for t in (route.request, route.query, route.reply) if t is not None]
     _, schemas = msgspec.json.schema_components(types, ref_template=REF)
@@ -126,7 +138,7 @@ def _body_schema(route: Route, schemas: Doc) -> Doc:
 
 
 def _responses(route: Route) -> Doc:
-    problem = {PROBLEM: {"schema": {"$ref": REF.format(name="ErrorBody")}}}
+    problem = {PROBLEM: {"schema": {"$ref": REF.format(name="Problem")}}}
     if route.reply is None:
         done: Doc = {"description": "Done"}
     else:

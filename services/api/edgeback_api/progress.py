@@ -7,25 +7,31 @@ subscription brings (``live.py``), skipping those the log already gave. Each eve
 ``data: <the event's JSON>``. It ends with ``event: end`` (``data: {"state": ...}``)
 once the run has ended: after its ``RunFinished`` / ``RestoreFinished``, or when a
 keep-alive look at its state finds it ended (an event lost on the way cannot keep a
-stream open). A stopping API ends its streams without ``end``: clients reconnect (to
-another instance) with ``Last-Event-ID``. A client too slow to read loses its oldest
-events and is told with ``event: lagged`` (``data: {"dropped": n}``); the event log
-still holds them.
+stream open). Its bearer token is resolved again every ``token_recheck_s`` (30 s): a
+token revoked or expired meanwhile ends the stream with ``event: error`` (the
+``unauthenticated`` problem body). A stopping API ends its streams without ``end``:
+clients reconnect (to another instance) with ``Last-Event-ID``. A client too slow to
+read loses its oldest events and is told with ``event: lagged`` (``data: {"dropped":
+n}``); the event log still holds them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
 from edgeback_api import lists
 from edgeback_api.live import LiveEvent, LiveEvents, Seen
 from edgeback_api.routing import Call, ServerEvent, ServerEvents
+from edgeback_api.session import API_ACTOR
+from edgeback_api.tokens import bearer_of, token_hash
 from edgeback_api.wire import LiveQuery
 from edgeback_core.errors import InvalidInputError
 from edgeback_core.eventkeys import entry_key
+from edgeback_core.messages import auth as a
 from edgeback_core.messages import backups as b
 from edgeback_core.messages import restores as rs
 from edgeback_core.messages import runs as r
@@ -88,8 +94,41 @@ async def restore_progress(call: Call) -> ServerEvents:
     return _follow(call, source)
 
 
+@dataclass(slots=True)
+class Recheck:
+    """The stream's token, looked at again (``check``: raises once it is not live) at
+    most every ``every_s`` by ``clock``."""
+
+    check: Callable[[], Awaitable[None]]
+    every_s: float
+    clock: Callable[[], float] = time.monotonic
+    _last: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._last = self.clock()
+
+    def wait_s(self) -> float:
+        """Seconds until the next look."""
+        return max(0.0, self._last + self.every_s - self.clock())
+
+    async def __call__(self) -> None:
+        if self.wait_s() <= 0:
+            await self.check()
+            self._last = self.clock()
+
+
 def _follow(call: Call, source: Source) -> ServerEvents:
-    return ServerEvents(stream(source, call.api.live, _last_id(call), call.api.heartbeat_s))
+    token = bearer_of(call.headers.get("Authorization"))
+    recheck = None
+    if token is not None:
+        resolve = a.TokenResolve(actor=API_ACTOR, token_hash=token_hash(token))
+
+        async def check() -> None:
+            await call.api.call(a.TOKEN_RESOLVE, resolve, a.TokenIdentity)
+
+        recheck = Recheck(check, call.api.token_recheck_s)
+    last_id, heartbeat_s = _last_id(call), call.api.heartbeat_s
+    return ServerEvents(stream(source, call.api.live, last_id, heartbeat_s, recheck))
 
 
 def _seen(message_id: str, event: LiveEvent) -> Seen:
@@ -120,9 +159,14 @@ class _Sent:
 
 
 async def stream(
-    source: Source, live: LiveEvents, last_id: str | None, heartbeat_s: float
+    source: Source,
+    live: LiveEvents,
+    last_id: str | None,
+    heartbeat_s: float,
+    recheck: Recheck | None = None,
 ) -> AsyncGenerator[ServerEvent]:
-    """The stream of ``source``'s events after ``last_id``, until it ended."""
+    """The stream of ``source``'s events after ``last_id``, until it ended (or, with
+    ``recheck``, until its token is no longer live: the check's error ends it)."""
     with live.watch(source.owner) as watcher:  # before the log: nothing falls in between
         sent, position = _Sent(), [last_id]
         yield ServerEvent(comment=f"events of {source.owner}")
@@ -134,7 +178,10 @@ async def stream(
             yield _end(state)
             return
         while True:
-            seen = await watcher.next(heartbeat_s)
+            wait_s = heartbeat_s if recheck is None else min(heartbeat_s, recheck.wait_s())
+            seen = await watcher.next(wait_s)
+            if recheck is not None:
+                await recheck()
             if watcher.closed:
                 yield ServerEvent(comment="the API is stopping: reconnect with Last-Event-ID")
                 return

@@ -47,6 +47,9 @@ class Api:
     live: LiveEvents = field(default_factory=LiveEvents)
     heartbeat_s: float = 15.0
     """A progress stream's keep-alive, and how often it looks whether its run ended."""
+    token_recheck_s: float = 30.0
+    """How often a progress stream asks whether its token is still live (revoked or
+    expired: the stream ends with ``event: error``)."""
 
     async def call(
         self, name: str, request: msgspec.Struct, reply: type[S], *, slow: bool = False

@@ -3,15 +3,28 @@
 The API draws every token (``tokens.new_token``) and gives the catalog only its
 hash; the token goes back to its user once, in the reply. The catalog checks
 passwords, counts failed logins (per user and per client address) and audits.
+A password change ends the user's sessions (but the one changing its own password).
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
+import msgspec
+
+from edgeback_api.paging import Page, page_of
 from edgeback_api.routing import Api, Call
 from edgeback_api.tokens import new_token, token_hash
-from edgeback_api.wire import Health, LoginBody, NewToken, PasswordBody, Session, TokenBody
+from edgeback_api.wire import (
+    Health,
+    LoginBody,
+    NewToken,
+    PageQuery,
+    PasswordBody,
+    Session,
+    TokenBody,
+)
 from edgeback_core.errors import EdgebackError
 from edgeback_core.messages import auth as a
 from edgeback_core.messages import catalog as m
@@ -49,13 +62,36 @@ async def me(call: Call) -> m.UserInfo:
 
 
 async def set_my_password(call: Call) -> None:
+    """Change my password: my other sessions end, this one goes on."""
+    assert call.identity is not None
     body = call.request_as(PasswordBody)
-    request = a.UserSetPassword(actor=call.actor, name=call.user_name, password=body.password)
+    request = a.UserSetPassword(
+        actor=call.actor,
+        name=call.user_name,
+        password=body.password,
+        keep_token_id=call.identity.token.id,
+    )
     await call.api.call(a.USER_SET_PASSWORD, request, m.Done)
 
 
-async def my_tokens(call: Call) -> a.TokenListReply:
-    return await call.api.call(a.TOKEN_LIST, a.TokenList(actor=call.actor), a.TokenListReply)
+async def set_user_password(call: Call) -> None:
+    """An admin sets a user's password: all that user's sessions end."""
+    body = call.request_as(PasswordBody)
+    request = a.UserSetPassword(actor=call.actor, name=call.params["name"], password=body.password)
+    await call.api.call(a.USER_SET_PASSWORD, request, m.Done)
+
+
+class TokenQuery(PageQuery, frozen=True, kw_only=True):
+    user: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    """Another user's tokens (admins only); default: mine."""
+
+
+async def tokens(call: Call) -> Page[a.TokenInfo]:
+    """Live tokens, oldest first: mine, or (admins) ``user``'s."""
+    q = call.query_as(TokenQuery)
+    request = a.TokenList(actor=call.actor, user=q.user)
+    found = (await call.api.call(a.TOKEN_LIST, request, a.TokenListReply)).tokens
+    return page_of(found, lambda t: (t.created_at.isoformat(), t.id), q.cursor, q.limit)
 
 
 async def create_token(call: Call) -> NewToken:

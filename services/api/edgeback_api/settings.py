@@ -3,7 +3,8 @@
 ``TLS_KEY_FILE``, both or neither), how long a login lasts (``SESSION_TTL_S``), how
 long it waits for the catalog (``RPC_TIMEOUT_S``; checks that reach a platform wait
 ``SLOW_RPC_TIMEOUT_S``), progress streams (``LIVE_BUFFER`` events kept per client,
-a ``LIVE_HEARTBEAT_S`` keep-alive), and the first admin (``BOOTSTRAP_ADMIN`` with
+a ``LIVE_HEARTBEAT_S`` keep-alive, the stream's token looked at again every
+``LIVE_TOKEN_RECHECK_S``), and the first admin (``BOOTSTRAP_ADMIN`` with
 ``BOOTSTRAP_PASSWORD``: created at start unless an admin exists)."""
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ApiSettings(Settings):
     max_body_bytes: Annotated[int, POSITIVE] = 1 << 20
     live_buffer: Annotated[int, POSITIVE] = 256
     live_heartbeat_s: Annotated[float, POSITIVE] = 15.0
+    live_token_recheck_s: Annotated[float, POSITIVE] = 30.0
     bootstrap_admin: str | None = None
     bootstrap_password: Secret | None = None
 

@@ -9,6 +9,7 @@ signed-in user and the path's fields, the client sends the rest as JSON.
 from __future__ import annotations
 
 from edgeback_api import commands, lists, session
+from edgeback_api.accounttable import account_routes
 from edgeback_api.paging import Page
 from edgeback_api.pooltable import pool_routes
 from edgeback_api.restorejobtable import restore_job_routes
@@ -91,10 +92,11 @@ def _auth() -> list[Route]:
             "GET",
             "/auth/tokens",
             "list_my_tokens",
-            "My live tokens (never their values)",
+            "Live tokens (never their values): mine, or admins: ?user=<name>'s",
             USER,
-            session.my_tokens,
-            reply=a.TokenListReply,
+            session.tokens,
+            query=session.TokenQuery,
+            reply=Page[a.TokenInfo],
         ),
         _r(
             "POST",
@@ -509,10 +511,10 @@ def _users() -> list[Route]:
             "PUT",
             f"{one}/password",
             "set_user_password",
-            "Set a user's password",
+            "Set a user's password (ends their sessions)",
             ADMIN,
-            no_content(a.USER_SET_PASSWORD, m.Done),
-            request=a.UserSetPassword,
+            session.set_user_password,
+            request=PasswordBody,
             status=204,
         ),
         _r(
@@ -560,4 +562,5 @@ def route_table() -> list[Route]:
         *restore_routes(),
         *restore_job_routes(),
         *_users(),
+        *account_routes(),
     ]

@@ -3,38 +3,42 @@
 The API authenticates users through these use cases and names the user in every
 request it makes on their behalf; the catalog stores only what cannot be replayed:
 Argon2id password hashes (``passwords``) and SHA-256 hashes of tokens the API drew.
-A token is live until it expires or is revoked (its document deleted). Repeated
-failed logins are slowed down per user and per client address (``loginthrottle``),
-here rather than in the API so that every API instance shares the count. Logins,
-logouts, password changes and token creations and revocations are audited.
+A token is live until it expires or is revoked (its document deleted); expired ones
+are purged now and then on the logins and creations that add tokens. A password
+change revokes the user's sessions. Repeated failed logins are slowed down per user
+and per client address (``loginthrottle``, counted in ``logincounters``), here rather
+than in the API so that every API instance shares the count. Logins, logouts,
+password changes and token creations and revocations are audited.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from edgeback_catalog import loginthrottle
+import structlog
+
 from edgeback_catalog.access import AuditLog, new_id
 from edgeback_catalog.documents import user_of, utc
 from edgeback_catalog.domain import Actor, Clock, Role, User, UserName
+from edgeback_catalog.logincounters import LoginCounters
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_catalog.passwords import hash_password, verify_password
 from edgeback_catalog.users import Users
 from edgeback_core.errors import (
     InvalidInputError,
-    LoginThrottledError,
     NameTakenError,
     NotFoundError,
     PermissionDeniedError,
     UnauthenticatedError,
 )
 
+log = structlog.get_logger(__name__)
 _TOKEN_HASH = re.compile(r"[0-9a-f]{64}")
 MAX_TTL = timedelta(days=366)
+PURGE_EVERY = timedelta(minutes=10)
 _WRONG = "wrong user name or password"
 
 
@@ -60,19 +64,31 @@ class LoginAttempt:
 class Auth:
     def __init__(self, db: CatalogDb, audit: AuditLog, users: Users, clock: Clock) -> None:
         self._db, self._audit, self._users, self._clock = db, audit, users, clock
+        self._counters = LoginCounters(db)
+        self._purged_at: datetime | None = None
 
     async def list_users(self, actor: Actor) -> list[User]:
         actor.require_admin("listing users")
         return [user_of(doc) for doc in await self._db.find(Coll.USERS, {}, sort=(("name", 1),))]
 
-    async def set_password(self, actor: Actor, name: str, password: str) -> None:
+    async def set_password(
+        self, actor: Actor, name: str, password: str, keep_token_id: str | None = None
+    ) -> None:
+        """Set ``name``'s password and revoke its session tokens: all of them, but the
+        one ``keep_token_id`` names when users change their own (API tokens stay)."""
         if actor.name != name:
             actor.require_admin("setting another user's password")
+            keep_token_id = None
         stored = await hash_password(password)
         doc = await self._db.update(Coll.USERS, {"name": name}, {"$set": {"password_hash": stored}})
         if doc is None:
             raise NotFoundError(f"user {name} not found", user=name)
-        await self._audit.record(actor, "user.password_set", f"user/{name}")
+        sessions: dict[str, Any] = {"user": name, "kind": "session"}
+        if keep_token_id is not None:
+            sessions["_id"] = {"$ne": keep_token_id}
+        revoked = await self._db.delete_all(Coll.TOKENS, sessions)
+        details = {"sessions_revoked": revoked}
+        await self._audit.record(actor, "user.password_set", f"user/{name}", details)
 
     async def bootstrap(self, actor: Actor, name: str, password: str) -> bool:
         """Create the first admin with ``password``; False when an admin exists."""
@@ -92,25 +108,23 @@ class Auth:
         actor.require_service("checking a login")
         _check_hash(attempt.token_hash)
         ttl = _ttl(attempt.ttl_s)
-        keys = (f"user:{attempt.name}", f"addr:{attempt.client}")
-        counters = [await self._failures(key) for key in keys]
         now = self._clock()
-        wait = max(loginthrottle.retry_after_s(c, now) for c in counters)
-        if wait > 0:
-            raise LoginThrottledError("too many failed logins", retry_after_s=math.ceil(wait))
+        user_key, addr_key = f"user:{attempt.name}", f"addr:{attempt.client}"
+        # counted before the (slow) check: parallel guesses cannot share one old count
+        _, on_address = await self._counters.take((user_key, addr_key), now)
         doc = await self._db.find_one(Coll.USERS, {"name": attempt.name})
         stored = None if doc is None else doc.get("password_hash")
         checked = await verify_password(stored, attempt.password)
         if doc is None or not checked.ok:
-            for key, counter in zip(keys, counters, strict=True):
-                await self._count_failure(key, counter, now)
             details = {"client": attempt.client}
             await self._audit.record(actor, "user.login_failed", f"user/{attempt.name}", details)
             raise UnauthenticatedError(_WRONG)
         if checked.rehashed is not None:
             change = {"$set": {"password_hash": checked.rehashed}}
             await self._db.update(Coll.USERS, {"name": attempt.name}, change)
-        await self._db.delete(Coll.LOGIN_FAILURES, {"_id": keys[0]})
+        await self._counters.clear(user_key)
+        await self._counters.give_back(on_address)
+        await self._purge_if_due(now)  # only once it succeeded: a refusal changes no token
         return await self._open_session(user_of(doc), attempt, now, ttl)
 
     async def _open_session(
@@ -143,6 +157,7 @@ class Auth:
         )
         details = {"token_id": token.id, "label": label}
         await self._audit.record(actor, "token.created", f"user/{actor.name}", details)
+        await self._purge_if_due(token.created_at)
         return token
 
     async def resolve(self, actor: Actor, token_hash: str) -> tuple[User, Token]:
@@ -202,20 +217,23 @@ class Auth:
         await self._db.insert(Coll.TOKENS, doc)
         return token
 
-    async def _failures(self, key: str) -> loginthrottle.Failures | None:
-        doc = await self._db.find_one(Coll.LOGIN_FAILURES, {"_id": key})
-        if doc is None:
-            return None
-        return loginthrottle.Failures(count=int(doc["count"]), last_at=utc(doc["last_at"]))
+    async def _purge_if_due(self, now: datetime) -> None:
+        """Expired tokens and forgotten login counters go, at most once a ``PURGE_EVERY``
+        per catalog process, on the successful logins and token creations (which add
+        documents anyway: a refused request changes nothing else)."""
+        if self._purged_at is not None and now - self._purged_at < PURGE_EVERY:
+            return
+        self._purged_at = now
+        await self.purge(now)
 
-    async def _count_failure(
-        self, key: str, counter: loginthrottle.Failures | None, now: datetime
-    ) -> None:
-        if loginthrottle.live_count(counter, now) == 0:
-            change: dict[str, Any] = {"$set": {"count": 1, "last_at": now}}
-        else:
-            change = {"$inc": {"count": 1}, "$max": {"last_at": now}}
-        await self._db.upsert(Coll.LOGIN_FAILURES, {"_id": key}, change)
+    async def purge(self, now: datetime) -> tuple[int, int]:
+        """Delete expired tokens and forgotten login counters: how many of each."""
+        expired = {"expires_at": {"$ne": None, "$lte": now}}
+        tokens = await self._db.delete_all(Coll.TOKENS, expired)
+        counters = await self._counters.purge(now)
+        if tokens or counters:
+            log.info("auth.purged", tokens=tokens, login_counters=counters)
+        return tokens, counters
 
 
 def _check_hash(token_hash: str) -> None:

@@ -1,5 +1,6 @@
-"""The catalog's RPCs for the API: logins, passwords, tokens, the first admin, and the
-lists the API pages through (users, runs of a job)."""
+"""The catalog's RPCs for the API: logins, passwords, tokens, the first admin, deleting
+users and groups and changing roles, and the lists the API pages through (users, runs
+of a job)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class AuthRpc:
             Route(a.TOKEN_RESOLVE, a.TokenResolve, self.token_resolve),
             Route(a.TOKEN_LIST, a.TokenList, self.token_list),
             Route(a.TOKEN_REVOKE, a.TokenRevoke, self.token_revoke),
+            Route(a.USER_DELETE, a.UserDelete, self.user_delete),
+            Route(a.USER_SET_ROLE, a.UserSetRole, self.user_set_role),
+            Route(a.GROUP_GET, a.GroupGet, self.group_get),
+            Route(a.GROUP_DELETE, a.GroupDelete, self.group_delete),
             Route(b.RUN_LIST, b.RunList, self.run_list),
         ]
 
@@ -41,7 +46,22 @@ class AuthRpc:
         return a.UserListReply(users=[wire.user_info(u) for u in users])
 
     async def set_password(self, req: a.UserSetPassword) -> m.Done:
-        await self._auth.set_password(current_actor(), req.name, req.password)
+        await self._auth.set_password(current_actor(), req.name, req.password, req.keep_token_id)
+        return m.Done()
+
+    async def user_delete(self, req: a.UserDelete) -> m.Done:
+        await self._c.users.delete_user(current_actor(), req.name)
+        return m.Done()
+
+    async def user_set_role(self, req: a.UserSetRole) -> m.UserInfo:
+        return wire.user_info(await self._c.users.set_role(current_actor(), req.name, req.role))
+
+    async def group_get(self, req: a.GroupGet) -> m.GroupInfo:
+        current_actor().require_admin("reading a user group")
+        return wire.group_info(await self._c.users.group(req.name))
+
+    async def group_delete(self, req: a.GroupDelete) -> m.Done:
+        await self._c.users.delete_group(current_actor(), req.name)
         return m.Done()
 
     async def bootstrap(self, req: a.UserBootstrap) -> a.UserBootstrapReply:

@@ -4,9 +4,10 @@ Failures are counted per user name and per client address (two counters, so that
 neither guessing many passwords of one user from many addresses nor one password of
 many users from one address goes fast). The first ``FREE_FAILURES`` cost nothing;
 each one after doubles the wait before the next attempt is even checked, from 1 s up
-to ``MAX_DELAY_S``. A counter forgets after ``FORGET_AFTER`` without failures; a
-successful login clears the user's counter (not the address's: one account an
-attacker owns must not wipe their address's record).
+to ``MAX_DELAY_S``. A counter forgets after ``FORGET_AFTER`` without failures. Every
+attempt is counted before its password is checked (``logincounters``); a successful
+login clears the user's counter and only gives its own count back to the address's
+(one account an attacker owns must not wipe their address's record).
 """
 
 from __future__ import annotations

@@ -293,6 +293,12 @@ class CatalogDb:
             result = await self._db[coll].delete_one(dict(query))
         return result.deleted_count == 1
 
+    async def delete_all(self, coll: Coll, query: Mapping[str, Any]) -> int:
+        """Delete every document matching ``query``; how many there were."""
+        with translated(f"delete all in {coll}"):
+            result = await self._db[coll].delete_many(dict(query))
+        return result.deleted_count
+
     async def drop(self) -> None:
         """Drop the whole database (tests and tools only)."""
         with translated("drop database"):
