@@ -92,7 +92,12 @@ def _users(verbs: Groups) -> None:
         sends("POST", "/users", USER_COLUMNS, body=_user_body),
     )
     create.add_argument("name", metavar="NAME")
-    create.add_argument("--role", choices=("admin", "operator"), default="operator")
+    create.add_argument(
+        "--role",
+        choices=("admin", "operator"),
+        default="operator",
+        help="admin (everything) or operator (jobs and restores of its groups); default operator",
+    )
     _group_options(create)
     groups = verb(
         verbs,
@@ -111,7 +116,7 @@ def _users(verbs: Groups) -> None:
         sends("PUT", "/users/{name}/role", USER_COLUMNS, body=lambda a: {"role": a.role}),
     )
     role.add_argument("name", metavar="NAME")
-    role.add_argument("role", choices=("admin", "operator"))
+    role.add_argument("role", choices=("admin", "operator"), help="the new role: admin or operator")
     password = verb(
         verbs,
         "set-password",
