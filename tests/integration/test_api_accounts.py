@@ -25,7 +25,7 @@ from tests.support.tls import make_tls
 
 from edgeback_api.app import build_app, serve
 from edgeback_api.settings import ApiSettings
-from edgeback_catalog import loginthrottle
+from edgeback_catalog import auth, loginthrottle
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_cli.main import EXIT_INPUT
 from edgeback_core.listener import tls_context
@@ -131,6 +131,32 @@ async def test_users_groups_and_their_tokens_are_managed_and_revoked(world: Worl
     promoted = await call("PUT", f"/users/{ADMIN}/role", {"role": "admin"}, token=deputy)
     assert promoted[0] == 200
     assert (await call("DELETE", "/users/deputy"))[0] == 204
+
+
+async def test_a_login_racing_a_password_change_keeps_no_session(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The password changes (and the user's sessions are revoked) while a login with the
+    old one is being checked: that login is refused and leaves no token behind."""
+    call = Admin(world, await world.login(ADMIN, ADMIN_PASSWORD))
+    assert (await call("POST", "/groups", {"name": "site-r", "description": "R"}))[0] == 201
+    await _member(call, "racer", "site-r")
+    checked = auth.verify_password
+
+    async def changed_meanwhile(stored: str | None, password: str) -> Any:
+        verdict = await checked(stored, password)
+        if password == PASSWORD:  # the racing login, not the admin's own
+            new = {"password": PASSWORD + "-new"}
+            assert (await call("PUT", "/users/racer/password", new))[0] == 204
+        return verdict
+
+    monkeypatch.setattr(auth, "verify_password", changed_meanwhile)
+    resp = await world.client.post(
+        "/api/v1/auth/login", json={"name": "racer", "password": PASSWORD}
+    )
+    assert resp.status == 401, await resp.text()
+    status, tokens = await call("GET", "/auth/tokens?user=racer")
+    assert (status, tokens["items"]) == (200, [])
 
 
 async def test_parallel_wrong_logins_are_held_to_the_throttle(world: World) -> None:

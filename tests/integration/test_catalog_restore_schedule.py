@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from tests.integration.conftest import BusOpener
 from tests.integration.test_catalog_restores import T0, RestoreWorld, setup, spec, world
-from tests.integration.test_catalog_rpc import ADMIN
+from tests.integration.test_catalog_rpc import ADMIN, register
 
 from edgeback_catalog.mongo import Coll
 from edgeback_core.bus.port import Envelope
@@ -271,3 +271,33 @@ async def test_a_plan_lost_between_queuing_and_sending_is_sent_again(rig: Rig) -
     await a.step()
     await asyncio.sleep(0.2)  # another plan would have arrived by now
     assert rig.plans.empty()  # each sent once
+
+
+async def test_running_a_manual_restore_needs_its_target_platform_in_sight(rig: Rig) -> None:
+    """A manual restore is run without a code: an operator who sees the backup host but
+    not the platform of the VM it writes into cannot run it (it does not exist for it)."""
+    ids = await setup(rig)
+    for group in ("g1", "g2"):
+        await rig.call(catalog_rpc.GROUP_CREATE, m.GroupCreate(name=group), m.GroupInfo)
+    grant = m.HostAuthorize(actor=ADMIN, host_id=ids["host"], groups=["g1", "g2"])
+    await rig.call(catalog_rpc.HOST_AUTHORIZE, grant, m.HostInfo)
+    platform = await rig.call(
+        catalog_rpc.PLATFORM_REGISTER, register(ids["host"], groups=["g2"]), m.PlatformInfo
+    )
+    onto = [r.DiskMap(source_disk_id=d, target_disk_id=d) for d in ("d0", "d1")]
+    into = r.RestoreTarget(new_path=r.NewPath(platform_id=platform.id, vm_id="vm-9", disks=onto))
+    made = spec([ids["a_new"]], schedule={"kind": "manual"}, target=into)
+    created = await rig.call(
+        r.RESTORE_CREATE, r.RestoreCreate(actor=ADMIN, spec=made), r.RestoreCreated
+    )
+    code = created.verification_code
+    start = r.RestoreStart(actor=ADMIN, restore_id=created.restore.id, verification_code=code)
+    assert (await rig.call(r.RESTORE_START, start, r.RestoreInfo)).state == "scheduled"
+    for name, groups in (("op1", ["g1"]), ("op12", ["g1", "g2"])):
+        user = m.UserCreate(name=name, role="operator", groups=groups)
+        await rig.call(catalog_rpc.USER_CREATE, user, m.UserInfo)
+    blind = r.RestoreRun(actor=m.ActorRef(user="op1"), restore_id=created.restore.id)
+    assert await rig.code_of(r.RESTORE_RUN, blind) == "not_found"
+    assert await rig.state(created.restore.id) == "scheduled" and rig.plans.empty()
+    seeing = r.RestoreRun(actor=m.ActorRef(user="op12"), restore_id=created.restore.id)
+    assert (await rig.call(r.RESTORE_RUN, seeing, r.RestoreInfo)).state == "queued"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgeback_api.openapi import document
-from edgeback_api.paging import decode_cursor, page_of
+from edgeback_api.paging import decode_cursor, encode_cursor, page_of, position_of
 from edgeback_api.routing import Access
 from edgeback_api.table import route_table
 from edgeback_api.tokens import bearer_of, new_token, token_hash
@@ -87,6 +87,15 @@ def test_pages_follow_their_cursor_to_the_end() -> None:
     assert seen == items
     with pytest.raises(InvalidInputError):
         decode_cursor("not-a-cursor!")
+
+
+@pytest.mark.parametrize("key", [(), ("a", "b"), (7,), (None,)])
+def test_a_catalog_position_is_one_text_else_a_bad_cursor(key: tuple[object, ...]) -> None:
+    """A cursor of another shape (``W10`` is ``[]``) is refused, never an IndexError (500)."""
+    with pytest.raises(InvalidInputError):
+        position_of(encode_cursor(key))
+    assert position_of(encode_cursor(("2024-05-01|ab",))) == "2024-05-01|ab"
+    assert position_of(None) is None
 
 
 def test_tokens_are_random_and_only_well_formed_bearers_are_read() -> None:

@@ -6,7 +6,7 @@ paged here."""
 
 from __future__ import annotations
 
-from edgeback_api.paging import Page, decode_cursor, encode_cursor, page_of
+from edgeback_api.paging import Page, encode_cursor, page_of, position_of
 from edgeback_api.routing import Call
 from edgeback_api.wire import (
     AuditQuery,
@@ -76,7 +76,7 @@ async def browse(call: Call) -> w.PlatformInventory:
 
 async def jobs(call: Call) -> Page[j.JobInfo]:
     q = call.query_as(JobQuery)
-    after = None if q.cursor is None else str(decode_cursor(q.cursor)[0])
+    after = position_of(q.cursor)
     request = j.JobList(
         actor=call.actor,
         host_id=q.host_id,
@@ -173,7 +173,7 @@ async def groups(call: Call) -> Page[m.GroupInfo]:
 
 async def audit(call: Call) -> Page[m.AuditEntry]:
     q = call.query_as(AuditQuery)
-    before = None if q.cursor is None else str(decode_cursor(q.cursor)[0])
+    before = position_of(q.cursor)
     request = m.AuditList(
         actor=call.actor,
         resource=q.resource,
@@ -208,7 +208,7 @@ async def _visible_jobs(call: Call, job_ids: set[str]) -> set[str]:
 
 def _position(cursor: str | None) -> str | None:
     """The catalog's position inside one of our cursors."""
-    return None if cursor is None else str(decode_cursor(cursor)[0])
+    return position_of(cursor)
 
 
 def _cursor(after: str | None) -> str | None:

@@ -45,6 +45,16 @@ def decode_cursor(cursor: str) -> Key:
     return tuple(value)
 
 
+def position_of(cursor: str | None) -> str | None:
+    """The catalog's position (one text) inside a cursor of a catalog-paged list."""
+    if cursor is None:
+        return None
+    key = decode_cursor(cursor)
+    if len(key) != 1 or not isinstance(key[0], str):
+        raise InvalidInputError("cursor is not one this API gave", field="cursor")
+    return key[0]
+
+
 def page_of(items: Sequence[T], key: Callable[[T], Key], cursor: str | None, limit: int) -> Page[T]:
     """The page of ``items`` (in any order) after ``cursor``, sorted by ``key``."""
     ordered = sorted(items, key=key)

@@ -7,12 +7,14 @@ subscription brings (``live.py``), skipping those the log already gave. Each eve
 ``data: <the event's JSON>``. It ends with ``event: end`` (``data: {"state": ...}``)
 once the run has ended: after its ``RunFinished`` / ``RestoreFinished``, or when a
 keep-alive look at its state finds it ended (an event lost on the way cannot keep a
-stream open). Its bearer token is resolved again every ``token_recheck_s`` (30 s): a
-token revoked or expired meanwhile ends the stream with ``event: error`` (the
-``unauthenticated`` problem body). A stopping API ends its streams without ``end``:
-clients reconnect (to another instance) with ``Last-Event-ID``. A client too slow to
-read loses its oldest events and is told with ``event: lagged`` (``data: {"dropped":
-n}``); the event log still holds them.
+stream open). Its bearer token is resolved again every ``token_recheck_s`` (30 s), and
+the run (restore) read again as its caller: a token revoked or expired meanwhile, or a
+run no longer visible (its backup host taken from the caller's groups), ends the stream
+with ``event: error`` (the ``unauthenticated`` or ``not_found`` problem body). A
+stopping API ends its streams without ``end``: clients reconnect (to another
+instance) with ``Last-Event-ID``. A client too slow to read loses its oldest events
+and is told with ``event: lagged`` (``data: {"dropped": n}``); the event log still
+holds them.
 """
 
 from __future__ import annotations
@@ -55,12 +57,17 @@ class Source:
     state: Callable[[], Awaitable[str]]
     ended: frozenset[str]
     last_event: type[LiveEvent]
+    visible: Callable[[], Awaitable[object]] | None = None
+    """Read as the caller: raises ``not_found`` once the caller may no longer see it."""
 
 
 async def run_progress(call: Call) -> ServerEvents:
     run_id = call.params["run_id"]
     actor = call.actor
     await lists.run_detail(call)  # visible to the caller, or 404 before the stream starts
+
+    async def visible() -> object:
+        return await lists.run_detail(call)
 
     async def page(after: str | None) -> tuple[list[Seen], str | None]:
         ask = b.RunEventsGet(actor=actor, run_id=run_id, after=after, limit=_PAGE)
@@ -71,15 +78,18 @@ async def run_progress(call: Call) -> ServerEvents:
         ask = b.RunDetailGet(actor=actor, run_id=run_id)
         return (await call.api.call(b.RUN_DETAIL, ask, b.RunDetail)).run.state
 
-    return _follow(call, Source(f"run:{run_id}", page, state, RUN_ENDED, r.RunFinished))
+    return _follow(call, Source(f"run:{run_id}", page, state, RUN_ENDED, r.RunFinished, visible))
 
 
 async def restore_progress(call: Call) -> ServerEvents:
     restore_id = call.params["restore_id"]
     actor = call.actor
-    await call.api.call(
-        rs.RESTORE_GET, rs.RestoreGet(actor=actor, restore_id=restore_id), rs.RestoreInfo
-    )
+
+    async def visible() -> object:
+        get = rs.RestoreGet(actor=actor, restore_id=restore_id)
+        return await call.api.call(rs.RESTORE_GET, get, rs.RestoreInfo)
+
+    await visible()  # visible to the caller, or 404 before the stream starts
 
     async def page(after: str | None) -> tuple[list[Seen], str | None]:
         ask = rs.RestoreEventsGet(actor=actor, restore_id=restore_id, after=after, limit=_PAGE)
@@ -90,7 +100,9 @@ async def restore_progress(call: Call) -> ServerEvents:
         ask = rs.RestoreGet(actor=actor, restore_id=restore_id)
         return (await call.api.call(rs.RESTORE_GET, ask, rs.RestoreInfo)).state
 
-    source = Source(f"restore:{restore_id}", page, state, RESTORE_ENDED, rs.RestoreFinished)
+    source = Source(
+        f"restore:{restore_id}", page, state, RESTORE_ENDED, rs.RestoreFinished, visible
+    )
     return _follow(call, source)
 
 
@@ -119,14 +131,17 @@ class Recheck:
 
 def _follow(call: Call, source: Source) -> ServerEvents:
     token = bearer_of(call.headers.get("Authorization"))
-    recheck = None
-    if token is not None:
-        resolve = a.TokenResolve(actor=API_ACTOR, token_hash=token_hash(token))
+    resolve = (
+        None if token is None else a.TokenResolve(actor=API_ACTOR, token_hash=token_hash(token))
+    )
 
-        async def check() -> None:
+    async def check() -> None:
+        if resolve is not None:
             await call.api.call(a.TOKEN_RESOLVE, resolve, a.TokenIdentity)
+        if source.visible is not None:
+            await source.visible()
 
-        recheck = Recheck(check, call.api.token_recheck_s)
+    recheck = Recheck(check, call.api.token_recheck_s)
     last_id, heartbeat_s = _last_id(call), call.api.heartbeat_s
     return ServerEvents(stream(source, call.api.live, last_id, heartbeat_s, recheck))
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import msgspec
 
-from edgeback_api.paging import Page, decode_cursor, encode_cursor
+from edgeback_api.paging import Page, encode_cursor, position_of
 from edgeback_api.routing import Call
 from edgeback_api.wire import PageQuery
 from edgeback_core.messages import restorejobs as rj
@@ -23,7 +23,7 @@ class RestoreJobQuery(PageQuery, frozen=True, kw_only=True):
 
 async def restore_jobs(call: Call) -> Page[rj.RestoreJobInfo]:
     q = call.query_as(RestoreJobQuery)
-    after = None if q.cursor is None else str(decode_cursor(q.cursor)[0])
+    after = position_of(q.cursor)
     request = rj.RestoreJobList(
         actor=call.actor,
         host_id=q.host_id,

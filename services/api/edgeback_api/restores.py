@@ -6,7 +6,7 @@ jobs), and the events of the runs and restores it sees."""
 
 from __future__ import annotations
 
-from edgeback_api.paging import Page, decode_cursor, encode_cursor
+from edgeback_api.paging import Page, encode_cursor, position_of
 from edgeback_api.routing import Call
 from edgeback_api.wire import (
     RestoreEventQuery,
@@ -22,7 +22,7 @@ from edgeback_core.messages.jobs import PoolRef
 
 def _after(cursor: str | None) -> str | None:
     """The catalog's position inside one of our cursors."""
-    return None if cursor is None else str(decode_cursor(cursor)[0])
+    return position_of(cursor)
 
 
 def _cursor(after: str | None) -> str | None:

@@ -125,14 +125,30 @@ class Auth:
         await self._counters.clear(user_key)
         await self._counters.give_back(on_address)
         await self._purge_if_due(now)  # only once it succeeded: a refusal changes no token
-        return await self._open_session(user_of(doc), attempt, now, ttl)
+        checked_hash = checked.rehashed or stored
+        return await self._open_session(
+            user_of(doc), attempt, now, ttl, user_id=doc["_id"], checked_hash=checked_hash
+        )
 
     async def _open_session(
-        self, user: User, attempt: LoginAttempt, now: datetime, ttl: timedelta
+        self,
+        user: User,
+        attempt: LoginAttempt,
+        now: datetime,
+        ttl: timedelta,
+        *,
+        user_id: object,
+        checked_hash: str | None,
     ) -> tuple[User, Token]:
         token = await self._store(
             user.name, kind="session", label="", token_hash=attempt.token_hash, now=now, ttl=ttl
         )
+        # A password change or a delete between the check and the insert revoked the
+        # user's sessions before this one existed: looked at again, this one goes too.
+        now_doc = await self._db.find_one(Coll.USERS, {"_id": user_id})
+        if now_doc is None or now_doc.get("password_hash") != checked_hash:
+            await self._db.delete(Coll.TOKENS, {"token_hash": attempt.token_hash})
+            raise UnauthenticatedError(_WRONG)
         who = Actor(name=user.name, role=user.role, groups=user.groups)
         details = {"client": attempt.client, "token_id": token.id}
         await self._audit.record(who, "user.logged_in", f"user/{user.name}", details)

@@ -135,10 +135,13 @@ class Jobs:
         return job
 
     async def clone(self, actor: Actor, job_id: JobId, name: str) -> Job:
-        """A disabled copy under ``name``, visible to the same groups."""
+        """A disabled copy under ``name`` on the same backup host (so seen by the same
+        groups); it records the source's groups when an admin clones, the operator's own
+        otherwise (an operator may only give a job its own groups)."""
         source = await self.get(actor, job_id)
         spec = msgspec.structs.replace(source.spec, name=name)
-        copy = await self.create(actor, spec, enabled=False, groups=source.groups)
+        groups = source.groups if actor.sees_everything else None
+        copy = await self.create(actor, spec, enabled=False, groups=groups)
         await self._audit.record(actor, "job.cloned", _ref(copy.id), {"from": job_id})
         return copy
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeback_catalog.access import NO_ID
 from edgeback_catalog.domain import Actor
 from edgeback_catalog.jobs import MAX_PAGE, Jobs
 
@@ -25,4 +26,4 @@ async def jobs_visible_to(jobs: Jobs, actor: Actor) -> dict[str, Any]:
         page, after = await jobs.list(actor, after=after, limit=MAX_PAGE)
         seen += [job.id for job in page]
         if after is None:
-            return {"job_id": {"$in": sorted(seen)}}
+            return {"job_id": {"$in": sorted(seen) or [NO_ID]}}  # never an empty $in

@@ -220,8 +220,13 @@ class Restores:
 
     async def run(self, actor: Actor, restore_id: str) -> Restore:
         """Queue a verified manual restore now; ``restore_not_runnable`` otherwise
-        (the conditional update decides between two runs: one queues it)."""
+        (the conditional update decides between two runs: one queues it). Needs no code,
+        so whoever runs it must also see the VM it writes into, as its creator had to."""
         restore = await self.get(actor, restore_id)
+        try:
+            await self._require_target(actor, restore.spec)
+        except UnknownReferenceError:
+            raise NotFoundError(f"restore {restore_id} not found", restore_id=restore_id) from None
         if restore.state is RestoreState.SCHEDULED and isinstance(restore.spec.schedule, Manual):
             if restore.job_id is not None:
                 await require_ready(self._db, restore.job_id, restore.id)
