@@ -25,7 +25,7 @@ from tests.support.tls import make_tls
 
 from edgeback_api.app import build_app, serve
 from edgeback_api.settings import ApiSettings
-from edgeback_catalog import auth, loginthrottle
+from edgeback_catalog import auth, loginthrottle, passwords
 from edgeback_catalog.mongo import CatalogDb, Coll
 from edgeback_cli.main import EXIT_INPUT
 from edgeback_core.listener import tls_context
@@ -141,7 +141,7 @@ async def test_a_login_racing_a_password_change_keeps_no_session(
     call = Admin(world, await world.login(ADMIN, ADMIN_PASSWORD))
     assert (await call("POST", "/groups", {"name": "site-r", "description": "R"}))[0] == 201
     await _member(call, "racer", "site-r")
-    checked = auth.verify_password
+    checked = passwords.verify_password  # what auth imported
 
     async def changed_meanwhile(stored: str | None, password: str) -> Any:
         verdict = await checked(stored, password)
