@@ -159,6 +159,7 @@ def test_all_in_one_runs_a_backup_job_through_its_api(
                "run_id": run["run"]["id"], "backup_set_id": run["backup_set_ids"][0],
                "restore_id": restore_id, "host_id": HOST, "name": "admin",
                "pool_id": pool["id"], "restore_job_id": saved["job"]["id"]}  # fmt: skip
+        site.cli("group", "create", "aio-ops", "--description", "all-in-one operators")
         api_token, minted = _api_token(site)
         site.cli("run", "list", "--job", str(job["id"]), token=api_token)
         read = _read_every_get_route(site, api_token, ids)
@@ -326,6 +327,7 @@ def _read_every_get_route(site: Site, token: str, ids: dict[str, str]) -> list[s
     for route in routes:
         # a restore job's id is its path's job_id
         mine = ids | ({"job_id": ids["restore_job_id"]} if "/restore-jobs/" in route.path else {})
+        mine |= {"name": "aio-ops"} if route.path.startswith("/groups/") else {}  # a group's
         query = READ_QUERIES.get(route.path, "").format(**mine)
         url = f"{site.api}{route.url.format(**mine)}" + (f"?{query}" if query else "")
         auth = {"Authorization": f"Bearer {token}"}

@@ -166,7 +166,10 @@ async def test_parallel_wrong_logins_are_held_to_the_throttle(world: World) -> N
         *(world.client.post("/api/v1/auth/login", json=bad) for _ in range(12))
     )
     statuses = sorted(r.status for r in replies)
-    checked = loginthrottle.FREE_FAILURES + 1
+    # at most the free ones and the one after are checked; fewer may be (a guess refused
+    # meanwhile stays counted until it is given back); the rest are told to wait
+    checked = statuses.count(401)
+    assert 1 <= checked <= loginthrottle.FREE_FAILURES + 1, statuses
     assert statuses == [401] * checked + [429] * (12 - checked), statuses
 
 
